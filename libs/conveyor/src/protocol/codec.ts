@@ -1,0 +1,141 @@
+import type { DriverMessage, DriverResult, PipelineEvent, Resource } from './wire.types';
+import { RESULT_EVENT, isSubjectToken } from './subjects';
+
+/**
+ * Why a message could not be decoded. `runId` and `resource` are set when they were readable, so the
+ * caller can still report a failure result for the run (the Go runtime publishes nothing and the
+ * pipeline hangs forever: contract §17 G6).
+ */
+export class MalformedMessageError extends Error {
+  constructor(
+    readonly reason: string,
+    readonly runId?: string,
+    readonly resource?: Resource,
+  ) {
+    super(reason);
+    this.name = 'MalformedMessageError';
+  }
+}
+
+/** A decoded DriverMessage with its resource parsed once. */
+export interface DecodedMessage {
+  message: DriverMessage;
+  resource: Resource;
+  /** The resource as a JSON string, exactly as the server sent it (Go `Reconcile(payload, …)` parity). */
+  payload: string;
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new MalformedMessageError(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Validates the fields every Resource must carry; tolerant about metadata (any JSON) and spec. */
+function asResource(value: unknown, runId: string | undefined): Resource {
+  if (!isPlainObject(value)) throw new MalformedMessageError('payload is not a JSON object (a Resource)', runId);
+  if (typeof value.name !== 'string' || value.name === '') {
+    throw new MalformedMessageError('payload is not a Resource: "name" is missing or not a string', runId);
+  }
+  if (!isSubjectToken(value.resource)) {
+    throw new MalformedMessageError(
+      'payload is not a Resource: "resource" (the resource type) is missing or not subject-safe',
+      runId,
+    );
+  }
+  if (value.metadata !== undefined && value.metadata !== null && !isPlainObject(value.metadata)) {
+    throw new MalformedMessageError('payload is not a Resource: "metadata" is not an object', runId);
+  }
+  return value as unknown as Resource;
+}
+
+/**
+ * Decodes a DriverMessage `{event, payload, id, run_id}` as the server publishes it (contract §3.4).
+ * Accepts `payload` as a JSON string (what 0.6.x sends) or an object (the SDD's model); unknown keys
+ * are ignored like Go's decoder does.
+ * @throws MalformedMessageError with a reason fit for a dead-letter record.
+ */
+export function decodeDriverMessage(data: Uint8Array | string): DecodedMessage {
+  let text: string;
+  try {
+    text = typeof data === 'string' ? data : decoder.decode(data);
+  } catch {
+    throw new MalformedMessageError('message is not valid UTF-8');
+  }
+  const raw = parseJson(text, 'message');
+  if (!isPlainObject(raw)) throw new MalformedMessageError('message is not a JSON object');
+  const runId = isSubjectToken(raw.run_id) ? raw.run_id : undefined;
+  if (runId === undefined) {
+    throw new MalformedMessageError(
+      raw.run_id === undefined ? 'message has no "run_id"' : 'message "run_id" is not a subject-safe string',
+    );
+  }
+  if (typeof raw.event !== 'string') throw new MalformedMessageError('message "event" is missing or not a string', runId);
+  if (typeof raw.id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(raw.id)) {
+    throw new MalformedMessageError('message "id" is missing or not a printable string', runId);
+  }
+  let payload: string;
+  let parsed: unknown;
+  if (typeof raw.payload === 'string') {
+    payload = raw.payload;
+    try {
+      parsed = JSON.parse(payload);
+    } catch (err) {
+      throw new MalformedMessageError(`payload is not valid JSON: ${(err as Error).message}`, runId);
+    }
+  } else if (isPlainObject(raw.payload)) {
+    parsed = raw.payload;
+    payload = encodeGoJson(raw.payload);
+  } else {
+    throw new MalformedMessageError('message "payload" is missing or neither a string nor an object', runId);
+  }
+  const resource = asResource(parsed, runId);
+  const message: DriverMessage = { event: raw.event, payload: raw.payload as DriverMessage['payload'], id: raw.id, run_id: runId };
+  return { message, resource, payload };
+}
+
+const GO_ESCAPES: Record<string, string> = {
+  '<': '\\u003c',
+  '>': '\\u003e',
+  '&': '\\u0026',
+  '\u2028': '\\u2028',
+  '\u2029': '\\u2029',
+};
+
+/**
+ * `JSON.stringify` with Go `encoding/json`'s HTML escaping of `<`, `>`, `&`, U+2028 and U+2029, so
+ * what we publish is byte-identical to what a Go driver would. Those characters can only occur
+ * inside JSON strings, where the escape is equivalent, so a plain replace is safe.
+ */
+export function encodeGoJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c]);
+}
+
+/** Builds the PipelineEvent a driver publishes after a reconcile, with every key the engine reads (§3.6). */
+export function toPipelineEvent(runId: string, resource: Resource, result: DriverResult, driver: string): PipelineEvent {
+  return {
+    event: RESULT_EVENT,
+    run_id: runId,
+    resource,
+    driverresult: {
+      success: result.success,
+      message: result.message ?? '',
+      data: result.data === undefined ? null : result.data,
+      driver,
+    },
+  };
+}
+
+/** UTF-8 bytes of `encodeGoJson(value)`. */
+export function encodeWire(value: unknown): Uint8Array {
+  return encoder.encode(encodeGoJson(value));
+}
