@@ -5,7 +5,7 @@
  * harness spawned, even when a suite crashed.
  */
 const transform = {
-  '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', isolatedModules: true, diagnostics: false }],
+  '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', diagnostics: false }],
 };
 const moduleNameMapper = {
   '^@conveyor-ci/nestjs$': '<rootDir>/libs/conveyor/src',

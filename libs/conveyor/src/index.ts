@@ -1,0 +1,35 @@
+/**
+ * Public API of @conveyor-ci/nestjs: only what driver authors need. Internals stay importable by
+ * path for the project's own tests, not through this barrel.
+ */
+export { ConveyorModule } from './module/conveyor.module';
+export { CONVEYOR_CONFIG } from './module/conveyor.constants';
+export {
+  ConveyorConfigError,
+  resolveConveyorConfig,
+  type AckMode,
+  type ConveyorConfig,
+  type ConveyorModuleOptions,
+  type ConveyorTlsOptions,
+  type IncompatibleConsumerPolicy,
+} from './module/conveyor.options';
+export { connectConveyor } from './transport/connect-conveyor';
+export { ConveyorStrategy, type ConveyorTransportState, type ConveyorTransportEvent, type ConveyorTransportEvents } from './transport/conveyor.strategy';
+export { ConsumerBindingError } from './transport/consumer-binding';
+export { Reconcile, type ReconcileOptions } from './reconcile/reconcile.decorator';
+export { ReconcileContext, isConveyorContext } from './reconcile/reconcile-context';
+export { DuplicateReconcileHandlerError } from './reconcile/reconcile-handler.registry';
+export { CONVEYOR_TRANSPORT } from './reconcile/reconcile.constants';
+export type { RunLogger, LogFields } from './logger/run-logger';
+export {
+  MESSAGES_STREAM,
+  RESULT_SUBJECT,
+  InvalidSubjectTokenError,
+  isSubjectToken,
+  type ConveyorLog,
+  type DriverMessage,
+  type DriverResult,
+  type DriverResultEvent,
+  type PipelineEvent,
+  type Resource,
+} from './protocol';

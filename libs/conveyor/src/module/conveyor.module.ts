@@ -1,0 +1,52 @@
+import { Inject, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
+import { ConveyorStrategy } from '../transport/conveyor.strategy';
+import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
+import { CONVEYOR_CONFIG } from './conveyor.constants';
+import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
+
+/**
+ * The Conveyor driver runtime. `ConveyorModule.forRoot({ driverName })` or `forRootAsync({ useFactory })`;
+ * then `await connectConveyor(app)` in `main.ts` attaches the transport.
+ */
+@Module({
+  imports: [DiscoveryModule],
+  providers: [
+    {
+      provide: CONVEYOR_CONFIG,
+      // Resolved once at startup: invalid configuration stops the app with every problem listed.
+      useFactory: (options: ConveyorModuleOptions) => resolveConveyorConfig(options),
+      inject: [CONVEYOR_MODULE_OPTIONS],
+    },
+    ConveyorStrategy,
+    ReconcileExplorer,
+  ],
+  exports: [CONVEYOR_CONFIG, ConveyorStrategy],
+})
+export class ConveyorModule extends ConfigurableConveyorModule implements OnApplicationBootstrap {
+  constructor(
+    @Inject(ConveyorStrategy) private readonly strategy: ConveyorStrategy,
+    @Inject(ReconcileExplorer) private readonly explorer: ReconcileExplorer,
+  ) {
+    super();
+  }
+
+  /** Fails startup for handlers that could never run, instead of an idle driver that looks healthy. */
+  onApplicationBootstrap(): void {
+    const handlers = this.explorer.explore();
+    const misplaced = handlers.filter((h) => !h.inController).map((h) => h.meta.handler);
+    if (misplaced.length > 0) {
+      throw new Error(
+        `@Reconcile works on controllers only, but ${misplaced.join(', ')} ${misplaced.length > 1 ? 'are' : 'is'} on a provider: ` +
+          "list the class in a module's `controllers`.",
+      );
+    }
+    if (handlers.length > 0 && !this.strategy.isAttached) {
+      throw new Error(
+        `Found @Reconcile handlers (${handlers.map((h) => h.meta.handler).join(', ')}) but the Conveyor transport was never attached: ` +
+          'call `await connectConveyor(app)` in main.ts (it runs app.init() itself) before app.listen().',
+      );
+    }
+  }
+}

@@ -1,0 +1,208 @@
+import { existsSync } from 'node:fs';
+import { isSubjectToken } from '../protocol';
+
+/**
+ * `afterResult` (default): ack only after the result's PubAck: at-least-once, nothing lost on a crash.
+ * `onReceive`: ack before reconciling, like the Go runtime: at-most-once, a crash loses the event.
+ */
+export type AckMode = 'afterResult' | 'onReceive';
+
+/** What to do when the existing consumer was made by another runtime with settings we cannot fix. */
+export type IncompatibleConsumerPolicy = 'warn' | 'refuse';
+
+/** PEM file paths for mutual TLS to the Conveyor server's NATS (contract §10.4). */
+export interface ConveyorTlsOptions {
+  cert?: string;
+  key?: string;
+  ca?: string;
+}
+
+/**
+ * Options of {@link ConveyorModule}. Every option falls back to an environment variable, then to a
+ * default (see the README's configuration table).
+ */
+export interface ConveyorModuleOptions {
+  /** Driver name: consumer name and subject token. Env `CONVEYOR_DRIVER_NAME`. Required. */
+  driverName?: string;
+  /** NATS server URL(s). Env `CONVEYOR_NATS_URL` (comma-separated). Default `nats://127.0.0.1:4222`. */
+  servers?: string | string[];
+  /** Conveyor API base URL. Env `CONVEYOR_API_URL`, else `CONVEYOR_SERVER_HOST`/`CONVEYOR_SERVER_PORT`. */
+  apiUrl?: string;
+  /** Runs in flight per instance. Env `CONVEYOR_CONCURRENCY`. Default 1. */
+  concurrency?: number;
+  /** Env `CONVEYOR_ACK_MODE`. Default `afterResult`. */
+  ackMode?: AckMode;
+  /** Consumer `max_ack_pending`, applied on creation (or on update when set explicitly). Default 1000. */
+  maxAckPending?: number;
+  /** Consumer `ack_wait` in ms, applied on creation (or on update when set explicitly). Default 30 000. */
+  ackWaitMs?: number;
+  /** Deliveries of a retryable failure before giving up. Env `CONVEYOR_MAX_ATTEMPTS`. Default 3. */
+  maxAttempts?: number;
+  /** Ceiling of one reconcile in ms; 0 turns it off. Env `CONVEYOR_RECONCILE_TIMEOUT_MS`. Default 1 h. */
+  reconcileTimeoutMs?: number;
+  /** How long shutdown waits for in-flight runs. Env `CONVEYOR_SHUTDOWN_TIMEOUT_MS`. Default 25 000. */
+  shutdownTimeoutMs?: number;
+  /** Existing consumer that is not durable or has max_ack_pending 1. Env `CONVEYOR_INCOMPATIBLE_CONSUMER`. Default `warn`. */
+  incompatibleConsumer?: IncompatibleConsumerPolicy;
+  /** mTLS files. Env `CONVEYOR_TLS_CERT`, `CONVEYOR_TLS_KEY`, `CONVEYOR_TLS_CA`. Default off. */
+  tls?: ConveyorTlsOptions;
+}
+
+/** Options after env fallbacks, defaults and validation. */
+export interface ConveyorConfig {
+  driverName: string;
+  servers: string[];
+  apiUrl: string;
+  concurrency: number;
+  ackMode: AckMode;
+  maxAckPending: number;
+  ackWaitMs: number;
+  maxAttempts: number;
+  reconcileTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  incompatibleConsumer: IncompatibleConsumerPolicy;
+  tls?: ConveyorTlsOptions;
+  /** Options given in code or env rather than defaulted: only these may change an existing consumer. */
+  explicit: ReadonlySet<keyof ConveyorModuleOptions>;
+}
+
+/** Thrown at startup for invalid configuration; lists every problem with the option and env var. */
+export class ConveyorConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid Conveyor configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConveyorConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+/** Either the parsed value or the reason the input is invalid. */
+type Parsed<T> = { value: T } | { error: string };
+type Parse<T> = (input: unknown) => Parsed<T>;
+
+const wholeNumber =
+  (min: number): Parse<number> =>
+  (input) => {
+    const n = typeof input === 'string' && input.trim() !== '' ? Number(input) : input;
+    return typeof n === 'number' && Number.isSafeInteger(n) && n >= min
+      ? { value: n }
+      : { error: `must be a whole number >= ${min}` };
+  };
+
+const oneOf =
+  <T extends string>(...allowed: T[]): Parse<T> =>
+  (input) =>
+    allowed.includes(input as T)
+      ? { value: input as T }
+      : { error: `must be one of ${allowed.map((a) => `"${a}"`).join(', ')}` };
+
+const httpUrl: Parse<string> = (input) => {
+  try {
+    const url = new URL(String(input));
+    if (typeof input === 'string' && (url.protocol === 'http:' || url.protocol === 'https:')) {
+      return { value: input.replace(/\/+$/, '') };
+    }
+  } catch {
+    /* reported below */
+  }
+  return { error: 'must be an http(s) URL such as http://localhost:8080' };
+};
+
+const natsServers: Parse<string[]> = (input) => {
+  const list = (Array.isArray(input) ? input : typeof input === 'string' ? input.split(',') : [])
+    .map((s) => (typeof s === 'string' ? s.trim() : ''))
+    .filter(Boolean);
+  if (list.length === 0) return { error: 'must name at least one NATS server URL' };
+  for (const server of list) {
+    try {
+      const url = new URL(server.includes('://') ? server : `nats://${server}`);
+      if (!['nats:', 'tls:', 'ws:', 'wss:'].includes(url.protocol) || !url.hostname) throw new Error(server);
+    } catch {
+      return { error: `"${server}" is not a NATS URL (nats://host:port or tls://host:port)` };
+    }
+  }
+  return { value: list };
+};
+
+const subjectToken: Parse<string> = (input) =>
+  isSubjectToken(input)
+    ? { value: input }
+    : { error: 'must be a non-empty name without whitespace, ".", "*", ">", "/" or "\\" (it is a NATS subject token)' };
+
+interface Spec<T> {
+  env: string;
+  parse: Parse<T>;
+  /** The default; a function derives it from other env vars (and may find none). */
+  fallback: T | ((env: Env) => unknown);
+}
+
+const SPECS: { [K in Exclude<keyof ConveyorConfig, 'explicit' | 'tls'>]: Spec<ConveyorConfig[K]> } = {
+  driverName: { env: 'CONVEYOR_DRIVER_NAME', parse: subjectToken, fallback: () => undefined },
+  servers: { env: 'CONVEYOR_NATS_URL', parse: natsServers, fallback: ['nats://127.0.0.1:4222'] },
+  apiUrl: { env: 'CONVEYOR_API_URL', parse: httpUrl, fallback: legacyApiUrl },
+  concurrency: { env: 'CONVEYOR_CONCURRENCY', parse: wholeNumber(1), fallback: 1 },
+  ackMode: { env: 'CONVEYOR_ACK_MODE', parse: oneOf('afterResult', 'onReceive'), fallback: 'afterResult' },
+  maxAckPending: { env: 'CONVEYOR_MAX_ACK_PENDING', parse: wholeNumber(1), fallback: 1000 },
+  ackWaitMs: { env: 'CONVEYOR_ACK_WAIT_MS', parse: wholeNumber(1000), fallback: 30_000 },
+  maxAttempts: { env: 'CONVEYOR_MAX_ATTEMPTS', parse: wholeNumber(1), fallback: 3 },
+  reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
+  shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
+  incompatibleConsumer: { env: 'CONVEYOR_INCOMPATIBLE_CONSUMER', parse: oneOf('warn', 'refuse'), fallback: 'warn' },
+};
+
+/**
+ * `CONVEYOR_SERVER_HOST` held a full URL in the server's own code but a bare host in the Python SDK
+ * (contract §2.3), so accept both: a value with `://` is a URL, anything else a host joined with
+ * `CONVEYOR_SERVER_PORT` (default 8080).
+ */
+function legacyApiUrl(env: Env): string {
+  const host = env.CONVEYOR_SERVER_HOST?.trim();
+  if (!host) return 'http://localhost:8080';
+  return host.includes('://') ? host : `http://${host}:${env.CONVEYOR_SERVER_PORT?.trim() || '8080'}`;
+}
+
+/** Applies env fallbacks and defaults, and validates. @throws ConveyorConfigError listing every problem. */
+export function resolveConveyorConfig(options: ConveyorModuleOptions = {}, env: Env = process.env): ConveyorConfig {
+  const problems: string[] = [];
+  const explicit = new Set<keyof ConveyorModuleOptions>();
+  const resolved: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(SPECS) as [keyof typeof SPECS, Spec<unknown>][]) {
+    const fromEnv = env[spec.env]?.trim() ? env[spec.env] : undefined;
+    let input: unknown;
+    let source: string;
+    if (options[key] !== undefined) {
+      [input, source] = [options[key], `option "${key}"`];
+      explicit.add(key);
+    } else if (fromEnv !== undefined) {
+      [input, source] = [fromEnv, `option "${key}" from env ${spec.env}=${JSON.stringify(fromEnv)}`];
+      explicit.add(key);
+    } else {
+      input = typeof spec.fallback === 'function' ? (spec.fallback as (e: Env) => unknown)(env) : spec.fallback;
+      source = `option "${key}" (default or legacy env)`;
+      if (input === undefined) {
+        problems.push(`option "${key}" (env ${spec.env}) is required`);
+        continue;
+      }
+    }
+    const parsed = spec.parse(input);
+    if ('error' in parsed) problems.push(`${source}: ${parsed.error}`);
+    else resolved[key] = parsed.value;
+  }
+  const tls = resolveTls(options.tls, env, problems);
+  if (problems.length > 0) throw new ConveyorConfigError(problems);
+  return { ...(resolved as Omit<ConveyorConfig, 'explicit' | 'tls'>), ...(tls ? { tls } : {}), explicit };
+}
+
+function resolveTls(given: ConveyorTlsOptions | undefined, env: Env, problems: string[]): ConveyorTlsOptions | undefined {
+  const tls: ConveyorTlsOptions = {
+    cert: given?.cert ?? (env.CONVEYOR_TLS_CERT || undefined),
+    key: given?.key ?? (env.CONVEYOR_TLS_KEY || undefined),
+    ca: given?.ca ?? (env.CONVEYOR_TLS_CA || undefined),
+  };
+  if (!tls.cert && !tls.key && !tls.ca) return undefined;
+  if (!tls.cert !== !tls.key) problems.push('option "tls": cert and key must be given together (CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY)');
+  for (const part of ['cert', 'key', 'ca'] as const) {
+    const file = tls[part];
+    if (file && !existsSync(file)) problems.push(`option "tls.${part}": file ${JSON.stringify(file)} does not exist`);
+  }
+  return tls;
+}

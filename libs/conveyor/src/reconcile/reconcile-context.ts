@@ -1,0 +1,92 @@
+import type { ArgumentsHost } from '@nestjs/common';
+import { BaseRpcContext } from '@nestjs/microservices';
+import type { Resource } from '../protocol';
+import type { RunLogger } from '../logger/run-logger';
+
+/** Fields of a {@link ReconcileContext}. */
+export interface ReconcileContextInit {
+  event: string;
+  runId: string;
+  messageId: string;
+  subject: string;
+  resourceType: string;
+  deliveryCount: number;
+  streamSequence: number;
+  driverName: string;
+  payload: string;
+  resource: Resource;
+  signal: AbortSignal;
+  logger: RunLogger;
+}
+
+/**
+ * Everything a handler knows about the message it reconciles; inject it with `@Ctx()`.
+ * At-least-once delivery means a handler can run again for the same message (after a crash or a
+ * shutdown abort): `deliveryCount > 1` tells it so.
+ */
+export class ReconcileContext extends BaseRpcContext<[string]> {
+  /** Event of the message: `create`, `process` (later pipeline steps), upstream also `update`/`delete`. */
+  readonly event: string;
+  /** Run id, shared by every step of a pipeline run. */
+  readonly runId: string;
+  /** Message id (24 hex chars), new per dispatched message. */
+  readonly messageId: string;
+  /** Subject the message arrived on: `resources.{r}` or `drivers.{driver}.resources.{r}`. */
+  readonly subject: string;
+  /** Resource-definition name, e.g. `pipeline`. */
+  readonly resourceType: string;
+  /** 1 on first delivery. */
+  readonly deliveryCount: number;
+  /** Sequence of the message in the `messages` stream. */
+  readonly streamSequence: number;
+  readonly driverName: string;
+  /** The resource as the JSON string the server sent (Go `Reconcile(payload, …)` parity). */
+  readonly payload: string;
+  /** A private copy of the decoded resource (the same object `@Payload()` gives). */
+  readonly resource: Resource;
+  /** Aborted when the run must stop (timeout, shutdown). Pass it to child processes and fetches. */
+  readonly signal: AbortSignal;
+  /** Logger bound to this run. */
+  readonly logger: RunLogger;
+
+  constructor(init: ReconcileContextInit) {
+    super([init.subject]);
+    this.event = init.event;
+    this.runId = init.runId;
+    this.messageId = init.messageId;
+    this.subject = init.subject;
+    this.resourceType = init.resourceType;
+    this.deliveryCount = init.deliveryCount;
+    this.streamSequence = init.streamSequence;
+    this.driverName = init.driverName;
+    this.payload = init.payload;
+    this.resource = init.resource;
+    this.signal = init.signal;
+    this.logger = init.logger;
+  }
+
+  /** True on a pipeline step (`drivers.{driver}.resources.{r}`), false on a direct resource event. */
+  get isPipelineStep(): boolean {
+    return this.subject.startsWith('drivers.');
+  }
+}
+
+/**
+ * True when a guard, interceptor, pipe or filter runs for a Conveyor reconcile. Nest's `getType()`
+ * is just `'rpc'` for every transport, so global HTTP enhancers must check this to stay out of the way.
+ */
+export function isConveyorContext(host: ArgumentsHost): boolean {
+  return host.getType() === 'rpc' && host.switchToRpc().getContext() instanceof ReconcileContext;
+}
+
+const thrown = new WeakMap<ReconcileContext, { error: unknown }>();
+
+/** Records what the handler (or a pipe) threw, before Nest's exception layer replaces it. */
+export function recordThrown(ctx: ReconcileContext, error: unknown): void {
+  if (!thrown.has(ctx)) thrown.set(ctx, { error });
+}
+
+/** What the handler threw, if anything. */
+export function thrownBy(ctx: ReconcileContext): { error: unknown } | undefined {
+  return thrown.get(ctx);
+}

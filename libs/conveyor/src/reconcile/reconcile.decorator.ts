@@ -1,0 +1,56 @@
+import { SetMetadata, UseInterceptors, applyDecorators } from '@nestjs/common';
+import { EventPattern } from '@nestjs/microservices';
+import { assertSubjectToken } from '../protocol';
+import { CONVEYOR_TRANSPORT, RECONCILE_EXTRAS, RECONCILE_METADATA } from './reconcile.constants';
+import { ReconcileOutcomeInterceptor } from './reconcile-outcome.interceptor';
+
+/** Options of {@link Reconcile}. */
+export interface ReconcileOptions {
+  /** Resource-definition name this handler reconciles, e.g. `pipeline` (a NATS subject token). */
+  resource: string;
+  /**
+   * Only these events reach the handler (`create`, `process`, and upstream `update`/`delete`).
+   * Default: every event, because Conveyor sends more than it documents (contract §16).
+   */
+  events?: string[];
+}
+
+/** What the transport knows about one handler. */
+export interface ReconcileHandlerMeta {
+  resource: string;
+  events?: readonly string[];
+  /** `Class.method`, for error messages. */
+  handler: string;
+}
+
+/**
+ * Marks a controller method as the reconciler of a Conveyor resource. The method receives the
+ * Resource (`@Payload()`) and a {@link ReconcileContext} (`@Ctx()`) and returns a `DriverResult`.
+ * Guards, pipes, interceptors and filters apply as to any Nest microservice handler; a thrown error
+ * becomes a failure result carrying the original message.
+ *
+ * Handlers must live in a module's `controllers` (Nest only scans controllers for patterns).
+ * @example
+ * ```ts
+ * @Reconcile({ resource: 'pipeline' })
+ * run(@Payload() resource: Resource<Spec>, @Ctx() ctx: ReconcileContext): Promise<DriverResult> { … }
+ * ```
+ */
+export function Reconcile(options: ReconcileOptions): MethodDecorator {
+  const resource = assertSubjectToken('@Reconcile resource', options?.resource);
+  if (options.events !== undefined && (!Array.isArray(options.events) || options.events.some((e) => typeof e !== 'string' || !e))) {
+    throw new TypeError(`@Reconcile({ resource: '${resource}' }): "events" must be an array of non-empty strings`);
+  }
+  const events = options.events ? [...new Set(options.events)] : undefined;
+  return (target, key, descriptor) => {
+    const meta: ReconcileHandlerMeta = { resource, events, handler: `${target.constructor.name}.${String(key)}` };
+    // The pattern is unique per method: Nest chains event handlers that share a pattern, and we
+    // want overlaps reported as an error instead (see ReconcileHandlerRegistry).
+    applyDecorators(
+      SetMetadata(RECONCILE_METADATA, meta),
+      EventPattern(`conveyor.reconcile.${resource}.${meta.handler}`, CONVEYOR_TRANSPORT, { [RECONCILE_EXTRAS]: meta }),
+      // Method-level, so it is the innermost interceptor and sees the original thrown value.
+      UseInterceptors(ReconcileOutcomeInterceptor),
+    )(target, key, descriptor);
+  };
+}

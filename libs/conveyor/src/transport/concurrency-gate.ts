@@ -1,0 +1,42 @@
+/**
+ * Counts run slots. The pull loop asks for exactly `free` messages, so no message waits in a local
+ * buffer while its AckWait runs out (nats.go#1929: prefetched messages expire under long handlers).
+ */
+export class ConcurrencyGate {
+  private used = 0;
+  private waiters: (() => void)[] = [];
+
+  constructor(readonly limit: number) {}
+
+  get free(): number {
+    return this.limit - this.used;
+  }
+
+  get inUse(): number {
+    return this.used;
+  }
+
+  /** Takes a slot. The caller must have checked `free`; over-acquiring is a bug and throws. */
+  acquire(): void {
+    if (this.used >= this.limit) throw new Error(`concurrency gate over limit ${this.limit}`);
+    this.used += 1;
+  }
+
+  release(): void {
+    this.used = Math.max(0, this.used - 1);
+    this.waiters.splice(0).forEach((wake) => wake());
+  }
+
+  /** Resolves when at least one slot is free or `signal` aborts. */
+  waitForFree(signal: AbortSignal): Promise<void> {
+    if (this.free > 0 || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        signal.removeEventListener('abort', wake);
+        resolve();
+      };
+      this.waiters.push(wake);
+      signal.addEventListener('abort', wake, { once: true });
+    });
+  }
+}

@@ -1,0 +1,119 @@
+import type { LoggerService } from '@nestjs/common';
+import { AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, JetStreamManager, nanos } from 'nats';
+import type { ConveyorConfig } from '../module/conveyor.options';
+import { MESSAGES_STREAM, consumerFilterSubjects } from '../protocol';
+
+/** JetStream API error codes we branch on (nats-server `server/errors.json`). */
+const CONSUMER_NOT_FOUND = 10014;
+const STREAM_NOT_FOUND = 10059;
+
+/** The consumer cannot be used as is; the message says why and what to do. */
+export class ConsumerBindingError extends Error {
+  constructor(
+    message: string,
+    /** True when waiting can fix it (the server is still creating its streams). */
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = 'ConsumerBindingError';
+  }
+}
+
+function apiErrorCode(err: unknown): number | undefined {
+  return (err as { api_error?: { err_code?: number } })?.api_error?.err_code;
+}
+
+function filtersOf(config: Partial<ConsumerConfig>): string[] {
+  return config.filter_subjects?.length ? [...config.filter_subjects] : config.filter_subject ? [config.filter_subject] : [];
+}
+
+/**
+ * Binds the driver's durable pull consumer on `messages` (design.md "Consumer binding"):
+ * read the info first; create it with the full config when absent; when present change only the
+ * filters and what the user set explicitly, so replicas and other runtimes do not fight over the rest.
+ */
+export async function bindConsumer(
+  jsm: JetStreamManager,
+  config: ConveyorConfig,
+  resources: string[],
+  logger: LoggerService,
+): Promise<ConsumerInfo> {
+  const name = config.driverName;
+  const filters = consumerFilterSubjects(name, resources);
+  // An empty filter list would mean every subject of `messages`: other drivers' events.
+  if (filters.length === 0) throw new ConsumerBindingError('no @Reconcile handlers: refusing to bind a consumer without filters');
+
+  let existing: ConsumerInfo | undefined;
+  try {
+    existing = await jsm.consumers.info(MESSAGES_STREAM, name);
+  } catch (err) {
+    const code = apiErrorCode(err);
+    if (code === STREAM_NOT_FOUND) {
+      throw new ConsumerBindingError(
+        `stream "${MESSAGES_STREAM}" does not exist yet: the Conveyor server creates it at startup (is it running?)`,
+        true,
+      );
+    }
+    if (code !== CONSUMER_NOT_FOUND) throw err;
+  }
+
+  if (!existing) {
+    const info = await jsm.consumers.add(MESSAGES_STREAM, {
+      durable_name: name,
+      name,
+      filter_subjects: filters,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      max_ack_pending: config.maxAckPending,
+      ack_wait: nanos(config.ackWaitMs),
+    });
+    logger.log(`created durable consumer "${name}" on "${MESSAGES_STREAM}" filtering ${filters.join(', ')}`);
+    return info;
+  }
+
+  checkCompatible(existing, config, logger);
+  const change: Partial<ConsumerConfig> = {};
+  const current = filtersOf(existing.config);
+  if ([...current].sort().join() !== filters.join()) {
+    const added = filters.filter((f) => !current.includes(f));
+    const removed = current.filter((f) => !filters.includes(f));
+    logger.log(`consumer "${name}" filters change: +[${added.join(', ')}] -[${removed.join(', ')}]`);
+    Object.assign(change, { filter_subjects: filters, filter_subject: undefined });
+  }
+  if (config.explicit.has('maxAckPending') && existing.config.max_ack_pending !== config.maxAckPending) {
+    change.max_ack_pending = config.maxAckPending;
+  }
+  if (config.explicit.has('ackWaitMs') && existing.config.ack_wait !== nanos(config.ackWaitMs)) {
+    change.ack_wait = nanos(config.ackWaitMs);
+  }
+  if (Object.keys(change).length === 0) return existing;
+  return jsm.consumers.update(MESSAGES_STREAM, name, change);
+}
+
+function checkCompatible(info: ConsumerInfo, config: ConveyorConfig, logger: LoggerService): void {
+  const name = config.driverName;
+  if (info.config.deliver_subject) {
+    // Push and pull cannot be switched on an existing consumer; the Python SDK makes push ones.
+    throw new ConsumerBindingError(
+      `consumer "${name}" on "${MESSAGES_STREAM}" is push-based (made by another runtime?), and this runtime pulls. ` +
+        `Stop the other runtime and delete the consumer (nats consumer rm ${MESSAGES_STREAM} ${name}). One runtime per driver name.`,
+    );
+  }
+  const problems: string[] = [];
+  if (!info.config.durable_name) {
+    problems.push('it is not durable (the Go runtime makes ephemeral ones, deleted ~5 s after the last driver stops: events published meanwhile are lost)');
+  }
+  if (info.config.max_ack_pending === 1) {
+    problems.push('max_ack_pending is 1 (left by a Go runtime: it serialises every replica; set maxAckPending explicitly to change it)');
+  }
+  if (problems.length === 0) return;
+  const text = `existing consumer "${name}" on "${MESSAGES_STREAM}": ${problems.join('; ')}. One runtime per driver name.`;
+  if (config.incompatibleConsumer === 'refuse') throw new ConsumerBindingError(text);
+  logger.warn(text);
+}
+
+/** Heartbeat period for a live consumer: half its AckWait (or its first BackOff, which replaces AckWait). */
+export function heartbeatIntervalMs(info: ConsumerInfo): number {
+  const ns = info.config.backoff?.[0] ?? info.config.ack_wait ?? nanos(30_000);
+  return Math.max(250, Math.floor(ns / 1_000_000 / 2));
+}

@@ -1,0 +1,11 @@
+export { NatsServer, findNatsServer, freePort, natsServerVersion, MIN_NATS_SERVER_VERSION, type NatsServerOptions } from './nats-server.harness';
+export {
+  createConveyorStreams,
+  makeResource,
+  publishDriverMessage,
+  waitForConsumer,
+  consumerBacklog,
+  ResultCollector,
+  type PublishedEvent,
+} from './conveyor-nats';
+export { registerSpawned } from './process-registry';

@@ -1,0 +1,159 @@
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { registerSpawned } from './process-registry';
+
+/** Oldest nats-server the harness accepts: multi-filter consumers need 2.10, and Debian trixie ships 2.10.27. */
+export const MIN_NATS_SERVER_VERSION = '2.10.27';
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** Version printed by `binary --version`, or undefined when it does not run. */
+export function natsServerVersion(binary: string): string | undefined {
+  try {
+    return /v(\d+\.\d+\.\d+)/.exec(execFileSync(binary, ['--version'], { encoding: 'utf8' }))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+function candidates(): string[] {
+  const list: string[] = [];
+  if (process.env.NATS_SERVER_BIN) list.push(process.env.NATS_SERVER_BIN);
+  // `.tools/` of this repo (scripts/install-nats-server.sh), found from the cwd or from this file.
+  for (let dir = process.cwd(), up = __dirname; ; ) {
+    list.push(join(dir, '.tools/nats-server/usr/sbin/nats-server'), join(up, '.tools/nats-server/usr/sbin/nats-server'));
+    if (dirname(dir) === dir && dirname(up) === up) break;
+    dir = dirname(dir);
+    up = dirname(up);
+  }
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) list.push(join(dir, 'nats-server'));
+  return [...new Set(list)];
+}
+
+/**
+ * Finds a nats-server >= {@link MIN_NATS_SERVER_VERSION}: `NATS_SERVER_BIN`, the repo's `.tools/`, then PATH.
+ * @throws naming every binary that was too old, and how to install a suitable one.
+ */
+export function findNatsServer(): { binary: string; version: string } {
+  const tooOld: string[] = [];
+  for (const binary of candidates()) {
+    if (!existsSync(binary)) continue;
+    const version = natsServerVersion(binary);
+    if (!version) continue;
+    if (compareVersions(version, MIN_NATS_SERVER_VERSION) >= 0) return { binary, version };
+    tooOld.push(`${binary} is ${version}`);
+  }
+  throw new Error(
+    `no nats-server >= ${MIN_NATS_SERVER_VERSION} found${tooOld.length ? ` (${tooOld.join('; ')}: too old, no multi-filter consumers)` : ''}. ` +
+      'Run `npm run nats:install` or set NATS_SERVER_BIN.',
+  );
+}
+
+/** A free TCP port on loopback (the kernel picks it; a race with another process is possible but rare). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface NatsServerOptions {
+  /** Port to listen on; default a free one. */
+  port?: number;
+  /** JetStream store dir; default a new temp dir, removed by `stop()`. */
+  storeDir?: string;
+  /** Binary; default {@link findNatsServer}. */
+  binary?: string;
+}
+
+/**
+ * A real nats-server with JetStream on loopback, for tests and local runs. Restartable on the same
+ * port and store (file storage survives a restart, like a real deployment).
+ */
+export class NatsServer {
+  private child?: ChildProcess;
+  private exited?: Promise<void>;
+
+  private constructor(
+    readonly binary: string,
+    readonly port: number,
+    readonly storeDir: string,
+    private readonly ownsStore: boolean,
+  ) {}
+
+  static async start(options: NatsServerOptions = {}): Promise<NatsServer> {
+    const binary = options.binary ?? findNatsServer().binary;
+    const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'conveyor-nats-'));
+    const server = new NatsServer(binary, options.port ?? (await freePort()), storeDir, !options.storeDir);
+    if (server.ownsStore) registerSpawned({ dir: storeDir });
+    await server.boot();
+    return server;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  private async boot(): Promise<void> {
+    const child = spawn(this.binary, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    this.child = child;
+    registerSpawned({ pid: child.pid });
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`nats-server did not become ready in 15 s:\n${log}`)), 15_000);
+      child.stderr!.on('data', (chunk: Buffer) => {
+        log = (log + chunk.toString()).slice(-4000);
+        if (log.includes('Server is ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`nats-server exited before it was ready (code ${code}, signal ${signal}):\n${log}`));
+      });
+    });
+    child.stderr!.resume();
+  }
+
+  /** Stops the server (SIGTERM: a clean JetStream shutdown; SIGKILL: a crash). Keeps the store. */
+  async halt(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (!this.running) return;
+    this.child!.kill(signal);
+    await this.exited;
+  }
+
+  /** Starts again on the same port and store. */
+  async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await this.halt(signal);
+    await this.boot();
+  }
+
+  /** Stops the server and removes the store it created. */
+  async stop(): Promise<void> {
+    await this.halt('SIGTERM');
+    if (this.ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
+  }
+}
