@@ -9,3 +9,4 @@ export {
   type PublishedEvent,
 } from './conveyor-nats';
 export { registerSpawned } from './process-registry';
+export { DriverProcess, type DriverLine } from './driver-process';

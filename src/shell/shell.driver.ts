@@ -1,0 +1,40 @@
+import { Controller } from '@nestjs/common';
+import { Ctx, Payload } from '@nestjs/microservices';
+import { DriverResult, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
+import { parsePipelineSpec } from './pipeline-spec';
+import { StepReport, describeFailure, runStep } from './step-runner';
+
+/** `data` of the driver's results. */
+export interface ShellRunData {
+  steps: StepReport[];
+  exitCodes: (number | null)[];
+}
+
+/**
+ * The reference driver: runs a `pipeline` resource's shell steps in order, streams their output to
+ * the run's logger and stops at the first failing step.
+ */
+@Controller()
+export class ShellDriver {
+  @Reconcile({ resource: 'pipeline' })
+  async run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext): Promise<DriverResult<ShellRunData>> {
+    const spec = parsePipelineSpec(resource.spec);
+    const steps: StepReport[] = [];
+    const data = () => ({ steps, exitCodes: steps.map((s) => s.exitCode) });
+    ctx.logger.info(`running ${spec.steps.length} step(s) of ${resource.name}`, { delivery: ctx.deliveryCount });
+    for (const step of spec.steps) {
+      ctx.logger.info(`step ${step.name}: starting`, { step: step.name });
+      const report = await runStep(step, {
+        env: spec.env,
+        signal: ctx.signal,
+        onLine: (line, stream) => ctx.logger.info(line, { step: step.name, stream }),
+      });
+      steps.push(report);
+      ctx.logger.info(`step ${step.name}: exit ${report.exitCode ?? report.signal} in ${report.durationMs} ms`, { step: step.name });
+      if (report.exitCode !== 0) {
+        return { success: false, message: `step "${step.name}" ${describeFailure(report)}`, data: data() };
+      }
+    }
+    return { success: true, message: `${steps.length} step(s) passed`, data: data() };
+  }
+}

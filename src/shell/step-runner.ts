@@ -1,0 +1,103 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { StepSpec } from './pipeline-spec';
+
+/** How one step ended. */
+export interface StepReport {
+  name: string;
+  /** Exit code, or null when a signal ended it. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  durationMs: number;
+  timedOut: boolean;
+  /** Stopped because the run was aborted (reconcile timeout or shutdown). */
+  aborted: boolean;
+}
+
+export interface RunStepOptions {
+  env?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Each output line, without its newline. */
+  onLine: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** Between SIGTERM and SIGKILL of the process group. */
+  killGraceMs?: number;
+}
+
+/**
+ * Runs a step with `/bin/sh -c` in its own process group (`detached`), so a timeout or abort kills
+ * the whole group: a shell's background children and grandchildren die with it, which killing the
+ * shell alone would not do. When the shell exits, whatever it left running in its group is killed
+ * too: a CI step must not leave daemons behind (nor hold its output pipes open forever).
+ */
+export function runStep(step: StepSpec, options: RunStepOptions): Promise<StepReport> {
+  const started = Date.now();
+  const child = spawn('/bin/sh', ['-c', step.run], {
+    detached: true,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let timedOut = false;
+  let aborted = false;
+  let exited = false;
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      /* the group is gone */
+    }
+  };
+  const stop = () => {
+    killGroup('SIGTERM');
+    setTimeout(() => killGroup('SIGKILL'), options.killGraceMs ?? 2000).unref();
+  };
+  const timer = step.timeoutSeconds
+    ? setTimeout(() => {
+        timedOut = true;
+        stop();
+      }, step.timeoutSeconds * 1000)
+    : undefined;
+  const onAbort = () => {
+    aborted = true;
+    stop();
+  };
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  for (const stream of ['stdout', 'stderr'] as const) {
+    createInterface({ input: child[stream]!, crlfDelay: Infinity }).on('line', (line) => options.onLine(line, stream));
+  }
+
+  return new Promise<StepReport>((resolve, reject) => {
+    let exit: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null };
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('exit', (code, signal) => {
+      exited = true;
+      exit = { code, signal };
+      killGroup('SIGKILL'); // leftovers of a finished step
+    });
+    child.once('close', () => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      if (!exited) killGroup('SIGKILL');
+      resolve({
+        name: step.name,
+        exitCode: exit.code,
+        signal: exit.signal,
+        durationMs: Date.now() - started,
+        timedOut,
+        aborted,
+      });
+    });
+  });
+}
+
+/** One line on why a step failed, for the result message. */
+export function describeFailure(report: StepReport): string {
+  if (report.timedOut) return `timed out after ${(report.durationMs / 1000).toFixed(1)} s`;
+  if (report.aborted) return 'was aborted';
+  if (report.exitCode === null) return `was killed by ${report.signal}`;
+  return `failed with exit code ${report.exitCode}`;
+}

@@ -1,0 +1,136 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { JetStreamClient, JetStreamManager, NatsConnection, connect } from 'nats';
+import {
+  DriverProcess,
+  NatsServer,
+  ResultCollector,
+  consumerBacklog,
+  createConveyorStreams,
+  freePort,
+  makeResource,
+  publishDriverMessage,
+  waitForConsumer,
+} from '@conveyor-ci/testing';
+import type { PipelineEvent } from '@conveyor-ci/nestjs';
+
+const ENTRY = resolve(__dirname, '../../dist/src/main.js');
+const DRIVER = 'shell-runner-e2e';
+
+let server: NatsServer;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let results: ResultCollector;
+let driver: DriverProcess;
+let dir: string;
+
+function isAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  if (!existsSync(ENTRY)) throw new Error(`${ENTRY} is missing: run \`npm run build\` first (npm test does)`);
+  dir = mkdtempSync(join(tmpdir(), 'shell-e2e-'));
+  server = await NatsServer.start();
+  nc = await connect({ servers: server.url });
+  jsm = await nc.jetstreamManager();
+  js = nc.jetstream();
+  await createConveyorStreams(jsm);
+  results = new ResultCollector(nc);
+  driver = new DriverProcess(ENTRY, {
+    CONVEYOR_NATS_URL: server.url,
+    CONVEYOR_DRIVER_NAME: DRIVER,
+    PORT: String(await freePort()),
+    HOST: '127.0.0.1',
+  });
+  await waitForConsumer(jsm, DRIVER);
+});
+
+afterAll(async () => {
+  await driver?.stop('SIGTERM');
+  results?.close();
+  await nc?.close();
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function runPipeline(name: string, spec: unknown): Promise<PipelineEvent> {
+  const sent = await publishDriverMessage(js, {
+    driver: DRIVER,
+    resource: makeResource({ name, resource: 'pipeline', pipeline: 'e2e', spec }),
+  });
+  const deadline = Date.now() + 30_000;
+  while (results.forRun(sent.message.run_id).length === 0) {
+    if (Date.now() > deadline) throw new Error(`no result for ${name}; driver said:\n${driver.tail()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const [result] = results.forRun(sent.message.run_id);
+  return result;
+}
+
+describe('reference shell-runner driver (built, as a child process)', () => {
+  it('runs a two-step pipeline and reports both exit codes and durations', async () => {
+    const result = await runPipeline('two-steps', {
+      steps: [
+        { name: 'greet', run: 'echo "hello $WHO"' },
+        { name: 'count', run: 'for i in 1 2; do echo "line $i"; done' },
+      ],
+      env: { WHO: 'e2e' },
+    });
+    expect(result.driverresult).toMatchObject({ success: true, message: '2 step(s) passed', driver: DRIVER });
+    const data = result.driverresult.data as { exitCodes: number[]; steps: { name: string; exitCode: number; durationMs: number }[] };
+    expect(data.exitCodes).toEqual([0, 0]);
+    expect(data.steps.map((s) => s.name)).toEqual(['greet', 'count']);
+    for (const step of data.steps) expect(step.durationMs).toBeGreaterThanOrEqual(0);
+    // Step output reached the run's logger, with the run's fields.
+    const line = await driver.waitForLine((l) => l.json?.msg === 'hello e2e');
+    expect(line.json).toMatchObject({ run_id: result.run_id, step: 'greet', stream: 'stdout', resource: 'two-steps' });
+    await driver.waitForLine((l) => l.json?.msg === 'line 2' && l.json?.step === 'count');
+  });
+
+  it('stops at the first failing step and does not run later steps', async () => {
+    const marker = join(dir, 'should-not-exist');
+    const result = await runPipeline('fails', {
+      steps: [
+        { name: 'ok', run: 'true' },
+        { name: 'broken', run: 'echo about to fail; exit 3' },
+        { name: 'never', run: `touch ${marker}` },
+      ],
+    });
+    expect(result.driverresult).toMatchObject({ success: false, message: 'step "broken" failed with exit code 3' });
+    expect((result.driverresult.data as { exitCodes: number[] }).exitCodes).toEqual([0, 3]);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('leaves no process behind when a step that started a background grandchild times out', async () => {
+    const pidFile = join(dir, 'grandchild.pid');
+    const result = await runPipeline('times-out', {
+      steps: [{ name: 'hang', run: `sleep 120 & echo $! > ${pidFile}; sleep 120`, timeoutSeconds: 1 }],
+    });
+    expect(result.driverresult.success).toBe(false);
+    expect(result.driverresult.message).toMatch(/^step "hang" timed out after/);
+    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    const deadline = Date.now() + 5000;
+    while (isAlive(grandchild) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(isAlive(grandchild)).toBe(false);
+  });
+
+  it('reports an invalid spec as a failure result, and everything ends settled', async () => {
+    const result = await runPipeline('invalid', { steps: 'nope' });
+    expect(result.driverresult).toMatchObject({ success: false, message: 'invalid pipeline spec: "steps" must be a non-empty array' });
+    const deadline = Date.now() + 10_000;
+    let backlog = await consumerBacklog(jsm, DRIVER);
+    while ((backlog.pending || backlog.ackPending) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      backlog = await consumerBacklog(jsm, DRIVER);
+    }
+    expect(backlog).toMatchObject({ pending: 0, ackPending: 0 });
+    expect(results.results).toHaveLength(4);
+  });
+});
