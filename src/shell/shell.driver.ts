@@ -17,11 +17,16 @@ export interface ShellRunData {
 @Controller()
 export class ShellDriver {
   @Reconcile({ resource: 'pipeline' })
-  async run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext): Promise<DriverResult<ShellRunData>> {
+  async run(
+    @Payload() resource: Resource,
+    @Ctx() ctx: ReconcileContext,
+  ): Promise<DriverResult<ShellRunData>> {
     const spec = parsePipelineSpec(resource.spec);
     const steps: StepReport[] = [];
     const data = () => ({ steps, exitCodes: steps.map((s) => s.exitCode) });
-    ctx.logger.info(`running ${spec.steps.length} step(s) of ${resource.name}`, { delivery: ctx.deliveryCount });
+    ctx.logger.info(`running ${spec.steps.length} step(s) of ${resource.name}`, {
+      delivery: ctx.deliveryCount,
+    });
     for (const step of spec.steps) {
       ctx.logger.info(`step ${step.name}: starting`, { step: step.name });
       const report = await runStep(step, {
@@ -30,7 +35,10 @@ export class ShellDriver {
         onLine: (line, stream) => ctx.logger.info(line, { step: step.name, stream }),
       });
       steps.push(report);
-      ctx.logger.info(`step ${step.name}: exit ${report.exitCode ?? report.signal} in ${report.durationMs} ms`, { step: step.name });
+      ctx.logger.info(
+        `step ${step.name}: exit ${report.exitCode ?? report.signal} in ${report.durationMs} ms`,
+        { step: step.name },
+      );
       if (report.exitCode !== 0) {
         return { success: false, message: `step "${step.name}" ${describeFailure(report)}`, data: data() };
       }

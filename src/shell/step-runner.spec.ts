@@ -38,7 +38,10 @@ describe('runStep (real /bin/sh)', () => {
 
   it('passes the spec env to the step', async () => {
     const lines: string[] = [];
-    await runStep({ name: 'env', run: 'echo "$GREETING"' }, { env: { GREETING: 'hi there' }, onLine: (l) => lines.push(l) });
+    await runStep(
+      { name: 'env', run: 'echo "$GREETING"' },
+      { env: { GREETING: 'hi there' }, onLine: (l) => lines.push(l) },
+    );
     expect(lines).toEqual(['hi there']);
   });
 
@@ -57,7 +60,10 @@ describe('runStep (real /bin/sh)', () => {
 
   it('kills what a finished step left running in the background', async () => {
     const pidFile = join(dir, 'pid');
-    const report = await runStep({ name: 'bg', run: `sleep 60 & echo $! > ${pidFile}; echo done` }, { onLine: () => undefined });
+    const report = await runStep(
+      { name: 'bg', run: `sleep 60 & echo $! > ${pidFile}; echo done` },
+      { onLine: () => undefined },
+    );
     expect(report.exitCode).toBe(0);
     expect(await waitDead(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
   });
@@ -65,7 +71,10 @@ describe('runStep (real /bin/sh)', () => {
   it('stops when the run is aborted', async () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 200);
-    const report = await runStep({ name: 'a', run: 'sleep 30' }, { signal: controller.signal, onLine: () => undefined });
+    const report = await runStep(
+      { name: 'a', run: 'sleep 30' },
+      { signal: controller.signal, onLine: () => undefined },
+    );
     expect(report).toMatchObject({ aborted: true, exitCode: null, signal: 'SIGTERM' });
     expect(describeFailure(report)).toBe('was aborted');
   });
@@ -73,7 +82,9 @@ describe('runStep (real /bin/sh)', () => {
 
 describe('parsePipelineSpec', () => {
   it('accepts a valid spec', () => {
-    expect(parsePipelineSpec({ steps: [{ name: 'a', run: 'true', timeoutSeconds: 5 }], env: { A_1: 'x' } })).toEqual({
+    expect(
+      parsePipelineSpec({ steps: [{ name: 'a', run: 'true', timeoutSeconds: 5 }], env: { A_1: 'x' } }),
+    ).toEqual({
       steps: [{ name: 'a', run: 'true', timeoutSeconds: 5 }],
       env: { A_1: 'x' },
     });

@@ -64,7 +64,9 @@ export function runStep(step: StepSpec, options: RunStepOptions): Promise<StepRe
   else options.signal?.addEventListener('abort', onAbort, { once: true });
 
   for (const stream of ['stdout', 'stderr'] as const) {
-    createInterface({ input: child[stream]!, crlfDelay: Infinity }).on('line', (line) => options.onLine(line, stream));
+    createInterface({ input: child[stream]!, crlfDelay: Infinity }).on('line', (line) =>
+      options.onLine(line, stream),
+    );
   }
 
   return new Promise<StepReport>((resolve, reject) => {

@@ -84,13 +84,21 @@ describe('reference shell-runner driver (built, as a child process)', () => {
       env: { WHO: 'e2e' },
     });
     expect(result.driverresult).toMatchObject({ success: true, message: '2 step(s) passed', driver: DRIVER });
-    const data = result.driverresult.data as { exitCodes: number[]; steps: { name: string; exitCode: number; durationMs: number }[] };
+    const data = result.driverresult.data as {
+      exitCodes: number[];
+      steps: { name: string; exitCode: number; durationMs: number }[];
+    };
     expect(data.exitCodes).toEqual([0, 0]);
     expect(data.steps.map((s) => s.name)).toEqual(['greet', 'count']);
     for (const step of data.steps) expect(step.durationMs).toBeGreaterThanOrEqual(0);
     // Step output reached the run's logger, with the run's fields.
     const line = await driver.waitForLine((l) => l.json?.msg === 'hello e2e');
-    expect(line.json).toMatchObject({ run_id: result.run_id, step: 'greet', stream: 'stdout', resource: 'two-steps' });
+    expect(line.json).toMatchObject({
+      run_id: result.run_id,
+      step: 'greet',
+      stream: 'stdout',
+      resource: 'two-steps',
+    });
     await driver.waitForLine((l) => l.json?.msg === 'line 2' && l.json?.step === 'count');
   });
 
@@ -103,7 +111,10 @@ describe('reference shell-runner driver (built, as a child process)', () => {
         { name: 'never', run: `touch ${marker}` },
       ],
     });
-    expect(result.driverresult).toMatchObject({ success: false, message: 'step "broken" failed with exit code 3' });
+    expect(result.driverresult).toMatchObject({
+      success: false,
+      message: 'step "broken" failed with exit code 3',
+    });
     expect((result.driverresult.data as { exitCodes: number[] }).exitCodes).toEqual([0, 3]);
     expect(existsSync(marker)).toBe(false);
   });
@@ -123,7 +134,10 @@ describe('reference shell-runner driver (built, as a child process)', () => {
 
   it('reports an invalid spec as a failure result, and everything ends settled', async () => {
     const result = await runPipeline('invalid', { steps: 'nope' });
-    expect(result.driverresult).toMatchObject({ success: false, message: 'invalid pipeline spec: "steps" must be a non-empty array' });
+    expect(result.driverresult).toMatchObject({
+      success: false,
+      message: 'invalid pipeline spec: "steps" must be a non-empty array',
+    });
     const deadline = Date.now() + 10_000;
     let backlog = await consumerBacklog(jsm, DRIVER);
     while ((backlog.pending || backlog.ackPending) && Date.now() < deadline) {

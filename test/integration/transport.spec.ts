@@ -11,9 +11,23 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { Ctx, EventPattern, Payload, Transport } from '@nestjs/microservices';
-import { AckPolicy, DeliverPolicy, JetStreamClient, JetStreamManager, NatsConnection, connect, nanos } from 'nats';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamClient,
+  JetStreamManager,
+  NatsConnection,
+  connect,
+  nanos,
+} from 'nats';
 import { tap } from 'rxjs';
-import { MESSAGES_STREAM, Reconcile, ReconcileContext, Resource, isConveyorContext } from '@conveyor-ci/nestjs';
+import {
+  MESSAGES_STREAM,
+  Reconcile,
+  ReconcileContext,
+  Resource,
+  isConveyorContext,
+} from '@conveyor-ci/nestjs';
 import {
   NatsServer,
   ResultCollector,
@@ -21,7 +35,6 @@ import {
   createConveyorStreams,
   makeResource,
   publishDriverMessage,
-  waitForConsumer,
 } from '@conveyor-ci/testing';
 import { startDriverApp, uniqueDriverName } from '../support/driver-app';
 
@@ -51,7 +64,11 @@ afterAll(async () => {
   await server.stop();
 });
 
-async function start(driverName: string, controllers: any[], extra: Partial<Parameters<typeof startDriverApp>[0]> = {}) {
+async function start(
+  driverName: string,
+  controllers: any[],
+  extra: Partial<Parameters<typeof startDriverApp>[0]> = {},
+) {
   const started = await startDriverApp({
     options: { driverName, servers: server.url, ...(extra.options ?? {}) },
     controllers,
@@ -81,14 +98,20 @@ class EchoDriver {
   reconcile(@Payload() resource: Resource<{ fail?: string }>, @Ctx() ctx: ReconcileContext) {
     EchoDriver.calls.push({ resource, ctx });
     if (resource.spec?.fail) throw new Error(resource.spec.fail);
-    return { success: true, message: `reconciled ${resource.name}`, data: { event: ctx.event, step: ctx.isPipelineStep } };
+    return {
+      success: true,
+      message: `reconciled ${resource.name}`,
+      data: { event: ctx.event, step: ctx.isPipelineStep },
+    };
   }
 }
 
 describe('consumer binding', () => {
   it('creates a durable pull consumer with both filter subjects and the configured ack settings', async () => {
     const name = uniqueDriverName();
-    await start(name, [EchoDriver], { options: { driverName: name, servers: server.url, maxAckPending: 17, ackWaitMs: 12_000 } });
+    await start(name, [EchoDriver], {
+      options: { driverName: name, servers: server.url, maxAckPending: 17, ackWaitMs: 12_000 },
+    });
     const info = await jsm.consumers.info(MESSAGES_STREAM, name);
     expect(info.config).toMatchObject({
       durable_name: name,
@@ -99,7 +122,10 @@ describe('consumer binding', () => {
       ack_wait: nanos(12_000),
     });
     expect(info.config.deliver_subject).toBeUndefined();
-    expect([...(info.config.filter_subjects ?? [])].sort()).toEqual([`drivers.${name}.resources.widget`, 'resources.widget']);
+    expect([...(info.config.filter_subjects ?? [])].sort()).toEqual([
+      `drivers.${name}.resources.widget`,
+      'resources.widget',
+    ]);
   });
 
   it('changes only the filters of an existing consumer and keeps its other settings', async () => {
@@ -116,8 +142,16 @@ describe('consumer binding', () => {
     });
     await start(name, [EchoDriver]);
     const info = await jsm.consumers.info(MESSAGES_STREAM, name);
-    expect([...(info.config.filter_subjects ?? [])].sort()).toEqual([`drivers.${name}.resources.widget`, 'resources.widget']);
-    expect(info.config).toMatchObject({ max_ack_pending: 42, ack_wait: nanos(7000), max_deliver: 9, description: 'made by an operator' });
+    expect([...(info.config.filter_subjects ?? [])].sort()).toEqual([
+      `drivers.${name}.resources.widget`,
+      'resources.widget',
+    ]);
+    expect(info.config).toMatchObject({
+      max_ack_pending: 42,
+      ack_wait: nanos(7000),
+      max_deliver: 9,
+      description: 'made by an operator',
+    });
   });
 
   it('applies explicitly configured maxAckPending to an existing consumer', async () => {
@@ -128,7 +162,9 @@ describe('consumer binding', () => {
       ack_policy: AckPolicy.Explicit,
       max_ack_pending: 1,
     });
-    await start(name, [EchoDriver], { options: { driverName: name, servers: server.url, maxAckPending: 64 } });
+    await start(name, [EchoDriver], {
+      options: { driverName: name, servers: server.url, maxAckPending: 64 },
+    });
     expect((await jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(64);
   });
 });
@@ -144,11 +180,16 @@ describe('dispatch and results', () => {
       event: 'process',
       resource: makeResource({ name: 'w1', resource: 'widget', pipeline: 'p1', spec: { a: '<&>' } }),
     });
-    const direct = await publishDriverMessage(js, { resource: makeResource({ name: 'w2', resource: 'widget', spec: {} }) });
+    const direct = await publishDriverMessage(js, {
+      resource: makeResource({ name: 'w2', resource: 'widget', spec: {} }),
+    });
 
     await results.waitFor(results.results.length); // nothing yet from earlier tests matters
     const deadline = Date.now() + 15_000;
-    while ((results.forRun(step.message.run_id).length < 1 || results.forRun(direct.message.run_id).length < 1) && Date.now() < deadline) {
+    while (
+      (results.forRun(step.message.run_id).length < 1 || results.forRun(direct.message.run_id).length < 1) &&
+      Date.now() < deadline
+    ) {
       await new Promise((r) => setTimeout(r, 50));
     }
     const [stepResult] = results.forRun(step.message.run_id);
@@ -156,13 +197,25 @@ describe('dispatch and results', () => {
       event: 'driver.result',
       run_id: step.message.run_id,
       resource: JSON.parse(step.message.payload as string),
-      driverresult: { success: true, message: 'reconciled w1', data: { event: 'process', step: true }, driver: name },
+      driverresult: {
+        success: true,
+        message: 'reconciled w1',
+        data: { event: 'process', step: true },
+        driver: name,
+      },
     });
     const raw = results.results.find((r) => r.event.run_id === step.message.run_id)!;
     expect(raw.raw).toContain('\\u003c\\u0026\\u003e'); // Go-escaped like a Go driver's bytes
     expect(raw.msgId).toBe(`${step.message.run_id}:${name}:${step.message.id}`);
     expect(results.forRun(direct.message.run_id)).toEqual([
-      expect.objectContaining({ driverresult: { success: true, message: 'reconciled w2', data: { event: 'create', step: false }, driver: name } }),
+      expect.objectContaining({
+        driverresult: {
+          success: true,
+          message: 'reconciled w2',
+          data: { event: 'create', step: false },
+          driver: name,
+        },
+      }),
     ]);
     const ctx = EchoDriver.calls.find((c) => c.ctx.runId === step.message.run_id)!.ctx;
     expect(ctx).toMatchObject({
@@ -203,11 +256,17 @@ describe('dispatch and results', () => {
         app.useGlobalFilters(new HttpOnlyFilter());
       },
     });
-    const sent = await publishDriverMessage(js, { driver: name, resource: makeResource({ name: 'w', resource: 'widget', spec: { fail: 'disk full' } }) });
+    const sent = await publishDriverMessage(js, {
+      driver: name,
+      resource: makeResource({ name: 'w', resource: 'widget', spec: { fail: 'disk full' } }),
+    });
     const deadline = Date.now() + 15_000;
-    while (results.forRun(sent.message.run_id).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (results.forRun(sent.message.run_id).length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     expect(results.forRun(sent.message.run_id)).toEqual([
-      expect.objectContaining({ driverresult: { success: false, message: 'disk full', data: null, driver: name } }),
+      expect.objectContaining({
+        driverresult: { success: false, message: 'disk full', data: null, driver: name },
+      }),
     ]);
     expect(TimingInterceptor.seen).toBe(1);
     await expectSettled(name);
@@ -231,11 +290,16 @@ describe('dispatch and results', () => {
     }
     const name = uniqueDriverName();
     await start(name, [GuardedDriver]);
-    const sent = await publishDriverMessage(js, { resource: makeResource({ name: 'g', resource: 'gadget', spec: {} }) });
+    const sent = await publishDriverMessage(js, {
+      resource: makeResource({ name: 'g', resource: 'gadget', spec: {} }),
+    });
     const deadline = Date.now() + 15_000;
-    while (results.forRun(sent.message.run_id).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (results.forRun(sent.message.run_id).length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     expect(results.forRun(sent.message.run_id)).toEqual([
-      expect.objectContaining({ driverresult: { success: false, message: 'Forbidden resource', data: null, driver: name } }),
+      expect.objectContaining({
+        driverresult: { success: false, message: 'Forbidden resource', data: null, driver: name },
+      }),
     ]);
     expect(GuardedDriver.ran).toBe(0);
     await expectSettled(name);
@@ -268,7 +332,8 @@ describe('dispatch and results', () => {
     nc.publish(`conveyor.reconcile.mixed.MixedController.reconcile`, '{}');
     nc.publish('plain.core.event', JSON.stringify({ pattern: 'plain.core.event', data: {} }));
     const deadline = Date.now() + 5000;
-    while (MixedController.coreCalls === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    while (MixedController.coreCalls === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 25));
     expect(MixedController.coreCalls).toBe(1);
   });
 });
@@ -290,7 +355,9 @@ describe('startup checks', () => {
       }
     }
     const name = uniqueDriverName();
-    await expect(startDriverApp({ options: { driverName: name, servers: server.url }, controllers: [First, Second] })).rejects.toThrow(
+    await expect(
+      startDriverApp({ options: { driverName: name, servers: server.url }, controllers: [First, Second] }),
+    ).rejects.toThrow(
       'Duplicate @Reconcile handlers for resource "dup" and event(s) "process": First.a and Second.b',
     );
   });
@@ -309,10 +376,21 @@ describe('startup checks', () => {
     }
     const name = uniqueDriverName();
     await start(name, [Split]);
-    const a = await publishDriverMessage(js, { driver: name, event: 'process', resource: makeResource({ name: 's', resource: 'split', spec: {} }) });
-    const b = await publishDriverMessage(js, { driver: name, event: 'create', resource: makeResource({ name: 's', resource: 'split', spec: {} }) });
+    const a = await publishDriverMessage(js, {
+      driver: name,
+      event: 'process',
+      resource: makeResource({ name: 's', resource: 'split', spec: {} }),
+    });
+    const b = await publishDriverMessage(js, {
+      driver: name,
+      event: 'create',
+      resource: makeResource({ name: 's', resource: 'split', spec: {} }),
+    });
     const deadline = Date.now() + 15_000;
-    while ((results.forRun(a.message.run_id).length === 0 || results.forRun(b.message.run_id).length === 0) && Date.now() < deadline) {
+    while (
+      (results.forRun(a.message.run_id).length === 0 || results.forRun(b.message.run_id).length === 0) &&
+      Date.now() < deadline
+    ) {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(results.forRun(a.message.run_id)[0].driverresult.message).toBe('process handler');
@@ -323,7 +401,10 @@ describe('startup checks', () => {
     const { NestFactory } = await import('@nestjs/core');
     const { Module } = await import('@nestjs/common');
     const { ConveyorModule } = await import('@conveyor-ci/nestjs');
-    @Module({ imports: [ConveyorModule.forRoot({ driverName: uniqueDriverName(), servers: server.url })], controllers: [EchoDriver] })
+    @Module({
+      imports: [ConveyorModule.forRoot({ driverName: uniqueDriverName(), servers: server.url })],
+      controllers: [EchoDriver],
+    })
     class Forgetful {}
     const app = await NestFactory.create(Forgetful, { logger: false, abortOnError: false });
     await expect(app.init()).rejects.toThrow(/never attached: call `await connectConveyor\(app\)`/);
@@ -332,7 +413,12 @@ describe('startup checks', () => {
 
   it('fails startup with every invalid option named', async () => {
     await expect(
-      startDriverApp({ options: { driverName: 'bad.name', servers: server.url, concurrency: 0 }, controllers: [EchoDriver] }),
-    ).rejects.toThrow(/option "driverName": must be a non-empty name[\s\S]*option "concurrency": must be a whole number >= 1/);
+      startDriverApp({
+        options: { driverName: 'bad.name', servers: server.url, concurrency: 0 },
+        controllers: [EchoDriver],
+      }),
+    ).rejects.toThrow(
+      /option "driverName": must be a non-empty name[\s\S]*option "concurrency": must be a whole number >= 1/,
+    );
   });
 });

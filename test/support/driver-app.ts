@@ -1,6 +1,11 @@
 import { INestApplication, Module, ModuleMetadata, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ConveyorModule, ConveyorModuleOptions, ConveyorStrategy, connectConveyor } from '@conveyor-ci/nestjs';
+import {
+  ConveyorModule,
+  ConveyorModuleOptions,
+  ConveyorStrategy,
+  connectConveyor,
+} from '@conveyor-ci/nestjs';
 
 /** A driver app as a user would write it: ConveyorModule + controllers, attached with connectConveyor. */
 export async function startDriverApp(opts: {
@@ -10,7 +15,11 @@ export async function startDriverApp(opts: {
   /** Runs before connectConveyor, e.g. to add global enhancers or another microservice. */
   configure?: (app: INestApplication) => void | Promise<void>;
 }): Promise<{ app: INestApplication; strategy: ConveyorStrategy }> {
-  @Module({ imports: [ConveyorModule.forRoot(opts.options)], controllers: opts.controllers, providers: opts.providers ?? [] })
+  @Module({
+    imports: [ConveyorModule.forRoot(opts.options)],
+    controllers: opts.controllers,
+    providers: opts.providers ?? [],
+  })
   class TestDriverModule {}
   const app = await NestFactory.create(TestDriverModule, { logger: ['error', 'warn'], abortOnError: false });
   try {

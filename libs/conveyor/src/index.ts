@@ -14,7 +14,12 @@ export {
   type IncompatibleConsumerPolicy,
 } from './module/conveyor.options';
 export { connectConveyor } from './transport/connect-conveyor';
-export { ConveyorStrategy, type ConveyorTransportState, type ConveyorTransportEvent, type ConveyorTransportEvents } from './transport/conveyor.strategy';
+export {
+  ConveyorStrategy,
+  type ConveyorTransportState,
+  type ConveyorTransportEvent,
+  type ConveyorTransportEvents,
+} from './transport/conveyor.strategy';
 export { ConsumerBindingError } from './transport/consumer-binding';
 export { Reconcile, type ReconcileOptions } from './reconcile/reconcile.decorator';
 export { ReconcileContext, isConveyorContext } from './reconcile/reconcile-context';

@@ -17,7 +17,11 @@ import type { DriverMessage, PipelineEvent, Resource } from '../../conveyor/src/
  */
 export async function createConveyorStreams(jsm: JetStreamManager): Promise<void> {
   const streams = [
-    { name: MESSAGES_STREAM, subjects: ['resources.>', 'events.>', 'drivers.>'], retention: RetentionPolicy.Interest },
+    {
+      name: MESSAGES_STREAM,
+      subjects: ['resources.>', 'events.>', 'drivers.>'],
+      retention: RetentionPolicy.Interest,
+    },
     { name: PIPELINE_ENGINE_STREAM, subjects: ['pipelines.>'], retention: RetentionPolicy.Workqueue },
     { name: LOGS_ENGINE_STREAM, subjects: ['logs.>'], retention: RetentionPolicy.Workqueue },
   ];
@@ -28,7 +32,13 @@ export async function createConveyorStreams(jsm: JetStreamManager): Promise<void
  * A resource as the server stores and sends it: a new id, `metadata.version` "1", keys in Go struct
  * order (`pipeline` omitted when empty, as `omitempty` does).
  */
-export function makeResource<Spec>(fields: { name: string; resource: string; spec: Spec; pipeline?: string; metadata?: Record<string, string> }): Resource<Spec> {
+export function makeResource<Spec>(fields: {
+  name: string;
+  resource: string;
+  spec: Spec;
+  pipeline?: string;
+  metadata?: Record<string, string>;
+}): Resource<Spec> {
   return {
     id: randomUUID(),
     name: fields.name,
@@ -87,13 +97,17 @@ export async function waitForConsumer(
     } catch {
       /* not there yet */
     }
-    if (Date.now() > deadline) throw new Error(`consumer "${name}" did not appear on "${MESSAGES_STREAM}" in time`);
+    if (Date.now() > deadline)
+      throw new Error(`consumer "${name}" did not appear on "${MESSAGES_STREAM}" in time`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
 /** Pending and ack-pending counts of a consumer: both 0 means every event was settled. */
-export async function consumerBacklog(jsm: JetStreamManager, name: string): Promise<{ pending: number; ackPending: number; redelivered: number }> {
+export async function consumerBacklog(
+  jsm: JetStreamManager,
+  name: string,
+): Promise<{ pending: number; ackPending: number; redelivered: number }> {
   const info = await jsm.consumers.info(MESSAGES_STREAM, name);
   return { pending: info.num_pending, ackPending: info.num_ack_pending, redelivered: info.num_redelivered };
 }

@@ -19,7 +19,11 @@ export class DriverProcess {
   private readonly child: ChildProcess;
   private lineWaiters: (() => void)[] = [];
 
-  constructor(entry: string, env: Record<string, string>, options: { onLine?: (line: DriverLine) => void; cwd?: string } = {}) {
+  constructor(
+    entry: string,
+    env: Record<string, string>,
+    options: { onLine?: (line: DriverLine) => void; cwd?: string } = {},
+  ) {
     this.child = spawn(process.execPath, [entry], {
       cwd: options.cwd,
       env: { ...process.env, ...env },
@@ -40,7 +44,9 @@ export class DriverProcess {
         this.lineWaiters.splice(0).forEach((w) => w());
       });
     }
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
   }
 
   get pid(): number | undefined {
@@ -57,7 +63,8 @@ export class DriverProcess {
       if (found) return found;
       if (exited) throw new Error(`driver exited before the expected line; last lines:\n${this.tail()}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`expected line not seen in ${timeoutMs} ms; last lines:\n${this.tail()}`);
+      if (left <= 0)
+        throw new Error(`expected line not seen in ${timeoutMs} ms; last lines:\n${this.tail()}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 250));
         this.lineWaiters.push(() => {

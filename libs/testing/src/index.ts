@@ -1,4 +1,11 @@
-export { NatsServer, findNatsServer, freePort, natsServerVersion, MIN_NATS_SERVER_VERSION, type NatsServerOptions } from './nats-server.harness';
+export {
+  NatsServer,
+  findNatsServer,
+  freePort,
+  natsServerVersion,
+  MIN_NATS_SERVER_VERSION,
+  type NatsServerOptions,
+} from './nats-server.harness';
 export {
   createConveyorStreams,
   makeResource,

@@ -31,8 +31,11 @@ function candidates(): string[] {
   const list: string[] = [];
   if (process.env.NATS_SERVER_BIN) list.push(process.env.NATS_SERVER_BIN);
   // `.tools/` of this repo (scripts/install-nats-server.sh), found from the cwd or from this file.
-  for (let dir = process.cwd(), up = __dirname; ; ) {
-    list.push(join(dir, '.tools/nats-server/usr/sbin/nats-server'), join(up, '.tools/nats-server/usr/sbin/nats-server'));
+  for (let dir = process.cwd(), up = __dirname; ;) {
+    list.push(
+      join(dir, '.tools/nats-server/usr/sbin/nats-server'),
+      join(up, '.tools/nats-server/usr/sbin/nats-server'),
+    );
     if (dirname(dir) === dir && dirname(up) === up) break;
     dir = dirname(dir);
     up = dirname(up);
@@ -114,15 +117,22 @@ export class NatsServer {
   }
 
   private async boot(): Promise<void> {
-    const child = spawn(this.binary, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn(
+      this.binary,
+      ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     this.child = child;
     registerSpawned({ pid: child.pid });
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     let log = '';
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`nats-server did not become ready in 15 s:\n${log}`)), 15_000);
+      const timer = setTimeout(
+        () => reject(new Error(`nats-server did not become ready in 15 s:\n${log}`)),
+        15_000,
+      );
       child.stderr!.on('data', (chunk: Buffer) => {
         log = (log + chunk.toString()).slice(-4000);
         if (log.includes('Server is ready')) {

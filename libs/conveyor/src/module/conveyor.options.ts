@@ -126,7 +126,10 @@ const natsServers: Parse<string[]> = (input) => {
 const subjectToken: Parse<string> = (input) =>
   isSubjectToken(input)
     ? { value: input }
-    : { error: 'must be a non-empty name without whitespace, ".", "*", ">", "/" or "\\" (it is a NATS subject token)' };
+    : {
+        error:
+          'must be a non-empty name without whitespace, ".", "*", ">", "/" or "\\" (it is a NATS subject token)',
+      };
 
 interface Spec<T> {
   env: string;
@@ -146,7 +149,11 @@ const SPECS: { [K in Exclude<keyof ConveyorConfig, 'explicit' | 'tls'>]: Spec<Co
   maxAttempts: { env: 'CONVEYOR_MAX_ATTEMPTS', parse: wholeNumber(1), fallback: 3 },
   reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
-  incompatibleConsumer: { env: 'CONVEYOR_INCOMPATIBLE_CONSUMER', parse: oneOf('warn', 'refuse'), fallback: 'warn' },
+  incompatibleConsumer: {
+    env: 'CONVEYOR_INCOMPATIBLE_CONSUMER',
+    parse: oneOf('warn', 'refuse'),
+    fallback: 'warn',
+  },
 };
 
 /**
@@ -161,7 +168,10 @@ function legacyApiUrl(env: Env): string {
 }
 
 /** Applies env fallbacks and defaults, and validates. @throws ConveyorConfigError listing every problem. */
-export function resolveConveyorConfig(options: ConveyorModuleOptions = {}, env: Env = process.env): ConveyorConfig {
+export function resolveConveyorConfig(
+  options: ConveyorModuleOptions = {},
+  env: Env = process.env,
+): ConveyorConfig {
   const problems: string[] = [];
   const explicit = new Set<keyof ConveyorModuleOptions>();
   const resolved: Record<string, unknown> = {};
@@ -176,7 +186,8 @@ export function resolveConveyorConfig(options: ConveyorModuleOptions = {}, env: 
       [input, source] = [fromEnv, `option "${key}" from env ${spec.env}=${JSON.stringify(fromEnv)}`];
       explicit.add(key);
     } else {
-      input = typeof spec.fallback === 'function' ? (spec.fallback as (e: Env) => unknown)(env) : spec.fallback;
+      input =
+        typeof spec.fallback === 'function' ? (spec.fallback as (e: Env) => unknown)(env) : spec.fallback;
       source = `option "${key}" (default or legacy env)`;
       if (input === undefined) {
         problems.push(`option "${key}" (env ${spec.env}) is required`);
@@ -192,17 +203,23 @@ export function resolveConveyorConfig(options: ConveyorModuleOptions = {}, env: 
   return { ...(resolved as Omit<ConveyorConfig, 'explicit' | 'tls'>), ...(tls ? { tls } : {}), explicit };
 }
 
-function resolveTls(given: ConveyorTlsOptions | undefined, env: Env, problems: string[]): ConveyorTlsOptions | undefined {
+function resolveTls(
+  given: ConveyorTlsOptions | undefined,
+  env: Env,
+  problems: string[],
+): ConveyorTlsOptions | undefined {
   const tls: ConveyorTlsOptions = {
     cert: given?.cert ?? (env.CONVEYOR_TLS_CERT || undefined),
     key: given?.key ?? (env.CONVEYOR_TLS_KEY || undefined),
     ca: given?.ca ?? (env.CONVEYOR_TLS_CA || undefined),
   };
   if (!tls.cert && !tls.key && !tls.ca) return undefined;
-  if (!tls.cert !== !tls.key) problems.push('option "tls": cert and key must be given together (CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY)');
+  if (!tls.cert !== !tls.key)
+    problems.push('option "tls": cert and key must be given together (CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY)');
   for (const part of ['cert', 'key', 'ca'] as const) {
     const file = tls[part];
-    if (file && !existsSync(file)) problems.push(`option "tls.${part}": file ${JSON.stringify(file)} does not exist`);
+    if (file && !existsSync(file))
+      problems.push(`option "tls.${part}": file ${JSON.stringify(file)} does not exist`);
   }
   return tls;
 }

@@ -42,7 +42,8 @@ function parseJson(text: string, what: string): unknown {
 
 /** Validates the fields every Resource must carry; tolerant about metadata (any JSON) and spec. */
 function asResource(value: unknown, runId: string | undefined): Resource {
-  if (!isPlainObject(value)) throw new MalformedMessageError('payload is not a JSON object (a Resource)', runId);
+  if (!isPlainObject(value))
+    throw new MalformedMessageError('payload is not a JSON object (a Resource)', runId);
   if (typeof value.name !== 'string' || value.name === '') {
     throw new MalformedMessageError('payload is not a Resource: "name" is missing or not a string', runId);
   }
@@ -79,7 +80,8 @@ export function decodeDriverMessage(data: Uint8Array | string): DecodedMessage {
       raw.run_id === undefined ? 'message has no "run_id"' : 'message "run_id" is not a subject-safe string',
     );
   }
-  if (typeof raw.event !== 'string') throw new MalformedMessageError('message "event" is missing or not a string', runId);
+  if (typeof raw.event !== 'string')
+    throw new MalformedMessageError('message "event" is missing or not a string', runId);
   if (typeof raw.id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(raw.id)) {
     throw new MalformedMessageError('message "id" is missing or not a printable string', runId);
   }
@@ -99,7 +101,12 @@ export function decodeDriverMessage(data: Uint8Array | string): DecodedMessage {
     throw new MalformedMessageError('message "payload" is missing or neither a string nor an object', runId);
   }
   const resource = asResource(parsed, runId);
-  const message: DriverMessage = { event: raw.event, payload: raw.payload as DriverMessage['payload'], id: raw.id, run_id: runId };
+  const message: DriverMessage = {
+    event: raw.event,
+    payload: raw.payload as DriverMessage['payload'],
+    id: raw.id,
+    run_id: runId,
+  };
   return { message, resource, payload };
 }
 
@@ -121,7 +128,12 @@ export function encodeGoJson(value: unknown): string {
 }
 
 /** Builds the PipelineEvent a driver publishes after a reconcile, with every key the engine reads (§3.6). */
-export function toPipelineEvent(runId: string, resource: Resource, result: DriverResult, driver: string): PipelineEvent {
+export function toPipelineEvent(
+  runId: string,
+  resource: Resource,
+  result: DriverResult,
+  driver: string,
+): PipelineEvent {
   return {
     event: RESULT_EVENT,
     run_id: runId,

@@ -22,7 +22,11 @@ const RUN_ID = '0b8e2d5a-7c1f-4e3b-a9d2-5f6c7b8a9e10';
 describe('decodeDriverMessage (contract §3.4 golden bytes)', () => {
   it('decodes the string payload into a Resource and keeps the raw payload string', () => {
     const decoded = decodeDriverMessage(new TextEncoder().encode(DRIVER_MESSAGE_BYTES));
-    expect(decoded.message).toMatchObject({ event: 'create', id: '9f2b6c1d0e3a4b5c6d7e8f90', run_id: RUN_ID });
+    expect(decoded.message).toMatchObject({
+      event: 'create',
+      id: '9f2b6c1d0e3a4b5c6d7e8f90',
+      run_id: RUN_ID,
+    });
     expect(decoded.resource).toEqual({
       id: '6f1c2a4e-3b7d-4c1e-9a55-0c2f5e7d8a91',
       name: 'build-app',
@@ -52,7 +56,12 @@ describe('decodeDriverMessage (contract §3.4 golden bytes)', () => {
     const decoded = decodeDriverMessage(
       JSON.stringify({
         event: 'update',
-        payload: { name: 'a', resource: 'pipeline', metadata: { driverresults: { x: { success: true } } }, spec: null },
+        payload: {
+          name: 'a',
+          resource: 'pipeline',
+          metadata: { driverresults: { x: { success: true } } },
+          spec: null,
+        },
         id: 'abc',
         run_id: RUN_ID,
         extra: 'ignored like Go does',
@@ -66,10 +75,30 @@ describe('decodeDriverMessage (contract §3.4 golden bytes)', () => {
     ['not JSON', '{nope', /message is not valid JSON/, undefined],
     ['an array', '[1]', /not a JSON object/, undefined],
     ['no run id', JSON.stringify({ event: 'create', payload: '{}', id: 'a' }), /no "run_id"/, undefined],
-    ['unsafe run id', JSON.stringify({ event: 'create', payload: '{}', id: 'a', run_id: 'a.b' }), /not a subject-safe/, undefined],
-    ['payload not JSON', JSON.stringify({ event: 'create', payload: '{x', id: 'a', run_id: RUN_ID }), /payload is not valid JSON/, RUN_ID],
-    ['payload not a Resource', JSON.stringify({ event: 'create', payload: '{"name":"x"}', id: 'a', run_id: RUN_ID }), /"resource"/, RUN_ID],
-    ['payload a number', JSON.stringify({ event: 'create', payload: 5, id: 'a', run_id: RUN_ID }), /neither a string nor an object/, RUN_ID],
+    [
+      'unsafe run id',
+      JSON.stringify({ event: 'create', payload: '{}', id: 'a', run_id: 'a.b' }),
+      /not a subject-safe/,
+      undefined,
+    ],
+    [
+      'payload not JSON',
+      JSON.stringify({ event: 'create', payload: '{x', id: 'a', run_id: RUN_ID }),
+      /payload is not valid JSON/,
+      RUN_ID,
+    ],
+    [
+      'payload not a Resource',
+      JSON.stringify({ event: 'create', payload: '{"name":"x"}', id: 'a', run_id: RUN_ID }),
+      /"resource"/,
+      RUN_ID,
+    ],
+    [
+      'payload a number',
+      JSON.stringify({ event: 'create', payload: 5, id: 'a', run_id: RUN_ID }),
+      /neither a string nor an object/,
+      RUN_ID,
+    ],
     ['no event', JSON.stringify({ payload: '{}', id: 'a', run_id: RUN_ID }), /"event"/, RUN_ID],
     ['no id', JSON.stringify({ event: 'create', payload: '{}', run_id: RUN_ID }), /"id"/, RUN_ID],
   ])('rejects %s with a reason (and the run id when it was readable)', (_name, bytes, reason, runId) => {
@@ -92,7 +121,12 @@ describe('decodeDriverMessage (contract §3.4 golden bytes)', () => {
 describe('result encoding (contract §3.6)', () => {
   it('builds the PipelineEvent key by key, in Go field order', () => {
     const { resource, driverresult } = PIPELINE_RESULT_EVENT;
-    const event = toPipelineEvent(RUN_ID, { ...resource, metadata: { ...resource.metadata } }, driverresult, 'container-start');
+    const event = toPipelineEvent(
+      RUN_ID,
+      { ...resource, metadata: { ...resource.metadata } },
+      driverresult,
+      'container-start',
+    );
     expect(Object.keys(event)).toEqual(['event', 'run_id', 'resource', 'driverresult']);
     expect(Object.keys(event.driverresult)).toEqual(['success', 'message', 'data', 'driver']);
     expect(encodeGoJson(event)).toBe(JSON.stringify(PIPELINE_RESULT_EVENT));
@@ -110,7 +144,13 @@ describe('result encoding (contract §3.6)', () => {
   });
 
   it('has the Log JSON keys of §3.7 (runid without underscore)', () => {
-    expect(Object.keys(JSON.parse(GO_LOG_LINE_BYTES))).toEqual(['runid', 'driver', 'pipeline', 'timestamp', 'message']);
+    expect(Object.keys(JSON.parse(GO_LOG_LINE_BYTES))).toEqual([
+      'runid',
+      'driver',
+      'pipeline',
+      'timestamp',
+      'message',
+    ]);
   });
 });
 
@@ -135,17 +175,24 @@ describe('subjects (contract §5.2)', () => {
     'refuses %p as a subject token',
     (value) => {
       expect(isSubjectToken(value)).toBe(false);
-      expect(() => assertSubjectToken('driver name', value)).toThrow(/driver name .* cannot be used in a NATS subject/);
+      expect(() => assertSubjectToken('driver name', value)).toThrow(
+        /driver name .* cannot be used in a NATS subject/,
+      );
     },
   );
 
   it('accepts the names Conveyor uses', () => {
-    for (const ok of ['shell-runner', 'container_start', RUN_ID, 'Builder01']) expect(isSubjectToken(ok)).toBe(true);
+    for (const ok of ['shell-runner', 'container_start', RUN_ID, 'Builder01'])
+      expect(isSubjectToken(ok)).toBe(true);
   });
 
   it('parses message subjects back into routes', () => {
     expect(parseMessageSubject('resources.pipeline')).toEqual({ kind: 'resource', resource: 'pipeline' });
-    expect(parseMessageSubject('drivers.d.resources.pipeline')).toEqual({ kind: 'pipeline-step', driver: 'd', resource: 'pipeline' });
+    expect(parseMessageSubject('drivers.d.resources.pipeline')).toEqual({
+      kind: 'pipeline-step',
+      driver: 'd',
+      resource: 'pipeline',
+    });
     expect(parseMessageSubject('events.d.x')).toBeNull();
     expect(parseMessageSubject('resources.a.b')).toBeNull();
   });

@@ -15,6 +15,8 @@ export const RESULT_SUBJECT = 'pipelines.driver.result';
 /** `event` of a result published by a driver runtime (contract §3.6). */
 export const RESULT_EVENT = 'driver.result';
 
+// Control characters would corrupt the protocol line of a NATS PUB; the rest widen or split a subject (or an etcd key).
+// eslint-disable-next-line no-control-regex
 const UNSAFE_TOKEN = /[\s.*>/\\\u0000-\u001f\u007f]/;
 
 /** Thrown when a name cannot be used as a single NATS subject token. */
@@ -73,8 +75,7 @@ export function liveLogSubject(runId: string, driver: string): string {
 
 /** How a message reached the driver, read back from its subject. */
 export type MessageRoute =
-  | { kind: 'resource'; resource: string }
-  | { kind: 'pipeline-step'; driver: string; resource: string };
+  { kind: 'resource'; resource: string } | { kind: 'pipeline-step'; driver: string; resource: string };
 
 /** Parses a `messages` subject; `null` for anything that is not a driver subject. */
 export function parseMessageSubject(subject: string): MessageRoute | null {

@@ -3,7 +3,11 @@ import type { ReconcileHandlerMeta } from './reconcile.decorator';
 /** Thrown at startup when two handlers would both receive some (resource, event). */
 export class DuplicateReconcileHandlerError extends Error {
   constructor(a: ReconcileHandlerMeta, b: ReconcileHandlerMeta) {
-    const shared = !a.events ? b.events : !b.events ? a.events : a.events.filter((e) => b.events!.includes(e));
+    const shared = !a.events
+      ? b.events
+      : !b.events
+        ? a.events
+        : a.events.filter((e) => b.events!.includes(e));
     const events = shared ? `event(s) ${shared.map((e) => `"${e}"`).join(', ')}` : 'every event';
     super(
       `Duplicate @Reconcile handlers for resource "${a.resource}" and ${events}: ${a.handler} and ${b.handler}. ` +
@@ -27,7 +31,8 @@ export class ReconcileHandlerRegistry<T> {
   add(meta: ReconcileHandlerMeta, handler: T): void {
     const list = this.byResource.get(meta.resource) ?? [];
     for (const existing of list) {
-      const overlaps = !existing.meta.events || !meta.events || existing.meta.events.some((e) => meta.events!.includes(e));
+      const overlaps =
+        !existing.meta.events || !meta.events || existing.meta.events.some((e) => meta.events!.includes(e));
       if (overlaps) throw new DuplicateReconcileHandlerError(existing.meta, meta);
     }
     list.push({ meta, handler });

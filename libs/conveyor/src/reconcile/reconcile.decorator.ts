@@ -38,17 +38,28 @@ export interface ReconcileHandlerMeta {
  */
 export function Reconcile(options: ReconcileOptions): MethodDecorator {
   const resource = assertSubjectToken('@Reconcile resource', options?.resource);
-  if (options.events !== undefined && (!Array.isArray(options.events) || options.events.some((e) => typeof e !== 'string' || !e))) {
-    throw new TypeError(`@Reconcile({ resource: '${resource}' }): "events" must be an array of non-empty strings`);
+  if (
+    options.events !== undefined &&
+    (!Array.isArray(options.events) || options.events.some((e) => typeof e !== 'string' || !e))
+  ) {
+    throw new TypeError(
+      `@Reconcile({ resource: '${resource}' }): "events" must be an array of non-empty strings`,
+    );
   }
   const events = options.events ? [...new Set(options.events)] : undefined;
   return (target, key, descriptor) => {
-    const meta: ReconcileHandlerMeta = { resource, events, handler: `${target.constructor.name}.${String(key)}` };
+    const meta: ReconcileHandlerMeta = {
+      resource,
+      events,
+      handler: `${target.constructor.name}.${String(key)}`,
+    };
     // The pattern is unique per method: Nest chains event handlers that share a pattern, and we
     // want overlaps reported as an error instead (see ReconcileHandlerRegistry).
     applyDecorators(
       SetMetadata(RECONCILE_METADATA, meta),
-      EventPattern(`conveyor.reconcile.${resource}.${meta.handler}`, CONVEYOR_TRANSPORT, { [RECONCILE_EXTRAS]: meta }),
+      EventPattern(`conveyor.reconcile.${resource}.${meta.handler}`, CONVEYOR_TRANSPORT, {
+        [RECONCILE_EXTRAS]: meta,
+      }),
       // Method-level, so it is the innermost interceptor and sees the original thrown value.
       UseInterceptors(ReconcileOutcomeInterceptor),
     )(target, key, descriptor);

@@ -25,7 +25,10 @@ export class ReconcileExplorer {
       const prototype = instance && Object.getPrototypeOf(instance);
       if (!prototype) return;
       for (const method of this.scanner.getAllMethodNames(prototype)) {
-        const meta = this.reflector.get<ReconcileHandlerMeta | undefined>(RECONCILE_METADATA, prototype[method]);
+        const meta = this.reflector.get<ReconcileHandlerMeta | undefined>(
+          RECONCILE_METADATA,
+          prototype[method],
+        );
         if (meta) found.push({ meta, inController });
       }
     };

@@ -23,7 +23,9 @@ export async function publishResult(
       return true;
     } catch (err) {
       if (signal.aborted) return false;
-      logger.warn(`publishing result ${msgId} failed (attempt ${attempt}): ${(err as Error).message}; retrying`);
+      logger.warn(
+        `publishing result ${msgId} failed (attempt ${attempt}): ${(err as Error).message}; retrying`,
+      );
       await sleep(backoffDelay(attempt, 250, 5000), signal);
       if (signal.aborted) return false;
     }
@@ -39,7 +41,8 @@ export async function applyVerb(msg: JsMsg, settlement: Settlement, logger: Logg
   try {
     switch (settlement.action) {
       case 'ack':
-        if (!(await msg.ackAck({ timeout: 5000 }))) logger.warn(`ack of stream seq ${msg.seq} was not confirmed`);
+        if (!(await msg.ackAck({ timeout: 5000 })))
+          logger.warn(`ack of stream seq ${msg.seq} was not confirmed`);
         return;
       case 'nak':
         msg.nak(settlement.delayMs);

@@ -20,7 +20,11 @@ export interface Settlement {
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
   if (typeof error === 'string') return error;
-  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
+  if (
+    typeof error === 'object' &&
+    error !== null &&
+    typeof (error as { message?: unknown }).message === 'string'
+  ) {
     return (error as { message: string }).message;
   }
   try {
@@ -31,7 +35,8 @@ export function errorMessage(error: unknown): string {
 }
 
 function isDriverResult(value: unknown): value is DriverResult {
-  if (typeof value !== 'object' || value === null || typeof (value as DriverResult).success !== 'boolean') return false;
+  if (typeof value !== 'object' || value === null || typeof (value as DriverResult).success !== 'boolean')
+    return false;
   const message = (value as DriverResult).message;
   return message === undefined || message === null || typeof message === 'string';
 }
@@ -53,5 +58,9 @@ export function decideSettlement(outcome: ReconcileOutcome): Settlement {
     return { result: { success: false, message }, action: 'ack', reason: message };
   }
   const result: DriverResult = { success: value.success, message: value.message ?? '', data: value.data };
-  return { result, action: 'ack', reason: value.success ? 'reconciled' : `reconcile reported failure: ${result.message}` };
+  return {
+    result,
+    action: 'ack',
+    reason: value.success ? 'reconciled' : `reconcile reported failure: ${result.message}`,
+  };
 }

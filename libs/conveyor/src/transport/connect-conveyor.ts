@@ -15,7 +15,9 @@ export async function connectConveyor(app: INestApplication): Promise<ConveyorSt
   try {
     strategy = app.get(ConveyorStrategy, { strict: false });
   } catch {
-    throw new Error('connectConveyor(app): ConveyorModule is not imported; add ConveyorModule.forRoot({ driverName }) to your AppModule');
+    throw new Error(
+      'connectConveyor(app): ConveyorModule is not imported; add ConveyorModule.forRoot({ driverName }) to your AppModule',
+    );
   }
   strategy.expectAttachment();
   await app.init();

@@ -24,7 +24,11 @@ function apiErrorCode(err: unknown): number | undefined {
 }
 
 function filtersOf(config: Partial<ConsumerConfig>): string[] {
-  return config.filter_subjects?.length ? [...config.filter_subjects] : config.filter_subject ? [config.filter_subject] : [];
+  return config.filter_subjects?.length
+    ? [...config.filter_subjects]
+    : config.filter_subject
+      ? [config.filter_subject]
+      : [];
 }
 
 /**
@@ -41,7 +45,8 @@ export async function bindConsumer(
   const name = config.driverName;
   const filters = consumerFilterSubjects(name, resources);
   // An empty filter list would mean every subject of `messages`: other drivers' events.
-  if (filters.length === 0) throw new ConsumerBindingError('no @Reconcile handlers: refusing to bind a consumer without filters');
+  if (filters.length === 0)
+    throw new ConsumerBindingError('no @Reconcile handlers: refusing to bind a consumer without filters');
 
   let existing: ConsumerInfo | undefined;
   try {
@@ -101,10 +106,14 @@ function checkCompatible(info: ConsumerInfo, config: ConveyorConfig, logger: Log
   }
   const problems: string[] = [];
   if (!info.config.durable_name) {
-    problems.push('it is not durable (the Go runtime makes ephemeral ones, deleted ~5 s after the last driver stops: events published meanwhile are lost)');
+    problems.push(
+      'it is not durable (the Go runtime makes ephemeral ones, deleted ~5 s after the last driver stops: events published meanwhile are lost)',
+    );
   }
   if (info.config.max_ack_pending === 1) {
-    problems.push('max_ack_pending is 1 (left by a Go runtime: it serialises every replica; set maxAckPending explicitly to change it)');
+    problems.push(
+      'max_ack_pending is 1 (left by a Go runtime: it serialises every replica; set maxAckPending explicitly to change it)',
+    );
   }
   if (problems.length === 0) return;
   const text = `existing consumer "${name}" on "${MESSAGES_STREAM}": ${problems.join('; ')}. One runtime per driver name.`;

@@ -35,7 +35,10 @@ const PULL_EXPIRES_MS = 10_000;
  * each through Nest's pipeline to its `@Reconcile` handler. Attach it with `connectConveyor(app)`.
  */
 @Injectable()
-export class ConveyorStrategy extends Server<ConveyorTransportEvents, ConveyorTransportState> implements CustomTransportStrategy {
+export class ConveyorStrategy
+  extends Server<ConveyorTransportEvents, ConveyorTransportState>
+  implements CustomTransportStrategy
+{
   override readonly transportId = CONVEYOR_TRANSPORT;
   private readonly registry = new ReconcileHandlerRegistry<MessageHandler>();
   private readonly log = new Logger('ConveyorTransport');
@@ -80,7 +83,8 @@ export class ConveyorStrategy extends Server<ConveyorTransportEvents, ConveyorTr
 
   /** @internal `connectConveyor` announces the attach before `app.init()`, so the startup check passes. */
   expectAttachment(): void {
-    if (this.attachExpected) throw new Error('connectConveyor(app) was called twice: the Conveyor transport is already attached');
+    if (this.attachExpected)
+      throw new Error('connectConveyor(app) was called twice: the Conveyor transport is already attached');
     this.attachExpected = true;
   }
 
@@ -90,11 +94,18 @@ export class ConveyorStrategy extends Server<ConveyorTransportEvents, ConveyorTr
   }
 
   /** Called by Nest's ListenersController for every pattern bound to this transport (or to none). */
-  override addHandler(pattern: unknown, callback: MessageHandler, _isEventHandler = false, extras: Record<string, unknown> = {}): void {
+  override addHandler(
+    pattern: unknown,
+    callback: MessageHandler,
+    _isEventHandler = false,
+    extras: Record<string, unknown> = {},
+  ): void {
     const meta = extras[RECONCILE_EXTRAS] as ReconcileHandlerMeta | undefined;
     if (!meta) {
       // Nest offers every transport-less @EventPattern/@MessagePattern to every server.
-      this.log.warn(`ignoring pattern ${JSON.stringify(pattern)}: only @Reconcile handlers run on the Conveyor transport`);
+      this.log.warn(
+        `ignoring pattern ${JSON.stringify(pattern)}: only @Reconcile handlers run on the Conveyor transport`,
+      );
       return;
     }
     this.registry.add(meta, callback);
@@ -105,9 +116,13 @@ export class ConveyorStrategy extends Server<ConveyorTransportEvents, ConveyorTr
     if (resources.length === 0) {
       this.log.warn('no @Reconcile handlers: the Conveyor transport stays idle');
     } else {
-      this.log.log(`driver "${this.config.driverName}" reconciles ${resources.join(', ')} (concurrency ${this.config.concurrency})`);
+      this.log.log(
+        `driver "${this.config.driverName}" reconciles ${resources.join(', ')} (concurrency ${this.config.concurrency})`,
+      );
       // Bind in the background: HTTP (health) comes up while NATS or the streams are not there yet.
-      this.loop = this.run(resources).catch((err) => this.log.error(`transport stopped: ${(err as Error).stack ?? err}`));
+      this.loop = this.run(resources).catch((err) =>
+        this.log.error(`transport stopped: ${(err as Error).stack ?? err}`),
+      );
     }
     callback();
   }
@@ -180,7 +195,7 @@ export class ConveyorStrategy extends Server<ConveyorTransportEvents, ConveyorTr
     this.setState('consuming');
     this.markConsuming();
 
-    for (let failures = 0; !signal.aborted; ) {
+    for (let failures = 0; !signal.aborted;) {
       await this.gate.waitForFree(signal);
       if (signal.aborted) break;
       try {
@@ -193,7 +208,9 @@ export class ConveyorStrategy extends Server<ConveyorTransportEvents, ConveyorTr
           this.gate.acquire();
           void this.dispatcher
             .dispatch(msg)
-            .catch((err) => this.log.error(`dispatch of stream seq ${msg.seq} failed: ${(err as Error).stack ?? err}`))
+            .catch((err) =>
+              this.log.error(`dispatch of stream seq ${msg.seq} failed: ${(err as Error).stack ?? err}`),
+            )
             .finally(() => this.gate.release());
         }
         failures = 0;
@@ -206,7 +223,10 @@ export class ConveyorStrategy extends Server<ConveyorTransportEvents, ConveyorTr
     }
   }
 
-  private withProcessingHooks(ctx: ReconcileContext, invoke: () => Promise<ReconcileOutcome>): Promise<ReconcileOutcome> {
+  private withProcessingHooks(
+    ctx: ReconcileContext,
+    invoke: () => Promise<ReconcileOutcome>,
+  ): Promise<ReconcileOutcome> {
     return new Promise<ReconcileOutcome>((resolve, reject) => {
       this.onProcessingStartHook(this.transportId, ctx, async () => {
         try {

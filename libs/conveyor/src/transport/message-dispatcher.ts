@@ -29,7 +29,10 @@ export interface DispatcherDeps {
   logger: LoggerService;
   heartbeatMs: number;
   /** Runs a handler call inside Nest's processing hooks (OpenTelemetry instrumentations use them). */
-  withProcessingHooks: (ctx: ReconcileContext, invoke: () => Promise<ReconcileOutcome>) => Promise<ReconcileOutcome>;
+  withProcessingHooks: (
+    ctx: ReconcileContext,
+    invoke: () => Promise<ReconcileOutcome>,
+  ) => Promise<ReconcileOutcome>;
 }
 
 interface ActiveRun {
@@ -66,10 +69,14 @@ export class MessageDispatcher {
       return applyVerb(msg, { action: 'term', reason: `undecodable: ${err.reason}` }, logger);
     }
     const route = parseMessageSubject(msg.subject);
-    const lookup = route ? registry.lookup(route.resource, decoded.message.event) : ({ kind: 'none' } as const);
+    const lookup = route
+      ? registry.lookup(route.resource, decoded.message.event)
+      : ({ kind: 'none' } as const);
     if (lookup.kind === 'none' || !route) {
       // Never ack or term: during a rolling deploy another replica may handle this subject.
-      logger.warn(`no @Reconcile handler for ${msg.subject} (event "${decoded.message.event}"): offering it again later`);
+      logger.warn(
+        `no @Reconcile handler for ${msg.subject} (event "${decoded.message.event}"): offering it again later`,
+      );
       return applyVerb(msg, { action: 'nak', delayMs: UNROUTED_NAK_DELAY_MS, reason: 'no handler' }, logger);
     }
     if (lookup.kind === 'event-filtered') {
@@ -91,7 +98,7 @@ export class MessageDispatcher {
     meta: ReconcileHandlerMeta,
     handler: MessageHandler,
   ): Promise<void> {
-    const { config, logger } = this.deps;
+    const { config } = this.deps;
     let finish!: () => void;
     const run: ActiveRun = {
       msg,
@@ -102,7 +109,9 @@ export class MessageDispatcher {
     };
     this.runs.add(run);
     const heartbeat =
-      config.ackMode === 'afterResult' ? setInterval(() => run.settled || msg.working(), this.deps.heartbeatMs) : undefined;
+      config.ackMode === 'afterResult'
+        ? setInterval(() => run.settled || msg.working(), this.deps.heartbeatMs)
+        : undefined;
     try {
       if (config.ackMode === 'onReceive') {
         // Go parity (at-most-once): a crash from here on loses the event.
@@ -130,7 +139,9 @@ export class MessageDispatcher {
           resource_type: route.resource,
         }),
       });
-      const outcome = await this.deps.withProcessingHooks(ctx, () => invoke(handler, resource, ctx, meta.handler));
+      const outcome = await this.deps.withProcessingHooks(ctx, () =>
+        invoke(handler, resource, ctx, meta.handler),
+      );
       const settlement: Settlement = run.deadline.signal.aborted
         ? { action: 'nak', reason: 'aborted at the shutdown deadline: another replica reruns it' }
         : decideSettlement(outcome);
@@ -146,7 +157,9 @@ export class MessageDispatcher {
     const { config, js, logger } = this.deps;
     const { message } = decoded;
     if (settlement.result) {
-      const bytes = encodeWire(toPipelineEvent(message.run_id, decoded.resource, settlement.result, config.driverName));
+      const bytes = encodeWire(
+        toPipelineEvent(message.run_id, decoded.resource, settlement.result, config.driverName),
+      );
       const msgId = `${message.run_id}:${config.driverName}:${message.id}`;
       const stored = await publishResult(js, bytes, msgId, logger, run.deadline.signal);
       if (!stored) settlement = { action: 'nak', reason: 'result not published before shutdown' };
@@ -178,7 +191,9 @@ export class MessageDispatcher {
       run.handlerAbort.abort(new Error('shutdown deadline reached'));
       if (!run.settled) {
         run.settled = true;
-        this.deps.logger.warn(`run on stream seq ${run.msg.seq} still running at the shutdown deadline: nak'd for another replica`);
+        this.deps.logger.warn(
+          `run on stream seq ${run.msg.seq} still running at the shutdown deadline: nak'd for another replica`,
+        );
         run.msg.nak();
       }
     }
@@ -186,12 +201,21 @@ export class MessageDispatcher {
 }
 
 /** Calls the Nest-wrapped handler and collapses Promise/Observable results into one outcome. */
-async function invoke(handler: MessageHandler, data: unknown, ctx: ReconcileContext, name: string): Promise<ReconcileOutcome> {
+async function invoke(
+  handler: MessageHandler,
+  data: unknown,
+  ctx: ReconcileContext,
+  name: string,
+): Promise<ReconcileOutcome> {
   try {
     const returned = await handler(data, ctx);
-    const value = isObservable(returned) ? await lastValueFrom(returned, { defaultValue: undefined }) : returned;
+    const value = isObservable(returned)
+      ? await lastValueFrom(returned, { defaultValue: undefined })
+      : returned;
     const recorded = thrownBy(ctx);
-    return recorded ? { kind: 'threw', error: recorded.error, handler: name } : { kind: 'returned', value, handler: name };
+    return recorded
+      ? { kind: 'threw', error: recorded.error, handler: name }
+      : { kind: 'returned', value, handler: name };
   } catch (error) {
     // Prefer the original value recorded by the outcome interceptor over what Nest's exception
     // layer (or a throwing HTTP-only filter) turned it into.

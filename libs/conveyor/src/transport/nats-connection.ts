@@ -15,7 +15,9 @@ export function natsConnectionOptions(config: ConveyorConfig): ConnectionOptions
     // The default 2 min ping leaves a half-open link unnoticed for minutes.
     pingInterval: 20_000,
     maxPingOut: 3,
-    ...(config.tls ? { tls: { certFile: config.tls.cert, keyFile: config.tls.key, caFile: config.tls.ca } } : {}),
+    ...(config.tls
+      ? { tls: { certFile: config.tls.cert, keyFile: config.tls.key, caFile: config.tls.ca } }
+      : {}),
   };
 }
 
