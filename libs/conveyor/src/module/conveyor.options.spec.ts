@@ -1,0 +1,124 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConveyorConfigError, resolveConveyorConfig } from './conveyor.options';
+
+describe('resolveConveyorConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = resolveConveyorConfig({ driverName: 'd' }, {});
+    expect(config).toEqual({
+      driverName: 'd',
+      servers: ['nats://127.0.0.1:4222'],
+      apiUrl: 'http://localhost:8080',
+      concurrency: 1,
+      ackMode: 'afterResult',
+      maxAckPending: 1000,
+      ackWaitMs: 30_000,
+      maxAttempts: 3,
+      reconcileTimeoutMs: 3_600_000,
+      shutdownTimeoutMs: 25_000,
+      incompatibleConsumer: 'warn',
+      explicit: new Set(['driverName']),
+    });
+  });
+
+  it('reads every option from the environment and marks it explicit', () => {
+    const config = resolveConveyorConfig(
+      {},
+      {
+        CONVEYOR_DRIVER_NAME: 'env-driver',
+        CONVEYOR_NATS_URL: 'nats://a:4222, tls://b:4223',
+        CONVEYOR_API_URL: 'https://conveyor.example.test/',
+        CONVEYOR_CONCURRENCY: '4',
+        CONVEYOR_ACK_MODE: 'onReceive',
+        CONVEYOR_MAX_ACK_PENDING: '50',
+        CONVEYOR_ACK_WAIT_MS: '5000',
+        CONVEYOR_MAX_ATTEMPTS: '5',
+        CONVEYOR_RECONCILE_TIMEOUT_MS: '0',
+        CONVEYOR_SHUTDOWN_TIMEOUT_MS: '1000',
+        CONVEYOR_INCOMPATIBLE_CONSUMER: 'refuse',
+      },
+    );
+    expect(config).toMatchObject({
+      driverName: 'env-driver',
+      servers: ['nats://a:4222', 'tls://b:4223'],
+      apiUrl: 'https://conveyor.example.test',
+      concurrency: 4,
+      ackMode: 'onReceive',
+      maxAckPending: 50,
+      ackWaitMs: 5000,
+      maxAttempts: 5,
+      reconcileTimeoutMs: 0,
+      shutdownTimeoutMs: 1000,
+      incompatibleConsumer: 'refuse',
+    });
+    expect(config.explicit.has('maxAckPending')).toBe(true);
+    expect(config.explicit.has('ackWaitMs')).toBe(true);
+  });
+
+  it('prefers options given in code over the environment', () => {
+    const config = resolveConveyorConfig(
+      { driverName: 'code', concurrency: 2 },
+      { CONVEYOR_DRIVER_NAME: 'env', CONVEYOR_CONCURRENCY: '9' },
+    );
+    expect(config).toMatchObject({ driverName: 'code', concurrency: 2 });
+  });
+
+  it.each([
+    [{ CONVEYOR_SERVER_HOST: 'http://legacy:9000' }, 'http://legacy:9000'],
+    [{ CONVEYOR_SERVER_HOST: 'conveyor', CONVEYOR_SERVER_PORT: '8181' }, 'http://conveyor:8181'],
+    [{ CONVEYOR_SERVER_HOST: 'conveyor' }, 'http://conveyor:8080'],
+    [{ CONVEYOR_API_URL: 'http://new:1', CONVEYOR_SERVER_HOST: 'old' }, 'http://new:1'],
+  ])('derives apiUrl from %j', (env, apiUrl) => {
+    expect(resolveConveyorConfig({ driverName: 'd' }, env).apiUrl).toBe(apiUrl);
+  });
+
+  it('lists every problem, naming the option, the env var and why', () => {
+    let error: ConveyorConfigError | undefined;
+    try {
+      resolveConveyorConfig(
+        { concurrency: 1.5, servers: 'http://wrong:80' },
+        { CONVEYOR_ACK_MODE: 'sometimes', CONVEYOR_ACK_WAIT_MS: '10', CONVEYOR_API_URL: 'ftp://x' },
+      );
+    } catch (err) {
+      error = err as ConveyorConfigError;
+    }
+    expect(error).toBeInstanceOf(ConveyorConfigError);
+    expect(error!.problems).toEqual([
+      'option "driverName" (env CONVEYOR_DRIVER_NAME) is required',
+      'option "servers": "http://wrong:80" is not a NATS URL (nats://host:port or tls://host:port)',
+      'option "apiUrl" from env CONVEYOR_API_URL="ftp://x": must be an http(s) URL such as http://localhost:8080',
+      'option "concurrency": must be a whole number >= 1',
+      'option "ackMode" from env CONVEYOR_ACK_MODE="sometimes": must be one of "afterResult", "onReceive"',
+      'option "ackWaitMs" from env CONVEYOR_ACK_WAIT_MS="10": must be a whole number >= 1000',
+    ]);
+    expect(error!.message).toMatch(/^Invalid Conveyor configuration:\n {2}- option "driverName"/);
+  });
+
+  it.each(['a.b', 'a b', '*', 'x>y', 'a/b', ''])(
+    'refuses driver name %p (it becomes a subject token)',
+    (driverName) => {
+      expect(() => resolveConveyorConfig({ driverName }, {})).toThrow(/"driverName"/);
+    },
+  );
+
+  it('checks TLS files exist and that cert and key come together', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tls-'));
+    const cert = join(dir, 'c.pem');
+    writeFileSync(cert, 'x');
+    expect(() => resolveConveyorConfig({ driverName: 'd', tls: { cert } }, {})).toThrow(
+      /cert and key must be given together/,
+    );
+    expect(() =>
+      resolveConveyorConfig(
+        { driverName: 'd' },
+        { CONVEYOR_TLS_CERT: cert, CONVEYOR_TLS_KEY: join(dir, 'missing.pem') },
+      ),
+    ).toThrow(/option "tls.key": file ".*missing.pem" does not exist/);
+    expect(resolveConveyorConfig({ driverName: 'd', tls: { cert, key: cert, ca: cert } }, {}).tls).toEqual({
+      cert,
+      key: cert,
+      ca: cert,
+    });
+  });
+});
