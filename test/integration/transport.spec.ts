@@ -411,6 +411,38 @@ describe('startup checks', () => {
     await app.close().catch(() => undefined);
   });
 
+  it('configures through forRootAsync with an injected factory', async () => {
+    const { NestFactory } = await import('@nestjs/core');
+    const { Injectable, Module } = await import('@nestjs/common');
+    const { ConveyorModule, connectConveyor } = await import('@conveyor-ci/nestjs');
+    const name = uniqueDriverName('async');
+    @Injectable()
+    class Settings {
+      readonly natsUrl = server.url;
+    }
+    @Module({ providers: [Settings], exports: [Settings] })
+    class SettingsModule {}
+    @Module({
+      imports: [
+        ConveyorModule.forRootAsync({
+          imports: [SettingsModule],
+          inject: [Settings],
+          useFactory: async (settings: Settings) => ({
+            driverName: name,
+            servers: settings.natsUrl,
+            maxAckPending: 5,
+          }),
+        }),
+      ],
+      controllers: [EchoDriver],
+    })
+    class AsyncApp {}
+    const app = await NestFactory.create(AsyncApp, { logger: false, abortOnError: false });
+    closers.push(() => app.close());
+    await (await connectConveyor(app)).whenConsuming();
+    expect((await jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(5);
+  });
+
   it('fails startup with every invalid option named', async () => {
     await expect(
       startDriverApp({

@@ -63,6 +63,16 @@ export function findNatsServer(): { binary: string; version: string } {
   );
 }
 
+function assertNewEnough(binary: string): void {
+  const version = natsServerVersion(binary);
+  if (!version || compareVersions(version, MIN_NATS_SERVER_VERSION) < 0) {
+    throw new Error(
+      `${binary} is nats-server ${version ?? '(unknown version)'}: too old, need >= ${MIN_NATS_SERVER_VERSION} (multi-filter consumers). ` +
+        'Run `npm run nats:install` or set NATS_SERVER_BIN.',
+    );
+  }
+}
+
 /** A free TCP port on loopback (the kernel picks it; a race with another process is possible but rare). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -101,6 +111,7 @@ export class NatsServer {
 
   static async start(options: NatsServerOptions = {}): Promise<NatsServer> {
     const binary = options.binary ?? findNatsServer().binary;
+    if (options.binary) assertNewEnough(options.binary);
     const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'conveyor-nats-'));
     const server = new NatsServer(binary, options.port ?? (await freePort()), storeDir, !options.storeDir);
     if (server.ownsStore) registerSpawned({ dir: storeDir });
