@@ -5,12 +5,9 @@
  * shuts everything down. Exit code 0 when the run succeeded.
  */
 import { resolve } from 'node:path';
-import { connect } from 'nats';
 import {
+  ConveyorTestEnv,
   DriverProcess,
-  NatsServer,
-  ResultCollector,
-  createConveyorStreams,
   freePort,
   makeResource,
   publishDriverMessage,
@@ -21,17 +18,14 @@ const DRIVER = 'shell-runner';
 const ENTRY = resolve(__dirname, '../../src/main.js');
 
 async function main(): Promise<number> {
-  const nats = await NatsServer.start();
-  console.log(`nats-server ${nats.url} (JetStream store ${nats.storeDir})`);
-  const nc = await connect({ servers: nats.url });
+  const env = await ConveyorTestEnv.start();
+  console.log(`nats-server ${env.url} (JetStream store ${env.server.storeDir})`);
   let driver: DriverProcess | undefined;
   try {
-    const jsm = await nc.jetstreamManager();
-    await createConveyorStreams(jsm);
     driver = new DriverProcess(
       ENTRY,
       {
-        CONVEYOR_NATS_URL: nats.url,
+        CONVEYOR_NATS_URL: env.url,
         CONVEYOR_DRIVER_NAME: DRIVER,
         PORT: String(await freePort()),
         HOST: '127.0.0.1',
@@ -47,8 +41,7 @@ async function main(): Promise<number> {
       },
     );
     // Interest retention: an event published before the consumer exists is dropped, as on a real server.
-    await waitForConsumer(jsm, DRIVER);
-    const results = new ResultCollector(nc);
+    await waitForConsumer(env.jsm, DRIVER);
     const resource = makeResource({
       name: 'hello-conveyor',
       resource: 'pipeline',
@@ -61,18 +54,16 @@ async function main(): Promise<number> {
         ],
       },
     });
-    const sent = await publishDriverMessage(nc.jetstream(), { resource, driver: DRIVER });
+    const sent = await publishDriverMessage(env.js, { resource, driver: DRIVER });
     console.log(`published ${sent.subject} run ${sent.message.run_id}`);
-    const [result] = await results.waitFor(1, 60_000);
-    results.close();
+    const result = await env.results.waitForRun(sent.message.run_id, 60_000);
     console.log('\nresult on pipelines.driver.result:');
     console.log(JSON.stringify(result, null, 2));
     return result.driverresult.success ? 0 : 1;
   } finally {
     const exit = await driver?.stop('SIGTERM');
     if (exit) console.log(`driver stopped (${exit.signal ?? `exit ${exit.code}`})`);
-    await nc.close();
-    await nats.stop();
+    await env.stop();
   }
 }
 

@@ -1,23 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitForExit } from '@conveyor-ci/testing';
 import { parsePipelineSpec } from './pipeline-spec';
 import { describeFailure, runStep } from './step-runner';
-
-/** Alive means present and not a zombie (a reaped-late zombie holds no resources). */
-function isAlive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function waitDead(pid: number, ms = 5000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  return !isAlive(pid);
-}
 
 describe('runStep (real /bin/sh)', () => {
   let dir: string;
@@ -55,7 +41,7 @@ describe('runStep (real /bin/sh)', () => {
     expect(describeFailure(report)).toMatch(/^timed out after/);
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
     expect(grandchild).toBeGreaterThan(0);
-    expect(await waitDead(grandchild)).toBe(true);
+    expect(await waitForExit(grandchild)).toBe(true);
   });
 
   it('kills what a finished step left running in the background', async () => {
@@ -65,7 +51,7 @@ describe('runStep (real /bin/sh)', () => {
       { onLine: () => undefined },
     );
     expect(report.exitCode).toBe(0);
-    expect(await waitDead(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
+    expect(await waitForExit(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
   });
 
   it('stops when the run is aborted', async () => {

@@ -1,77 +1,52 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { JetStreamClient, JetStreamManager, NatsConnection, connect } from 'nats';
 import {
+  ConveyorTestEnv,
   DriverProcess,
-  NatsServer,
-  ResultCollector,
-  consumerBacklog,
-  createConveyorStreams,
   freePort,
   makeResource,
   publishDriverMessage,
   waitForConsumer,
+  waitForExit,
+  waitForSettled,
 } from '@conveyor-ci/testing';
 import type { PipelineEvent } from '@conveyor-ci/nestjs';
 
 const ENTRY = resolve(__dirname, '../../dist/src/main.js');
 const DRIVER = 'shell-runner-e2e';
 
-let server: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let results: ResultCollector;
+let env: ConveyorTestEnv;
 let driver: DriverProcess;
 let dir: string;
-
-function isAlive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 beforeAll(async () => {
   if (!existsSync(ENTRY)) throw new Error(`${ENTRY} is missing: run \`npm run build\` first (npm test does)`);
   dir = mkdtempSync(join(tmpdir(), 'shell-e2e-'));
-  server = await NatsServer.start();
-  nc = await connect({ servers: server.url });
-  jsm = await nc.jetstreamManager();
-  js = nc.jetstream();
-  await createConveyorStreams(jsm);
-  results = new ResultCollector(nc);
+  env = await ConveyorTestEnv.start();
   driver = new DriverProcess(ENTRY, {
-    CONVEYOR_NATS_URL: server.url,
+    CONVEYOR_NATS_URL: env.url,
     CONVEYOR_DRIVER_NAME: DRIVER,
     PORT: String(await freePort()),
     HOST: '127.0.0.1',
   });
-  await waitForConsumer(jsm, DRIVER);
+  await waitForConsumer(env.jsm, DRIVER);
 });
 
 afterAll(async () => {
   await driver?.stop('SIGTERM');
-  results?.close();
-  await nc?.close();
-  await server?.stop();
+  await env?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
 async function runPipeline(name: string, spec: unknown): Promise<PipelineEvent> {
-  const sent = await publishDriverMessage(js, {
+  const sent = await publishDriverMessage(env.js, {
     driver: DRIVER,
     resource: makeResource({ name, resource: 'pipeline', pipeline: 'e2e', spec }),
   });
-  const deadline = Date.now() + 30_000;
-  while (results.forRun(sent.message.run_id).length === 0) {
-    if (Date.now() > deadline) throw new Error(`no result for ${name}; driver said:\n${driver.tail()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const [result] = results.forRun(sent.message.run_id);
-  return result;
+  return env.results.waitForRun(sent.message.run_id, 30_000).catch((err) => {
+    throw new Error(`${err.message}; driver said:\n${driver.tail()}`);
+  });
 }
 
 describe('reference shell-runner driver (built, as a child process)', () => {
@@ -127,9 +102,7 @@ describe('reference shell-runner driver (built, as a child process)', () => {
     expect(result.driverresult.success).toBe(false);
     expect(result.driverresult.message).toMatch(/^step "hang" timed out after/);
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
-    const deadline = Date.now() + 5000;
-    while (isAlive(grandchild) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(isAlive(grandchild)).toBe(false);
+    expect(await waitForExit(grandchild)).toBe(true);
   });
 
   it('reports an invalid spec as a failure result, and everything ends settled', async () => {
@@ -138,13 +111,7 @@ describe('reference shell-runner driver (built, as a child process)', () => {
       success: false,
       message: 'invalid pipeline spec: "steps" must be a non-empty array',
     });
-    const deadline = Date.now() + 10_000;
-    let backlog = await consumerBacklog(jsm, DRIVER);
-    while ((backlog.pending || backlog.ackPending) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      backlog = await consumerBacklog(jsm, DRIVER);
-    }
-    expect(backlog).toMatchObject({ pending: 0, ackPending: 0 });
-    expect(results.results).toHaveLength(4);
+    expect(await waitForSettled(env.jsm, DRIVER)).toMatchObject({ pending: 0, ackPending: 0 });
+    expect(env.results.results).toHaveLength(4);
   });
 });

@@ -1,38 +1,21 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AckPolicy, JetStreamManager, NatsConnection, RetentionPolicy, StorageType, connect } from 'nats';
+import { AckPolicy, RetentionPolicy, StorageType } from 'nats';
 import { DRIVER_MESSAGE_BYTES } from '../../libs/conveyor/src/protocol/fixtures';
-import {
-  NatsServer,
-  createConveyorStreams,
-  publishDriverMessage,
-  waitForConsumer,
-} from '@conveyor-ci/testing';
+import { ConveyorTestEnv, NatsServer, publishDriverMessage, waitForConsumer } from '@conveyor-ci/testing';
 
 describe('NatsServer harness and Conveyor helpers', () => {
-  let server: NatsServer;
-  let nc: NatsConnection;
-  let jsm: JetStreamManager;
-
-  beforeAll(async () => {
-    server = await NatsServer.start();
-    nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-    jsm = await nc.jetstreamManager();
-    await createConveyorStreams(jsm);
-  });
-
-  afterAll(async () => {
-    await nc.close();
-    await server.stop();
-  });
+  let env: ConveyorTestEnv;
+  beforeAll(async () => (env = await ConveyorTestEnv.start()));
+  afterAll(() => env.stop());
 
   it('creates the three streams as the Conveyor server does (§5.1)', async () => {
     const configs = Object.fromEntries(
       await Promise.all(
         ['messages', 'pipeline-engine', 'logs-engine'].map(async (n) => [
           n,
-          (await jsm.streams.info(n)).config,
+          (await env.jsm.streams.info(n)).config,
         ]),
       ),
     );
@@ -52,43 +35,45 @@ describe('NatsServer harness and Conveyor helpers', () => {
   });
 
   it('publishes a DriverMessage byte for byte as the server does (contract §3.4 golden)', async () => {
-    await jsm.consumers.add('messages', {
+    await env.jsm.consumers.add('messages', {
       durable_name: 'golden',
       filter_subjects: ['resources.flutter-builder'],
       ack_policy: AckPolicy.Explicit,
     });
     const golden = JSON.parse(DRIVER_MESSAGE_BYTES);
-    const sent = await publishDriverMessage(nc.jetstream(), {
+    const sent = await publishDriverMessage(env.js, {
       resource: JSON.parse(golden.payload),
       id: golden.id,
       runId: golden.run_id,
     });
     expect(sent.subject).toBe('resources.flutter-builder');
-    const stored = await jsm.streams.getMessage('messages', { seq: sent.seq });
+    const stored = await env.jsm.streams.getMessage('messages', { seq: sent.seq });
     expect(new TextDecoder().decode(stored.data)).toBe(DRIVER_MESSAGE_BYTES);
     expect([...(stored.header?.keys() ?? [])]).toEqual([]); // the server sends no headers
   });
 
   it('drops an event nobody is interested in, like the real server (interest retention)', async () => {
-    const sent = await publishDriverMessage(nc.jetstream(), {
+    const sent = await publishDriverMessage(env.js, {
       resource: { name: 'n', resource: 'nobody-listens', spec: {} },
     });
-    await expect(jsm.streams.getMessage('messages', { seq: sent.seq })).rejects.toThrow(/no message found/);
+    await expect(env.jsm.streams.getMessage('messages', { seq: sent.seq })).rejects.toThrow(
+      /no message found/,
+    );
   });
 
   it.each(['SIGTERM', 'SIGKILL'] as const)(
     'restarts on the same port and store after %s, keeping streams and durable consumers',
     async (signal) => {
-      await jsm.consumers.add('messages', {
+      await env.jsm.consumers.add('messages', {
         durable_name: `keep-${signal}`,
         filter_subjects: ['resources.kept'],
         ack_policy: AckPolicy.Explicit,
       });
-      const port = server.port;
-      await server.restart(signal);
-      expect(server.port).toBe(port);
-      await waitForConsumer(jsm, `keep-${signal}`, { filterSubjects: ['resources.kept'] });
-      expect((await jsm.streams.info('messages')).config.retention).toBe(RetentionPolicy.Interest);
+      const port = env.server.port;
+      await env.server.restart(signal);
+      expect(env.server.port).toBe(port);
+      await waitForConsumer(env.jsm, `keep-${signal}`, { filterSubjects: ['resources.kept'] });
+      expect((await env.jsm.streams.info('messages')).config.retention).toBe(RetentionPolicy.Interest);
     },
   );
 

@@ -11,15 +11,7 @@ import {
   UseGuards,
 } from '@nestjs/common';
 import { Ctx, EventPattern, Payload, Transport } from '@nestjs/microservices';
-import {
-  AckPolicy,
-  DeliverPolicy,
-  JetStreamClient,
-  JetStreamManager,
-  NatsConnection,
-  connect,
-  nanos,
-} from 'nats';
+import { AckPolicy, DeliverPolicy, nanos } from 'nats';
 import { tap } from 'rxjs';
 import {
   MESSAGES_STREAM,
@@ -28,41 +20,21 @@ import {
   Resource,
   isConveyorContext,
 } from '@conveyor-ci/nestjs';
-import {
-  NatsServer,
-  ResultCollector,
-  consumerBacklog,
-  createConveyorStreams,
-  makeResource,
-  publishDriverMessage,
-} from '@conveyor-ci/testing';
+import { ConveyorTestEnv, makeResource, publishDriverMessage, waitForSettled } from '@conveyor-ci/testing';
 import { startDriverApp, uniqueDriverName } from '../support/driver-app';
 
-let server: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let results: ResultCollector;
+let env: ConveyorTestEnv;
 const closers: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  server = await NatsServer.start();
-  nc = await connect({ servers: server.url });
-  jsm = await nc.jetstreamManager();
-  js = nc.jetstream();
-  await createConveyorStreams(jsm);
-  results = new ResultCollector(nc);
+  env = await ConveyorTestEnv.start();
 });
 
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-afterAll(async () => {
-  results.close();
-  await nc.close();
-  await server.stop();
-});
+afterAll(() => env.stop());
 
 async function start(
   driverName: string,
@@ -70,7 +42,7 @@ async function start(
   extra: Partial<Parameters<typeof startDriverApp>[0]> = {},
 ) {
   const started = await startDriverApp({
-    options: { driverName, servers: server.url, ...(extra.options ?? {}) },
+    options: { driverName, servers: env.url, ...(extra.options ?? {}) },
     controllers,
     ...extra,
   });
@@ -79,15 +51,9 @@ async function start(
   return started;
 }
 
-/** Waits until the consumer has nothing pending and nothing unacknowledged. */
+/** The consumer ends with nothing pending, nothing unacknowledged and nothing redelivered. */
 async function expectSettled(name: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  let backlog = await consumerBacklog(jsm, name);
-  while ((backlog.pending !== 0 || backlog.ackPending !== 0) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    backlog = await consumerBacklog(jsm, name);
-  }
-  expect(backlog).toEqual({ pending: 0, ackPending: 0, redelivered: 0 });
+  expect(await waitForSettled(env.jsm, name)).toEqual({ pending: 0, ackPending: 0, redelivered: 0 });
 }
 
 @Controller()
@@ -110,9 +76,9 @@ describe('consumer binding', () => {
   it('creates a durable pull consumer with both filter subjects and the configured ack settings', async () => {
     const name = uniqueDriverName();
     await start(name, [EchoDriver], {
-      options: { driverName: name, servers: server.url, maxAckPending: 17, ackWaitMs: 12_000 },
+      options: { driverName: name, servers: env.url, maxAckPending: 17, ackWaitMs: 12_000 },
     });
-    const info = await jsm.consumers.info(MESSAGES_STREAM, name);
+    const info = await env.jsm.consumers.info(MESSAGES_STREAM, name);
     expect(info.config).toMatchObject({
       durable_name: name,
       name,
@@ -130,7 +96,7 @@ describe('consumer binding', () => {
 
   it('changes only the filters of an existing consumer and keeps its other settings', async () => {
     const name = uniqueDriverName();
-    await jsm.consumers.add(MESSAGES_STREAM, {
+    await env.jsm.consumers.add(MESSAGES_STREAM, {
       durable_name: name,
       name,
       filter_subjects: ['resources.old', `drivers.${name}.resources.old`],
@@ -141,7 +107,7 @@ describe('consumer binding', () => {
       description: 'made by an operator',
     });
     await start(name, [EchoDriver]);
-    const info = await jsm.consumers.info(MESSAGES_STREAM, name);
+    const info = await env.jsm.consumers.info(MESSAGES_STREAM, name);
     expect([...(info.config.filter_subjects ?? [])].sort()).toEqual([
       `drivers.${name}.resources.widget`,
       'resources.widget',
@@ -156,16 +122,16 @@ describe('consumer binding', () => {
 
   it('applies explicitly configured maxAckPending to an existing consumer', async () => {
     const name = uniqueDriverName();
-    await jsm.consumers.add(MESSAGES_STREAM, {
+    await env.jsm.consumers.add(MESSAGES_STREAM, {
       durable_name: name,
       filter_subjects: ['resources.widget', `drivers.${name}.resources.widget`],
       ack_policy: AckPolicy.Explicit,
       max_ack_pending: 1,
     });
     await start(name, [EchoDriver], {
-      options: { driverName: name, servers: server.url, maxAckPending: 64 },
+      options: { driverName: name, servers: env.url, maxAckPending: 64 },
     });
-    expect((await jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(64);
+    expect((await env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(64);
   });
 });
 
@@ -175,24 +141,18 @@ describe('dispatch and results', () => {
   it('reconciles a pipeline step and a direct resource event, one result each, and leaves nothing pending', async () => {
     const name = uniqueDriverName();
     await start(name, [EchoDriver]);
-    const step = await publishDriverMessage(js, {
+    const step = await publishDriverMessage(env.js, {
       driver: name,
       event: 'process',
       resource: makeResource({ name: 'w1', resource: 'widget', pipeline: 'p1', spec: { a: '<&>' } }),
     });
-    const direct = await publishDriverMessage(js, {
+    const direct = await publishDriverMessage(env.js, {
       resource: makeResource({ name: 'w2', resource: 'widget', spec: {} }),
     });
 
-    await results.waitFor(results.results.length); // nothing yet from earlier tests matters
-    const deadline = Date.now() + 15_000;
-    while (
-      (results.forRun(step.message.run_id).length < 1 || results.forRun(direct.message.run_id).length < 1) &&
-      Date.now() < deadline
-    ) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const [stepResult] = results.forRun(step.message.run_id);
+    await env.results.waitForRun(step.message.run_id);
+    await env.results.waitForRun(direct.message.run_id);
+    const [stepResult] = env.results.forRun(step.message.run_id);
     expect(stepResult).toEqual({
       event: 'driver.result',
       run_id: step.message.run_id,
@@ -204,10 +164,10 @@ describe('dispatch and results', () => {
         driver: name,
       },
     });
-    const raw = results.results.find((r) => r.event.run_id === step.message.run_id)!;
+    const raw = env.results.results.find((r) => r.event.run_id === step.message.run_id)!;
     expect(raw.raw).toContain('\\u003c\\u0026\\u003e'); // Go-escaped like a Go driver's bytes
     expect(raw.msgId).toBe(`${step.message.run_id}:${name}:${step.message.id}`);
-    expect(results.forRun(direct.message.run_id)).toEqual([
+    expect(env.results.forRun(direct.message.run_id)).toEqual([
       expect.objectContaining({
         driverresult: {
           success: true,
@@ -230,8 +190,8 @@ describe('dispatch and results', () => {
     });
     expect(ctx.signal.aborted).toBe(false);
     await expectSettled(name);
-    expect(results.forRun(step.message.run_id)).toHaveLength(1);
-    expect(results.forRun(direct.message.run_id)).toHaveLength(1);
+    expect(env.results.forRun(step.message.run_id)).toHaveLength(1);
+    expect(env.results.forRun(direct.message.run_id)).toHaveLength(1);
   });
 
   it('turns a thrown error into a failure result with the original message, despite a global interceptor and an HTTP-only filter', async () => {
@@ -256,14 +216,12 @@ describe('dispatch and results', () => {
         app.useGlobalFilters(new HttpOnlyFilter());
       },
     });
-    const sent = await publishDriverMessage(js, {
+    const sent = await publishDriverMessage(env.js, {
       driver: name,
       resource: makeResource({ name: 'w', resource: 'widget', spec: { fail: 'disk full' } }),
     });
-    const deadline = Date.now() + 15_000;
-    while (results.forRun(sent.message.run_id).length === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    expect(results.forRun(sent.message.run_id)).toEqual([
+    await env.results.waitForRun(sent.message.run_id);
+    expect(env.results.forRun(sent.message.run_id)).toEqual([
       expect.objectContaining({
         driverresult: { success: false, message: 'disk full', data: null, driver: name },
       }),
@@ -290,13 +248,11 @@ describe('dispatch and results', () => {
     }
     const name = uniqueDriverName();
     await start(name, [GuardedDriver]);
-    const sent = await publishDriverMessage(js, {
+    const sent = await publishDriverMessage(env.js, {
       resource: makeResource({ name: 'g', resource: 'gadget', spec: {} }),
     });
-    const deadline = Date.now() + 15_000;
-    while (results.forRun(sent.message.run_id).length === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    expect(results.forRun(sent.message.run_id)).toEqual([
+    await env.results.waitForRun(sent.message.run_id);
+    expect(env.results.forRun(sent.message.run_id)).toEqual([
       expect.objectContaining({
         driverresult: { success: false, message: 'Forbidden resource', data: null, driver: name },
       }),
@@ -322,15 +278,15 @@ describe('dispatch and results', () => {
     let other: any;
     await start(name, [MixedController], {
       configure: (app) => {
-        other = app.connectMicroservice({ transport: Transport.NATS, options: { servers: [server.url] } });
+        other = app.connectMicroservice({ transport: Transport.NATS, options: { servers: [env.url] } });
       },
     });
     const coreServer = other.serverInstance;
     const patterns = [...coreServer.getHandlers().keys()];
     expect(patterns).toEqual(['plain.core.event']);
     // And behaviourally: publishing on the Conveyor handler's Nest pattern reaches nothing on core NATS.
-    nc.publish(`conveyor.reconcile.mixed.MixedController.reconcile`, '{}');
-    nc.publish('plain.core.event', JSON.stringify({ pattern: 'plain.core.event', data: {} }));
+    env.nc.publish(`conveyor.reconcile.mixed.MixedController.reconcile`, '{}');
+    env.nc.publish('plain.core.event', JSON.stringify({ pattern: 'plain.core.event', data: {} }));
     const deadline = Date.now() + 5000;
     while (MixedController.coreCalls === 0 && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 25));
@@ -356,7 +312,7 @@ describe('startup checks', () => {
     }
     const name = uniqueDriverName();
     await expect(
-      startDriverApp({ options: { driverName: name, servers: server.url }, controllers: [First, Second] }),
+      startDriverApp({ options: { driverName: name, servers: env.url }, controllers: [First, Second] }),
     ).rejects.toThrow(
       'Duplicate @Reconcile handlers for resource "dup" and event(s) "process": First.a and Second.b',
     );
@@ -376,25 +332,20 @@ describe('startup checks', () => {
     }
     const name = uniqueDriverName();
     await start(name, [Split]);
-    const a = await publishDriverMessage(js, {
+    const a = await publishDriverMessage(env.js, {
       driver: name,
       event: 'process',
       resource: makeResource({ name: 's', resource: 'split', spec: {} }),
     });
-    const b = await publishDriverMessage(js, {
+    const b = await publishDriverMessage(env.js, {
       driver: name,
       event: 'create',
       resource: makeResource({ name: 's', resource: 'split', spec: {} }),
     });
-    const deadline = Date.now() + 15_000;
-    while (
-      (results.forRun(a.message.run_id).length === 0 || results.forRun(b.message.run_id).length === 0) &&
-      Date.now() < deadline
-    ) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(results.forRun(a.message.run_id)[0].driverresult.message).toBe('process handler');
-    expect(results.forRun(b.message.run_id)[0].driverresult.message).toBe('create handler');
+    await env.results.waitForRun(a.message.run_id);
+    await env.results.waitForRun(b.message.run_id);
+    expect(env.results.forRun(a.message.run_id)[0].driverresult.message).toBe('process handler');
+    expect(env.results.forRun(b.message.run_id)[0].driverresult.message).toBe('create handler');
   });
 
   it('fails startup when @Reconcile handlers exist but the transport was never attached', async () => {
@@ -402,7 +353,7 @@ describe('startup checks', () => {
     const { Module } = await import('@nestjs/common');
     const { ConveyorModule } = await import('@conveyor-ci/nestjs');
     @Module({
-      imports: [ConveyorModule.forRoot({ driverName: uniqueDriverName(), servers: server.url })],
+      imports: [ConveyorModule.forRoot({ driverName: uniqueDriverName(), servers: env.url })],
       controllers: [EchoDriver],
     })
     class Forgetful {}
@@ -418,7 +369,7 @@ describe('startup checks', () => {
     const name = uniqueDriverName('async');
     @Injectable()
     class Settings {
-      readonly natsUrl = server.url;
+      readonly natsUrl = env.url;
     }
     @Module({ providers: [Settings], exports: [Settings] })
     class SettingsModule {}
@@ -440,13 +391,13 @@ describe('startup checks', () => {
     const app = await NestFactory.create(AsyncApp, { logger: false, abortOnError: false });
     closers.push(() => app.close());
     await (await connectConveyor(app)).whenConsuming();
-    expect((await jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(5);
+    expect((await env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(5);
   });
 
   it('fails startup with every invalid option named', async () => {
     await expect(
       startDriverApp({
-        options: { driverName: 'bad.name', servers: server.url, concurrency: 0 },
+        options: { driverName: 'bad.name', servers: env.url, concurrency: 0 },
         controllers: [EchoDriver],
       }),
     ).rejects.toThrow(

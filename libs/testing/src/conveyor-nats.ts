@@ -1,5 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { JetStreamClient, JetStreamManager, NatsConnection, RetentionPolicy, Subscription } from 'nats';
+import {
+  JetStreamClient,
+  JetStreamManager,
+  NatsConnection,
+  RetentionPolicy,
+  Subscription,
+  connect,
+} from 'nats';
+import { NatsServer, NatsServerOptions } from './nats-server.harness';
 import {
   LOGS_ENGINE_STREAM,
   MESSAGES_STREAM,
@@ -103,6 +111,21 @@ export async function waitForConsumer(
   }
 }
 
+/** Waits until consumer `name` has nothing pending and nothing unacknowledged; returns its last backlog. */
+export async function waitForSettled(
+  jsm: JetStreamManager,
+  name: string,
+  timeoutMs = 10_000,
+): Promise<{ pending: number; ackPending: number; redelivered: number }> {
+  const deadline = Date.now() + timeoutMs;
+  let backlog = await consumerBacklog(jsm, name);
+  while ((backlog.pending !== 0 || backlog.ackPending !== 0) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    backlog = await consumerBacklog(jsm, name);
+  }
+  return backlog;
+}
+
 /** Pending and ack-pending counts of a consumer: both 0 means every event was settled. */
 export async function consumerBacklog(
   jsm: JetStreamManager,
@@ -148,6 +171,24 @@ export class ResultCollector {
     return this.results.slice(0, count).map((r) => r.event);
   }
 
+  /** Waits for the first result of run `runId`. */
+  async waitForRun(runId: string, timeoutMs = 20_000): Promise<PipelineEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const [found] = this.forRun(runId);
+      if (found) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no result for run ${runId} in ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
   /** Results of one run. */
   forRun(runId: string): PipelineEvent[] {
     return this.results.filter((r) => r.event.run_id === runId).map((r) => r.event);
@@ -155,5 +196,37 @@ export class ResultCollector {
 
   close(): void {
     this.sub.unsubscribe();
+  }
+}
+
+/**
+ * A real nats-server with Conveyor's streams, a client connection and a result collector: what a
+ * test of a driver needs in place of a Conveyor server's NATS.
+ */
+export class ConveyorTestEnv {
+  private constructor(
+    readonly server: NatsServer,
+    readonly nc: NatsConnection,
+    readonly jsm: JetStreamManager,
+    readonly js: JetStreamClient,
+    readonly results: ResultCollector,
+  ) {}
+
+  static async start(options: NatsServerOptions = {}): Promise<ConveyorTestEnv> {
+    const server = await NatsServer.start(options);
+    const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const jsm = await nc.jetstreamManager();
+    await createConveyorStreams(jsm);
+    return new ConveyorTestEnv(server, nc, jsm, nc.jetstream(), new ResultCollector(nc));
+  }
+
+  get url(): string {
+    return this.server.url;
+  }
+
+  async stop(): Promise<void> {
+    this.results.close();
+    await this.nc.close();
+    await this.server.stop();
   }
 }

@@ -1,6 +1,23 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { registerSpawned } from './process-registry';
+
+/** True while `pid` exists and is not a zombie (an orphan reaped late holds nothing). */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `pid` is gone; returns whether it is. */
+export async function waitForExit(pid: number, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isProcessAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return !isProcessAlive(pid);
+}
 
 /** One line the driver wrote: parsed when it is JSON (pino), raw otherwise. */
 export interface DriverLine {

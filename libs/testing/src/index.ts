@@ -12,8 +12,10 @@ export {
   publishDriverMessage,
   waitForConsumer,
   consumerBacklog,
+  waitForSettled,
+  ConveyorTestEnv,
   ResultCollector,
   type PublishedEvent,
 } from './conveyor-nats';
 export { registerSpawned } from './process-registry';
-export { DriverProcess, type DriverLine } from './driver-process';
+export { DriverProcess, isProcessAlive, waitForExit, type DriverLine } from './driver-process';
