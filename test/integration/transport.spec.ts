@@ -230,6 +230,35 @@ describe('dispatch and results', () => {
     await expectSettled(name);
   });
 
+  it('aborts a run past reconcileTimeoutMs through ctx.signal and reports it timed out', async () => {
+    @Controller()
+    class SlowDriver {
+      static abortedWith?: unknown;
+      @Reconcile({ resource: 'slow' })
+      async reconcile(@Ctx() ctx: ReconcileContext) {
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        SlowDriver.abortedWith = ctx.signal.reason;
+        throw new Error('stopped because aborted');
+      }
+    }
+    const name = uniqueDriverName();
+    await start(name, [SlowDriver], {
+      options: { driverName: name, servers: env.url, reconcileTimeoutMs: 300 },
+    });
+    const sent = await publishDriverMessage(env.js, {
+      resource: makeResource({ name: 's', resource: 'slow', spec: {} }),
+    });
+    const result = await env.results.waitForRun(sent.message.run_id);
+    expect(result.driverresult).toEqual({
+      success: false,
+      message: 'timed out after 300 ms',
+      data: null,
+      driver: name,
+    });
+    expect(String(SlowDriver.abortedWith)).toMatch(/reconcile timed out after 300 ms/);
+    await expectSettled(name);
+  });
+
   it('reports a guard denial as a failure result and acks the message', async () => {
     class DenyAll implements CanActivate {
       canActivate(context: ExecutionContext) {

@@ -36,8 +36,6 @@ export interface ConveyorModuleOptions {
   maxAckPending?: number;
   /** Consumer `ack_wait` in ms, applied on creation (or on update when set explicitly). Default 30 000. */
   ackWaitMs?: number;
-  /** Deliveries of a retryable failure before giving up. Env `CONVEYOR_MAX_ATTEMPTS`. Default 3. */
-  maxAttempts?: number;
   /** Ceiling of one reconcile in ms; 0 turns it off. Env `CONVEYOR_RECONCILE_TIMEOUT_MS`. Default 1 h. */
   reconcileTimeoutMs?: number;
   /** How long shutdown waits for in-flight runs. Env `CONVEYOR_SHUTDOWN_TIMEOUT_MS`. Default 25 000. */
@@ -57,7 +55,6 @@ export interface ConveyorConfig {
   ackMode: AckMode;
   maxAckPending: number;
   ackWaitMs: number;
-  maxAttempts: number;
   reconcileTimeoutMs: number;
   shutdownTimeoutMs: number;
   incompatibleConsumer: IncompatibleConsumerPolicy;
@@ -146,7 +143,6 @@ const SPECS: { [K in Exclude<keyof ConveyorConfig, 'explicit' | 'tls'>]: Spec<Co
   ackMode: { env: 'CONVEYOR_ACK_MODE', parse: oneOf('afterResult', 'onReceive'), fallback: 'afterResult' },
   maxAckPending: { env: 'CONVEYOR_MAX_ACK_PENDING', parse: wholeNumber(1), fallback: 1000 },
   ackWaitMs: { env: 'CONVEYOR_ACK_WAIT_MS', parse: wholeNumber(1000), fallback: 30_000 },
-  maxAttempts: { env: 'CONVEYOR_MAX_ATTEMPTS', parse: wholeNumber(1), fallback: 3 },
   reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
   incompatibleConsumer: {

@@ -47,6 +47,27 @@ describe('decideSettlement', () => {
   });
 });
 
+describe('decideSettlement with run state', () => {
+  const threw = { kind: 'threw' as const, handler, error: new Error('AbortError') };
+
+  it('reports a timed-out run as a failure, whatever the aborted handler returned or threw', () => {
+    for (const outcome of [threw, { kind: 'returned' as const, handler, value: { success: true } }]) {
+      expect(decideSettlement(outcome, { timedOutAfterMs: 250 })).toEqual({
+        result: { success: false, message: 'timed out after 250 ms' },
+        action: 'ack',
+        reason: 'timed out after 250 ms',
+      });
+    }
+  });
+
+  it('naks a run aborted at the shutdown deadline without a result, even if it also timed out', () => {
+    expect(decideSettlement(threw, { shutdownAborted: true, timedOutAfterMs: 10 })).toEqual({
+      action: 'nak',
+      reason: 'aborted at the shutdown deadline: another replica reruns it',
+    });
+  });
+});
+
 describe('errorMessage', () => {
   it.each([
     [new Error('boom'), 'boom'],

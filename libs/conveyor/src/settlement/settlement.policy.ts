@@ -34,6 +34,14 @@ export function errorMessage(error: unknown): string {
   }
 }
 
+/** What the transport knows about the run beyond the handler's outcome. */
+export interface RunState {
+  /** Set when `reconcileTimeoutMs` elapsed and the run was aborted. */
+  timedOutAfterMs?: number;
+  /** The shutdown deadline aborted the run: another replica must rerun it. */
+  shutdownAborted?: boolean;
+}
+
 function isDriverResult(value: unknown): value is DriverResult {
   if (typeof value !== 'object' || value === null || typeof (value as DriverResult).success !== 'boolean')
     return false;
@@ -45,7 +53,15 @@ function isDriverResult(value: unknown): value is DriverResult {
  * The settlement policy (design.md "Settlement policy"): a pure function, so every row is unit-tested.
  * A handler failure is a *result* (the pipeline learns it failed), never a silent redelivery loop.
  */
-export function decideSettlement(outcome: ReconcileOutcome): Settlement {
+export function decideSettlement(outcome: ReconcileOutcome, state: RunState = {}): Settlement {
+  if (state.shutdownAborted) {
+    // No result: the run did not finish here, and a result would advance or fail the pipeline.
+    return { action: 'nak', reason: 'aborted at the shutdown deadline: another replica reruns it' };
+  }
+  if (state.timedOutAfterMs !== undefined) {
+    const message = `timed out after ${state.timedOutAfterMs} ms`;
+    return { result: { success: false, message }, action: 'ack', reason: message };
+  }
   if (outcome.kind === 'threw') {
     const message = errorMessage(outcome.error);
     return { result: { success: false, message }, action: 'ack', reason: `handler failed: ${message}` };

@@ -112,6 +112,18 @@ export class MessageDispatcher {
       config.ackMode === 'afterResult'
         ? setInterval(() => run.settled || msg.working(), this.deps.heartbeatMs)
         : undefined;
+    // The ceiling aborts through ctx.signal; a handler that ignores it keeps its slot until it settles.
+    let timedOutAfterMs: number | undefined;
+    const timeout =
+      config.reconcileTimeoutMs > 0
+        ? setTimeout(() => {
+            timedOutAfterMs = config.reconcileTimeoutMs;
+            this.deps.logger.warn(
+              `run ${decoded.message.run_id} exceeded ${timedOutAfterMs} ms: aborting it`,
+            );
+            run.handlerAbort.abort(new Error(`reconcile timed out after ${timedOutAfterMs} ms`));
+          }, config.reconcileTimeoutMs)
+        : undefined;
     try {
       if (config.ackMode === 'onReceive') {
         // Go parity (at-most-once): a crash from here on loses the event.
@@ -142,11 +154,14 @@ export class MessageDispatcher {
       const outcome = await this.deps.withProcessingHooks(ctx, () =>
         invoke(handler, resource, ctx, meta.handler),
       );
-      const settlement: Settlement = run.deadline.signal.aborted
-        ? { action: 'nak', reason: 'aborted at the shutdown deadline: another replica reruns it' }
-        : decideSettlement(outcome);
+      clearTimeout(timeout);
+      const settlement = decideSettlement(outcome, {
+        timedOutAfterMs,
+        shutdownAborted: run.deadline.signal.aborted,
+      });
       await this.settle(run, decoded, settlement);
     } finally {
+      clearTimeout(timeout);
       clearInterval(heartbeat);
       this.runs.delete(run);
       finish();
