@@ -67,6 +67,9 @@ async function main(): Promise<number> {
   }
 }
 
+// Ctrl-C: exit through process.exit so the harness kills nats-server and the driver (killOnExit).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
 main().then(
   (code) => process.exit(code),
   (err) => {

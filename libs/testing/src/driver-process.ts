@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { registerSpawned } from './process-registry';
+import { killOnExit, registerSpawned } from './process-registry';
 
 /** True while `pid` exists and is not a zombie (an orphan reaped late holds nothing). */
 export function isProcessAlive(pid: number): boolean {
@@ -47,6 +47,7 @@ export class DriverProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     registerSpawned({ pid: this.child.pid });
+    const forget = killOnExit(this.child);
     for (const stream of ['stdout', 'stderr'] as const) {
       createInterface({ input: this.child[stream]!, crlfDelay: Infinity }).on('line', (raw) => {
         let json: Record<string, unknown> | undefined;

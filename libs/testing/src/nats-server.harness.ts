@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
-import { registerSpawned } from './process-registry';
+import { killOnExit, registerSpawned } from './process-registry';
 
 /** Oldest nats-server the harness accepts: multi-filter consumers need 2.10, and Debian trixie ships 2.10.27. */
 export const MIN_NATS_SERVER_VERSION = '2.10.27';
@@ -137,7 +137,13 @@ export class NatsServer {
     );
     this.child = child;
     registerSpawned({ pid: child.pid });
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    const forget = killOnExit(child);
+    this.exited = new Promise((resolve) =>
+      child.once('exit', () => {
+        forget();
+        resolve();
+      }),
+    );
     let log = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(

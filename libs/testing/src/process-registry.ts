@@ -36,3 +36,19 @@ export function killRegistered(file: string): number {
   rmSync(file, { force: true });
   return killed;
 }
+
+const live = new Set<{ kill(signal?: NodeJS.Signals): boolean }>();
+let exitHookInstalled = false;
+
+/**
+ * Kills `child` when this process exits (normally, on an uncaught error, or via process.exit), so a
+ * crashed test or an interrupted demo does not leave servers behind. Returns a function to forget it.
+ */
+export function killOnExit(child: { kill(signal?: NodeJS.Signals): boolean }): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => live.forEach((c) => c.kill('SIGKILL')));
+  }
+  live.add(child);
+  return () => live.delete(child);
+}
