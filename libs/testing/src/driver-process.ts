@@ -63,7 +63,10 @@ export class DriverProcess {
       });
     }
     this.exited = new Promise((resolve) =>
-      this.child.once('exit', (code, signal) => resolve({ code, signal })),
+      this.child.once('exit', (code, signal) => {
+        forget();
+        resolve({ code, signal });
+      }),
     );
   }
 
