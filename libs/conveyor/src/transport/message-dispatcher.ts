@@ -176,12 +176,14 @@ export class MessageDispatcher {
         toPipelineEvent(message.run_id, decoded.resource, settlement.result, config.driverName),
       );
       const msgId = `${message.run_id}:${config.driverName}:${message.id}`;
+      const { result } = settlement;
       const stored = await publishResult(js, bytes, msgId, logger, run.deadline.signal);
-      if (!stored) settlement = { action: 'nak', reason: 'result not published before shutdown' };
-      logger.log(
-        `run ${message.run_id} ${settlement.result?.success ? 'succeeded' : 'failed'}` +
-          (settlement.result?.success ? '' : `: ${settlement.result?.message}`),
-      );
+      if (stored) {
+        logger.log(`run ${message.run_id} ${result.success ? 'succeeded' : `failed: ${result.message}`}`);
+      } else {
+        logger.warn(`run ${message.run_id}: result not published before shutdown; nak'd for another replica`);
+        settlement = { action: 'nak', reason: 'result not published before shutdown' };
+      }
     }
     if (run.settled) return;
     run.settled = true;
