@@ -6,7 +6,8 @@ import { ConveyorConfigError, resolveConveyorConfig } from './conveyor.options';
 describe('resolveConveyorConfig', () => {
   it('applies the documented defaults', () => {
     const config = resolveConveyorConfig({ driverName: 'd' }, {});
-    expect(config).toEqual({
+    const { retryDelayMs, ...rest } = config;
+    expect(rest).toEqual({
       driverName: 'd',
       servers: ['nats://127.0.0.1:4222'],
       apiUrl: 'http://localhost:8080',
@@ -14,11 +15,68 @@ describe('resolveConveyorConfig', () => {
       ackMode: 'afterResult',
       maxAckPending: 1000,
       ackWaitMs: 30_000,
+      maxAttempts: 3,
       reconcileTimeoutMs: 3_600_000,
       shutdownTimeoutMs: 25_000,
       incompatibleConsumer: 'warn',
       explicit: new Set(['driverName']),
     });
+    // Exponential from 1 s, doubling, capped at 60 s, ±20 % jitter.
+    for (const [attempt, base] of [
+      [1, 1000],
+      [2, 2000],
+      [3, 4000],
+      [10, 60_000],
+    ]) {
+      const delay = retryDelayMs(attempt);
+      expect(delay).toBeGreaterThanOrEqual(base * 0.8);
+      expect(delay).toBeLessThanOrEqual(base * 1.2);
+    }
+  });
+
+  it('reads retry and dead-letter settings from options and env, and checks them', () => {
+    const fromEnv = resolveConveyorConfig(
+      { driverName: 'd' },
+      {
+        CONVEYOR_MAX_ATTEMPTS: '5',
+        CONVEYOR_BACKOFF_INITIAL_MS: '100',
+        CONVEYOR_BACKOFF_MAX_MS: '100',
+        CONVEYOR_DEAD_LETTER_SUBJECT: 'events.deadletter.d',
+      },
+    );
+    expect(fromEnv).toMatchObject({ maxAttempts: 5, deadLetterSubject: 'events.deadletter.d' });
+    expect(fromEnv.retryDelayMs(7)).toBeLessThanOrEqual(120);
+    const curve = resolveConveyorConfig(
+      { driverName: 'd', backoff: (n) => (n === 2 ? Number.NaN : n * 7) },
+      {},
+    ).retryDelayMs;
+    expect(curve(3)).toBe(21);
+    expect(curve(2)).toBeGreaterThanOrEqual(1600); // a broken curve falls back to the default one
+    const hook = () => undefined;
+    expect(resolveConveyorConfig({ driverName: 'd', onDeadLetter: hook }, {}).onDeadLetter).toBe(hook);
+
+    expect(() =>
+      resolveConveyorConfig(
+        {
+          driverName: 'd',
+          maxAttempts: 0,
+          backoff: { initialMs: 500, maxMs: 100 },
+          deadLetterSubject: 'events.>',
+          onDeadLetter: 'log' as never,
+        },
+        { CONVEYOR_BACKOFF_INITIAL_MS: 'soon' },
+      ),
+    ).toThrow(
+      new ConveyorConfigError([
+        'option "maxAttempts": must be a whole number >= 1',
+        'option "deadLetterSubject": must be a NATS subject of dot-separated tokens without wildcards or whitespace',
+        'option "backoff": maxMs (100) is below initialMs (500)',
+        'option "onDeadLetter": must be a function (record) => void | Promise<void>',
+      ]),
+    );
+    expect(() => resolveConveyorConfig({ driverName: 'd' }, { CONVEYOR_BACKOFF_INITIAL_MS: 'soon' })).toThrow(
+      'option "backoff.initialMs" from env CONVEYOR_BACKOFF_INITIAL_MS="soon": must be a whole number >= 0',
+    );
   });
 
   it('reads every option from the environment and marks it explicit', () => {

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
-import { isSubjectToken } from '../protocol';
+import { isPublishSubject, isSubjectToken } from '../protocol';
+import type { DeadLetterRecord } from '../settlement/dead-letter';
+import { backoffDelay } from '../transport/backoff';
 
 /**
  * `afterResult` (default): ack only after the result's PubAck: at-least-once, nothing lost on a crash.
@@ -16,6 +18,12 @@ export interface ConveyorTlsOptions {
   key?: string;
   ca?: string;
 }
+
+/**
+ * Delay before a retry, by the delivery count that failed: exponential from `initialMs`, doubling,
+ * capped at `maxMs`, with ±20 % jitter; or your own function.
+ */
+export type RetryBackoff = { initialMs?: number; maxMs?: number } | ((deliveryCount: number) => number);
 
 /**
  * Options of {@link ConveyorModule}. Every option falls back to an environment variable, then to a
@@ -36,6 +44,21 @@ export interface ConveyorModuleOptions {
   maxAckPending?: number;
   /** Consumer `ack_wait` in ms, applied on creation (or on update when set explicitly). Default 30 000. */
   ackWaitMs?: number;
+  /**
+   * Deliveries a retryable failure (`RetryableError`, `ctx.retry()`) may use before the run gives up
+   * with a failure result. Env `CONVEYOR_MAX_ATTEMPTS`. Default 3. A consumer `max_deliver` below it wins.
+   */
+  maxAttempts?: number;
+  /** Retry delays. Env `CONVEYOR_BACKOFF_INITIAL_MS`, `CONVEYOR_BACKOFF_MAX_MS`. Default 1 s doubling to 60 s. */
+  backoff?: RetryBackoff;
+  /**
+   * Subject that receives a dead-letter record (the raw message with `Conveyor-*` headers) before an
+   * undecodable message is terminated. Capture it with a stream to keep the records, e.g.
+   * `events.deadletter.<driver>`. Env `CONVEYOR_DEAD_LETTER_SUBJECT`. Default off.
+   */
+  deadLetterSubject?: string;
+  /** Called with every dead-letter record before the message is terminated (and before the subject). */
+  onDeadLetter?: (record: DeadLetterRecord) => void | Promise<void>;
   /** Ceiling of one reconcile in ms; 0 turns it off. Env `CONVEYOR_RECONCILE_TIMEOUT_MS`. Default 1 h. */
   reconcileTimeoutMs?: number;
   /** How long shutdown waits for in-flight runs. Env `CONVEYOR_SHUTDOWN_TIMEOUT_MS`. Default 25 000. */
@@ -55,6 +78,11 @@ export interface ConveyorConfig {
   ackMode: AckMode;
   maxAckPending: number;
   ackWaitMs: number;
+  maxAttempts: number;
+  /** Delay before the retry of a failed delivery (the resolved `backoff`). */
+  retryDelayMs: (deliveryCount: number) => number;
+  deadLetterSubject?: string;
+  onDeadLetter?: (record: DeadLetterRecord) => void | Promise<void>;
   reconcileTimeoutMs: number;
   shutdownTimeoutMs: number;
   incompatibleConsumer: IncompatibleConsumerPolicy;
@@ -133,9 +161,18 @@ interface Spec<T> {
   parse: Parse<T>;
   /** The default; a function derives it from other env vars (and may find none). */
   fallback: T | ((env: Env) => unknown);
+  /** No default and not required. */
+  optional?: true;
 }
 
-const SPECS: { [K in Exclude<keyof ConveyorConfig, 'explicit' | 'tls'>]: Spec<ConveyorConfig[K]> } = {
+const publishSubject: Parse<string | undefined> = (input) =>
+  isPublishSubject(input)
+    ? { value: input }
+    : { error: 'must be a NATS subject of dot-separated tokens without wildcards or whitespace' };
+
+type TableKey = Exclude<keyof ConveyorConfig, 'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter'>;
+
+const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   driverName: { env: 'CONVEYOR_DRIVER_NAME', parse: subjectToken, fallback: () => undefined },
   servers: { env: 'CONVEYOR_NATS_URL', parse: natsServers, fallback: ['nats://127.0.0.1:4222'] },
   apiUrl: { env: 'CONVEYOR_API_URL', parse: httpUrl, fallback: legacyApiUrl },
@@ -143,6 +180,13 @@ const SPECS: { [K in Exclude<keyof ConveyorConfig, 'explicit' | 'tls'>]: Spec<Co
   ackMode: { env: 'CONVEYOR_ACK_MODE', parse: oneOf('afterResult', 'onReceive'), fallback: 'afterResult' },
   maxAckPending: { env: 'CONVEYOR_MAX_ACK_PENDING', parse: wholeNumber(1), fallback: 1000 },
   ackWaitMs: { env: 'CONVEYOR_ACK_WAIT_MS', parse: wholeNumber(1000), fallback: 30_000 },
+  maxAttempts: { env: 'CONVEYOR_MAX_ATTEMPTS', parse: wholeNumber(1), fallback: 3 },
+  deadLetterSubject: {
+    env: 'CONVEYOR_DEAD_LETTER_SUBJECT',
+    parse: publishSubject,
+    fallback: undefined,
+    optional: true,
+  },
   reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
   incompatibleConsumer: {
@@ -186,6 +230,7 @@ export function resolveConveyorConfig(
         typeof spec.fallback === 'function' ? (spec.fallback as (e: Env) => unknown)(env) : spec.fallback;
       source = `option "${key}" (default or legacy env)`;
       if (input === undefined) {
+        if (spec.optional) continue;
         problems.push(`option "${key}" (env ${spec.env}) is required`);
         continue;
       }
@@ -195,8 +240,49 @@ export function resolveConveyorConfig(
     else resolved[key] = parsed.value;
   }
   const tls = resolveTls(options.tls, env, problems);
+  const retryDelayMs = resolveBackoff(options.backoff, env, problems);
+  if (options.onDeadLetter !== undefined && typeof options.onDeadLetter !== 'function')
+    problems.push('option "onDeadLetter": must be a function (record) => void | Promise<void>');
   if (problems.length > 0) throw new ConveyorConfigError(problems);
-  return { ...(resolved as Omit<ConveyorConfig, 'explicit' | 'tls'>), ...(tls ? { tls } : {}), explicit };
+  return {
+    ...(resolved as Omit<ConveyorConfig, 'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter'>),
+    retryDelayMs,
+    ...(options.onDeadLetter ? { onDeadLetter: options.onDeadLetter } : {}),
+    ...(tls ? { tls } : {}),
+    explicit,
+  };
+}
+
+function resolveBackoff(
+  given: RetryBackoff | undefined,
+  env: Env,
+  problems: string[],
+): (deliveryCount: number) => number {
+  if (typeof given === 'function') {
+    // A user curve that returns garbage must not nak with NaN: fall back to the default curve then.
+    return (n) => {
+      const ms = given(n);
+      return Number.isFinite(ms) && ms >= 0 ? Math.round(ms) : backoffDelay(n, 1000, 60_000);
+    };
+  }
+  if (given !== undefined && (typeof given !== 'object' || given === null)) {
+    problems.push('option "backoff": must be { initialMs?, maxMs? } or a function (deliveryCount) => ms');
+  }
+  const read = (key: 'initialMs' | 'maxMs', envName: string, fallback: number): number => {
+    const fromOption = given && typeof given === 'object' ? given[key] : undefined;
+    const input = fromOption ?? (env[envName]?.trim() || undefined) ?? fallback;
+    const parsed = wholeNumber(0)(input);
+    if ('value' in parsed) return parsed.value;
+    problems.push(
+      `option "backoff.${key}"${fromOption === undefined ? ` from env ${envName}=${JSON.stringify(input)}` : ''}: ${parsed.error}`,
+    );
+    return fallback;
+  };
+  const initialMs = read('initialMs', 'CONVEYOR_BACKOFF_INITIAL_MS', 1000);
+  const maxMs = read('maxMs', 'CONVEYOR_BACKOFF_MAX_MS', 60_000);
+  if (maxMs < initialMs)
+    problems.push(`option "backoff": maxMs (${maxMs}) is below initialMs (${initialMs})`);
+  return (n) => backoffDelay(n, initialMs, maxMs);
 }
 
 function resolveTls(

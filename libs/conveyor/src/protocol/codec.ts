@@ -80,11 +80,8 @@ export function decodeDriverMessage(data: Uint8Array | string): DecodedMessage {
       raw.run_id === undefined ? 'message has no "run_id"' : 'message "run_id" is not a subject-safe string',
     );
   }
-  if (typeof raw.event !== 'string')
-    throw new MalformedMessageError('message "event" is missing or not a string', runId);
-  if (typeof raw.id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(raw.id)) {
-    throw new MalformedMessageError('message "id" is missing or not a printable string', runId);
-  }
+  // The resource is read before `event` and `id`, so a message broken only there can still get a
+  // failure result for its run (the pipeline learns it failed instead of hanging: contract §17 G6).
   let payload: string;
   let parsed: unknown;
   if (typeof raw.payload === 'string') {
@@ -101,6 +98,11 @@ export function decodeDriverMessage(data: Uint8Array | string): DecodedMessage {
     throw new MalformedMessageError('message "payload" is missing or neither a string nor an object', runId);
   }
   const resource = asResource(parsed, runId);
+  if (typeof raw.event !== 'string')
+    throw new MalformedMessageError('message "event" is missing or not a string', runId, resource);
+  if (typeof raw.id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(raw.id)) {
+    throw new MalformedMessageError('message "id" is missing or not a printable string', runId, resource);
+  }
   const message: DriverMessage = {
     event: raw.event,
     payload: raw.payload as DriverMessage['payload'],

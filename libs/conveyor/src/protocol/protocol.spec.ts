@@ -9,6 +9,7 @@ import { MalformedMessageError, decodeDriverMessage, encodeGoJson, toPipelineEve
 import {
   assertSubjectToken,
   consumerFilterSubjects,
+  isPublishSubject,
   isSubjectToken,
   liveLogSubject,
   logSubject,
@@ -18,6 +19,7 @@ import {
 } from './subjects';
 
 const RUN_ID = '0b8e2d5a-7c1f-4e3b-a9d2-5f6c7b8a9e10';
+const GOOD_PAYLOAD = JSON.stringify({ name: 'w', resource: 'widget', spec: {} });
 
 describe('decodeDriverMessage (contract §3.4 golden bytes)', () => {
   it('decodes the string payload into a Resource and keeps the raw payload string', () => {
@@ -99,8 +101,14 @@ describe('decodeDriverMessage (contract §3.4 golden bytes)', () => {
       /neither a string nor an object/,
       RUN_ID,
     ],
-    ['no event', JSON.stringify({ payload: '{}', id: 'a', run_id: RUN_ID }), /"event"/, RUN_ID],
-    ['no id', JSON.stringify({ event: 'create', payload: '{}', run_id: RUN_ID }), /"id"/, RUN_ID],
+    ['no event', JSON.stringify({ payload: GOOD_PAYLOAD, id: 'a', run_id: RUN_ID }), /"event"/, RUN_ID],
+    ['no id', JSON.stringify({ event: 'create', payload: GOOD_PAYLOAD, run_id: RUN_ID }), /"id"/, RUN_ID],
+    [
+      'an unprintable id',
+      JSON.stringify({ event: 'create', payload: GOOD_PAYLOAD, id: 'a b', run_id: RUN_ID }),
+      /"id"/,
+      RUN_ID,
+    ],
   ])('rejects %s with a reason (and the run id when it was readable)', (_name, bytes, reason, runId) => {
     let caught: unknown;
     try {
@@ -111,6 +119,10 @@ describe('decodeDriverMessage (contract §3.4 golden bytes)', () => {
     expect(caught).toBeInstanceOf(MalformedMessageError);
     expect((caught as MalformedMessageError).reason).toMatch(reason);
     expect((caught as MalformedMessageError).runId).toBe(runId);
+    // Only a broken event or id leaves the resource readable: enough for a failure result.
+    const resource = (caught as MalformedMessageError).resource;
+    if (/"(event|id)"/.test(String(reason))) expect(resource).toEqual(JSON.parse(GOOD_PAYLOAD));
+    else expect(resource).toBeUndefined();
   });
 
   it('rejects bytes that are not UTF-8', () => {
@@ -184,6 +196,13 @@ describe('subjects (contract §5.2)', () => {
   it('accepts the names Conveyor uses', () => {
     for (const ok of ['shell-runner', 'container_start', RUN_ID, 'Builder01'])
       expect(isSubjectToken(ok)).toBe(true);
+  });
+
+  it('tells publishable subjects from wildcards and malformed ones', () => {
+    for (const ok of ['events.deadletter.shell-runner', 'dlq', 'a.b.c'])
+      expect(isPublishSubject(ok)).toBe(true);
+    for (const bad of ['', 'events.>', 'events.*.x', 'a..b', '.a', 'a.', 'a b', 7])
+      expect(isPublishSubject(bad)).toBe(false);
   });
 
   it('parses message subjects back into routes', () => {

@@ -44,6 +44,15 @@ export function assertSubjectToken(what: string, value: unknown): string {
   return value;
 }
 
+/** True when `value` is a subject one can publish to: dot-separated safe tokens, no wildcards. */
+export function isPublishSubject(value: unknown): value is string {
+  return (
+    typeof value === 'string' &&
+    value.length <= 1024 &&
+    value.split('.').every((token) => isSubjectToken(token))
+  );
+}
+
 /** `resources.{resource}`: direct resource events, fanned out to every driver of that resource. */
 export function resourceSubject(resource: string): string {
   return `resources.${assertSubjectToken('resource', resource)}`;

@@ -2,6 +2,7 @@ import type { ArgumentsHost } from '@nestjs/common';
 import { BaseRpcContext } from '@nestjs/microservices';
 import type { Resource } from '../protocol';
 import type { RunLogger } from '../logger/run-logger';
+import { validRetryDelay } from './retryable.error';
 
 /** Fields of a {@link ReconcileContext}. */
 export interface ReconcileContextInit {
@@ -11,6 +12,7 @@ export interface ReconcileContextInit {
   subject: string;
   resourceType: string;
   deliveryCount: number;
+  maxAttempts: number;
   streamSequence: number;
   driverName: string;
   payload: string;
@@ -37,6 +39,8 @@ export class ReconcileContext extends BaseRpcContext<[string]> {
   readonly resourceType: string;
   /** 1 on first delivery. */
   readonly deliveryCount: number;
+  /** Deliveries a retryable failure may use; on the last one a retry becomes a failure result. */
+  readonly maxAttempts: number;
   /** Sequence of the message in the `messages` stream. */
   readonly streamSequence: number;
   readonly driverName: string;
@@ -57,12 +61,29 @@ export class ReconcileContext extends BaseRpcContext<[string]> {
     this.subject = init.subject;
     this.resourceType = init.resourceType;
     this.deliveryCount = init.deliveryCount;
+    this.maxAttempts = init.maxAttempts;
     this.streamSequence = init.streamSequence;
     this.driverName = init.driverName;
     this.payload = init.payload;
     this.resource = init.resource;
     this.signal = init.signal;
     this.logger = init.logger;
+  }
+
+  /** True when a retry would give up: this delivery is the last attempt. */
+  get isLastAttempt(): boolean {
+    return this.deliveryCount >= this.maxAttempts;
+  }
+
+  /**
+   * Asks for this message again later instead of publishing a result, like throwing a
+   * `RetryableError`: the message is nak'd after the handler settles (its return value is then
+   * ignored) with `delayMs` or, when omitted, the backoff curve's delay for this delivery. On the
+   * last attempt the run gives up with a failure result carrying `reason`.
+   */
+  retry(delayMs?: number, reason = 'retry requested by the handler'): void {
+    const delay = delayMs === undefined ? undefined : validRetryDelay(delayMs, 'ctx.retry');
+    retries.set(this, { delayMs: delay, reason });
   }
 
   /** True on a pipeline step (`drivers.{driver}.resources.{r}`), false on a direct resource event. */
@@ -89,4 +110,17 @@ export function recordThrown(ctx: ReconcileContext, error: unknown): void {
 /** What the handler threw, if anything. */
 export function thrownBy(ctx: ReconcileContext): { error: unknown } | undefined {
   return thrown.get(ctx);
+}
+
+const retries = new WeakMap<ReconcileContext, RetryRequest>();
+
+/** What `ctx.retry()` asked for. */
+export interface RetryRequest {
+  delayMs?: number;
+  reason: string;
+}
+
+/** The retry the handler asked for through `ctx.retry()`, if any. */
+export function retryRequestedBy(ctx: ReconcileContext): RetryRequest | undefined {
+  return retries.get(ctx);
 }

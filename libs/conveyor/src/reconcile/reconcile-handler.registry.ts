@@ -46,6 +46,11 @@ export class ReconcileHandlerRegistry<T> {
     return match ? { kind: 'handler', ...match } : { kind: 'event-filtered', meta: list[0].meta };
   }
 
+  /** Every registered handler's metadata. */
+  handlers(): ReconcileHandlerMeta[] {
+    return [...this.byResource.values()].flat().map((entry) => entry.meta);
+  }
+
   /** Resource types with at least one handler, sorted. */
   resources(): string[] {
     return [...this.byResource.keys()].sort();

@@ -13,12 +13,24 @@ export interface ReconcileOptions {
    * Default: every event, because Conveyor sends more than it documents (contract §16).
    */
   events?: string[];
+  /**
+   * Runs of this handler in flight at once in this instance, within the module's `concurrency`.
+   * A message waiting for a slot here keeps its instance slot (and its heartbeat). Default: no own limit.
+   */
+  concurrency?: number;
+  /** This handler's run ceiling in ms (0 = none), instead of the module's `reconcileTimeoutMs`. */
+  timeoutMs?: number;
+  /** This handler's `maxAttempts` for retryable failures, instead of the module's. */
+  maxAttempts?: number;
 }
 
 /** What the transport knows about one handler. */
 export interface ReconcileHandlerMeta {
   resource: string;
   events?: readonly string[];
+  concurrency?: number;
+  timeoutMs?: number;
+  maxAttempts?: number;
   /** `Class.method`, for error messages. */
   handler: string;
 }
@@ -47,10 +59,16 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
     );
   }
   const events = options.events ? [...new Set(options.events)] : undefined;
+  const limits = {
+    concurrency: wholeNumberOption(resource, 'concurrency', options.concurrency, 1),
+    timeoutMs: wholeNumberOption(resource, 'timeoutMs', options.timeoutMs, 0),
+    maxAttempts: wholeNumberOption(resource, 'maxAttempts', options.maxAttempts, 1),
+  };
   return (target, key, descriptor) => {
     const meta: ReconcileHandlerMeta = {
       resource,
       events,
+      ...Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined)),
       handler: `${target.constructor.name}.${String(key)}`,
     };
     // The pattern is unique per method: Nest chains event handlers that share a pattern, and we
@@ -64,4 +82,14 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
       UseInterceptors(ReconcileOutcomeInterceptor),
     )(target, key, descriptor);
   };
+}
+
+function wholeNumberOption(resource: string, name: string, value: unknown, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new TypeError(
+      `@Reconcile({ resource: '${resource}' }): "${name}" must be a whole number >= ${min}, got ${String(value)}`,
+    );
+  }
+  return value;
 }

@@ -1,20 +1,73 @@
-import type { DriverResult } from '../protocol';
+import type { DriverResult, Resource } from '../protocol';
+import type { RetryRequest } from '../reconcile/reconcile-context';
+import { isRetryableError } from '../reconcile/retryable.error';
 
-/** How a dispatch ended, as seen by the transport. */
+/** How a handler run ended, as seen by the transport. */
 export type ReconcileOutcome =
   /** The handler's pipeline completed with this value (after interceptors and filters). */
-  | { kind: 'returned'; value: unknown; handler: string }
-  /** The handler, a pipe, a guard or an interceptor threw this (the original value when we saw it). */
-  | { kind: 'threw'; error: unknown; handler: string };
+  | { kind: 'returned'; value: unknown; handler: string; retry?: RetryRequest }
+  /**
+   * The handler, a pipe or an interceptor threw `error` (the original value when we saw it). When an
+   * exception filter turned it into a value, that value is `recovered`.
+   */
+  | { kind: 'threw'; error: unknown; handler: string; retry?: RetryRequest; recovered?: unknown };
 
-/** What to do with a message: an optional result to publish first, then one final verb. */
+/** Everything that can happen to a message, including what ends it before a handler runs. */
+export type MessageOutcome =
+  | ReconcileOutcome
+  /** Bad JSON, a payload that is not a Resource, a missing or unsafe run id… */
+  | { kind: 'undecodable'; reason: string; runId?: string; resource?: Resource }
+  /** No handler for the subject here (rolling deploy: the filters were set by a newer replica). */
+  | { kind: 'no-handler'; subject: string; event: string }
+  /** The resource has a handler, but its `events` list leaves this event out. */
+  | { kind: 'filtered'; handler: string; event: string; pipelineStep: boolean }
+  /** Pulled, but shutdown began before it started. */
+  | { kind: 'not-started' };
+
+/** What the transport knows about the message beyond the outcome. */
+export interface RunState {
+  /** Delivery count of this message, 1 on the first delivery. */
+  deliveryCount: number;
+  /** Deliveries a retryable failure may use (the handler's or the module's `maxAttempts`). */
+  maxAttempts: number;
+  /** Delay before the next attempt when the handler gave none: the backoff curve. */
+  retryDelayMs: (deliveryCount: number) => number;
+  /** `ackMode: 'onReceive'` acked the message before the run: it cannot be redelivered any more. */
+  alreadyAcked?: boolean;
+  /** Set when the run's timeout elapsed and it was aborted. */
+  timedOutAfterMs?: number;
+  /** The shutdown deadline aborted the run: another replica must rerun it. */
+  shutdownAborted?: boolean;
+}
+
+/** The row of the settlement table a message ended in: a bounded label for logs and metrics. */
+export type SettlementKind =
+  | 'succeeded'
+  | 'failed'
+  | 'retried'
+  | 'gave-up'
+  | 'timed-out'
+  | 'filtered'
+  | 'unrouted'
+  | 'dead-lettered'
+  | 'shutdown';
+
+/** What to do with a message: an optional dead-letter record and result first, then one final verb. */
 export interface Settlement {
+  kind: SettlementKind;
   result?: DriverResult;
   action: 'ack' | 'nak' | 'term';
   delayMs?: number;
-  /** Why, for logs and term reasons. */
+  /** Why, for logs, dead-letter records and term reasons. */
   reason: string;
+  /** Hand a dead-letter record to the hook and the dead-letter subject before the verb. */
+  deadLetter?: boolean;
+  /** How loudly the transport logs it. */
+  level: 'debug' | 'log' | 'warn' | 'error';
 }
+
+/** Delay before a message nobody here handles is offered again (rolling deploys: another replica may). */
+export const UNROUTED_NAK_DELAY_MS = 5000;
 
 /** The message of whatever was thrown: Error, Nest RPC error payload `{ message }`, string, or other. */
 export function errorMessage(error: unknown): string {
@@ -34,14 +87,6 @@ export function errorMessage(error: unknown): string {
   }
 }
 
-/** What the transport knows about the run beyond the handler's outcome. */
-export interface RunState {
-  /** Set when `reconcileTimeoutMs` elapsed and the run was aborted. */
-  timedOutAfterMs?: number;
-  /** The shutdown deadline aborted the run: another replica must rerun it. */
-  shutdownAborted?: boolean;
-}
-
 function isDriverResult(value: unknown): value is DriverResult {
   if (typeof value !== 'object' || value === null || typeof (value as DriverResult).success !== 'boolean')
     return false;
@@ -49,34 +94,121 @@ function isDriverResult(value: unknown): value is DriverResult {
   return message === undefined || message === null || typeof message === 'string';
 }
 
-/**
- * The settlement policy (design.md "Settlement policy"): a pure function, so every row is unit-tested.
- * A handler failure is a *result* (the pipeline learns it failed), never a silent redelivery loop.
- */
-export function decideSettlement(outcome: ReconcileOutcome, state: RunState = {}): Settlement {
-  if (state.shutdownAborted) {
-    // No result: the run did not finish here, and a result would advance or fail the pipeline.
-    return { action: 'nak', reason: 'aborted at the shutdown deadline: another replica reruns it' };
+function failure(kind: SettlementKind, message: string, reason = message): Settlement {
+  return { kind, result: { success: false, message }, action: 'ack', reason, level: 'warn' };
+}
+
+/** The retry a handler asked for, through `RetryableError` or `ctx.retry()`. */
+function retryOf(outcome: ReconcileOutcome): RetryRequest | undefined {
+  if (outcome.retry) return outcome.retry;
+  if (outcome.kind === 'threw' && isRetryableError(outcome.error)) {
+    return { delayMs: outcome.error.delayMs, reason: errorMessage(outcome.error) };
   }
-  if (state.timedOutAfterMs !== undefined) {
-    const message = `timed out after ${state.timedOutAfterMs} ms`;
-    return { result: { success: false, message }, action: 'ack', reason: message };
+  return undefined;
+}
+
+function decideRetry(retry: RetryRequest, state: RunState): Settlement {
+  if (state.alreadyAcked) {
+    return failure(
+      'gave-up',
+      `cannot retry: ackMode 'onReceive' acknowledged the message on receipt: ${retry.reason}`,
+    );
   }
-  if (outcome.kind === 'threw') {
-    const message = errorMessage(outcome.error);
-    return { result: { success: false, message }, action: 'ack', reason: `handler failed: ${message}` };
+  if (state.deliveryCount >= state.maxAttempts) {
+    return failure('gave-up', `gave up after ${state.deliveryCount} attempts: ${retry.reason}`);
   }
-  const { value } = outcome;
+  const delayMs = retry.delayMs ?? state.retryDelayMs(state.deliveryCount);
+  return {
+    kind: 'retried',
+    action: 'nak',
+    delayMs,
+    reason: `attempt ${state.deliveryCount} of ${state.maxAttempts} asks for a retry in ${delayMs} ms: ${retry.reason}`,
+    level: 'warn',
+  };
+}
+
+function decideReturned(handler: string, value: unknown): Settlement {
   if (!isDriverResult(value)) {
-    const message =
-      `${outcome.handler} returned ${value === undefined ? 'nothing' : JSON.stringify(value)?.slice(0, 200)}; ` +
-      'a @Reconcile handler must return { success: boolean, message?: string, data?: unknown }';
-    return { result: { success: false, message }, action: 'ack', reason: message };
+    return failure(
+      'failed',
+      `${handler} returned ${value === undefined ? 'nothing' : JSON.stringify(value)?.slice(0, 200)}; ` +
+        'a @Reconcile handler must return { success: boolean, message?: string, data?: unknown }',
+    );
   }
   const result: DriverResult = { success: value.success, message: value.message ?? '', data: value.data };
-  return {
-    result,
-    action: 'ack',
-    reason: value.success ? 'reconciled' : `reconcile reported failure: ${result.message}`,
-  };
+  return value.success
+    ? { kind: 'succeeded', result, action: 'ack', reason: 'reconciled', level: 'log' }
+    : { ...failure('failed', result.message!, `reconcile reported failure: ${result.message}`), result };
+}
+
+/**
+ * The settlement policy (design.md "Settlement policy"): a pure function, so every row is unit-tested,
+ * and the only place the rows are written down. A handler failure is a *result* (the pipeline learns it
+ * failed), never a silent redelivery loop; only an explicit retry is redelivered, and only a bounded
+ * number of times.
+ */
+export function decideSettlement(outcome: MessageOutcome, state: RunState): Settlement {
+  switch (outcome.kind) {
+    case 'undecodable': {
+      // A failure result when the run is known: otherwise its pipeline would wait forever (contract G6).
+      const known = outcome.runId !== undefined && outcome.resource !== undefined;
+      return {
+        kind: 'dead-lettered',
+        ...(known ? { result: { success: false, message: `undecodable message: ${outcome.reason}` } } : {}),
+        action: 'term',
+        reason: `undecodable: ${outcome.reason}`,
+        deadLetter: true,
+        level: 'error',
+      };
+    }
+    case 'no-handler':
+      // Never ack or term: during a rolling deploy another replica may handle this subject.
+      return {
+        kind: 'unrouted',
+        action: 'nak',
+        delayMs: UNROUTED_NAK_DELAY_MS,
+        reason: `no @Reconcile handler for ${outcome.subject} (event "${outcome.event}")`,
+        level: 'warn',
+      };
+    case 'filtered':
+      return {
+        kind: 'filtered',
+        action: 'ack',
+        reason: outcome.pipelineStep
+          ? `${outcome.handler} skips event "${outcome.event}" of a pipeline step: the pipeline will not advance past this step`
+          : `${outcome.handler} skips event "${outcome.event}"`,
+        // A skipped step stalls its pipeline; a skipped direct event is routine.
+        level: outcome.pipelineStep ? 'warn' : 'debug',
+      };
+    case 'not-started':
+      return {
+        kind: 'shutdown',
+        action: 'nak',
+        reason: 'pulled but not started before shutdown',
+        level: 'log',
+      };
+  }
+  if (state.shutdownAborted) {
+    // No result: the run did not finish here, and a result would advance or fail the pipeline.
+    return {
+      kind: 'shutdown',
+      action: 'nak',
+      reason: 'aborted at the shutdown deadline: another replica reruns it',
+      level: 'warn',
+    };
+  }
+  if (state.timedOutAfterMs !== undefined) {
+    return failure('timed-out', `timed out after ${state.timedOutAfterMs} ms`);
+  }
+  if (outcome.kind === 'threw' && isDriverResult(outcome.recovered)) {
+    // An exception filter mapped the error to a result on purpose: it wins over the error and retries.
+    return decideReturned(outcome.handler, outcome.recovered);
+  }
+  const retry = retryOf(outcome);
+  if (retry) return decideRetry(retry, state);
+  if (outcome.kind === 'threw') {
+    const message = errorMessage(outcome.error);
+    return failure('failed', message, `handler failed: ${message}`);
+  }
+  return decideReturned(outcome.handler, outcome.value);
 }

@@ -27,6 +27,18 @@ export class ConcurrencyGate {
     this.waiters.splice(0).forEach((wake) => wake());
   }
 
+  /** Waits for a slot and takes it; false (nothing taken) when `signal` aborts first. */
+  async take(signal: AbortSignal): Promise<boolean> {
+    // Every waiter wakes on a release, so re-check: another one may have taken the slot first.
+    while (this.free <= 0) {
+      if (signal.aborted) return false;
+      await this.waitForFree(signal);
+    }
+    if (signal.aborted) return false;
+    this.acquire();
+    return true;
+  }
+
   /** Resolves when at least one slot is free or `signal` aborts. */
   waitForFree(signal: AbortSignal): Promise<void> {
     if (this.free > 0 || signal.aborted) return Promise.resolve();

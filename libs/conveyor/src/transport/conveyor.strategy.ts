@@ -12,7 +12,7 @@ import type { ReconcileOutcome } from '../settlement/settlement.policy';
 import { backoffDelay, sleep } from './backoff';
 import { ConcurrencyGate } from './concurrency-gate';
 import { ConsumerBindingError, bindConsumer, heartbeatIntervalMs } from './consumer-binding';
-import { MessageDispatcher } from './message-dispatcher';
+import { DispatchStats, MessageDispatcher } from './message-dispatcher';
 import { connectWithRetry } from './nats-connection';
 
 /** Where the transport is in its life; `consuming` means the consumer is bound and pulled. */
@@ -76,6 +76,11 @@ export class ConveyorStrategy
     return this.dispatcher?.inFlight ?? 0;
   }
 
+  /** What happened to messages so far (by settlement row), runs in flight and runs past their timeout. */
+  get stats(): DispatchStats {
+    return this.dispatcher?.stats ?? MessageDispatcher.emptyStats();
+  }
+
   /** Resolves once the consumer is bound and pulling. */
   whenConsuming(): Promise<void> {
     return this.consuming;
@@ -119,6 +124,14 @@ export class ConveyorStrategy
       this.log.log(
         `driver "${this.config.driverName}" reconciles ${resources.join(', ')} (concurrency ${this.config.concurrency})`,
       );
+      for (const meta of this.registry.handlers()) {
+        if (meta.concurrency !== undefined && meta.concurrency > this.config.concurrency) {
+          this.log.warn(
+            `${meta.handler} allows concurrency ${meta.concurrency}, above the instance's ${this.config.concurrency}: ` +
+              'the instance limit applies (raise the module option "concurrency")',
+          );
+        }
+      }
       // Bind in the background: HTTP (health) comes up while NATS or the streams are not there yet.
       this.loop = this.run(resources).catch((err) =>
         this.log.error(`transport stopped: ${(err as Error).stack ?? err}`),
@@ -183,13 +196,22 @@ export class ConveyorStrategy
     if (!this.consumer) return;
 
     const js = nc.jetstream();
+    const maxDeliver = this.consumer.config.max_deliver ?? -1;
+    if (maxDeliver > 0 && maxDeliver < this.config.maxAttempts) {
+      this.log.warn(
+        `consumer "${this.config.driverName}" has max_deliver ${maxDeliver}, below maxAttempts ${this.config.maxAttempts}: ` +
+          `retries give up after ${maxDeliver} attempts`,
+      );
+    }
     this.dispatcher = new MessageDispatcher({
       config: this.config,
+      nc,
       js,
       registry: this.registry,
       logger: this.log,
       heartbeatMs: heartbeatIntervalMs(this.consumer),
-      withProcessingHooks: (ctx, invoke) => this.withProcessingHooks(ctx, invoke),
+      maxDeliver,
+      around: (ctx, invoke) => this.withProcessingHooks(ctx, invoke),
     });
     const consumer = await js.consumers.get(MESSAGES_STREAM, this.config.driverName);
     this.setState('consuming');

@@ -1,201 +1,354 @@
 import type { LoggerService } from '@nestjs/common';
 import type { MessageHandler } from '@nestjs/microservices';
-import type { JetStreamClient, JsMsg } from 'nats';
-import { isObservable, lastValueFrom } from 'rxjs';
-import { createProcessRunLogger } from '../logger/run-logger';
+import type { JetStreamClient, JsMsg, NatsConnection } from 'nats';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import {
   DecodedMessage,
+  MESSAGES_STREAM,
   MalformedMessageError,
   MessageRoute,
+  Resource,
   decodeDriverMessage,
   encodeWire,
   parseMessageSubject,
   toPipelineEvent,
 } from '../protocol';
-import { ReconcileContext, thrownBy } from '../reconcile/reconcile-context';
 import type { ReconcileHandlerMeta } from '../reconcile/reconcile.decorator';
 import type { ReconcileHandlerRegistry } from '../reconcile/reconcile-handler.registry';
+import { ReconcileInvocation, createReconcileContext, runReconcile } from '../reconcile/reconcile-runner';
+import { recordDeadLetter } from '../settlement/dead-letter';
 import { applyVerb, publishResult } from '../settlement/settlement.executor';
-import { ReconcileOutcome, Settlement, decideSettlement } from '../settlement/settlement.policy';
+import {
+  MessageOutcome,
+  RunState,
+  Settlement,
+  SettlementKind,
+  decideSettlement,
+} from '../settlement/settlement.policy';
+import { ConcurrencyGate } from './concurrency-gate';
 
-/** Delay before a message nobody here handles is offered again (rolling deploys: another replica may). */
-const UNROUTED_NAK_DELAY_MS = 5000;
+/** A run that ignores its abort signal this long after its timeout gets a second, louder warning. */
+const OVERDUE_WARNING_MS = 5000;
 
 export interface DispatcherDeps {
   config: ConveyorConfig;
+  nc: NatsConnection;
   js: JetStreamClient;
   registry: ReconcileHandlerRegistry<MessageHandler>;
   logger: LoggerService;
   heartbeatMs: number;
+  /** The consumer's `max_deliver` (-1 or 0: unlimited): the server stops redelivering past it. */
+  maxDeliver: number;
   /** Runs a handler call inside Nest's processing hooks (OpenTelemetry instrumentations use them). */
-  withProcessingHooks: (
-    ctx: ReconcileContext,
-    invoke: () => Promise<ReconcileOutcome>,
-  ) => Promise<ReconcileOutcome>;
+  around: ReconcileInvocation['around'];
 }
 
-interface ActiveRun {
+/** Counters of what happened to messages, by settlement row, plus runs past their timeout. */
+export interface DispatchStats {
+  settled: Record<SettlementKind, number>;
+  inFlight: number;
+  /** Runs whose timeout elapsed but whose handler has not let go of its slot yet. */
+  overdue: number;
+}
+
+/** One message between pull and final verb. */
+interface Tracked {
   msg: JsMsg;
-  /** Given to the handler as `ctx.signal`. */
-  handlerAbort: AbortController;
   /** Stops result-publish retries: only at the shutdown deadline. */
   deadline: AbortController;
-  /** Set once a final verb was sent (or sent on the run's behalf at shutdown). */
+  /** Given to the handler as `ctx.signal`, once it starts. */
+  handlerAbort?: AbortController;
+  /** Set once a final verb was sent (or sent on the message's behalf at shutdown). */
   settled: boolean;
+  overdue: boolean;
   done: Promise<void>;
 }
 
-/** The path of one message: decode once, route, invoke through Nest, settle. */
+/** What a result is published for: the run, its resource, and the `Nats-Msg-Id` that de-duplicates it. */
+interface ResultTarget {
+  runId: string;
+  resource: Resource;
+  msgId: string;
+}
+
+const SETTLEMENT_KINDS: SettlementKind[] = [
+  'succeeded',
+  'failed',
+  'retried',
+  'gave-up',
+  'timed-out',
+  'filtered',
+  'unrouted',
+  'dead-lettered',
+  'shutdown',
+];
+
+function zeroCounts(): Record<SettlementKind, number> {
+  return Object.fromEntries(SETTLEMENT_KINDS.map((k) => [k, 0])) as Record<SettlementKind, number>;
+}
+
+/** The path of one message: decode once, route, wait for the handler's slot, invoke through Nest, settle. */
 export class MessageDispatcher {
-  private readonly runs = new Set<ActiveRun>();
+  private readonly tracked = new Set<Tracked>();
+  private readonly handlerGates = new Map<string, ConcurrencyGate>();
+  private readonly stopping = new AbortController();
+  private readonly counts = zeroCounts();
 
   constructor(private readonly deps: DispatcherDeps) {}
 
   get inFlight(): number {
-    return this.runs.size;
+    return this.tracked.size;
+  }
+
+  static emptyStats(): DispatchStats {
+    return { settled: zeroCounts(), inFlight: 0, overdue: 0 };
+  }
+
+  get stats(): DispatchStats {
+    return {
+      settled: { ...this.counts },
+      inFlight: this.tracked.size,
+      overdue: [...this.tracked].filter((t) => t.overdue).length,
+    };
   }
 
   async dispatch(msg: JsMsg): Promise<void> {
-    const { logger, registry } = this.deps;
+    let finish!: () => void;
+    const t: Tracked = {
+      msg,
+      deadline: new AbortController(),
+      settled: false,
+      overdue: false,
+      done: new Promise<void>((resolve) => (finish = resolve)),
+    };
+    this.tracked.add(t);
+    // Heartbeats cover the whole stay: waiting for a handler slot, the run, the result publish.
+    const heartbeat = setInterval(() => t.settled || msg.working(), this.deps.heartbeatMs);
+    try {
+      await this.process(t);
+    } finally {
+      clearInterval(heartbeat);
+      this.tracked.delete(t);
+      finish();
+    }
+  }
+
+  private state(t: Tracked, extra: Partial<RunState> = {}): RunState {
+    return {
+      deliveryCount: t.msg.info.redeliveryCount,
+      maxAttempts: this.deps.config.maxAttempts,
+      retryDelayMs: this.deps.config.retryDelayMs,
+      ...extra,
+    };
+  }
+
+  private async process(t: Tracked): Promise<void> {
+    const { msg } = t;
     let decoded: DecodedMessage;
     try {
       decoded = decodeDriverMessage(msg.data);
     } catch (err) {
       if (!(err instanceof MalformedMessageError)) throw err;
-      logger.error(
-        `poison message on ${msg.subject} (stream seq ${msg.seq}, delivery ${msg.info.redeliveryCount}): ${err.reason}; terminating it`,
-      );
-      return applyVerb(msg, { action: 'term', reason: `undecodable: ${err.reason}` }, logger);
+      const { reason, runId, resource } = err;
+      const target =
+        runId && resource
+          ? { runId, resource, msgId: `${runId}:${this.deps.config.driverName}:seq${msg.seq}` }
+          : undefined;
+      return this.settle(t, this.decide({ kind: 'undecodable', reason, runId, resource }, t), target, runId);
     }
     const route = parseMessageSubject(msg.subject);
-    const lookup = route
-      ? registry.lookup(route.resource, decoded.message.event)
-      : ({ kind: 'none' } as const);
+    const { event, run_id: runId } = decoded.message;
+    const lookup = route ? this.deps.registry.lookup(route.resource, event) : ({ kind: 'none' } as const);
     if (lookup.kind === 'none' || !route) {
-      // Never ack or term: during a rolling deploy another replica may handle this subject.
-      logger.warn(
-        `no @Reconcile handler for ${msg.subject} (event "${decoded.message.event}"): offering it again later`,
+      return this.settle(
+        t,
+        this.decide({ kind: 'no-handler', subject: msg.subject, event }, t),
+        undefined,
+        runId,
       );
-      return applyVerb(msg, { action: 'nak', delayMs: UNROUTED_NAK_DELAY_MS, reason: 'no handler' }, logger);
     }
     if (lookup.kind === 'event-filtered') {
-      if (route.kind === 'pipeline-step') {
-        logger.warn(
-          `${lookup.meta.handler} skips event "${decoded.message.event}" of a pipeline step (run ${decoded.message.run_id}): ` +
-            'the pipeline will not advance past this step',
-        );
-      }
-      return applyVerb(msg, { action: 'ack', reason: 'event filtered out' }, logger);
+      const outcome: MessageOutcome = {
+        kind: 'filtered',
+        handler: lookup.meta.handler,
+        event,
+        pipelineStep: route.kind === 'pipeline-step',
+      };
+      return this.settle(t, this.decide(outcome, t), undefined, runId);
     }
-    return this.run(msg, decoded, route, lookup.meta, lookup.handler);
+    const gate = this.gateFor(lookup.meta);
+    if (gate && !(await gate.take(this.stopping.signal))) {
+      return this.settle(t, this.decide({ kind: 'not-started' }, t), undefined, runId);
+    }
+    try {
+      await this.run(t, decoded, route, lookup.meta, lookup.handler);
+    } finally {
+      gate?.release();
+    }
+  }
+
+  private decide(outcome: MessageOutcome, t: Tracked): Settlement {
+    return decideSettlement(outcome, this.state(t));
+  }
+
+  private gateFor(meta: ReconcileHandlerMeta): ConcurrencyGate | undefined {
+    if (meta.concurrency === undefined) return undefined;
+    let gate = this.handlerGates.get(meta.handler);
+    if (!gate) this.handlerGates.set(meta.handler, (gate = new ConcurrencyGate(meta.concurrency)));
+    return gate;
   }
 
   private async run(
-    msg: JsMsg,
+    t: Tracked,
     decoded: DecodedMessage,
     route: MessageRoute,
     meta: ReconcileHandlerMeta,
     handler: MessageHandler,
   ): Promise<void> {
-    const { config } = this.deps;
-    let finish!: () => void;
-    const run: ActiveRun = {
-      msg,
-      handlerAbort: new AbortController(),
-      deadline: new AbortController(),
-      settled: false,
-      done: new Promise<void>((resolve) => (finish = resolve)),
-    };
-    this.runs.add(run);
-    const heartbeat =
-      config.ackMode === 'afterResult'
-        ? setInterval(() => run.settled || msg.working(), this.deps.heartbeatMs)
-        : undefined;
-    // The ceiling aborts through ctx.signal; a handler that ignores it keeps its slot until it settles.
-    let timedOutAfterMs: number | undefined;
-    const timeout =
-      config.reconcileTimeoutMs > 0
-        ? setTimeout(() => {
-            timedOutAfterMs = config.reconcileTimeoutMs;
-            this.deps.logger.warn(
-              `run ${decoded.message.run_id} exceeded ${timedOutAfterMs} ms: aborting it`,
-            );
-            run.handlerAbort.abort(new Error(`reconcile timed out after ${timedOutAfterMs} ms`));
-          }, config.reconcileTimeoutMs)
-        : undefined;
-    try {
-      if (config.ackMode === 'onReceive') {
-        // Go parity (at-most-once): a crash from here on loses the event.
-        msg.ack();
-        run.settled = true;
-      }
-      const { message, resource: original, payload } = decoded;
-      const resource = JSON.parse(payload); // the handler gets its own copy; the result carries the original
-      const ctx = new ReconcileContext({
-        event: message.event,
-        runId: message.run_id,
-        messageId: message.id,
-        subject: msg.subject,
-        resourceType: route.resource,
-        deliveryCount: msg.info.redeliveryCount,
-        streamSequence: msg.seq,
-        driverName: config.driverName,
-        payload,
-        resource,
-        signal: run.handlerAbort.signal,
-        logger: createProcessRunLogger(config.driverName, {
-          run_id: message.run_id,
-          event: message.event,
-          resource: original.name,
-          resource_type: route.resource,
-        }),
-      });
-      const outcome = await this.deps.withProcessingHooks(ctx, () =>
-        invoke(handler, resource, ctx, meta.handler),
-      );
-      clearTimeout(timeout);
-      const settlement = decideSettlement(outcome, {
-        timedOutAfterMs,
-        shutdownAborted: run.deadline.signal.aborted,
-      });
-      await this.settle(run, decoded, settlement);
-    } finally {
-      clearTimeout(timeout);
-      clearInterval(heartbeat);
-      this.runs.delete(run);
-      finish();
+    const { config, logger } = this.deps;
+    const { msg } = t;
+    const runId = decoded.message.run_id;
+    const maxDeliver = this.deps.maxDeliver > 0 ? this.deps.maxDeliver : Infinity;
+    const maxAttempts = Math.min(meta.maxAttempts ?? config.maxAttempts, maxDeliver);
+    const abort = (t.handlerAbort = new AbortController());
+    const ctx = createReconcileContext(
+      decoded,
+      route,
+      { subject: msg.subject, deliveryCount: msg.info.redeliveryCount, streamSequence: msg.seq },
+      { driverName: config.driverName, maxAttempts, signal: abort.signal },
+    );
+    const alreadyAcked = config.ackMode === 'onReceive';
+    if (alreadyAcked) {
+      // Go parity (at-most-once): from here on a crash loses the event.
+      t.settled = true;
+      await applyVerb(msg, { kind: 'succeeded', action: 'ack', reason: 'onReceive', level: 'debug' }, logger);
     }
+    const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
+    const report = await runReconcile({ handler, meta, ctx, abort, timeoutMs, around: this.deps.around });
+    const { timedOutAfterMs } = report;
+    if (timedOutAfterMs !== undefined) {
+      t.overdue = true;
+      logger.warn(`run ${runId} exceeded ${timedOutAfterMs} ms: aborted, reporting it timed out`);
+    }
+    const settlement = decideSettlement(
+      report.outcome,
+      this.state(t, {
+        maxAttempts,
+        alreadyAcked,
+        timedOutAfterMs,
+        shutdownAborted: t.deadline.signal.aborted,
+      }),
+    );
+    const target = {
+      runId,
+      resource: decoded.resource,
+      msgId: `${runId}:${config.driverName}:${decoded.message.id}`,
+    };
+    await this.settle(t, settlement, target, runId);
+    if (timedOutAfterMs !== undefined) await this.awaitOverdue(t, report.settled, runId, timedOutAfterMs);
   }
 
-  private async settle(run: ActiveRun, decoded: DecodedMessage, settlement: Settlement): Promise<void> {
+  /** A timed-out handler keeps its slot until it lets go, so the instance never runs more than `concurrency`. */
+  private async awaitOverdue(
+    t: Tracked,
+    settled: Promise<unknown>,
+    runId: string,
+    timedOutAfterMs: number,
+  ): Promise<void> {
+    const since = Date.now();
+    const warning = setTimeout(
+      () =>
+        this.deps.logger.warn(
+          `run ${runId} ignores its abort signal: still holding a run slot ${OVERDUE_WARNING_MS} ms after its ${timedOutAfterMs} ms timeout`,
+        ),
+      OVERDUE_WARNING_MS,
+    );
+    await settled;
+    clearTimeout(warning);
+    t.overdue = false;
+    this.deps.logger.log(`run ${runId} let go of its slot ${Date.now() - since} ms after its timeout`);
+  }
+
+  /** Dead-letter record, result, then the final verb: the one place a decision is carried out. */
+  private async settle(
+    t: Tracked,
+    settlement: Settlement,
+    target?: ResultTarget,
+    runId?: string,
+  ): Promise<void> {
     const { config, js, logger } = this.deps;
-    const { message } = decoded;
-    if (settlement.result) {
-      const bytes = encodeWire(
-        toPipelineEvent(message.run_id, decoded.resource, settlement.result, config.driverName),
+    const { msg } = t;
+    const where = `stream seq ${msg.seq}${runId ? ` (run ${runId})` : ''}, delivery ${msg.info.redeliveryCount}`;
+    if (settlement.deadLetter) {
+      const recorded = await recordDeadLetter(
+        {
+          reason: settlement.reason,
+          driver: config.driverName,
+          subject: msg.subject,
+          stream: msg.info.stream || MESSAGES_STREAM,
+          streamSequence: msg.seq,
+          deliveryCount: msg.info.redeliveryCount,
+          payload: msg.data,
+          runId,
+          failedAt: new Date().toISOString(),
+        },
+        {
+          onDeadLetter: config.onDeadLetter,
+          subject: config.deadLetterSubject,
+          nc: this.deps.nc,
+          js,
+          logger,
+        },
       );
-      const msgId = `${message.run_id}:${config.driverName}:${message.id}`;
-      const { result } = settlement;
-      const stored = await publishResult(js, bytes, msgId, logger, run.deadline.signal);
-      if (stored) {
-        logger.log(`run ${message.run_id} ${result.success ? 'succeeded' : `failed: ${result.message}`}`);
-      } else {
-        logger.warn(`run ${message.run_id}: result not published before shutdown; nak'd for another replica`);
-        settlement = { action: 'nak', reason: 'result not published before shutdown' };
+      if (!recorded) {
+        // Terminating now would lose the only copy: keep it and try again later.
+        settlement = {
+          kind: 'retried',
+          action: 'nak',
+          delayMs: config.retryDelayMs(msg.info.redeliveryCount),
+          reason: `dead-letter record not stored, kept for another try: ${settlement.reason}`,
+          level: 'error',
+        };
       }
     }
-    if (run.settled) return;
-    run.settled = true;
-    await applyVerb(run.msg, settlement, logger);
+    if (settlement.result && target) {
+      const bytes = encodeWire(
+        toPipelineEvent(target.runId, target.resource, settlement.result, config.driverName),
+      );
+      if (!(await publishResult(js, bytes, target.msgId, logger, t.deadline.signal))) {
+        settlement = {
+          kind: 'shutdown',
+          action: 'nak',
+          reason: 'result not published before shutdown',
+          level: 'warn',
+        };
+      }
+    }
+    this.counts[settlement.kind] += 1;
+    this.log(settlement, where);
+    if (t.settled) return;
+    t.settled = true;
+    await applyVerb(msg, settlement, logger);
+  }
+
+  private log(settlement: Settlement, where: string): void {
+    const { logger } = this.deps;
+    const verb = `${settlement.action}${settlement.delayMs !== undefined ? ` in ${settlement.delayMs} ms` : ''}`;
+    const line = `${settlement.kind} ${where}: ${settlement.reason} -> ${verb}`;
+    if (settlement.level === 'error') logger.error(line);
+    else if (settlement.level === 'warn') logger.warn(line);
+    else if (settlement.level === 'log') logger.log(line);
+    else logger.debug?.(line);
   }
 
   /**
-   * Waits up to `timeoutMs` for in-flight runs. Past it, aborts them and naks their messages so
-   * another replica reruns them now rather than after AckWait.
+   * Shutdown: messages waiting for a handler slot are nak'd at once; in-flight runs get up to
+   * `timeoutMs`. Past it, they are aborted and their messages nak'd so another replica reruns them
+   * now rather than after AckWait.
    */
   async drain(timeoutMs: number): Promise<void> {
-    const all = () => Promise.all([...this.runs].map((r) => r.done));
+    this.stopping.abort();
+    const all = () => Promise.all([...this.tracked].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       all().then(() => false),
@@ -203,39 +356,16 @@ export class MessageDispatcher {
     ]);
     clearTimeout(timer);
     if (!timedOut) return;
-    for (const run of this.runs) {
-      run.deadline.abort();
-      run.handlerAbort.abort(new Error('shutdown deadline reached'));
-      if (!run.settled) {
-        run.settled = true;
+    for (const t of this.tracked) {
+      t.deadline.abort();
+      t.handlerAbort?.abort(new Error('shutdown deadline reached'));
+      if (!t.settled) {
+        t.settled = true;
         this.deps.logger.warn(
-          `run on stream seq ${run.msg.seq} still running at the shutdown deadline: nak'd for another replica`,
+          `run on stream seq ${t.msg.seq} still running at the shutdown deadline: nak'd for another replica`,
         );
-        run.msg.nak();
+        t.msg.nak();
       }
     }
-  }
-}
-
-/** Calls the Nest-wrapped handler and collapses Promise/Observable results into one outcome. */
-async function invoke(
-  handler: MessageHandler,
-  data: unknown,
-  ctx: ReconcileContext,
-  name: string,
-): Promise<ReconcileOutcome> {
-  try {
-    const returned = await handler(data, ctx);
-    const value = isObservable(returned)
-      ? await lastValueFrom(returned, { defaultValue: undefined })
-      : returned;
-    const recorded = thrownBy(ctx);
-    return recorded
-      ? { kind: 'threw', error: recorded.error, handler: name }
-      : { kind: 'returned', value, handler: name };
-  } catch (error) {
-    // Prefer the original value recorded by the outcome interceptor over what Nest's exception
-    // layer (or a throwing HTTP-only filter) turned it into.
-    return { kind: 'threw', error: thrownBy(ctx)?.error ?? error, handler: name };
   }
 }

@@ -1,0 +1,122 @@
+import type { MessageHandler } from '@nestjs/microservices';
+import { isObservable, lastValueFrom } from 'rxjs';
+import { createProcessRunLogger } from '../logger/run-logger';
+import type { DecodedMessage, MessageRoute } from '../protocol';
+import type { ReconcileOutcome } from '../settlement/settlement.policy';
+import { ReconcileContext, retryRequestedBy, thrownBy } from './reconcile-context';
+import type { ReconcileHandlerMeta } from './reconcile.decorator';
+
+/** Where a message came from, beyond its decoded body. */
+export interface MessageEnvelope {
+  subject: string;
+  deliveryCount: number;
+  streamSequence: number;
+}
+
+/** Builds the context of one run; the handler gets its own copy of the resource. */
+export function createReconcileContext(
+  decoded: DecodedMessage,
+  route: MessageRoute,
+  envelope: MessageEnvelope,
+  run: { driverName: string; maxAttempts: number; signal: AbortSignal },
+): ReconcileContext {
+  const { message, resource: original, payload } = decoded;
+  return new ReconcileContext({
+    event: message.event,
+    runId: message.run_id,
+    messageId: message.id,
+    subject: envelope.subject,
+    resourceType: route.resource,
+    deliveryCount: envelope.deliveryCount,
+    maxAttempts: run.maxAttempts,
+    streamSequence: envelope.streamSequence,
+    driverName: run.driverName,
+    payload,
+    // A private copy: the result must carry the resource as received, whatever the handler mutates.
+    resource: JSON.parse(payload),
+    signal: run.signal,
+    logger: createProcessRunLogger(run.driverName, {
+      run_id: message.run_id,
+      event: message.event,
+      resource: original.name,
+      resource_type: route.resource,
+    }),
+  });
+}
+
+/** One handler run to start. */
+export interface ReconcileInvocation {
+  handler: MessageHandler;
+  meta: ReconcileHandlerMeta;
+  ctx: ReconcileContext;
+  /** Aborted (through `ctx.signal`) when the timeout elapses. */
+  abort: AbortController;
+  /** Ceiling in ms; 0 = none. */
+  timeoutMs: number;
+  /** Wraps the call, e.g. in Nest's processing hooks. */
+  around?: (ctx: ReconcileContext, call: () => Promise<ReconcileOutcome>) => Promise<ReconcileOutcome>;
+}
+
+/** How a run ended for settlement, and when the handler actually let go. */
+export interface ReconcileRunReport {
+  outcome: ReconcileOutcome;
+  /** Set when the timeout decided the run; the handler may still be running (`settled` tells when not). */
+  timedOutAfterMs?: number;
+  /** Resolves once the handler has settled, whatever it returned. Never rejects. */
+  settled: Promise<ReconcileOutcome>;
+}
+
+/**
+ * Runs a handler through Nest's pipeline with the run's timeout. At the timeout the run is decided
+ * (aborted through `ctx.signal`) without waiting for the handler: a handler that ignores the signal
+ * does not hold up its result, but keeps its slot until `settled`.
+ */
+export async function runReconcile(inv: ReconcileInvocation): Promise<ReconcileRunReport> {
+  const call = () => invokeHandler(inv.handler, inv.ctx.resource, inv.ctx, inv.meta.handler);
+  const settled = (inv.around ? inv.around(inv.ctx, call) : call()).catch(
+    (error: unknown): ReconcileOutcome => ({ kind: 'threw', error, handler: inv.meta.handler }),
+  );
+  if (inv.timeoutMs <= 0) return { outcome: await settled, settled };
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), inv.timeoutMs)));
+  const first = await Promise.race([settled, timedOut]);
+  clearTimeout(timer);
+  if (first) return { outcome: first, settled };
+  const reason = new Error(`reconcile timed out after ${inv.timeoutMs} ms`);
+  inv.abort.abort(reason);
+  return {
+    outcome: { kind: 'threw', error: reason, handler: inv.meta.handler },
+    timedOutAfterMs: inv.timeoutMs,
+    settled,
+  };
+}
+
+/** Calls the Nest-wrapped handler and collapses Promise/Observable results into one outcome. */
+async function invokeHandler(
+  handler: MessageHandler,
+  data: unknown,
+  ctx: ReconcileContext,
+  name: string,
+): Promise<ReconcileOutcome> {
+  try {
+    const returned = await handler(data, ctx);
+    const value = isObservable(returned)
+      ? await lastValueFrom(returned, { defaultValue: undefined })
+      : returned;
+    const recorded = thrownBy(ctx);
+    const retry = retryRequestedBy(ctx);
+    // A recorded error with a value means an exception filter turned the error into that value.
+    return recorded
+      ? { kind: 'threw', error: recorded.error, handler: name, retry, recovered: value }
+      : { kind: 'returned', value, handler: name, retry };
+  } catch (error) {
+    // Prefer the original value recorded by the outcome interceptor over what Nest's exception
+    // layer (or a throwing HTTP-only filter) turned it into.
+    return {
+      kind: 'threw',
+      error: thrownBy(ctx)?.error ?? error,
+      handler: name,
+      retry: retryRequestedBy(ctx),
+    };
+  }
+}
