@@ -12,6 +12,7 @@ export {
   type ConveyorModuleOptions,
   type ConveyorTlsOptions,
   type IncompatibleConsumerPolicy,
+  type RetryBackoff,
 } from './module/conveyor.options';
 export { connectConveyor } from './transport/connect-conveyor';
 export {
@@ -21,6 +22,15 @@ export {
   type ConveyorTransportEvents,
 } from './transport/conveyor.strategy';
 export { ConsumerBindingError } from './transport/consumer-binding';
+export type { DispatchStats } from './transport/message-dispatcher';
+export { RetryableError, type RetryableErrorOptions } from './reconcile/retryable.error';
+export { DEAD_LETTER_HEADERS, type DeadLetterRecord } from './settlement/dead-letter';
+export type {
+  MessageOutcome,
+  ReconcileOutcome,
+  Settlement,
+  SettlementKind,
+} from './settlement/settlement.policy';
 export { Reconcile, type ReconcileOptions } from './reconcile/reconcile.decorator';
 export { ReconcileContext, isConveyorContext } from './reconcile/reconcile-context';
 export { DuplicateReconcileHandlerError } from './reconcile/reconcile-handler.registry';

@@ -19,3 +19,9 @@ export {
 } from './conveyor-nats';
 export { registerSpawned } from './process-registry';
 export { DriverProcess, isProcessAlive, waitForExit, type DriverLine } from './driver-process';
+export {
+  ConveyorTestingModule,
+  type ConveyorTestingModuleOptions,
+  type ReconcileTestMessage,
+  type ReconcileTestRun,
+} from './conveyor-testing.module';

@@ -1,3 +1,5 @@
+import { MessageRoute, parseMessageSubject } from '../protocol';
+import type { MessageOutcome } from '../settlement/settlement.policy';
 import type { ReconcileHandlerMeta } from './reconcile.decorator';
 
 /** Thrown at startup when two handlers would both receive some (resource, event). */
@@ -23,6 +25,11 @@ export type HandlerLookup<T> =
   | { kind: 'event-filtered'; meta: ReconcileHandlerMeta }
   | { kind: 'none' };
 
+/** Where a message goes: its handler, or the outcome that ends it without one. */
+export type MessageRouting<T> =
+  | { kind: 'handler'; meta: ReconcileHandlerMeta; handler: T; route: MessageRoute }
+  | { kind: 'settle'; outcome: MessageOutcome & { kind: 'no-handler' | 'filtered' } };
+
 /** The route table: (resource, event) → one handler. */
 export class ReconcileHandlerRegistry<T> {
   private readonly byResource = new Map<string, { meta: ReconcileHandlerMeta; handler: T }[]>();
@@ -44,6 +51,22 @@ export class ReconcileHandlerRegistry<T> {
     if (!list) return { kind: 'none' };
     const match = list.find(({ meta }) => !meta.events || meta.events.includes(event));
     return match ? { kind: 'handler', ...match } : { kind: 'event-filtered', meta: list[0].meta };
+  }
+
+  /** Routes a message by its subject and event. */
+  route(subject: string, event: string): MessageRouting<T> {
+    const route = parseMessageSubject(subject);
+    const lookup = route ? this.lookup(route.resource, event) : ({ kind: 'none' } as const);
+    if (!route || lookup.kind === 'none')
+      return { kind: 'settle', outcome: { kind: 'no-handler', subject, event } };
+    if (lookup.kind === 'event-filtered') {
+      const pipelineStep = route.kind === 'pipeline-step';
+      return {
+        kind: 'settle',
+        outcome: { kind: 'filtered', handler: lookup.meta.handler, event, pipelineStep },
+      };
+    }
+    return { kind: 'handler', meta: lookup.meta, handler: lookup.handler, route };
   }
 
   /** Every registered handler's metadata. */

@@ -44,6 +44,19 @@ export function createReconcileContext(
   });
 }
 
+/**
+ * Attempts a retryable failure may use: the handler's or the module's `maxAttempts`, but never more
+ * than the consumer's `max_deliver` (the server stops redelivering there, and the last attempt must
+ * still publish its failure result).
+ */
+export function effectiveMaxAttempts(
+  meta: ReconcileHandlerMeta,
+  config: { maxAttempts: number },
+  maxDeliver = -1,
+): number {
+  return Math.min(meta.maxAttempts ?? config.maxAttempts, maxDeliver > 0 ? maxDeliver : Infinity);
+}
+
 /** One handler run to start. */
 export interface ReconcileInvocation {
   handler: MessageHandler;

@@ -93,6 +93,11 @@ export class ConveyorStrategy
     this.attachExpected = true;
   }
 
+  /** @internal The route table of registered `@Reconcile` handlers (the testing module runs them without NATS). */
+  get handlerRegistry(): ReconcileHandlerRegistry<MessageHandler> {
+    return this.registry;
+  }
+
   /** @internal True once the transport was (or is about to be) attached to the app. */
   get isAttached(): boolean {
     return this.attachExpected || this.registry.size > 0;

@@ -10,12 +10,16 @@ import {
   Resource,
   decodeDriverMessage,
   encodeWire,
-  parseMessageSubject,
   toPipelineEvent,
 } from '../protocol';
 import type { ReconcileHandlerMeta } from '../reconcile/reconcile.decorator';
 import type { ReconcileHandlerRegistry } from '../reconcile/reconcile-handler.registry';
-import { ReconcileInvocation, createReconcileContext, runReconcile } from '../reconcile/reconcile-runner';
+import {
+  ReconcileInvocation,
+  createReconcileContext,
+  effectiveMaxAttempts,
+  runReconcile,
+} from '../reconcile/reconcile-runner';
 import { recordDeadLetter } from '../settlement/dead-letter';
 import { applyVerb, publishResult } from '../settlement/settlement.executor';
 import {
@@ -156,32 +160,15 @@ export class MessageDispatcher {
           : undefined;
       return this.settle(t, this.decide({ kind: 'undecodable', reason, runId, resource }, t), target, runId);
     }
-    const route = parseMessageSubject(msg.subject);
-    const { event, run_id: runId } = decoded.message;
-    const lookup = route ? this.deps.registry.lookup(route.resource, event) : ({ kind: 'none' } as const);
-    if (lookup.kind === 'none' || !route) {
-      return this.settle(
-        t,
-        this.decide({ kind: 'no-handler', subject: msg.subject, event }, t),
-        undefined,
-        runId,
-      );
-    }
-    if (lookup.kind === 'event-filtered') {
-      const outcome: MessageOutcome = {
-        kind: 'filtered',
-        handler: lookup.meta.handler,
-        event,
-        pipelineStep: route.kind === 'pipeline-step',
-      };
-      return this.settle(t, this.decide(outcome, t), undefined, runId);
-    }
-    const gate = this.gateFor(lookup.meta);
+    const runId = decoded.message.run_id;
+    const routing = this.deps.registry.route(msg.subject, decoded.message.event);
+    if (routing.kind === 'settle') return this.settle(t, this.decide(routing.outcome, t), undefined, runId);
+    const gate = this.gateFor(routing.meta);
     if (gate && !(await gate.take(this.stopping.signal))) {
       return this.settle(t, this.decide({ kind: 'not-started' }, t), undefined, runId);
     }
     try {
-      await this.run(t, decoded, route, lookup.meta, lookup.handler);
+      await this.run(t, decoded, routing.route, routing.meta, routing.handler);
     } finally {
       gate?.release();
     }
@@ -208,8 +195,7 @@ export class MessageDispatcher {
     const { config, logger } = this.deps;
     const { msg } = t;
     const runId = decoded.message.run_id;
-    const maxDeliver = this.deps.maxDeliver > 0 ? this.deps.maxDeliver : Infinity;
-    const maxAttempts = Math.min(meta.maxAttempts ?? config.maxAttempts, maxDeliver);
+    const maxAttempts = effectiveMaxAttempts(meta, config, this.deps.maxDeliver);
     const abort = (t.handlerAbort = new AbortController());
     const ctx = createReconcileContext(
       decoded,
@@ -224,7 +210,7 @@ export class MessageDispatcher {
       await applyVerb(msg, { kind: 'succeeded', action: 'ack', reason: 'onReceive', level: 'debug' }, logger);
     }
     const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
-    const report = await runReconcile({ handler, meta, ctx, abort, timeoutMs, around: this.deps.around });
+    const report = await runReconcile({ handler, ctx, meta, abort, timeoutMs, around: this.deps.around });
     const { timedOutAfterMs } = report;
     if (timedOutAfterMs !== undefined) {
       t.overdue = true;

@@ -1,0 +1,220 @@
+import {
+  ArgumentsHost,
+  BadRequestException,
+  CallHandler,
+  CanActivate,
+  Catch,
+  Controller,
+  ExceptionFilter,
+  ExecutionContext,
+  Injectable,
+  NestInterceptor,
+  PipeTransform,
+  UseFilters,
+  UseGuards,
+  UseInterceptors,
+} from '@nestjs/common';
+import { Ctx, Payload } from '@nestjs/microservices';
+import { map, of } from 'rxjs';
+import {
+  Reconcile,
+  ReconcileContext,
+  Resource,
+  RetryableError,
+  isConveyorContext,
+} from '@conveyor-ci/nestjs';
+import { ConveyorTestingModule } from './conveyor-testing.module';
+
+class QuotaError extends Error {}
+
+@Catch(QuotaError)
+class QuotaFilter implements ExceptionFilter {
+  catch(exception: QuotaError, _host: ArgumentsHost) {
+    return of({ success: false, message: `quota: ${exception.message}` });
+  }
+}
+
+class DenyConveyor implements CanActivate {
+  canActivate(context: ExecutionContext) {
+    return !isConveyorContext(context);
+  }
+}
+
+class RequireSteps implements PipeTransform {
+  transform(value: Resource<{ steps?: unknown }>) {
+    if (!Array.isArray(value?.spec?.steps)) throw new BadRequestException('spec.steps must be an array');
+    return value;
+  }
+}
+
+@Injectable()
+class Shout implements NestInterceptor {
+  intercept(_ctx: ExecutionContext, next: CallHandler) {
+    return next.handle().pipe(map((r: { message: string }) => ({ ...r, message: r.message.toUpperCase() })));
+  }
+}
+
+type Spec = { mode?: string; steps?: unknown };
+
+@Controller()
+class TestDriver {
+  static seenSignal?: AbortSignal;
+
+  @Reconcile({ resource: 'widget', events: ['create', 'process'], maxAttempts: 3 })
+  widget(@Payload() resource: Resource<Spec>, @Ctx() ctx: ReconcileContext) {
+    resource.name = 'mutated by the handler';
+    switch (resource.spec.mode) {
+      case 'throw':
+        throw new Error('disk full');
+      case 'retryable':
+        throw new RetryableError('registry busy');
+      case 'retry':
+        ctx.retry(250, 'node draining');
+        return { success: true };
+      case 'quota':
+        throw new QuotaError('3 builds max');
+      default:
+        return {
+          success: true,
+          message: `ok ${ctx.event} #${ctx.deliveryCount}`,
+          data: { step: ctx.isPipelineStep },
+        };
+    }
+  }
+
+  @UseGuards(DenyConveyor)
+  @Reconcile({ resource: 'guarded' })
+  guarded() {
+    return { success: true };
+  }
+
+  @Reconcile({ resource: 'piped' })
+  piped(@Payload(RequireSteps) resource: Resource<Spec>) {
+    return { success: true, message: `${(resource.spec.steps as unknown[]).length} steps` };
+  }
+
+  @UseInterceptors(Shout)
+  @Reconcile({ resource: 'loud' })
+  loud() {
+    return { success: true, message: 'quiet' };
+  }
+
+  @Reconcile({ resource: 'slow', timeoutMs: 50 })
+  async slow(@Ctx() ctx: ReconcileContext) {
+    TestDriver.seenSignal = ctx.signal;
+    await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+    return { success: true };
+  }
+}
+
+@UseFilters(QuotaFilter)
+@Controller()
+class FilteredDriver {
+  @Reconcile({ resource: 'quota' })
+  quota() {
+    throw new QuotaError('3 builds max');
+  }
+}
+
+const widget = (spec: Spec = {}, resource = 'widget'): Resource<Spec> => ({
+  id: 'id-1',
+  name: 'w1',
+  pipeline: 'p1',
+  resource,
+  metadata: { version: '1' },
+  spec,
+});
+
+describe('ConveyorTestingModule', () => {
+  let testing: ConveyorTestingModule;
+
+  beforeAll(async () => {
+    testing = await ConveyorTestingModule.create({
+      controllers: [TestDriver, FilteredDriver],
+      options: { driverName: 'unit-driver', backoff: (n) => n * 1000 },
+      logger: false,
+    });
+  });
+  afterAll(() => testing.close());
+
+  it('returns the exact result the transport would publish, with the resource as received', async () => {
+    const run = await testing.reconcile(widget(), { event: 'process', runId: 'run-1' });
+    expect(run.settlement).toMatchObject({ kind: 'succeeded', action: 'ack' });
+    expect(run.result).toEqual({
+      event: 'driver.result',
+      run_id: 'run-1',
+      resource: widget(),
+      driverresult: { success: true, message: 'ok process #1', data: { step: true }, driver: 'unit-driver' },
+    });
+  });
+
+  it('turns a thrown error into a failure result with the original message', async () => {
+    const run = await testing.reconcile(widget({ mode: 'throw' }));
+    expect(run.settlement).toMatchObject({ kind: 'failed', action: 'ack' });
+    expect(run.result?.driverresult).toEqual({
+      success: false,
+      message: 'disk full',
+      data: null,
+      driver: 'unit-driver',
+    });
+  });
+
+  it('naks a RetryableError with the backoff delay, and gives up with a result at the last attempt', async () => {
+    const first = await testing.reconcile(widget({ mode: 'retryable' }), { deliveryCount: 2 });
+    expect(first.settlement).toMatchObject({ kind: 'retried', action: 'nak', delayMs: 2000 });
+    expect(first.result).toBeUndefined();
+    const last = await testing.reconcile(widget({ mode: 'retryable' }), { deliveryCount: 3 });
+    expect(last.settlement).toMatchObject({ kind: 'gave-up', action: 'ack' });
+    expect(last.result?.driverresult.message).toBe('gave up after 3 attempts: registry busy');
+  });
+
+  it('naks after ctx.retry(ms) with that delay and ignores the return value', async () => {
+    const run = await testing.reconcile(widget({ mode: 'retry' }));
+    expect(run.settlement).toMatchObject({ kind: 'retried', action: 'nak', delayMs: 250 });
+    expect(run.ctx?.isLastAttempt).toBe(false);
+  });
+
+  it('reports a guard denial as a failure result', async () => {
+    const run = await testing.reconcile(widget({}, 'guarded'));
+    expect(run.settlement).toMatchObject({ kind: 'failed', action: 'ack' });
+    expect(run.result?.driverresult.message).toBe('Forbidden resource');
+  });
+
+  it('reports a failing pipe as a failure result with the pipe message', async () => {
+    const bad = await testing.reconcile(widget({ steps: 'nope' }, 'piped'));
+    expect(bad.result?.driverresult).toMatchObject({
+      success: false,
+      message: 'spec.steps must be an array',
+    });
+    const good = await testing.reconcile(widget({ steps: [1, 2] }, 'piped'));
+    expect(good.result?.driverresult).toMatchObject({ success: true, message: '2 steps' });
+  });
+
+  it('publishes the value an exception filter maps an error to', async () => {
+    const run = await testing.reconcile(widget({}, 'quota'));
+    expect(run.outcome.kind).toBe('threw');
+    expect(run.result?.driverresult).toMatchObject({ success: false, message: 'quota: 3 builds max' });
+  });
+
+  it('publishes what an interceptor made of the result', async () => {
+    const run = await testing.reconcile(widget({}, 'loud'));
+    expect(run.result?.driverresult.message).toBe('QUIET');
+  });
+
+  it("aborts a run past the handler's timeoutMs and reports it timed out", async () => {
+    const run = await testing.reconcile(widget({}, 'slow'));
+    expect(TestDriver.seenSignal?.aborted).toBe(true);
+    expect(run.settlement).toMatchObject({ kind: 'timed-out', action: 'ack' });
+    expect(run.result?.driverresult.message).toBe('timed out after 50 ms');
+  });
+
+  it('acks an event outside the handler filter without running it, and naks an unknown resource', async () => {
+    const filtered = await testing.reconcile(widget(), { event: 'delete' });
+    expect(filtered.ctx).toBeUndefined();
+    expect(filtered.settlement).toMatchObject({ kind: 'filtered', action: 'ack', level: 'warn' });
+    const direct = await testing.reconcile(widget(), { event: 'delete', pipelineStep: false });
+    expect(direct.settlement).toMatchObject({ kind: 'filtered', level: 'debug' });
+    const unknown = await testing.reconcile(widget({}, 'gizmo'));
+    expect(unknown.settlement).toMatchObject({ kind: 'unrouted', action: 'nak', delayMs: 5000 });
+  });
+});
