@@ -20,41 +20,17 @@ import {
   Resource,
   isConveyorContext,
 } from '@conveyor-ci/nestjs';
-import { ConveyorTestEnv, makeResource, publishDriverMessage, waitForSettled } from '@conveyor-ci/testing';
-import { startDriverApp, uniqueDriverName } from '../support/driver-app';
+import { ConveyorTestEnv, makeResource, publishDriverMessage } from '@conveyor-ci/testing';
+import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 
 let env: ConveyorTestEnv;
-const closers: (() => Promise<unknown>)[] = [];
+const { start, expectSettled, closeAfterTest } = useDriverApps(() => env);
 
 beforeAll(async () => {
   env = await ConveyorTestEnv.start();
 });
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
-
 afterAll(() => env.stop());
-
-async function start(
-  driverName: string,
-  controllers: any[],
-  extra: Partial<Parameters<typeof startDriverApp>[0]> = {},
-) {
-  const started = await startDriverApp({
-    options: { driverName, servers: env.url, ...(extra.options ?? {}) },
-    controllers,
-    ...extra,
-  });
-  closers.push(() => started.app.close());
-  await started.strategy.whenConsuming();
-  return started;
-}
-
-/** The consumer ends with nothing pending, nothing unacknowledged and nothing redelivered. */
-async function expectSettled(name: string): Promise<void> {
-  expect(await waitForSettled(env.jsm, name)).toEqual({ pending: 0, ackPending: 0, redelivered: 0 });
-}
 
 @Controller()
 class EchoDriver {
@@ -418,7 +394,7 @@ describe('startup checks', () => {
     })
     class AsyncApp {}
     const app = await NestFactory.create(AsyncApp, { logger: false, abortOnError: false });
-    closers.push(() => app.close());
+    closeAfterTest(() => app.close());
     await (await connectConveyor(app)).whenConsuming();
     expect((await env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(5);
   });

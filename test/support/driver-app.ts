@@ -4,8 +4,10 @@ import {
   ConveyorModule,
   ConveyorModuleOptions,
   ConveyorStrategy,
+  MESSAGES_STREAM,
   connectConveyor,
 } from '@conveyor-ci/nestjs';
+import { ConveyorTestEnv, waitForSettled } from '@conveyor-ci/testing';
 
 /** A driver app as a user would write it: ConveyorModule + controllers, attached with connectConveyor. */
 export async function startDriverApp(opts: {
@@ -37,4 +39,52 @@ let counter = 0;
 export function uniqueDriverName(prefix = 'driver'): string {
   counter += 1;
   return `${prefix}-${process.pid}-${counter}`;
+}
+
+/**
+ * Per-suite helpers on one shared ConveyorTestEnv: `start` a driver app (closed after each test,
+ * last first) and `expectSettled` a consumer.
+ */
+export function useDriverApps(getEnv: () => ConveyorTestEnv) {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+  return {
+    /** Runs `close` after the current test (with the apps, last first). */
+    closeAfterTest(close: () => Promise<unknown>): void {
+      closers.push(close);
+    },
+    /** Starts a driver app on the env's NATS (or `options.servers`) and waits until it consumes. */
+    async start(
+      driverName: string,
+      controllers: Type<unknown>[],
+      extra: Partial<Parameters<typeof startDriverApp>[0]> = {},
+    ) {
+      const started = await startDriverApp({
+        ...extra,
+        options: { driverName, servers: getEnv().url, ...(extra.options ?? {}) },
+        controllers,
+      });
+      closers.push(() => started.app.close());
+      await started.strategy.whenConsuming();
+      return started;
+    },
+    /** Every message was delivered exactly once: the consumer's delivery sequence equals `count`. */
+    async expectDeliveredOnce(name: string, count: number): Promise<void> {
+      const info = await getEnv().jsm.consumers.info(MESSAGES_STREAM, name);
+      expect({ deliveries: info.delivered.consumer_seq, acked: info.ack_floor.stream_seq > 0 }).toEqual({
+        deliveries: count,
+        acked: true,
+      });
+    },
+    /** The consumer ends with nothing pending, nothing unacknowledged and nothing redelivered. */
+    async expectSettled(name: string, timeoutMs?: number): Promise<void> {
+      expect(await waitForSettled(getEnv().jsm, name, timeoutMs)).toEqual({
+        pending: 0,
+        ackPending: 0,
+        redelivered: 0,
+      });
+    },
+  };
 }

@@ -25,3 +25,4 @@ export {
   type ReconcileTestMessage,
   type ReconcileTestRun,
 } from './conveyor-testing.module';
+export { NatsFaultProxy, type ProxiedMessage } from './nats-fault-proxy';

@@ -1,0 +1,117 @@
+import { AddressInfo, Server, Socket, createServer, connect as tcpConnect } from 'node:net';
+
+/** A message the server sent to a client (`MSG`/`HMSG`), as the proxy sees it. */
+export interface ProxiedMessage {
+  subject: string;
+  /** Body bytes (after the headers for `HMSG`), decoded as UTF-8. */
+  body: string;
+}
+
+interface DropRule {
+  match: (m: ProxiedMessage) => boolean;
+  remaining: number;
+  dropped: ProxiedMessage[];
+}
+
+/**
+ * A TCP proxy in front of a real nats-server that can lose chosen server-to-client messages, e.g.
+ * a JetStream PubAck, to test what a client does when an acknowledgement never arrives. It parses
+ * the NATS protocol only far enough to find message frame boundaries; everything else passes as is.
+ */
+export class NatsFaultProxy {
+  private readonly sockets = new Set<Socket>();
+  private readonly rules: DropRule[] = [];
+
+  private constructor(
+    private readonly server: Server,
+    private readonly targetPort: number,
+  ) {}
+
+  /** Listens on a free loopback port and forwards to `127.0.0.1:targetPort`. */
+  static async start(targetPort: number): Promise<NatsFaultProxy> {
+    const server = createServer();
+    const proxy = new NatsFaultProxy(server, targetPort);
+    server.on('connection', (client) => proxy.accept(client));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** Drops the next `count` server-to-client messages that `match`; `dropped` lists them as they go. */
+  drop(match: (m: ProxiedMessage) => boolean, count = 1): { dropped: ProxiedMessage[] } {
+    const rule: DropRule = { match, remaining: count, dropped: [] };
+    this.rules.push(rule);
+    return rule;
+  }
+
+  /** Closes every proxied connection (clients see a disconnect and reconnect through the proxy). */
+  cutConnections(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cutConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(client: Socket): void {
+    const upstream = tcpConnect(this.targetPort, '127.0.0.1');
+    this.sockets.add(client).add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      this.sockets.delete(client);
+      this.sockets.delete(upstream);
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream);
+    let pending = Buffer.alloc(0);
+    upstream.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      let frame: number;
+      while ((frame = frameLength(pending)) > 0) {
+        const bytes = pending.subarray(0, frame);
+        pending = pending.subarray(frame);
+        if (!this.shouldDrop(bytes)) client.write(bytes);
+      }
+    });
+  }
+
+  private shouldDrop(frame: Buffer): boolean {
+    const message = parseMessage(frame);
+    if (!message) return false;
+    const rule = this.rules.find((r) => r.remaining > 0 && r.match(message));
+    if (!rule) return false;
+    rule.remaining -= 1;
+    rule.dropped.push(message);
+    return true;
+  }
+}
+
+/** Length of the first complete protocol frame in `buf`, or 0 when it is not complete yet. */
+function frameLength(buf: Buffer): number {
+  const eol = buf.indexOf('\r\n');
+  if (eol < 0) return 0;
+  const line = buf.subarray(0, eol).toString();
+  const op = line.split(' ', 1)[0].toUpperCase();
+  if (op !== 'MSG' && op !== 'HMSG') return eol + 2;
+  // MSG <subject> <sid> [reply] <#bytes>  |  HMSG <subject> <sid> [reply] <#header bytes> <#total bytes>
+  const total = Number(line.trim().split(/\s+/).pop());
+  const length = eol + 2 + total + 2;
+  return buf.length >= length ? length : 0;
+}
+
+function parseMessage(frame: Buffer): ProxiedMessage | undefined {
+  const eol = frame.indexOf('\r\n');
+  const parts = frame.subarray(0, eol).toString().trim().split(/\s+/);
+  const op = parts[0].toUpperCase();
+  if (op !== 'MSG' && op !== 'HMSG') return undefined;
+  const total = Number(parts[parts.length - 1]);
+  const headerBytes = op === 'HMSG' ? Number(parts[parts.length - 2]) : 0;
+  const payload = frame.subarray(eol + 2, eol + 2 + total);
+  return { subject: parts[1], body: payload.subarray(headerBytes).toString() };
+}
