@@ -229,7 +229,7 @@ export class ConveyorStrategy
         this.batch = await consumer.fetch({ max_messages: this.gate.free, expires: PULL_EXPIRES_MS });
         for await (const msg of this.batch) {
           if (signal.aborted) {
-            msg.nak(); // pulled but not started: offer it to another replica now, not after AckWait
+            await this.dispatcher.reject(msg);
             continue;
           }
           this.gate.acquire();

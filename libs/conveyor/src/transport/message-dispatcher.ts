@@ -137,9 +137,9 @@ export class MessageDispatcher {
     }
   }
 
-  private state(t: Tracked, extra: Partial<RunState> = {}): RunState {
+  private state(msg: JsMsg, extra: Partial<RunState> = {}): RunState {
     return {
-      deliveryCount: t.msg.info.redeliveryCount,
+      deliveryCount: msg.info.redeliveryCount,
       maxAttempts: this.deps.config.maxAttempts,
       retryDelayMs: this.deps.config.retryDelayMs,
       ...extra,
@@ -175,7 +175,7 @@ export class MessageDispatcher {
   }
 
   private decide(outcome: MessageOutcome, t: Tracked): Settlement {
-    return decideSettlement(outcome, this.state(t));
+    return decideSettlement(outcome, this.state(t.msg));
   }
 
   private gateFor(meta: ReconcileHandlerMeta): ConcurrencyGate | undefined {
@@ -218,7 +218,7 @@ export class MessageDispatcher {
     }
     const settlement = decideSettlement(
       report.outcome,
-      this.state(t, {
+      this.state(t.msg, {
         maxAttempts,
         alreadyAcked,
         timedOutAfterMs,
@@ -347,11 +347,21 @@ export class MessageDispatcher {
       t.handlerAbort?.abort(new Error('shutdown deadline reached'));
       if (!t.settled) {
         t.settled = true;
-        this.deps.logger.warn(
-          `run on stream seq ${t.msg.seq} still running at the shutdown deadline: nak'd for another replica`,
+        const settlement = decideSettlement(
+          { kind: 'threw', error: new Error('shutdown deadline reached'), handler: 'in-flight run' },
+          this.state(t.msg, { shutdownAborted: true }),
         );
-        t.msg.nak();
+        this.counts[settlement.kind] += 1;
+        this.log(settlement, `stream seq ${t.msg.seq}, still running at the shutdown deadline`);
+        await applyVerb(t.msg, settlement, this.deps.logger);
       }
     }
+  }
+
+  /** A message pulled after shutdown began: offered to another replica now, not after AckWait. */
+  async reject(msg: JsMsg): Promise<void> {
+    const settlement = decideSettlement({ kind: 'not-started' }, this.state(msg));
+    this.counts[settlement.kind] += 1;
+    await applyVerb(msg, settlement, this.deps.logger);
   }
 }
