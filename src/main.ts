@@ -17,7 +17,9 @@ async function bootstrap(): Promise<void> {
   const port = httpPort();
   const app = await NestFactory.create(AppModule, { bufferLogs: true });
   app.useLogger(app.get(Logger));
-  app.enableShutdownHooks();
+  // useProcessExit: exit 0 after a clean drain; Nest's default re-raises the signal (exit 143), and
+  // the drain's outcome is then indistinguishable from a kill.
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
   await connectConveyor(app);
   await app.listen(port, process.env.HOST ?? '0.0.0.0');
 }

@@ -70,31 +70,38 @@ describe('consumer binding', () => {
     ]);
   });
 
-  it('changes only the filters of an existing consumer and keeps its other settings', async () => {
-    const name = uniqueDriverName();
-    await env.jsm.consumers.add(MESSAGES_STREAM, {
-      durable_name: name,
-      name,
-      filter_subjects: ['resources.old', `drivers.${name}.resources.old`],
-      ack_policy: AckPolicy.Explicit,
-      max_ack_pending: 42,
-      ack_wait: nanos(7000),
-      max_deliver: 9,
-      description: 'made by an operator',
-    });
-    await start(name, [EchoDriver]);
-    const info = await env.jsm.consumers.info(MESSAGES_STREAM, name);
-    expect([...(info.config.filter_subjects ?? [])].sort()).toEqual([
-      `drivers.${name}.resources.widget`,
-      'resources.widget',
-    ]);
-    expect(info.config).toMatchObject({
-      max_ack_pending: 42,
-      ack_wait: nanos(7000),
-      max_deliver: 9,
-      description: 'made by an operator',
-    });
-  });
+  it.each([
+    ['merge' as const, ['old', 'widget']],
+    ['replace' as const, ['widget']],
+  ])(
+    'changes only the filters of an existing consumer (consumerFilters %s) and keeps its other settings',
+    async (consumerFilters, resources) => {
+      const name = uniqueDriverName();
+      await env.jsm.consumers.add(MESSAGES_STREAM, {
+        durable_name: name,
+        name,
+        filter_subjects: ['resources.old', `drivers.${name}.resources.old`],
+        ack_policy: AckPolicy.Explicit,
+        max_ack_pending: 42,
+        ack_wait: nanos(7000),
+        max_deliver: 9,
+        description: 'made by an operator',
+      });
+      await start(name, [EchoDriver], { options: { consumerFilters } });
+      const info = await env.jsm.consumers.info(MESSAGES_STREAM, name);
+      expect([...(info.config.filter_subjects ?? [])].sort()).toEqual(
+        resources
+          .flatMap((r) => [`drivers.${name}.resources.${r}`])
+          .concat(resources.map((r) => `resources.${r}`)),
+      );
+      expect(info.config).toMatchObject({
+        max_ack_pending: 42,
+        ack_wait: nanos(7000),
+        max_deliver: 9,
+        description: 'made by an operator',
+      });
+    },
+  );
 
   it('applies explicitly configured maxAckPending to an existing consumer', async () => {
     const name = uniqueDriverName();

@@ -3,6 +3,8 @@
  * path for the project's own tests, not through this barrel.
  */
 export { ConveyorModule } from './module/conveyor.module';
+export { ConveyorClient } from './client/conveyor.client';
+export { ConveyorApiError } from './client/conveyor-api.error';
 export { CONVEYOR_CONFIG } from './module/conveyor.constants';
 export {
   ConveyorConfigError,
@@ -12,6 +14,7 @@ export {
   type ConveyorModuleOptions,
   type ConveyorTlsOptions,
   type IncompatibleConsumerPolicy,
+  type ConsumerFilterPolicy,
   type RetryBackoff,
 } from './module/conveyor.options';
 export { connectConveyor } from './transport/connect-conveyor';
@@ -21,7 +24,7 @@ export {
   type ConveyorTransportEvent,
   type ConveyorTransportEvents,
 } from './transport/conveyor.strategy';
-export { ConsumerBindingError } from './transport/consumer-binding';
+export { ConsumerBindingError, deleteDriverConsumer } from './transport/consumer-binding';
 export type { DispatchStats } from './transport/message-dispatcher';
 export { RetryableError, type RetryableErrorOptions } from './reconcile/retryable.error';
 export { DEAD_LETTER_HEADERS, type DeadLetterRecord } from './settlement/dead-letter';

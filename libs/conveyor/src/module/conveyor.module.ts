@@ -1,5 +1,7 @@
 import { Inject, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { HttpModule } from '@nestjs/axios';
 import { DiscoveryModule } from '@nestjs/core';
+import { ConveyorClient } from '../client/conveyor.client';
 import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
@@ -11,7 +13,7 @@ import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options
  * then `await connectConveyor(app)` in `main.ts` attaches the transport.
  */
 @Module({
-  imports: [DiscoveryModule],
+  imports: [DiscoveryModule, HttpModule],
   providers: [
     {
       provide: CONVEYOR_CONFIG,
@@ -20,9 +22,10 @@ import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options
       inject: [CONVEYOR_MODULE_OPTIONS],
     },
     ConveyorStrategy,
+    ConveyorClient,
     ReconcileExplorer,
   ],
-  exports: [CONVEYOR_CONFIG, ConveyorStrategy],
+  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient],
 })
 export class ConveyorModule extends ConfigurableConveyorModule implements OnApplicationBootstrap {
   constructor(

@@ -19,6 +19,8 @@ describe('resolveConveyorConfig', () => {
       reconcileTimeoutMs: 3_600_000,
       shutdownTimeoutMs: 25_000,
       incompatibleConsumer: 'warn',
+      consumerFilters: 'merge',
+      staleEventGuard: false,
       explicit: new Set(['driverName']),
     });
     // Exponential from 1 s, doubling, capped at 60 s, ±20 % jitter.
@@ -93,6 +95,8 @@ describe('resolveConveyorConfig', () => {
         CONVEYOR_RECONCILE_TIMEOUT_MS: '0',
         CONVEYOR_SHUTDOWN_TIMEOUT_MS: '1000',
         CONVEYOR_INCOMPATIBLE_CONSUMER: 'refuse',
+        CONVEYOR_CONSUMER_FILTERS: 'replace',
+        CONVEYOR_STALE_EVENT_GUARD: 'yes',
       },
     );
     expect(config).toMatchObject({
@@ -106,6 +110,8 @@ describe('resolveConveyorConfig', () => {
       reconcileTimeoutMs: 0,
       shutdownTimeoutMs: 1000,
       incompatibleConsumer: 'refuse',
+      consumerFilters: 'replace',
+      staleEventGuard: true,
     });
     expect(config.explicit.has('maxAckPending')).toBe(true);
     expect(config.explicit.has('ackWaitMs')).toBe(true);

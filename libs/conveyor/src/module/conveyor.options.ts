@@ -9,6 +9,12 @@ import { backoffDelay } from '../transport/backoff';
  */
 export type AckMode = 'afterResult' | 'onReceive';
 
+/**
+ * How binding treats filter subjects already on the consumer that no handler here serves:
+ * `merge` keeps them (safe during rolling deploys), `replace` drops them.
+ */
+export type ConsumerFilterPolicy = 'merge' | 'replace';
+
 /** What to do when the existing consumer was made by another runtime with settings we cannot fix. */
 export type IncompatibleConsumerPolicy = 'warn' | 'refuse';
 
@@ -63,6 +69,17 @@ export interface ConveyorModuleOptions {
   reconcileTimeoutMs?: number;
   /** How long shutdown waits for in-flight runs. Env `CONVEYOR_SHUTDOWN_TIMEOUT_MS`. Default 25 000. */
   shutdownTimeoutMs?: number;
+  /**
+   * Filters on the existing consumer that no handler here serves. Env `CONVEYOR_CONSUMER_FILTERS`.
+   * Default `merge` (keep them: a newer replica may serve them); `replace` drops them.
+   */
+  consumerFilters?: ConsumerFilterPolicy;
+  /**
+   * Before a pipeline step runs, fetch the resource from the API and skip (ack) the step when the
+   * resource was deleted or replaced since the event (the newer Go runtime's check). Env
+   * `CONVEYOR_STALE_EVENT_GUARD`. Default false.
+   */
+  staleEventGuard?: boolean;
   /** Existing consumer that is not durable or has max_ack_pending 1. Env `CONVEYOR_INCOMPATIBLE_CONSUMER`. Default `warn`. */
   incompatibleConsumer?: IncompatibleConsumerPolicy;
   /** mTLS files. Env `CONVEYOR_TLS_CERT`, `CONVEYOR_TLS_KEY`, `CONVEYOR_TLS_CA`. Default off. */
@@ -86,6 +103,8 @@ export interface ConveyorConfig {
   reconcileTimeoutMs: number;
   shutdownTimeoutMs: number;
   incompatibleConsumer: IncompatibleConsumerPolicy;
+  consumerFilters: ConsumerFilterPolicy;
+  staleEventGuard: boolean;
   tls?: ConveyorTlsOptions;
   /** Options given in code or env rather than defaulted: only these may change an existing consumer. */
   explicit: ReadonlySet<keyof ConveyorModuleOptions>;
@@ -119,6 +138,14 @@ const oneOf =
     allowed.includes(input as T)
       ? { value: input as T }
       : { error: `must be one of ${allowed.map((a) => `"${a}"`).join(', ')}` };
+
+const bool: Parse<boolean> = (input) => {
+  if (typeof input === 'boolean') return { value: input };
+  const text = typeof input === 'string' ? input.trim().toLowerCase() : '';
+  if (['true', '1', 'yes', 'on'].includes(text)) return { value: true };
+  if (['false', '0', 'no', 'off'].includes(text)) return { value: false };
+  return { error: 'must be true or false' };
+};
 
 const httpUrl: Parse<string> = (input) => {
   try {
@@ -189,6 +216,12 @@ const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   },
   reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
+  consumerFilters: {
+    env: 'CONVEYOR_CONSUMER_FILTERS',
+    parse: oneOf('merge', 'replace'),
+    fallback: 'merge',
+  },
+  staleEventGuard: { env: 'CONVEYOR_STALE_EVENT_GUARD', parse: bool, fallback: false },
   incompatibleConsumer: {
     env: 'CONVEYOR_INCOMPATIBLE_CONSUMER',
     parse: oneOf('warn', 'refuse'),

@@ -181,6 +181,18 @@ const TABLE: [string, MessageOutcome, RunState, Partial<Settlement>][] = [
     { kind: 'unrouted', action: 'nak', delayMs: UNROUTED_NAK_DELAY_MS, result: undefined },
   ],
   [
+    'stale-event guard: resource deleted or replaced since the event',
+    { kind: 'stale', reason: 'pipeline "p" was deleted since the event: step skipped' },
+    state(),
+    { kind: 'stale', action: 'ack', result: undefined },
+  ],
+  [
+    'stale-event guard: API unreachable',
+    { kind: 'lookup-failed', reason: 'GET /resources/pipeline/p -> 0' },
+    state({ deliveryCount: 2 }),
+    { kind: 'retried', action: 'nak', delayMs: 2000, result: undefined },
+  ],
+  [
     'undecodable, run unknown',
     { kind: 'undecodable', reason: 'message is not valid JSON' },
     state(),

@@ -22,7 +22,11 @@ export type MessageOutcome =
   /** The resource has a handler, but its `events` list leaves this event out. */
   | { kind: 'filtered'; handler: string; event: string; pipelineStep: boolean }
   /** Pulled, but shutdown began before it started. */
-  | { kind: 'not-started' };
+  | { kind: 'not-started' }
+  /** The stale-event guard found the resource deleted or replaced since the event. */
+  | { kind: 'stale'; reason: string }
+  /** The stale-event guard could not reach the API. */
+  | { kind: 'lookup-failed'; reason: string };
 
 /** What the transport knows about the message beyond the outcome. */
 export interface RunState {
@@ -50,6 +54,7 @@ export type SettlementKind =
   | 'filtered'
   | 'unrouted'
   | 'dead-lettered'
+  | 'stale'
   | 'shutdown';
 
 /** What to do with a message: an optional dead-letter record and result first, then one final verb. */
@@ -186,6 +191,17 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
         action: 'nak',
         reason: 'pulled but not started before shutdown',
         level: 'log',
+      };
+    case 'stale':
+      // Reconciling a deleted or replaced resource would act on something that no longer exists.
+      return { kind: 'stale', action: 'ack', reason: outcome.reason, level: 'log' };
+    case 'lookup-failed':
+      return {
+        kind: 'retried',
+        action: 'nak',
+        delayMs: state.retryDelayMs(state.deliveryCount),
+        reason: `stale-event check failed, trying again later: ${outcome.reason}`,
+        level: 'warn',
       };
   }
   if (state.shutdownAborted) {

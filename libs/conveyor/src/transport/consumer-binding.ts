@@ -2,6 +2,7 @@ import type { LoggerService } from '@nestjs/common';
 import { AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, JetStreamManager, nanos } from 'nats';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { MESSAGES_STREAM, consumerFilterSubjects } from '../protocol';
+import { backoffDelay, sleep } from './backoff';
 
 /** JetStream API error codes we branch on (nats-server `server/errors.json`). */
 const CONSUMER_NOT_FOUND = 10014;
@@ -31,6 +32,14 @@ function filtersOf(config: Partial<ConsumerConfig>): string[] {
       : [];
 }
 
+export interface BindOptions {
+  /**
+   * Re-creating a consumer that was deleted under us: start after this stream sequence (its last
+   * known ack floor) instead of delivering everything still in the stream again.
+   */
+  startAfterSequence?: number;
+}
+
 /**
  * Binds the driver's durable pull consumer on `messages` (design.md "Consumer binding"):
  * read the info first; create it with the full config when absent; when present change only the
@@ -41,6 +50,7 @@ export async function bindConsumer(
   config: ConveyorConfig,
   resources: string[],
   logger: LoggerService,
+  options: BindOptions = {},
 ): Promise<ConsumerInfo> {
   const name = config.driverName;
   const filters = consumerFilterSubjects(name, resources);
@@ -68,22 +78,37 @@ export async function bindConsumer(
       name,
       filter_subjects: filters,
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      ...(options.startAfterSequence
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: options.startAfterSequence + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
       max_ack_pending: config.maxAckPending,
       ack_wait: nanos(config.ackWaitMs),
     });
-    logger.log(`created durable consumer "${name}" on "${MESSAGES_STREAM}" filtering ${filters.join(', ')}`);
+    logger.log(
+      `created durable consumer "${name}" on "${MESSAGES_STREAM}" filtering ${filters.join(', ')}` +
+        (options.startAfterSequence ? `, starting after stream seq ${options.startAfterSequence}` : ''),
+    );
     return info;
   }
 
   checkCompatible(existing, config, logger);
   const change: Partial<ConsumerConfig> = {};
   const current = filtersOf(existing.config);
-  if ([...current].sort().join() !== filters.join()) {
-    const added = filters.filter((f) => !current.includes(f));
-    const removed = current.filter((f) => !filters.includes(f));
+  const others = current.filter((f) => !filters.includes(f));
+  // Merging is the default: during a rolling deploy an older replica that restarts must not remove
+  // the subjects a newer one added, or events for them are dropped (interest retention).
+  const wanted = config.consumerFilters === 'merge' ? [...filters, ...others].sort() : filters;
+  if (config.consumerFilters === 'merge' && others.length > 0) {
+    logger.warn(
+      `consumer "${name}" keeps filters no handler here serves: ${others.join(', ')} (another replica or version may). ` +
+        "Their messages are nak'd here; once no replica serves them, set consumerFilters: 'replace' to drop them.",
+    );
+  }
+  if ([...current].sort().join() !== wanted.join()) {
+    const added = wanted.filter((f) => !current.includes(f));
+    const removed = current.filter((f) => !wanted.includes(f));
     logger.log(`consumer "${name}" filters change: +[${added.join(', ')}] -[${removed.join(', ')}]`);
-    Object.assign(change, { filter_subjects: filters, filter_subject: undefined });
+    Object.assign(change, { filter_subjects: wanted, filter_subject: undefined });
   }
   if (config.explicit.has('maxAckPending') && existing.config.max_ack_pending !== config.maxAckPending) {
     change.max_ack_pending = config.maxAckPending;
@@ -125,4 +150,75 @@ function checkCompatible(info: ConsumerInfo, config: ConveyorConfig, logger: Log
 export function heartbeatIntervalMs(info: ConsumerInfo): number {
   const ns = info.config.backoff?.[0] ?? info.config.ack_wait ?? nanos(30_000);
   return Math.max(250, Math.floor(ns / 1_000_000 / 2));
+}
+
+/**
+ * {@link bindConsumer}, retried with backoff while NATS or the `messages` stream is not there yet
+ * (or the consumer is unusable, more slowly). Resolves `undefined` only when `signal` aborts.
+ */
+export async function bindWithRetry(
+  jsm: JetStreamManager,
+  config: ConveyorConfig,
+  resources: string[],
+  logger: LoggerService,
+  signal: AbortSignal,
+  options: BindOptions = {},
+): Promise<ConsumerInfo | undefined> {
+  for (let attempt = 1; !signal.aborted; attempt++) {
+    try {
+      return await bindConsumer(jsm, config, resources, logger, options);
+    } catch (err) {
+      const retryable = !(err instanceof ConsumerBindingError) || err.retryable;
+      const text = `cannot bind consumer "${config.driverName}" (attempt ${attempt}): ${(err as Error).message}`;
+      if (retryable) logger.warn(text);
+      else logger.error(text);
+      await sleep(backoffDelay(attempt, 500, retryable ? 10_000 : 30_000), signal);
+    }
+  }
+  return undefined;
+}
+
+/** What is missing after a pull failed: the consumer, the whole stream, or nothing (a transient error). */
+export async function missingResource(
+  jsm: JetStreamManager,
+  name: string,
+): Promise<'consumer' | 'stream' | undefined> {
+  try {
+    await jsm.consumers.info(MESSAGES_STREAM, name);
+    return undefined;
+  } catch (err) {
+    const code = apiErrorCode(err);
+    return code === CONSUMER_NOT_FOUND ? 'consumer' : code === STREAM_NOT_FOUND ? 'stream' : undefined;
+  }
+}
+
+/**
+ * Where a re-created consumer starts: after the last ack floor we saw, so it neither replays the
+ * stream's history (other drivers' interest keeps old messages) nor skips what was unacked. When
+ * the stream itself was re-created, sequences restarted and the old floor means nothing.
+ */
+export async function resumePoint(
+  jsm: JetStreamManager,
+  lastSeen: ConsumerInfo | undefined,
+): Promise<number | undefined> {
+  const floor = lastSeen?.ack_floor.stream_seq ?? 0;
+  if (floor === 0) return undefined;
+  const stream = await jsm.streams.info(MESSAGES_STREAM);
+  // A consumer cannot be older than its stream: a younger stream is a new one.
+  const streamIsNewer = Date.parse(stream.created) > Date.parse(lastSeen!.created);
+  return streamIsNewer || floor > stream.state.last_seq ? undefined : floor;
+}
+
+/**
+ * Deletes a retired driver's durable consumer. While it exists, interest retention keeps every
+ * event that matches its filters in `messages` forever (nobody will ack them).
+ * @returns whether there was a consumer to delete.
+ */
+export async function deleteDriverConsumer(jsm: JetStreamManager, driverName: string): Promise<boolean> {
+  try {
+    return await jsm.consumers.delete(MESSAGES_STREAM, driverName);
+  } catch (err) {
+    if (apiErrorCode(err) === CONSUMER_NOT_FOUND) return false;
+    throw err;
+  }
 }

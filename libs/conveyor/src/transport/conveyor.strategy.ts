@@ -1,6 +1,14 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationShutdown,
+  OnModuleDestroy,
+} from '@nestjs/common';
 import { CustomTransportStrategy, MessageHandler, Server } from '@nestjs/microservices';
-import { ConsumerInfo, ConsumerMessages, NatsConnection } from 'nats';
+import { ConsumerInfo, ConsumerMessages, JetStreamManager, NatsConnection } from 'nats';
+import { ConveyorClient } from '../client/conveyor.client';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { MESSAGES_STREAM } from '../protocol';
@@ -8,10 +16,11 @@ import { CONVEYOR_TRANSPORT, RECONCILE_EXTRAS } from '../reconcile/reconcile.con
 import type { ReconcileContext } from '../reconcile/reconcile-context';
 import type { ReconcileHandlerMeta } from '../reconcile/reconcile.decorator';
 import { ReconcileHandlerRegistry } from '../reconcile/reconcile-handler.registry';
+import { checkStaleEvent } from '../reconcile/stale-event.check';
 import type { ReconcileOutcome } from '../settlement/settlement.policy';
 import { backoffDelay, sleep } from './backoff';
 import { ConcurrencyGate } from './concurrency-gate';
-import { ConsumerBindingError, bindConsumer, heartbeatIntervalMs } from './consumer-binding';
+import { bindWithRetry, heartbeatIntervalMs, missingResource, resumePoint } from './consumer-binding';
 import { DispatchStats, MessageDispatcher } from './message-dispatcher';
 import { connectWithRetry } from './nats-connection';
 
@@ -28,16 +37,23 @@ export type ConveyorTransportEvent = keyof ConveyorTransportEvents;
 
 /** How long one pull waits for messages before asking again. */
 const PULL_EXPIRES_MS = 10_000;
+/** How often the consumer info is refreshed (ack floor for a re-creation; pending counts). */
+const CONSUMER_SAMPLE_MS = 5000;
 
 /**
  * The Conveyor transport: a Nest microservice `Server` that binds the driver's durable pull
  * consumer on `messages`, pulls only as many messages as it has free run slots, and dispatches
  * each through Nest's pipeline to its `@Reconcile` handler. Attach it with `connectConveyor(app)`.
+ *
+ * Shutdown follows Nest's hook order (`app.close()` or a signal with `enableShutdownHooks`):
+ * `onModuleDestroy` stops pulling and drops readiness; `beforeApplicationShutdown` waits for
+ * in-flight runs up to `shutdownTimeoutMs` while HTTP and every provider still work, then aborts and
+ * naks what is left; `onApplicationShutdown` drains the NATS connection.
  */
 @Injectable()
 export class ConveyorStrategy
   extends Server<ConveyorTransportEvents, ConveyorTransportState>
-  implements CustomTransportStrategy
+  implements CustomTransportStrategy, OnModuleDestroy, BeforeApplicationShutdown, OnApplicationShutdown
 {
   override readonly transportId = CONVEYOR_TRANSPORT;
   private readonly registry = new ReconcileHandlerRegistry<MessageHandler>();
@@ -54,8 +70,14 @@ export class ConveyorStrategy
   private consumer?: ConsumerInfo;
   private consuming!: Promise<void>;
   private markConsuming!: () => void;
+  private connected = false;
+  private runsDrained?: Promise<void>;
+  private closing?: Promise<void>;
 
-  constructor(@Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig) {
+  constructor(
+    @Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig,
+    @Inject(ConveyorClient) private readonly client: ConveyorClient,
+  ) {
     super();
     this.gate = new ConcurrencyGate(config.concurrency);
     this.consuming = new Promise((resolve) => (this.markConsuming = resolve));
@@ -66,7 +88,15 @@ export class ConveyorStrategy
     return this.current;
   }
 
-  /** Info of the bound consumer, once bound. */
+  /**
+   * Ready to take work: the consumer is bound and pulled, and NATS is connected. False while
+   * connecting or binding, during a NATS outage, and from the first moment of shutdown.
+   */
+  get isReady(): boolean {
+    return this.current === 'consuming' && this.connected;
+  }
+
+  /** Info of the bound consumer, once bound (refreshed every few seconds). */
   get consumerInfo(): ConsumerInfo | undefined {
     return this.consumer;
   }
@@ -145,15 +175,51 @@ export class ConveyorStrategy
     callback();
   }
 
+  /** First shutdown hook: stop pulling and turn readiness down, before anything else closes. */
+  async onModuleDestroy(): Promise<void> {
+    await this.stopPulling();
+  }
+
+  /** Waits for in-flight runs while HTTP, the client and the log sinks still work. */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.drainRuns();
+  }
+
+  /** Called by Nest when the microservice closes (after HTTP); the connection stays for the last hook. */
   async close(): Promise<void> {
-    if (this.current === 'closed' || this.stopping.signal.aborted) return this.loop;
-    this.setState('draining');
+    await this.drainRuns();
+  }
+
+  /** Last shutdown hook: flush and close the NATS connection. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.drainRuns();
+    this.closing ??= (async () => {
+      await this.nc?.drain().catch((err) => this.log.warn(`NATS drain failed: ${(err as Error).message}`));
+      if (this.current !== 'idle') this.setState('closed');
+    })();
+    await this.closing;
+  }
+
+  private async stopPulling(): Promise<void> {
+    if (this.stopping.signal.aborted) return;
     this.stopping.abort();
+    if (this.current === 'idle') return;
+    this.setState('draining');
     await this.batch?.close().catch(() => undefined);
-    await this.dispatcher?.drain(this.config.shutdownTimeoutMs);
-    await this.loop;
-    await this.nc?.drain().catch((err) => this.log.warn(`NATS drain failed: ${(err as Error).message}`));
-    this.setState('closed');
+  }
+
+  private drainRuns(): Promise<void> {
+    this.runsDrained ??= (async () => {
+      await this.stopPulling();
+      const inFlight = this.inFlight;
+      if (inFlight > 0) {
+        this.log.log(`shutdown: waiting up to ${this.config.shutdownTimeoutMs} ms for ${inFlight} run(s)`);
+      }
+      await this.dispatcher?.drain(this.config.shutdownTimeoutMs);
+      await this.loop;
+      if (inFlight > 0) this.log.log('shutdown: every run settled');
+    })();
+    return this.runsDrained;
   }
 
   on<K extends ConveyorTransportEvent>(event: K, callback: ConveyorTransportEvents[K]): void {
@@ -183,24 +249,14 @@ export class ConveyorStrategy
     const nc = await connectWithRetry(this.config, this.log, signal);
     if (!nc) return;
     this.nc = nc;
+    this.connected = true;
     void this.watchConnection(nc);
 
     this.setState('binding');
     const jsm = await nc.jetstreamManager();
-    for (let attempt = 1; !this.consumer && !signal.aborted; attempt++) {
-      try {
-        this.consumer = await bindConsumer(jsm, this.config, resources, this.log);
-      } catch (err) {
-        const retryable = !(err instanceof ConsumerBindingError) || err.retryable;
-        const text = `cannot bind consumer "${this.config.driverName}" (attempt ${attempt}): ${(err as Error).message}`;
-        if (retryable) this.log.warn(text);
-        else this.log.error(text);
-        await sleep(backoffDelay(attempt, 500, retryable ? 10_000 : 30_000), signal);
-      }
-    }
+    this.consumer = await bindWithRetry(jsm, this.config, resources, this.log, signal);
     if (!this.consumer) return;
 
-    const js = nc.jetstream();
     const maxDeliver = this.consumer.config.max_deliver ?? -1;
     if (maxDeliver > 0 && maxDeliver < this.config.maxAttempts) {
       this.log.warn(
@@ -211,17 +267,35 @@ export class ConveyorStrategy
     this.dispatcher = new MessageDispatcher({
       config: this.config,
       nc,
-      js,
+      js: nc.jetstream(),
       registry: this.registry,
       logger: this.log,
       heartbeatMs: heartbeatIntervalMs(this.consumer),
       maxDeliver,
       around: (ctx, invoke) => this.withProcessingHooks(ctx, invoke),
+      checkStale: this.config.staleEventGuard
+        ? (decoded, route) => checkStaleEvent(this.client, decoded, route)
+        : undefined,
     });
-    const consumer = await js.consumers.get(MESSAGES_STREAM, this.config.driverName);
-    this.setState('consuming');
-    this.markConsuming();
+    const sampler = setInterval(() => void this.sampleConsumer(jsm), CONSUMER_SAMPLE_MS);
+    try {
+      this.setState('consuming');
+      this.markConsuming();
+      await this.pull(jsm, resources, this.dispatcher);
+    } finally {
+      clearInterval(sampler);
+    }
+  }
 
+  /** The pull loop: only as many messages as there are free slots; re-creates a deleted consumer. */
+  private async pull(
+    jsm: JetStreamManager,
+    resources: string[],
+    dispatcher: MessageDispatcher,
+  ): Promise<void> {
+    const signal = this.stopping.signal;
+    const js = this.nc!.jetstream();
+    let consumer = await js.consumers.get(MESSAGES_STREAM, this.config.driverName);
     for (let failures = 0; !signal.aborted;) {
       await this.gate.waitForFree(signal);
       if (signal.aborted) break;
@@ -229,11 +303,11 @@ export class ConveyorStrategy
         this.batch = await consumer.fetch({ max_messages: this.gate.free, expires: PULL_EXPIRES_MS });
         for await (const msg of this.batch) {
           if (signal.aborted) {
-            await this.dispatcher.reject(msg);
+            await dispatcher.reject(msg);
             continue;
           }
           this.gate.acquire();
-          void this.dispatcher
+          void dispatcher
             .dispatch(msg)
             .catch((err) =>
               this.log.error(`dispatch of stream seq ${msg.seq} failed: ${(err as Error).stack ?? err}`),
@@ -245,8 +319,44 @@ export class ConveyorStrategy
         failures += 1;
         if (signal.aborted) break;
         this.log.warn(`pulling from "${this.config.driverName}" failed: ${(err as Error).message}; retrying`);
+        const missing = await missingResource(jsm, this.config.driverName);
+        if (missing) {
+          if (!(await this.rebind(jsm, resources, missing))) break;
+          consumer = await js.consumers.get(MESSAGES_STREAM, this.config.driverName);
+          continue;
+        }
         await sleep(backoffDelay(failures, 250, 5000), signal);
       }
+    }
+  }
+
+  /** The consumer (or its stream) vanished under us: bind again, resuming after the last ack floor. */
+  private async rebind(
+    jsm: JetStreamManager,
+    resources: string[],
+    missing: 'consumer' | 'stream',
+  ): Promise<boolean> {
+    this.setState('binding');
+    const after =
+      missing === 'consumer' ? await resumePoint(jsm, this.consumer).catch(() => undefined) : undefined;
+    this.log.warn(
+      `consumer "${this.config.driverName}" ${missing === 'consumer' ? 'was deleted' : 'lost its stream'}: re-creating it` +
+        (after ? ` after stream seq ${after} (its last ack floor)` : ''),
+    );
+    const info = await bindWithRetry(jsm, this.config, resources, this.log, this.stopping.signal, {
+      startAfterSequence: after,
+    });
+    if (!info) return false;
+    this.consumer = info;
+    this.setState('consuming');
+    return true;
+  }
+
+  private async sampleConsumer(jsm: JetStreamManager): Promise<void> {
+    try {
+      this.consumer = await jsm.consumers.info(MESSAGES_STREAM, this.config.driverName);
+    } catch {
+      /* a deleted consumer is handled by the pull loop; keep the last info for its ack floor */
     }
   }
 
@@ -270,9 +380,11 @@ export class ConveyorStrategy
   private async watchConnection(nc: NatsConnection): Promise<void> {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect') {
+        this.connected = false;
         this.log.warn(`disconnected from NATS ${status.data}`);
         this.emit('disconnect', String(status.data));
       } else if (status.type === 'reconnect') {
+        this.connected = true;
         this.log.log(`reconnected to NATS ${status.data}`);
         this.emit('reconnect', String(status.data));
       } else if (status.type === 'error') {

@@ -45,6 +45,8 @@ export interface DispatcherDeps {
   maxDeliver: number;
   /** Runs a handler call inside Nest's processing hooks (OpenTelemetry instrumentations use them). */
   around: ReconcileInvocation['around'];
+  /** The stale-event guard, when enabled: an outcome that ends the message before its handler runs. */
+  checkStale?: (decoded: DecodedMessage, route: MessageRoute) => Promise<MessageOutcome | undefined>;
 }
 
 /** Counters of what happened to messages, by settlement row, plus runs past their timeout. */
@@ -84,6 +86,7 @@ const SETTLEMENT_KINDS: SettlementKind[] = [
   'filtered',
   'unrouted',
   'dead-lettered',
+  'stale',
   'shutdown',
 ];
 
@@ -168,6 +171,8 @@ export class MessageDispatcher {
       return this.settle(t, this.decide({ kind: 'not-started' }, t), undefined, runId);
     }
     try {
+      const stale = await this.deps.checkStale?.(decoded, routing.route);
+      if (stale) return await this.settle(t, this.decide(stale, t), undefined, runId);
       await this.run(t, decoded, routing.route, routing.meta, routing.handler);
     } finally {
       gate?.release();
