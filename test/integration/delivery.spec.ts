@@ -12,36 +12,21 @@ import {
   RetryableError,
 } from '@conveyor-ci/nestjs';
 import {
-  ConveyorTestEnv,
   NatsFaultProxy,
   makeResource,
   publishDriverMessage,
   waitForSettled,
+  eventually,
+  sleep,
 } from '@conveyor-ci/testing';
 import { encodeGoJson } from '../../libs/conveyor/src/protocol';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 
-let env: ConveyorTestEnv;
-const { start, expectSettled, expectDeliveredOnce, closeAfterTest } = useDriverApps(() => env);
-
-beforeAll(async () => {
-  env = await ConveyorTestEnv.start();
-});
-afterAll(() => env.stop());
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it holds (or fails the test after `timeoutMs`). */
-async function eventually(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const suite = useDriverApps();
+const { start, expectSettled, expectDeliveries, closeAfterTest } = suite;
 
 function publish(resource: string, spec: unknown = {}, driver?: string) {
-  return publishDriverMessage(env.js, {
+  return publishDriverMessage(suite.env.js, {
     driver,
     resource: makeResource({ name: `${resource}-${randomUUID().slice(0, 8)}`, resource, spec }),
   });
@@ -67,7 +52,7 @@ describe('retries', () => {
       },
     });
     const sent = await publish('flaky');
-    const result = await env.results.waitForRun(sent.message.run_id);
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
     expect(result.driverresult).toMatchObject({ success: true, message: 'ok on attempt 3' });
     const [gap1, gap2] = [deliveries[1] - deliveries[0], deliveries[2] - deliveries[1]];
     // 400 ms then 800 ms, each ±20 % jitter.
@@ -76,7 +61,7 @@ describe('retries', () => {
     expect(gap2).toBeGreaterThan(gap1);
     expect(deliveries).toHaveLength(3);
     await expectSettled(name);
-    expect(env.results.forRun(sent.message.run_id)).toHaveLength(1);
+    expect(suite.env.results.forRun(sent.message.run_id)).toHaveLength(1);
   });
 
   it('gives exactly one failure result after maxAttempts for a permanent retryable error', async () => {
@@ -98,7 +83,7 @@ describe('retries', () => {
       },
     });
     const sent = await publish('broken');
-    const result = await env.results.waitForRun(sent.message.run_id);
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
     expect(result.driverresult).toMatchObject({
       success: false,
       message: 'gave up after 3 attempts: still broken (attempt 3, last: true)',
@@ -106,7 +91,7 @@ describe('retries', () => {
     await expectSettled(name);
     await sleep(500); // nothing comes back after the give-up
     expect(calls).toBe(3);
-    expect(env.results.forRun(sent.message.run_id)).toHaveLength(1);
+    expect(suite.env.results.forRun(sent.message.run_id)).toHaveLength(1);
     expect(strategy.stats.settled).toMatchObject({ retried: 2, 'gave-up': 1 });
   });
 });
@@ -129,11 +114,11 @@ describe('heartbeats and timeouts', () => {
       options: { ackWaitMs: 2000, concurrency: 2 },
     });
     const sent = await publish('long');
-    const result = await env.results.waitForRun(sent.message.run_id, 20_000);
+    const result = await suite.env.results.waitForRun(sent.message.run_id, 20_000);
     expect(result.driverresult.message).toBe('long run done');
     expect(calls).toBe(1);
     await expectSettled(name);
-    await expectDeliveredOnce(name, 1);
+    await expectDeliveries(name, 1);
   });
 
   it('reports a timeout at once, and frees the slot only when the handler that ignored the abort settles', async () => {
@@ -162,16 +147,16 @@ describe('heartbeats and timeouts', () => {
     const first = await publish('stubborn');
     await waitForStarted(() => events.length > 0);
     const second = await publish('polite');
-    const timedOut = await env.results.waitForRun(first.message.run_id);
+    const timedOut = await suite.env.results.waitForRun(first.message.run_id);
     expect(timedOut.driverresult).toMatchObject({ success: false, message: 'timed out after 300 ms' });
     // The result is out while the handler still holds the only slot.
     expect(events).toEqual(['stubborn start, aborted=false']);
     expect(strategy.stats.overdue).toBe(1);
-    await env.results.waitForRun(second.message.run_id);
+    await suite.env.results.waitForRun(second.message.run_id);
     expect(events).toEqual(['stubborn start, aborted=false', 'stubborn settled', 'polite start']);
     expect(stubbornSettledAt).toBeGreaterThan(0);
     expect(strategy.stats.overdue).toBe(0);
-    expect(env.results.forRun(first.message.run_id)).toHaveLength(1);
+    expect(suite.env.results.forRun(first.message.run_id)).toHaveLength(1);
     await expectSettled(name);
   });
 });
@@ -198,10 +183,10 @@ describe('concurrency', () => {
     const name = uniqueDriverName();
     await start(name, [BusyDriver], { options: { concurrency: 4 } });
     const sent = await Promise.all(Array.from({ length: 10 }, () => publish('busy')));
-    for (const s of sent) await env.results.waitForRun(s.message.run_id);
+    for (const s of sent) await suite.env.results.waitForRun(s.message.run_id);
     expect(peak).toBe(4);
     await expectSettled(name);
-    await expectDeliveredOnce(name, 10);
+    await expectDeliveries(name, 10);
   });
 
   it("keeps a handler's own concurrency within the instance's, heartbeating messages that wait for it", async () => {
@@ -238,12 +223,12 @@ describe('concurrency', () => {
       ...(await Promise.all(Array.from({ length: 3 }, () => publish('limited')))),
       ...(await Promise.all(Array.from({ length: 3 }, () => publish('free')))),
     ];
-    for (const s of sent) await env.results.waitForRun(s.message.run_id);
+    for (const s of sent) await suite.env.results.waitForRun(s.message.run_id);
     expect(peak.limited).toBe(1);
     expect(peak.total).toBeLessThanOrEqual(4);
     expect(peak.total).toBeGreaterThanOrEqual(2); // the free handler ran beside the limited one
     await expectSettled(name);
-    await expectDeliveredOnce(name, 6);
+    await expectDeliveries(name, 6);
   });
 });
 
@@ -251,7 +236,7 @@ describe('poison messages and dead letters', () => {
   it('dead-letters undecodable messages (hook and stored subject), terms them, and goes on', async () => {
     const name = uniqueDriverName();
     const dlqSubject = `deadletter.${name}`;
-    await env.jsm.streams.add({
+    await suite.env.jsm.streams.add({
       name: `dlq-${name}`,
       subjects: [dlqSubject],
       retention: RetentionPolicy.Limits,
@@ -272,7 +257,7 @@ describe('poison messages and dead letters', () => {
         onDeadLetter: (record) => void records.push(record),
       },
     });
-    const notJson = await env.js.publish('resources.widget', new TextEncoder().encode('{not json'));
+    const notJson = await suite.env.js.publish('resources.widget', new TextEncoder().encode('{not json'));
     const badIdRun = randomUUID();
     const resource = makeResource({ name: 'w-bad-id', resource: 'widget', spec: {} });
     const badIdBytes = encodeGoJson({
@@ -281,15 +266,15 @@ describe('poison messages and dead letters', () => {
       id: 'has a space',
       run_id: badIdRun,
     });
-    const badId = await env.js.publish(
+    const badId = await suite.env.js.publish(
       `drivers.${name}.resources.widget`,
       new TextEncoder().encode(badIdBytes),
     );
     const good = await publish('widget');
 
-    expect((await env.results.waitForRun(good.message.run_id)).driverresult.message).toBe('good one');
+    expect((await suite.env.results.waitForRun(good.message.run_id)).driverresult.message).toBe('good one');
     // Its run id and resource were readable: the pipeline learns it failed instead of hanging.
-    expect((await env.results.waitForRun(badIdRun)).driverresult).toMatchObject({
+    expect((await suite.env.results.waitForRun(badIdRun)).driverresult).toMatchObject({
       success: false,
       message: 'undecodable message: message "id" is missing or not a printable string',
     });
@@ -302,12 +287,12 @@ describe('poison messages and dead letters', () => {
     expect(records[0].reason).toMatch(/^undecodable: message is not valid JSON/);
     expect(new TextDecoder().decode(records[0].payload)).toBe('{not json');
 
-    const stored = await env.jsm.streams.getMessage(`dlq-${name}`, { seq: 1 });
+    const stored = await suite.env.jsm.streams.getMessage(`dlq-${name}`, { seq: 1 });
     expect(new TextDecoder().decode(stored.data)).toBe('{not json');
     expect(stored.header.get(DEAD_LETTER_HEADERS.streamSequence)).toBe(String(notJson.seq));
     expect(stored.header.get(DEAD_LETTER_HEADERS.subject)).toBe('resources.widget');
     expect(stored.header.get(DEAD_LETTER_HEADERS.reason)).toMatch(/message is not valid JSON/);
-    expect((await env.jsm.streams.info(`dlq-${name}`)).state.messages).toBe(2);
+    expect((await suite.env.jsm.streams.info(`dlq-${name}`)).state.messages).toBe(2);
   });
 
   it('keeps a poison message when its dead-letter record cannot be stored, and records it on a later delivery', async () => {
@@ -329,7 +314,7 @@ describe('poison messages and dead letters', () => {
         },
       },
     });
-    await env.js.publish(`drivers.${name}.resources.widget`, new TextEncoder().encode('[]'));
+    await suite.env.js.publish(`drivers.${name}.resources.widget`, new TextEncoder().encode('[]'));
     await eventually(() => seen.length === 2, 'the second dead-letter attempt');
     expect(seen).toEqual([1, 2]);
     expect(await waitForConsumerIdle(name)).toEqual({ pending: 0, ackPending: 0 });
@@ -338,7 +323,7 @@ describe('poison messages and dead letters', () => {
 
 /** Nothing pending or unacknowledged (redeliveries expected, so not `expectSettled`). */
 async function waitForConsumerIdle(name: string) {
-  const { pending, ackPending } = await waitForSettled(env.jsm, name);
+  const { pending, ackPending } = await waitForSettled(suite.env.jsm, name);
   return { pending, ackPending };
 }
 
@@ -365,24 +350,24 @@ describe('routing', () => {
     }
     const old = await start(name, [OldDriver]);
     // A newer replica widened the filters while this one still runs the old handler set.
-    await env.jsm.consumers.update(MESSAGES_STREAM, name, {
+    await suite.env.jsm.consumers.update(MESSAGES_STREAM, name, {
       filter_subjects: ['resources.widget', `drivers.${name}.resources.widget`, 'resources.gadget'],
     });
     const sent = await publish('gadget');
     await eventually(() => old.strategy.stats.settled.unrouted >= 1, 'the old instance to nak it');
-    expect(env.results.forRun(sent.message.run_id)).toHaveLength(0);
+    expect(suite.env.results.forRun(sent.message.run_id)).toHaveLength(0);
     await old.app.close();
     await start(name, [NewDriver]);
-    const result = await env.results.waitForRun(sent.message.run_id);
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
     expect(result.driverresult.message).toBe('gadget by the new instance');
-    expect(env.results.forRun(sent.message.run_id)).toHaveLength(1);
+    expect(suite.env.results.forRun(sent.message.run_id)).toHaveLength(1);
     expect(await waitForConsumerIdle(name)).toEqual({ pending: 0, ackPending: 0 });
   });
 });
 
 describe('result publishing', () => {
   it('stores a result once when its PubAck was lost and the publish retried (Nats-Msg-Id)', async () => {
-    const proxy = await NatsFaultProxy.start(env.server.port);
+    const proxy = await NatsFaultProxy.start(suite.env.server.port);
     closeAfterTest(() => proxy.close());
     const lost = proxy.drop((m) => m.body.includes('"stream":"pipeline-engine"'));
     @Controller()
@@ -394,19 +379,19 @@ describe('result publishing', () => {
     }
     const name = uniqueDriverName();
     await start(name, [WidgetDriver], { options: { driverName: name, servers: proxy.url } });
-    const before = (await env.jsm.streams.info('pipeline-engine')).state.messages;
+    const before = (await suite.env.jsm.streams.info('pipeline-engine')).state.messages;
     const sent = await publish('widget');
     await eventually(
-      () => env.results.results.filter((r) => r.event.run_id === sent.message.run_id).length === 2,
+      () => suite.env.results.results.filter((r) => r.event.run_id === sent.message.run_id).length === 2,
       'the retried publish',
       20_000,
     );
     expect(lost.dropped).toHaveLength(1);
-    const copies = env.results.results.filter((r) => r.event.run_id === sent.message.run_id);
+    const copies = suite.env.results.results.filter((r) => r.event.run_id === sent.message.run_id);
     expect(copies[0].msgId).toBe(`${sent.message.run_id}:${name}:${sent.message.id}`);
     expect(copies[1].msgId).toBe(copies[0].msgId);
     await expectSettled(name);
-    expect((await env.jsm.streams.info('pipeline-engine')).state.messages).toBe(before + 1);
+    expect((await suite.env.jsm.streams.info('pipeline-engine')).state.messages).toBe(before + 1);
   });
 });
 
@@ -430,10 +415,10 @@ describe("ackMode 'onReceive' (Go parity, at-most-once)", () => {
     });
     const sent = await publish('eager');
     await waitForStarted(() => started);
-    const info = await env.jsm.consumers.info(MESSAGES_STREAM, name);
+    const info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
     expect([info.num_ack_pending, info.num_pending]).toEqual([0, 0]); // acked while still running
     release();
-    expect((await env.results.waitForRun(sent.message.run_id)).driverresult.message).toBe(
+    expect((await suite.env.results.waitForRun(sent.message.run_id)).driverresult.message).toBe(
       'finished after the ack',
     );
     await expectSettled(name);

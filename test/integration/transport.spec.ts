@@ -20,17 +20,11 @@ import {
   Resource,
   isConveyorContext,
 } from '@conveyor-ci/nestjs';
-import { ConveyorTestEnv, makeResource, publishDriverMessage } from '@conveyor-ci/testing';
+import { makeResource, publishDriverMessage } from '@conveyor-ci/testing';
 import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 
-let env: ConveyorTestEnv;
-const { start, expectSettled, closeAfterTest } = useDriverApps(() => env);
-
-beforeAll(async () => {
-  env = await ConveyorTestEnv.start();
-});
-
-afterAll(() => env.stop());
+const suite = useDriverApps();
+const { start, expectSettled, closeAfterTest } = suite;
 
 @Controller()
 class EchoDriver {
@@ -52,9 +46,9 @@ describe('consumer binding', () => {
   it('creates a durable pull consumer with both filter subjects and the configured ack settings', async () => {
     const name = uniqueDriverName();
     await start(name, [EchoDriver], {
-      options: { driverName: name, servers: env.url, maxAckPending: 17, ackWaitMs: 12_000 },
+      options: { driverName: name, servers: suite.env.url, maxAckPending: 17, ackWaitMs: 12_000 },
     });
-    const info = await env.jsm.consumers.info(MESSAGES_STREAM, name);
+    const info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
     expect(info.config).toMatchObject({
       durable_name: name,
       name,
@@ -77,7 +71,7 @@ describe('consumer binding', () => {
     'changes only the filters of an existing consumer (consumerFilters %s) and keeps its other settings',
     async (consumerFilters, resources) => {
       const name = uniqueDriverName();
-      await env.jsm.consumers.add(MESSAGES_STREAM, {
+      await suite.env.jsm.consumers.add(MESSAGES_STREAM, {
         durable_name: name,
         name,
         filter_subjects: ['resources.old', `drivers.${name}.resources.old`],
@@ -88,7 +82,7 @@ describe('consumer binding', () => {
         description: 'made by an operator',
       });
       await start(name, [EchoDriver], { options: { consumerFilters } });
-      const info = await env.jsm.consumers.info(MESSAGES_STREAM, name);
+      const info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
       expect([...(info.config.filter_subjects ?? [])].sort()).toEqual(
         resources
           .flatMap((r) => [`drivers.${name}.resources.${r}`])
@@ -105,16 +99,16 @@ describe('consumer binding', () => {
 
   it('applies explicitly configured maxAckPending to an existing consumer', async () => {
     const name = uniqueDriverName();
-    await env.jsm.consumers.add(MESSAGES_STREAM, {
+    await suite.env.jsm.consumers.add(MESSAGES_STREAM, {
       durable_name: name,
       filter_subjects: ['resources.widget', `drivers.${name}.resources.widget`],
       ack_policy: AckPolicy.Explicit,
       max_ack_pending: 1,
     });
     await start(name, [EchoDriver], {
-      options: { driverName: name, servers: env.url, maxAckPending: 64 },
+      options: { driverName: name, servers: suite.env.url, maxAckPending: 64 },
     });
-    expect((await env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(64);
+    expect((await suite.env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(64);
   });
 });
 
@@ -124,18 +118,18 @@ describe('dispatch and results', () => {
   it('reconciles a pipeline step and a direct resource event, one result each, and leaves nothing pending', async () => {
     const name = uniqueDriverName();
     await start(name, [EchoDriver]);
-    const step = await publishDriverMessage(env.js, {
+    const step = await publishDriverMessage(suite.env.js, {
       driver: name,
       event: 'process',
       resource: makeResource({ name: 'w1', resource: 'widget', pipeline: 'p1', spec: { a: '<&>' } }),
     });
-    const direct = await publishDriverMessage(env.js, {
+    const direct = await publishDriverMessage(suite.env.js, {
       resource: makeResource({ name: 'w2', resource: 'widget', spec: {} }),
     });
 
-    await env.results.waitForRun(step.message.run_id);
-    await env.results.waitForRun(direct.message.run_id);
-    const [stepResult] = env.results.forRun(step.message.run_id);
+    await suite.env.results.waitForRun(step.message.run_id);
+    await suite.env.results.waitForRun(direct.message.run_id);
+    const [stepResult] = suite.env.results.forRun(step.message.run_id);
     expect(stepResult).toEqual({
       event: 'driver.result',
       run_id: step.message.run_id,
@@ -147,10 +141,10 @@ describe('dispatch and results', () => {
         driver: name,
       },
     });
-    const raw = env.results.results.find((r) => r.event.run_id === step.message.run_id)!;
+    const raw = suite.env.results.results.find((r) => r.event.run_id === step.message.run_id)!;
     expect(raw.raw).toContain('\\u003c\\u0026\\u003e'); // Go-escaped like a Go driver's bytes
     expect(raw.msgId).toBe(`${step.message.run_id}:${name}:${step.message.id}`);
-    expect(env.results.forRun(direct.message.run_id)).toEqual([
+    expect(suite.env.results.forRun(direct.message.run_id)).toEqual([
       expect.objectContaining({
         driverresult: {
           success: true,
@@ -173,8 +167,8 @@ describe('dispatch and results', () => {
     });
     expect(ctx.signal.aborted).toBe(false);
     await expectSettled(name);
-    expect(env.results.forRun(step.message.run_id)).toHaveLength(1);
-    expect(env.results.forRun(direct.message.run_id)).toHaveLength(1);
+    expect(suite.env.results.forRun(step.message.run_id)).toHaveLength(1);
+    expect(suite.env.results.forRun(direct.message.run_id)).toHaveLength(1);
   });
 
   it('turns a thrown error into a failure result with the original message, despite a global interceptor and an HTTP-only filter', async () => {
@@ -199,12 +193,12 @@ describe('dispatch and results', () => {
         app.useGlobalFilters(new HttpOnlyFilter());
       },
     });
-    const sent = await publishDriverMessage(env.js, {
+    const sent = await publishDriverMessage(suite.env.js, {
       driver: name,
       resource: makeResource({ name: 'w', resource: 'widget', spec: { fail: 'disk full' } }),
     });
-    await env.results.waitForRun(sent.message.run_id);
-    expect(env.results.forRun(sent.message.run_id)).toEqual([
+    await suite.env.results.waitForRun(sent.message.run_id);
+    expect(suite.env.results.forRun(sent.message.run_id)).toEqual([
       expect.objectContaining({
         driverresult: { success: false, message: 'disk full', data: null, driver: name },
       }),
@@ -226,12 +220,12 @@ describe('dispatch and results', () => {
     }
     const name = uniqueDriverName();
     await start(name, [SlowDriver], {
-      options: { driverName: name, servers: env.url, reconcileTimeoutMs: 300 },
+      options: { driverName: name, servers: suite.env.url, reconcileTimeoutMs: 300 },
     });
-    const sent = await publishDriverMessage(env.js, {
+    const sent = await publishDriverMessage(suite.env.js, {
       resource: makeResource({ name: 's', resource: 'slow', spec: {} }),
     });
-    const result = await env.results.waitForRun(sent.message.run_id);
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
     expect(result.driverresult).toEqual({
       success: false,
       message: 'timed out after 300 ms',
@@ -260,11 +254,11 @@ describe('dispatch and results', () => {
     }
     const name = uniqueDriverName();
     await start(name, [GuardedDriver]);
-    const sent = await publishDriverMessage(env.js, {
+    const sent = await publishDriverMessage(suite.env.js, {
       resource: makeResource({ name: 'g', resource: 'gadget', spec: {} }),
     });
-    await env.results.waitForRun(sent.message.run_id);
-    expect(env.results.forRun(sent.message.run_id)).toEqual([
+    await suite.env.results.waitForRun(sent.message.run_id);
+    expect(suite.env.results.forRun(sent.message.run_id)).toEqual([
       expect.objectContaining({
         driverresult: { success: false, message: 'Forbidden resource', data: null, driver: name },
       }),
@@ -290,15 +284,15 @@ describe('dispatch and results', () => {
     let other: any;
     await start(name, [MixedController], {
       configure: (app) => {
-        other = app.connectMicroservice({ transport: Transport.NATS, options: { servers: [env.url] } });
+        other = app.connectMicroservice({ transport: Transport.NATS, options: { servers: [suite.env.url] } });
       },
     });
     const coreServer = other.serverInstance;
     const patterns = [...coreServer.getHandlers().keys()];
     expect(patterns).toEqual(['plain.core.event']);
     // And behaviourally: publishing on the Conveyor handler's Nest pattern reaches nothing on core NATS.
-    env.nc.publish(`conveyor.reconcile.mixed.MixedController.reconcile`, '{}');
-    env.nc.publish('plain.core.event', JSON.stringify({ pattern: 'plain.core.event', data: {} }));
+    suite.env.nc.publish(`conveyor.reconcile.mixed.MixedController.reconcile`, '{}');
+    suite.env.nc.publish('plain.core.event', JSON.stringify({ pattern: 'plain.core.event', data: {} }));
     const deadline = Date.now() + 5000;
     while (MixedController.coreCalls === 0 && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 25));
@@ -324,7 +318,7 @@ describe('startup checks', () => {
     }
     const name = uniqueDriverName();
     await expect(
-      startDriverApp({ options: { driverName: name, servers: env.url }, controllers: [First, Second] }),
+      startDriverApp({ options: { driverName: name, servers: suite.env.url }, controllers: [First, Second] }),
     ).rejects.toThrow(
       'Duplicate @Reconcile handlers for resource "dup" and event(s) "process": First.a and Second.b',
     );
@@ -344,20 +338,20 @@ describe('startup checks', () => {
     }
     const name = uniqueDriverName();
     await start(name, [Split]);
-    const a = await publishDriverMessage(env.js, {
+    const a = await publishDriverMessage(suite.env.js, {
       driver: name,
       event: 'process',
       resource: makeResource({ name: 's', resource: 'split', spec: {} }),
     });
-    const b = await publishDriverMessage(env.js, {
+    const b = await publishDriverMessage(suite.env.js, {
       driver: name,
       event: 'create',
       resource: makeResource({ name: 's', resource: 'split', spec: {} }),
     });
-    await env.results.waitForRun(a.message.run_id);
-    await env.results.waitForRun(b.message.run_id);
-    expect(env.results.forRun(a.message.run_id)[0].driverresult.message).toBe('process handler');
-    expect(env.results.forRun(b.message.run_id)[0].driverresult.message).toBe('create handler');
+    await suite.env.results.waitForRun(a.message.run_id);
+    await suite.env.results.waitForRun(b.message.run_id);
+    expect(suite.env.results.forRun(a.message.run_id)[0].driverresult.message).toBe('process handler');
+    expect(suite.env.results.forRun(b.message.run_id)[0].driverresult.message).toBe('create handler');
   });
 
   it('fails startup when @Reconcile handlers exist but the transport was never attached', async () => {
@@ -365,7 +359,7 @@ describe('startup checks', () => {
     const { Module } = await import('@nestjs/common');
     const { ConveyorModule } = await import('@conveyor-ci/nestjs');
     @Module({
-      imports: [ConveyorModule.forRoot({ driverName: uniqueDriverName(), servers: env.url })],
+      imports: [ConveyorModule.forRoot({ driverName: uniqueDriverName(), servers: suite.env.url })],
       controllers: [EchoDriver],
     })
     class Forgetful {}
@@ -381,7 +375,7 @@ describe('startup checks', () => {
     const name = uniqueDriverName('async');
     @Injectable()
     class Settings {
-      readonly natsUrl = env.url;
+      readonly natsUrl = suite.env.url;
     }
     @Module({ providers: [Settings], exports: [Settings] })
     class SettingsModule {}
@@ -403,13 +397,13 @@ describe('startup checks', () => {
     const app = await NestFactory.create(AsyncApp, { logger: false, abortOnError: false });
     closeAfterTest(() => app.close());
     await (await connectConveyor(app)).whenConsuming();
-    expect((await env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(5);
+    expect((await suite.env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(5);
   });
 
   it('fails startup with every invalid option named', async () => {
     await expect(
       startDriverApp({
-        options: { driverName: 'bad.name', servers: env.url, concurrency: 0 },
+        options: { driverName: 'bad.name', servers: suite.env.url, concurrency: 0 },
         controllers: [EchoDriver],
       }),
     ).rejects.toThrow(

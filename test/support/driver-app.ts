@@ -42,15 +42,25 @@ export function uniqueDriverName(prefix = 'driver'): string {
 }
 
 /**
- * Per-suite helpers on one shared ConveyorTestEnv: `start` a driver app (closed after each test,
- * last first) and `expectSettled` a consumer.
+ * A test suite on one ConveyorTestEnv (started before the suite, stopped after): `start` driver apps
+ * (closed after each test, last first) and check consumers.
  */
-export function useDriverApps(getEnv: () => ConveyorTestEnv) {
+export function useDriverApps() {
+  let env: ConveyorTestEnv | undefined;
+  const getEnv = () => env!;
   const closers: (() => Promise<unknown>)[] = [];
+  beforeAll(async () => {
+    env = await ConveyorTestEnv.start();
+  });
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close();
   });
+  afterAll(() => env?.stop());
   return {
+    /** The suite's nats-server with Conveyor's streams, a client and a result collector. */
+    get env(): ConveyorTestEnv {
+      return getEnv();
+    },
     /** Runs `close` after the current test (with the apps, last first). */
     closeAfterTest(close: () => Promise<unknown>): void {
       closers.push(close);
@@ -70,8 +80,8 @@ export function useDriverApps(getEnv: () => ConveyorTestEnv) {
       await started.strategy.whenConsuming();
       return started;
     },
-    /** Every message was delivered exactly once: the consumer's delivery sequence equals `count`. */
-    async expectDeliveredOnce(name: string, count: number): Promise<void> {
+    /** The consumer made exactly `count` deliveries (so none beyond the expected ones) and acked. */
+    async expectDeliveries(name: string, count: number): Promise<void> {
       const info = await getEnv().jsm.consumers.info(MESSAGES_STREAM, name);
       expect({ deliveries: info.delivered.consumer_seq, acked: info.ack_floor.stream_seq > 0 }).toEqual({
         deliveries: count,

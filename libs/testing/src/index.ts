@@ -26,3 +26,5 @@ export {
   type ReconcileTestRun,
 } from './conveyor-testing.module';
 export { NatsFaultProxy, type ProxiedMessage } from './nats-fault-proxy';
+export { ConveyorApiServer } from './conveyor-api.server';
+export { eventually, sleep } from './eventually';
