@@ -1,10 +1,9 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import {
   ConveyorTestEnv,
   DriverProcess,
-  freePort,
   makeResource,
   publishDriverMessage,
   waitForConsumer,
@@ -12,8 +11,8 @@ import {
   waitForSettled,
 } from '@conveyor-ci/testing';
 import type { PipelineEvent } from '@conveyor-ci/nestjs';
+import { startReferenceDriver } from '../support/reference-driver';
 
-const ENTRY = resolve(__dirname, '../../dist/src/main.js');
 const DRIVER = 'shell-runner-e2e';
 
 let env: ConveyorTestEnv;
@@ -21,15 +20,9 @@ let driver: DriverProcess;
 let dir: string;
 
 beforeAll(async () => {
-  if (!existsSync(ENTRY)) throw new Error(`${ENTRY} is missing: run \`npm run build\` first (npm test does)`);
   dir = mkdtempSync(join(tmpdir(), 'shell-e2e-'));
   env = await ConveyorTestEnv.start();
-  driver = new DriverProcess(ENTRY, {
-    CONVEYOR_NATS_URL: env.url,
-    CONVEYOR_DRIVER_NAME: DRIVER,
-    PORT: String(await freePort()),
-    HOST: '127.0.0.1',
-  });
+  driver = await startReferenceDriver(env, DRIVER);
   await waitForConsumer(env.jsm, DRIVER);
 });
 

@@ -281,6 +281,7 @@ export class ConveyorStrategy
     try {
       this.setState('consuming');
       this.markConsuming();
+      this.log.log(`consuming "${this.config.driverName}" on "${MESSAGES_STREAM}"`);
       await this.pull(jsm, resources, this.dispatcher);
     } finally {
       clearInterval(sampler);
