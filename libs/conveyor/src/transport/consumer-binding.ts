@@ -215,10 +215,15 @@ export async function resumePoint(
  * @returns whether there was a consumer to delete.
  */
 export async function deleteDriverConsumer(jsm: JetStreamManager, driverName: string): Promise<boolean> {
-  try {
-    return await jsm.consumers.delete(MESSAGES_STREAM, driverName);
-  } catch (err) {
-    if (apiErrorCode(err) === CONSUMER_NOT_FOUND) return false;
-    throw err;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await jsm.consumers.delete(MESSAGES_STREAM, driverName);
+    } catch (err) {
+      if (apiErrorCode(err) === CONSUMER_NOT_FOUND) return attempt > 1;
+      // nats-server can fail a delete racing with a running replica's writes to the consumer's
+      // store ("unlinkat …: directory not empty"); it succeeds when tried again.
+      if (attempt >= 5) throw err;
+      await sleep(backoffDelay(attempt, 100, 1000));
+    }
   }
 }

@@ -194,7 +194,15 @@ export class ConveyorStrategy
   async onApplicationShutdown(): Promise<void> {
     await this.drainRuns();
     this.closing ??= (async () => {
-      await this.nc?.drain().catch((err) => this.log.warn(`NATS drain failed: ${(err as Error).message}`));
+      if (this.nc && !this.nc.isClosed()) {
+        // drain() cannot flush while disconnected and would leave the reconnect loop running.
+        await (this.connected ? this.nc.drain() : Promise.reject(new Error('not connected'))).catch(
+          async (err) => {
+            this.log.warn(`NATS drain failed (${(err as Error).message}): closing the connection`);
+            await this.nc!.close();
+          },
+        );
+      }
       if (this.current !== 'idle') this.setState('closed');
     })();
     await this.closing;
@@ -248,6 +256,11 @@ export class ConveyorStrategy
     this.setState('connecting');
     const nc = await connectWithRetry(this.config, this.log, signal);
     if (!nc) return;
+    if (signal.aborted) {
+      // Shutdown began while the connect was in flight: nobody would close this connection.
+      await nc.close();
+      return;
+    }
     this.nc = nc;
     this.connected = true;
     void this.watchConnection(nc);
