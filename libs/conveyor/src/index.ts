@@ -38,7 +38,11 @@ export { Reconcile, type ReconcileOptions } from './reconcile/reconcile.decorato
 export { ReconcileContext, isConveyorContext } from './reconcile/reconcile-context';
 export { DuplicateReconcileHandlerError } from './reconcile/reconcile-handler.registry';
 export { CONVEYOR_TRANSPORT } from './reconcile/reconcile.constants';
-export type { RunLogger, LogFields } from './logger/run-logger';
+export type { RunLogger, LogFields, LogStreamOptions } from './logger/run-logger';
+export { DriverLogger } from './logger/driver-logger';
+export type { LogStats } from './logger/log-shipper';
+export type { SinkStats, DropReason } from './logger/log-entry';
+export type { ConveyorLogOptions, ConveyorLokiOptions } from './module/log.options';
 export {
   MESSAGES_STREAM,
   RESULT_SUBJECT,

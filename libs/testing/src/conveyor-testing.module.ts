@@ -25,6 +25,8 @@ import {
   decideSettlement,
 } from '../../conveyor/src/settlement/settlement.policy';
 import { ConveyorStrategy } from '../../conveyor/src/transport/conveyor.strategy';
+import { LogShipper } from '../../conveyor/src/logger/log-shipper';
+import { createRunBinding, runScope } from '../../conveyor/src/logger/run-scope';
 
 /** What to build: a driver module's parts, like `Test.createTestingModule`. */
 export interface ConveyorTestingModuleOptions extends Pick<ModuleMetadata, 'imports' | 'providers'> {
@@ -68,6 +70,7 @@ export class ConveyorTestingModule {
     readonly app: INestApplication,
     private readonly strategy: ConveyorStrategy,
     private readonly config: ConveyorConfig,
+    private readonly logs: LogShipper,
   ) {}
 
   static async create(options: ConveyorTestingModuleOptions): Promise<ConveyorTestingModule> {
@@ -91,7 +94,7 @@ export class ConveyorTestingModule {
       await app.init();
       // Registers the handlers with the strategy (as connectConveyor does) without starting it.
       app.connectMicroservice({ strategy }, { inheritAppConfig: true });
-      return new ConveyorTestingModule(app, strategy, app.get(CONVEYOR_CONFIG));
+      return new ConveyorTestingModule(app, strategy, app.get(CONVEYOR_CONFIG), app.get(LogShipper));
     } catch (err) {
       await app.close().catch(() => undefined);
       throw err;
@@ -128,15 +131,29 @@ export class ConveyorTestingModule {
     }
     const { meta, handler } = routing;
     const maxAttempts = effectiveMaxAttempts(meta, config);
+    const binding = createRunBinding({
+      runId,
+      driver: config.driverName,
+      pipeline: resource.pipeline ?? '',
+      event: decoded.message.event,
+      messageId: decoded.message.id,
+      resource: resource.name,
+      resourceType: resource.resource,
+    });
     const abort = new AbortController();
     const ctx = createReconcileContext(
       decoded,
       routing.route,
       { subject, deliveryCount, streamSequence: 1 },
-      { driverName: config.driverName, maxAttempts, signal: abort.signal },
+      {
+        driverName: config.driverName,
+        maxAttempts,
+        signal: abort.signal,
+        logger: this.logs.loggerFor(binding),
+      },
     );
     const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
-    const report = await runReconcile({ handler, meta, ctx, abort, timeoutMs });
+    const report = await runScope.run(binding, () => runReconcile({ handler, meta, ctx, abort, timeoutMs }));
     const settlement = decideSettlement(report.outcome, {
       ...state,
       maxAttempts,

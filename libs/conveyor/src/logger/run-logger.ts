@@ -1,30 +1,30 @@
-import { Logger } from '@nestjs/common';
+import type { Writable } from 'node:stream';
 
 /** Structured fields attached to a log line. */
 export type LogFields = Record<string, unknown>;
 
+/** Options of {@link RunLogger.stream}. */
+export interface LogStreamOptions {
+  /** Level of every line. Default `info`. */
+  level?: 'debug' | 'info' | 'warn' | 'error';
+  /** Fields of every line, e.g. `{ step: 'build', stream: 'stderr' }`. */
+  fields?: LogFields;
+}
+
 /**
- * The logger a handler gets on `ctx.logger`, bound to its run. Lines go to the process log (Nest's
- * logger, so nestjs-pino when the app uses it) with the run's fields.
+ * A logger bound to a run: `ctx.logger`, or the injected `DriverLogger` inside a run. Lines go to
+ * every configured sink (Conveyor log subjects, Loki, the legacy subject) and the process log.
  */
 export interface RunLogger {
   debug(message: string, fields?: LogFields): void;
   info(message: string, fields?: LogFields): void;
   warn(message: string, fields?: LogFields): void;
   error(message: string, fields?: LogFields): void;
-}
-
-/**
- * A {@link RunLogger} that writes through Nest's `Logger` with the run's bindings on every line.
- * An object message keeps the fields structured under nestjs-pino (pino merges it into the line).
- */
-export function createProcessRunLogger(context: string, bindings: LogFields): RunLogger {
-  const logger = new Logger(context);
-  const line = (msg: string, fields?: LogFields) => ({ msg, ...bindings, ...fields });
-  return {
-    debug: (msg, fields) => logger.debug(line(msg, fields)),
-    info: (msg, fields) => logger.log(line(msg, fields)),
-    warn: (msg, fields) => logger.warn(line(msg, fields)),
-    error: (msg, fields) => logger.error(line(msg, fields)),
-  };
+  /**
+   * A `Writable` that logs each line written to it, e.g. `child.stdout.pipe(logger.stream())`.
+   * Bound to the run current when it is created.
+   */
+  stream(options?: LogStreamOptions): Writable;
+  /** Hides these values (e.g. secrets from a step's env) in every later line of the run. */
+  mask(...values: string[]): void;
 }

@@ -2,6 +2,8 @@ import { Inject, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { HttpModule } from '@nestjs/axios';
 import { DiscoveryModule } from '@nestjs/core';
 import { ConveyorClient } from '../client/conveyor.client';
+import { DriverLogger } from '../logger/driver-logger';
+import { LogShipper } from '../logger/log-shipper';
 import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
@@ -23,9 +25,11 @@ import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options
     },
     ConveyorStrategy,
     ConveyorClient,
+    LogShipper,
+    DriverLogger,
     ReconcileExplorer,
   ],
-  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient],
+  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient, DriverLogger, LogShipper],
 })
 export class ConveyorModule extends ConfigurableConveyorModule implements OnApplicationBootstrap {
   constructor(

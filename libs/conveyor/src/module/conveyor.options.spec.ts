@@ -21,6 +21,15 @@ describe('resolveConveyorConfig', () => {
       incompatibleConsumer: 'warn',
       consumerFilters: 'merge',
       staleEventGuard: false,
+      logs: {
+        conveyor: true,
+        timestampFormat: 'rfc3339',
+        legacySubject: false,
+        maxLineBytes: 32 * 1024,
+        oversize: 'split',
+        maxBufferLines: 20_000,
+        flushTimeoutMs: 5000,
+      },
       explicit: new Set(['driverName']),
     });
     // Exponential from 1 s, doubling, capped at 60 s, ±20 % jitter.
@@ -154,6 +163,43 @@ describe('resolveConveyorConfig', () => {
       'option "ackWaitMs" from env CONVEYOR_ACK_WAIT_MS="10": must be a whole number >= 1000',
     ]);
     expect(error!.message).toMatch(/^Invalid Conveyor configuration:\n {2}- option "driverName"/);
+  });
+
+  it('reads the log and Loki settings from options and env, and checks them', () => {
+    const config = resolveConveyorConfig(
+      { driverName: 'd', loki: { batchBytes: 2048 } },
+      {
+        LOKI_URL: 'http://loki:3100/',
+        LOKI_TENANT: 'team-a',
+        LOKI_LEGACY_LABELS: 'true',
+        CONVEYOR_LOG_TIMESTAMP: 'unix',
+        CONVEYOR_LOG_LEGACY_SUBJECT: '1',
+        CONVEYOR_LOG_MAX_LINE_BYTES: '1000',
+      },
+    );
+    expect(config.loki).toEqual({
+      url: 'http://loki:3100',
+      tenant: 'team-a',
+      legacyLabels: true,
+      batchBytes: 2048,
+      batchIntervalMs: 1000,
+      timeoutMs: 10_000,
+    });
+    expect(config.logs).toMatchObject({ timestampFormat: 'unix', legacySubject: true, maxLineBytes: 1000 });
+    expect(resolveConveyorConfig({ driverName: 'd' }, {}).loki).toBeUndefined();
+    expect(() =>
+      resolveConveyorConfig(
+        { driverName: 'd', logs: { maxLineBytes: 10, oversize: 'drop' as never } },
+        { LOKI_URL: 'loki:3100', CONVEYOR_LOG_TIMESTAMP: 'iso' },
+      ),
+    ).toThrow(
+      new ConveyorConfigError([
+        'option "logs.timestampFormat" (env CONVEYOR_LOG_TIMESTAMP): must be "rfc3339" or "unix"',
+        'option "logs.oversize": must be "split" or "truncate"',
+        'option "logs.maxLineBytes": must be a whole number >= 64',
+        'option "loki.url" (env LOKI_URL): "loki:3100" must be an http(s) URL such as http://loki:3100',
+      ]),
+    );
   });
 
   it.each(['a.b', 'a b', '*', 'x>y', 'a/b', ''])(

@@ -2,6 +2,14 @@ import { existsSync } from 'node:fs';
 import { isPublishSubject, isSubjectToken } from '../protocol';
 import type { DeadLetterRecord } from '../settlement/dead-letter';
 import { backoffDelay } from '../transport/backoff';
+import {
+  ConveyorLogOptions,
+  ConveyorLokiOptions,
+  LogConfig,
+  LokiConfig,
+  parseFlag,
+  resolveLogConfig,
+} from './log.options';
 
 /**
  * `afterResult` (default): ack only after the result's PubAck: at-least-once, nothing lost on a crash.
@@ -84,6 +92,10 @@ export interface ConveyorModuleOptions {
   incompatibleConsumer?: IncompatibleConsumerPolicy;
   /** mTLS files. Env `CONVEYOR_TLS_CERT`, `CONVEYOR_TLS_KEY`, `CONVEYOR_TLS_CA`. Default off. */
   tls?: ConveyorTlsOptions;
+  /** The DriverLogger's Conveyor, legacy and process sinks: timestamps, line limits, masking. */
+  logs?: ConveyorLogOptions;
+  /** The Grafana Loki sink, on when `url` (env `LOKI_URL`) is set. */
+  loki?: ConveyorLokiOptions;
 }
 
 /** Options after env fallbacks, defaults and validation. */
@@ -106,6 +118,8 @@ export interface ConveyorConfig {
   consumerFilters: ConsumerFilterPolicy;
   staleEventGuard: boolean;
   tls?: ConveyorTlsOptions;
+  logs: LogConfig;
+  loki?: LokiConfig;
   /** Options given in code or env rather than defaulted: only these may change an existing consumer. */
   explicit: ReadonlySet<keyof ConveyorModuleOptions>;
 }
@@ -140,11 +154,8 @@ const oneOf =
       : { error: `must be one of ${allowed.map((a) => `"${a}"`).join(', ')}` };
 
 const bool: Parse<boolean> = (input) => {
-  if (typeof input === 'boolean') return { value: input };
-  const text = typeof input === 'string' ? input.trim().toLowerCase() : '';
-  if (['true', '1', 'yes', 'on'].includes(text)) return { value: true };
-  if (['false', '0', 'no', 'off'].includes(text)) return { value: false };
-  return { error: 'must be true or false' };
+  const value = parseFlag(input);
+  return value === undefined ? { error: 'must be true or false' } : { value };
 };
 
 const httpUrl: Parse<string> = (input) => {
@@ -197,7 +208,9 @@ const publishSubject: Parse<string | undefined> = (input) =>
     ? { value: input }
     : { error: 'must be a NATS subject of dot-separated tokens without wildcards or whitespace' };
 
-type TableKey = Exclude<keyof ConveyorConfig, 'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter'>;
+/** Options resolved outside the scalar table (objects, functions). */
+type StructuredKey = 'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter' | 'logs' | 'loki';
+type TableKey = Exclude<keyof ConveyorConfig, StructuredKey>;
 
 const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   driverName: { env: 'CONVEYOR_DRIVER_NAME', parse: subjectToken, fallback: () => undefined },
@@ -274,12 +287,14 @@ export function resolveConveyorConfig(
   }
   const tls = resolveTls(options.tls, env, problems);
   const retryDelayMs = resolveBackoff(options.backoff, env, problems);
+  const logging = resolveLogConfig(options.logs, options.loki, env, problems);
   if (options.onDeadLetter !== undefined && typeof options.onDeadLetter !== 'function')
     problems.push('option "onDeadLetter": must be a function (record) => void | Promise<void>');
   if (problems.length > 0) throw new ConveyorConfigError(problems);
   return {
-    ...(resolved as Omit<ConveyorConfig, 'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter'>),
+    ...(resolved as Omit<ConveyorConfig, StructuredKey>),
     retryDelayMs,
+    ...logging,
     ...(options.onDeadLetter ? { onDeadLetter: options.onDeadLetter } : {}),
     ...(tls ? { tls } : {}),
     explicit,

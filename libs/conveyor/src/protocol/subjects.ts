@@ -82,6 +82,14 @@ export function liveLogSubject(runId: string, driver: string): string {
   return `live.logs.${assertSubjectToken('run id', runId)}.${assertSubjectToken('driver name', driver)}`;
 }
 
+/**
+ * `driver:{driver}:logs:{runId}`: the seed's live log subject (core NATS, Conveyor <= 0.4, contract
+ * §9.3). A single token: `:` is not a NATS separator.
+ */
+export function legacyLiveLogSubject(driver: string, runId: string): string {
+  return `driver:${assertSubjectToken('driver name', driver)}:logs:${assertSubjectToken('run id', runId)}`;
+}
+
 /** How a message reached the driver, read back from its subject. */
 export type MessageRoute =
   { kind: 'resource'; resource: string } | { kind: 'pipeline-step'; driver: string; resource: string };

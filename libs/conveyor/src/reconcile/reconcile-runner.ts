@@ -1,6 +1,6 @@
 import type { MessageHandler } from '@nestjs/microservices';
 import { isObservable, lastValueFrom } from 'rxjs';
-import { createProcessRunLogger } from '../logger/run-logger';
+import type { RunLogger } from '../logger/run-logger';
 import type { DecodedMessage, MessageRoute } from '../protocol';
 import type { ReconcileOutcome } from '../settlement/settlement.policy';
 import { ReconcileContext, retryRequestedBy, thrownBy } from './reconcile-context';
@@ -18,9 +18,9 @@ export function createReconcileContext(
   decoded: DecodedMessage,
   route: MessageRoute,
   envelope: MessageEnvelope,
-  run: { driverName: string; maxAttempts: number; signal: AbortSignal },
+  run: { driverName: string; maxAttempts: number; signal: AbortSignal; logger: RunLogger },
 ): ReconcileContext {
-  const { message, resource: original, payload } = decoded;
+  const { message, payload } = decoded;
   return new ReconcileContext({
     event: message.event,
     runId: message.run_id,
@@ -35,12 +35,7 @@ export function createReconcileContext(
     // A private copy: the result must carry the resource as received, whatever the handler mutates.
     resource: JSON.parse(payload),
     signal: run.signal,
-    logger: createProcessRunLogger(run.driverName, {
-      run_id: message.run_id,
-      event: message.event,
-      resource: original.name,
-      resource_type: route.resource,
-    }),
+    logger: run.logger,
   });
 }
 

@@ -9,6 +9,7 @@ import {
 import { CustomTransportStrategy, MessageHandler, Server } from '@nestjs/microservices';
 import { ConsumerInfo, ConsumerMessages, JetStreamManager, NatsConnection } from 'nats';
 import { ConveyorClient } from '../client/conveyor.client';
+import { LogShipper } from '../logger/log-shipper';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { MESSAGES_STREAM } from '../protocol';
@@ -77,6 +78,7 @@ export class ConveyorStrategy
   constructor(
     @Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig,
     @Inject(ConveyorClient) private readonly client: ConveyorClient,
+    @Inject(LogShipper) private readonly logs: LogShipper,
   ) {
     super();
     this.gate = new ConcurrencyGate(config.concurrency);
@@ -194,6 +196,8 @@ export class ConveyorStrategy
   async onApplicationShutdown(): Promise<void> {
     await this.drainRuns();
     this.closing ??= (async () => {
+      // Sinks flush over this connection: close them first.
+      await this.logs.close();
       if (this.nc && !this.nc.isClosed()) {
         // drain() cannot flush while disconnected and would leave the reconnect loop running.
         await (this.connected ? this.nc.drain() : Promise.reject(new Error('not connected'))).catch(
@@ -263,6 +267,7 @@ export class ConveyorStrategy
     }
     this.nc = nc;
     this.connected = true;
+    this.logs.attach(nc);
     void this.watchConnection(nc);
 
     this.setState('binding');
@@ -283,6 +288,7 @@ export class ConveyorStrategy
       js: nc.jetstream(),
       registry: this.registry,
       logger: this.log,
+      logs: this.logs,
       heartbeatMs: heartbeatIntervalMs(this.consumer),
       maxDeliver,
       around: (ctx, invoke) => this.withProcessingHooks(ctx, invoke),

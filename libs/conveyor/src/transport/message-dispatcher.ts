@@ -1,6 +1,8 @@
 import type { LoggerService } from '@nestjs/common';
 import type { MessageHandler } from '@nestjs/microservices';
 import type { JetStreamClient, JsMsg, NatsConnection } from 'nats';
+import type { LogShipper } from '../logger/log-shipper';
+import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import {
   DecodedMessage,
@@ -40,6 +42,8 @@ export interface DispatcherDeps {
   js: JetStreamClient;
   registry: ReconcileHandlerRegistry<MessageHandler>;
   logger: LoggerService;
+  /** The DriverLogger's sinks: a run's lines are flushed before its result. */
+  logs: LogShipper;
   heartbeatMs: number;
   /** The consumer's `max_deliver` (-1 or 0: unlimited): the server stops redelivering past it. */
   maxDeliver: number;
@@ -163,7 +167,24 @@ export class MessageDispatcher {
           : undefined;
       return this.settle(t, this.decide({ kind: 'undecodable', reason, runId, resource }, t), target, runId);
     }
-    const runId = decoded.message.run_id;
+    const { message, resource } = decoded;
+    const binding = createRunBinding({
+      runId: message.run_id,
+      driver: this.deps.config.driverName,
+      pipeline: resource.pipeline ?? '',
+      event: message.event,
+      messageId: message.id,
+      resource: resource.name,
+      resourceType: resource.resource,
+    });
+    // The whole dispatch runs in the run's scope, so an injected DriverLogger finds it anywhere.
+    await runScope.run(binding, () => this.route(t, decoded, binding));
+    binding.resultSent = true;
+  }
+
+  private async route(t: Tracked, decoded: DecodedMessage, binding: RunBinding): Promise<void> {
+    const { msg } = t;
+    const runId = binding.runId;
     const routing = this.deps.registry.route(msg.subject, decoded.message.event);
     if (routing.kind === 'settle') return this.settle(t, this.decide(routing.outcome, t), undefined, runId);
     const gate = this.gateFor(routing.meta);
@@ -173,7 +194,7 @@ export class MessageDispatcher {
     try {
       const stale = await this.deps.checkStale?.(decoded, routing.route);
       if (stale) return await this.settle(t, this.decide(stale, t), undefined, runId);
-      await this.run(t, decoded, routing.route, routing.meta, routing.handler);
+      await this.run(t, decoded, routing.route, routing.meta, routing.handler, binding);
     } finally {
       gate?.release();
     }
@@ -196,6 +217,7 @@ export class MessageDispatcher {
     route: MessageRoute,
     meta: ReconcileHandlerMeta,
     handler: MessageHandler,
+    binding: RunBinding,
   ): Promise<void> {
     const { config, logger } = this.deps;
     const { msg } = t;
@@ -206,7 +228,12 @@ export class MessageDispatcher {
       decoded,
       route,
       { subject: msg.subject, deliveryCount: msg.info.redeliveryCount, streamSequence: msg.seq },
-      { driverName: config.driverName, maxAttempts, signal: abort.signal },
+      {
+        driverName: config.driverName,
+        maxAttempts,
+        signal: abort.signal,
+        logger: this.deps.logs.loggerFor(binding),
+      },
     );
     const alreadyAcked = config.ackMode === 'onReceive';
     if (alreadyAcked) {
@@ -236,6 +263,7 @@ export class MessageDispatcher {
       msgId: `${runId}:${config.driverName}:${decoded.message.id}`,
     };
     await this.settle(t, settlement, target, runId);
+    binding.resultSent = true; // an overdue handler's lines from here on are late
     if (timedOutAfterMs !== undefined) await this.awaitOverdue(t, report.settled, runId, timedOutAfterMs);
   }
 
@@ -303,6 +331,8 @@ export class MessageDispatcher {
       }
     }
     if (settlement.result && target) {
+      // The run's lines first: a UI that sees the result finds the whole log (heartbeats continue).
+      await this.deps.logs.flushRun(target.runId);
       const bytes = encodeWire(
         toPipelineEvent(target.runId, target.resource, settlement.result, config.driverName),
       );

@@ -1,0 +1,47 @@
+import { Injectable } from '@nestjs/common';
+import type { Writable } from 'node:stream';
+import { LogShipper, LogStats } from './log-shipper';
+import type { LogFields, LogStreamOptions, RunLogger } from './run-logger';
+import { runScope } from './run-scope';
+
+/**
+ * The driver's logger, injectable anywhere. Inside a reconcile (found through AsyncLocalStorage, so
+ * also in services the handler calls) lines go to the run's sinks: the Conveyor log subjects, Grafana
+ * Loki when configured, the legacy subject when enabled, and the process log. Outside a run they go
+ * to the process log only.
+ */
+@Injectable()
+export class DriverLogger implements RunLogger {
+  constructor(private readonly shipper: LogShipper) {}
+
+  debug(message: string, fields?: LogFields): void {
+    this.shipper.write(runScope.getStore(), 'debug', message, fields);
+  }
+
+  info(message: string, fields?: LogFields): void {
+    this.shipper.write(runScope.getStore(), 'info', message, fields);
+  }
+
+  warn(message: string, fields?: LogFields): void {
+    this.shipper.write(runScope.getStore(), 'warn', message, fields);
+  }
+
+  error(message: string, fields?: LogFields): void {
+    this.shipper.write(runScope.getStore(), 'error', message, fields);
+  }
+
+  /** A line-splitting `Writable` bound to the current run (captured now, not per write). */
+  stream(options?: LogStreamOptions): Writable {
+    return this.shipper.loggerFor(runScope.getStore()).stream(options);
+  }
+
+  /** Hides these values in every later line of the current run. */
+  mask(...values: string[]): void {
+    this.shipper.loggerFor(runScope.getStore()).mask(...values);
+  }
+
+  /** Lines shipped, late, split, and sent or dropped per sink (by reason). */
+  get stats(): LogStats {
+    return this.shipper.stats;
+  }
+}

@@ -1,0 +1,36 @@
+/** Replaces every secret (longest first, so one inside another is still hidden) with `***`. */
+export function maskSecrets(line: string, secrets: Iterable<string>): string {
+  let out = line;
+  for (const secret of [...secrets].filter((s) => s.length > 0).sort((a, b) => b.length - a.length)) {
+    out = out.split(secret).join('***');
+  }
+  return out;
+}
+
+/** The largest offset <= `at` that does not fall inside a UTF-8 character (continuation bytes are 10xxxxxx). */
+function boundary(bytes: Buffer, at: number): number {
+  let end = Math.min(at, bytes.length);
+  while (end < bytes.length && end > 0 && (bytes[end] & 0xc0) === 0x80) end -= 1;
+  return end;
+}
+
+/**
+ * Cuts `line` into pieces of at most `maxBytes` UTF-8 bytes, never inside a character. With
+ * `truncate`, keeps only the start and says how many bytes were cut.
+ */
+export function limitLine(line: string, maxBytes: number, mode: 'split' | 'truncate'): string[] {
+  const bytes = Buffer.from(line, 'utf8');
+  if (bytes.length <= maxBytes) return [line];
+  if (mode === 'truncate') {
+    const note = (cut: number) => ` …[truncated ${cut} bytes]`;
+    const end = boundary(bytes, maxBytes - Buffer.byteLength(note(bytes.length)));
+    return [bytes.subarray(0, end).toString('utf8') + note(bytes.length - end)];
+  }
+  const pieces: string[] = [];
+  for (let start = 0; start < bytes.length;) {
+    const end = boundary(bytes, start + maxBytes);
+    pieces.push(bytes.subarray(start, end).toString('utf8'));
+    start = end;
+  }
+  return pieces;
+}

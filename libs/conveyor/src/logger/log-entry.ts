@@ -1,0 +1,43 @@
+import type { LogFields } from './run-logger';
+import type { RunBinding } from './run-scope';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** One line of a run, stamped and limited once, handed to every sink. */
+export interface LogEntry {
+  binding: RunBinding;
+  level: LogLevel;
+  /** Masked and within `maxLineBytes`. */
+  message: string;
+  fields?: LogFields;
+  /** Strictly increasing per run; the same instant for every sink. */
+  tsNs: bigint;
+  /** The run's line sequence (1-based). */
+  seq: number;
+  /** Logged after the run's result was published. */
+  late: boolean;
+}
+
+/** Why a sink dropped lines. */
+export type DropReason = 'overflow' | 'rejected' | 'retries_exhausted' | 'shutdown';
+
+/** What a sink did with the lines it was given. */
+export interface SinkStats {
+  sent: number;
+  dropped: Record<DropReason, number>;
+}
+
+export function emptySinkStats(): SinkStats {
+  return { sent: 0, dropped: { overflow: 0, rejected: 0, retries_exhausted: 0, shutdown: 0 } };
+}
+
+/** A destination of run log lines. `write` never throws and never waits. */
+export interface LogSink {
+  readonly name: string;
+  write(entry: LogEntry): void;
+  /** Resolves once every line of `runId` given so far is stored, or at the deadline. */
+  flushRun?(runId: string, timeoutMs: number): Promise<void>;
+  /** Sends what is buffered, up to `timeoutMs`; what is left is dropped as `shutdown`. */
+  close(timeoutMs: number): Promise<void>;
+  readonly stats: SinkStats;
+}

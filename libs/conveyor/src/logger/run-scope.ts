@@ -1,0 +1,53 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/** The run a log line belongs to, and the per-run state its lines need. */
+export interface RunBinding {
+  runId: string;
+  driver: string;
+  /** The resource's `pipeline` ('' for a direct resource event, as Go leaves it). */
+  pipeline: string;
+  event: string;
+  messageId: string;
+  resource: string;
+  resourceType: string;
+  /** Set once the run's result is published: later lines still ship, counted as late. */
+  resultSent: boolean;
+  /** Values masked in every line of this run (`logger.mask(...)`). */
+  secrets: Set<string>;
+  /** Last timestamp used, in ns: the next one is strictly greater. */
+  lastNs: bigint;
+  /** Sequence of the run's lines, for `Nats-Msg-Id` de-duplication. */
+  seq: number;
+}
+
+/** Entered around the whole dispatch of a message, so an injected DriverLogger finds its run. */
+export const runScope = new AsyncLocalStorage<RunBinding>();
+
+export function createRunBinding(
+  fields: Omit<RunBinding, 'resultSent' | 'secrets' | 'lastNs' | 'seq'>,
+): RunBinding {
+  return { ...fields, resultSent: false, secrets: new Set(), lastNs: 0n, seq: 0 };
+}
+
+/**
+ * The next timestamp of a run in ns: the wall clock at µs resolution, bumped by 1 ns when equal to
+ * the previous one. The server replays logs in key order `pipeline|driver|runid|timestamp|uuid`, and
+ * Loki drops an entry equal in (timestamp, line) to the previous one: equal stamps would reorder or
+ * lose lines.
+ */
+export function nextTimestampNs(binding: RunBinding): bigint {
+  const now = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+  binding.lastNs = now > binding.lastNs ? now : binding.lastNs + 1n;
+  return binding.lastNs;
+}
+
+/** RFC 3339 in UTC with 9 fraction digits, e.g. `2026-11-23T14:05:06.123456789Z`. */
+export function formatRfc3339Nano(ns: bigint): string {
+  const iso = new Date(Number(ns / 1_000_000n)).toISOString();
+  return `${iso.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+}
+
+/** Go runtime's format: unix seconds as a decimal string. */
+export function formatUnixSeconds(ns: bigint): string {
+  return (ns / 1_000_000_000n).toString();
+}

@@ -1,0 +1,152 @@
+import type { LoggerService } from '@nestjs/common';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import type { LokiConfig } from '../../module/log.options';
+import { backoffDelay, sleep } from '../../transport/backoff';
+import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
+
+const gzipAsync = promisify(gzip);
+/** Attempts per batch on 429/5xx/network errors before it is dropped (Promtail's default). */
+const MAX_ATTEMPTS = 10;
+
+interface Buffered {
+  labels: Record<string, string>;
+  key: string;
+  value: [string, string] | [string, string, Record<string, string>];
+  bytes: number;
+}
+
+/**
+ * Grafana Loki sink: batches by size and age, gzip JSON to `POST /loki/api/v1/push`, retries 429, 5xx
+ * and network errors with backoff keeping each line's original timestamp (so a retried batch is
+ * de-duplicated by Loki), drops on other 4xx, and bounds its buffer; every drop is counted by reason.
+ *
+ * Written here rather than taken from pino-loki: pino-loki never retries and loses a whole batch on
+ * any error, and it would tie the sink to the process logger's levels and transport thread.
+ */
+export class LokiLogSink implements LogSink {
+  readonly name = 'loki';
+  readonly stats: SinkStats = emptySinkStats();
+  private buffer: Buffered[] = [];
+  private bufferBytes = 0;
+  private timer?: NodeJS.Timeout;
+  private sending?: Promise<void>;
+  private readonly stopping = new AbortController();
+
+  constructor(
+    private readonly config: LokiConfig,
+    /** Lines buffered before new ones are dropped as `overflow`. */
+    private readonly maxBuffered: number,
+    private readonly logger: LoggerService,
+  ) {}
+
+  write(entry: LogEntry): void {
+    if (this.stopping.signal.aborted) return void (this.stats.dropped.shutdown += 1);
+    if (this.buffer.length >= this.maxBuffered) return void (this.stats.dropped.overflow += 1);
+    const { binding } = entry;
+    const labels: Record<string, string> = this.config.legacyLabels
+      ? { driver: binding.driver, event: binding.event, id: binding.messageId, run_id: binding.runId }
+      : { driver: binding.driver, event: binding.event, level: entry.level };
+    const ts = entry.tsNs.toString();
+    // Per-run ids are structured metadata, not labels: each label set is a Loki stream (5,000 max).
+    const value: Buffered['value'] = this.config.legacyLabels
+      ? [ts, entry.message]
+      : [ts, entry.message, { run_id: binding.runId, message_id: binding.messageId }];
+    const bytes = Buffer.byteLength(entry.message) + 64;
+    this.buffer.push({ labels, key: JSON.stringify(labels), value, bytes });
+    this.bufferBytes += bytes;
+    if (this.bufferBytes >= this.config.batchBytes) this.kick();
+    else this.timer ??= setTimeout(() => this.kick(), this.config.batchIntervalMs);
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    const deadline = setTimeout(() => this.stopping.abort(), timeoutMs);
+    while (!this.stopping.signal.aborted && (this.buffer.length > 0 || this.sending)) {
+      this.kick();
+      await this.sending;
+    }
+    clearTimeout(deadline);
+    this.stopping.abort();
+    clearTimeout(this.timer);
+    this.stats.dropped.shutdown += this.buffer.length;
+    this.buffer = [];
+    this.bufferBytes = 0;
+  }
+
+  /** Sends the next batch unless one is in flight (one at a time keeps each stream in order). */
+  private kick(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.sending || this.buffer.length === 0) return;
+    let size = 0;
+    let count = 0;
+    while (
+      count < this.buffer.length &&
+      (count === 0 || size + this.buffer[count].bytes <= this.config.batchBytes)
+    ) {
+      size += this.buffer[count].bytes;
+      count += 1;
+    }
+    const batch = this.buffer.splice(0, count);
+    this.bufferBytes -= size;
+    this.sending = this.send(batch).finally(() => {
+      this.sending = undefined;
+      if (this.stopping.signal.aborted || this.buffer.length === 0) return;
+      if (this.bufferBytes >= this.config.batchBytes) this.kick();
+      else this.timer ??= setTimeout(() => this.kick(), this.config.batchIntervalMs);
+    });
+  }
+
+  private async send(batch: Buffered[]): Promise<void> {
+    const streams = new Map<string, { stream: Record<string, string>; values: Buffered['value'][] }>();
+    for (const item of batch) {
+      const stream = streams.get(item.key) ?? { stream: item.labels, values: [] };
+      stream.values.push(item.value);
+      streams.set(item.key, stream);
+    }
+    const body = await gzipAsync(JSON.stringify({ streams: [...streams.values()] }));
+    const headers: Record<string, string> = {
+      'Content-Type': 'application/json',
+      'Content-Encoding': 'gzip',
+    };
+    if (this.config.tenant) headers['X-Scope-OrgID'] = this.config.tenant;
+    for (let attempt = 1; ; attempt++) {
+      let failure: string;
+      try {
+        const response = await fetch(`${this.config.url}/loki/api/v1/push`, {
+          method: 'POST',
+          headers,
+          body,
+          signal: AbortSignal.any([AbortSignal.timeout(this.config.timeoutMs), this.stopping.signal]),
+        });
+        if (response.ok) {
+          this.stats.sent += batch.length;
+          return;
+        }
+        const text = (await response.text().catch(() => '')).slice(0, 300);
+        if (response.status !== 429 && response.status < 500) {
+          // Loki will refuse the same body again: retrying would only block the lines behind it.
+          this.stats.dropped.rejected += batch.length;
+          this.logger.warn(`Loki rejected ${batch.length} line(s) with ${response.status}: ${text}`);
+          return;
+        }
+        failure = `${response.status} ${text}`;
+      } catch (err) {
+        failure = (err as Error).message;
+      }
+      if (this.stopping.signal.aborted) {
+        this.stats.dropped.shutdown += batch.length;
+        return;
+      }
+      if (attempt >= MAX_ATTEMPTS) {
+        this.stats.dropped.retries_exhausted += batch.length;
+        this.logger.warn(
+          `Loki push of ${batch.length} line(s) failed ${attempt} times (${failure}): dropped`,
+        );
+        return;
+      }
+      if (attempt === 1) this.logger.warn(`Loki push failed (${failure}); retrying with backoff`);
+      await sleep(backoffDelay(attempt, 500, 30_000), this.stopping.signal);
+    }
+  }
+}

@@ -1,0 +1,464 @@
+import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+
+const gunzipAsync = promisify(gunzip);
+
+/** Loki's default `max_line_size` (reliability doc §5.2). */
+const DEFAULT_MAX_LINE_BYTES = 256 * 1024;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const MAX_INT64 = 2n ** 63n - 1n;
+
+/** One stored log entry, as {@link LokiServer.entries} returns it. */
+export interface LokiEntry {
+  /** The labels of the entry's stream. */
+  labels: Record<string, string>;
+  /** Unix epoch nanoseconds, as the decimal string Loki returns. */
+  ts: string;
+  line: string;
+  /** Structured metadata (the optional third element of a pushed value), when it had any. */
+  metadata?: Record<string, string>;
+}
+
+interface PushedEntry {
+  ts: bigint;
+  line: string;
+  metadata?: Record<string, string>;
+}
+
+interface StoredEntry extends PushedEntry {
+  /** Arrival order across all streams: the tie-break between equal timestamps. */
+  seq: number;
+}
+
+interface Stream<E> {
+  labels: Record<string, string>;
+  entries: E[];
+}
+
+interface RangeQuery {
+  matchers: [string, string][];
+  filters: [string, string][];
+  start?: bigint;
+  end?: bigint;
+  limit: number;
+  forward: boolean;
+}
+
+/** A request that Loki answers with an error status and a plain-text reason. */
+class LokiHttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const bad = (reason: string) => new LokiHttpError(400, reason);
+
+/**
+ * A Grafana Loki stand-in on loopback that speaks the JSON push API and `query_range` (reliability
+ * doc §5), for testing a log shipper without Docker. Pushes are validated as Loki does (400 with a
+ * plain-text reason, which a shipper must not retry), and an entry whose timestamp and line equal
+ * the previous entry of its stream is dropped as an exact duplicate, which is what makes a retried
+ * batch idempotent. Faults: {@link respondWith}, {@link hang}, {@link refuse}.
+ *
+ * Where it differs from Loki: JSON bodies only (protobuf gets 415); a push with one invalid entry
+ * stores nothing, where Loki keeps the valid entries; no rate, age or out-of-order limits; no
+ * `service_name` label or `detected_level` metadata added at ingestion, so compare a real Loki's
+ * result labels as a subset.
+ */
+export class LokiServer {
+  /** Push requests answered with an error status, injected ones included, in order. */
+  readonly rejected: { status: number; reason: string }[] = [];
+  private readonly streams = new Map<string, Stream<StoredEntry>>();
+  private arrivals = 0;
+  private accepted = 0;
+  private received = 0;
+  private fault: { status: number; remaining: number } | undefined;
+  private hanging = false;
+  private port = 0;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly maxLineBytes: number,
+  ) {}
+
+  /** Listens on `127.0.0.1:port` (a free port by default); `maxLineBytes` is Loki's `max_line_size`. */
+  static async start(options: { port?: number; maxLineBytes?: number } = {}): Promise<LokiServer> {
+    const server = createServer();
+    const loki = new LokiServer(server, options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) =>
+      loki.handle(req, res).catch((err: unknown) => {
+        if (res.headersSent) res.destroy();
+        else text(res, 500, err instanceof Error ? err.message : String(err));
+      }),
+    );
+    await loki.listen(options.port ?? 0);
+    return loki;
+  }
+
+  /** The base URL, e.g. `http://127.0.0.1:3100`; it stays the same across {@link refuse}/{@link accept}. */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Push requests answered 204. */
+  get pushes(): number {
+    return this.accepted;
+  }
+
+  /** Push requests received: accepted, rejected and hung ones. */
+  get requests(): number {
+    return this.received;
+  }
+
+  /**
+   * Stored entries of the streams whose labels include every `selector` pair, ordered by timestamp,
+   * then arrival.
+   */
+  entries(selector: Record<string, string> = {}): LokiEntry[] {
+    const pairs = Object.entries(selector);
+    return this.select((labels) => pairs.every(([name, value]) => labels[name] === value)).map(
+      ({ labels, entry }) => ({
+        labels: { ...labels },
+        ts: entry.ts.toString(),
+        line: entry.line,
+        ...(entry.metadata ? { metadata: { ...entry.metadata } } : {}),
+      }),
+    );
+  }
+
+  /** The next `times` push requests answer `status` (e.g. 429 or 500) and store nothing. */
+  respondWith(status: number, times = 1): void {
+    this.fault = { status, remaining: times };
+  }
+
+  /**
+   * While on, push requests are accepted at the TCP level and never answered, like a Loki whose
+   * ingesters stopped responding. Turning it off does not answer the requests already hanging: they
+   * end when their client gives up, or at {@link refuse} or {@link close}.
+   */
+  hang(on = true): void {
+    this.hanging = on;
+  }
+
+  /** Stops listening and drops open connections, as a crashed Loki would: connects fail with ECONNREFUSED. */
+  async refuse(): Promise<void> {
+    if (!this.server.listening) return;
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Listens again on the same port after {@link refuse}. */
+  async accept(): Promise<void> {
+    if (!this.server.listening) await this.listen(this.port);
+  }
+
+  /** Stops the server and ends every connection, hung ones included. */
+  async close(): Promise<void> {
+    await this.refuse();
+  }
+
+  private listen(port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        this.port = (this.server.address() as AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://loki');
+    const route = `${req.method} ${url.pathname}`;
+    if (route === 'POST /loki/api/v1/push') return this.push(req, res);
+    if (route === 'GET /loki/api/v1/query_range') return this.queryRange(url.searchParams, res);
+    if (route === 'GET /ready') return text(res, 200, 'ready');
+    text(res, 404, '404 page not found');
+  }
+
+  private async push(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.received += 1;
+    if (this.hanging) {
+      // Read the body so that Node's request timeout never answers for us; then say nothing.
+      req.resume();
+      return;
+    }
+    const injected = this.takeFault();
+    const body = await readBody(req);
+    try {
+      if (injected !== undefined) throw new LokiHttpError(injected, `injected failure (${injected})`);
+      const streams = parsePush(await decodeJson(req, body), this.maxLineBytes);
+      for (const stream of streams) this.store(stream);
+      this.accepted += 1;
+      res.writeHead(204).end();
+    } catch (err) {
+      if (!(err instanceof LokiHttpError)) throw err;
+      this.rejected.push({ status: err.status, reason: err.message });
+      text(res, err.status, err.message);
+    }
+  }
+
+  private takeFault(): number | undefined {
+    if (!this.fault || this.fault.remaining <= 0) return undefined;
+    this.fault.remaining -= 1;
+    return this.fault.status;
+  }
+
+  private store({ labels, entries }: Stream<PushedEntry>): void {
+    const key = formatLabels(labels);
+    let stream = this.streams.get(key);
+    if (!stream) this.streams.set(key, (stream = { labels, entries: [] }));
+    for (const entry of entries) {
+      const previous = stream.entries.at(-1);
+      // Loki's exact-duplicate rule compares with the previous entry of the stream only.
+      if (previous && previous.ts === entry.ts && previous.line === entry.line) continue;
+      stream.entries.push({ ...entry, seq: this.arrivals++ });
+    }
+  }
+
+  private select(
+    match: (labels: Record<string, string>) => boolean,
+  ): { labels: Record<string, string>; entry: StoredEntry }[] {
+    const found: { labels: Record<string, string>; entry: StoredEntry }[] = [];
+    for (const { labels, entries } of this.streams.values()) {
+      if (match(labels)) for (const entry of entries) found.push({ labels, entry });
+    }
+    return found.sort((a, b) =>
+      a.entry.ts === b.entry.ts ? a.entry.seq - b.entry.seq : a.entry.ts < b.entry.ts ? -1 : 1,
+    );
+  }
+
+  private queryRange(params: URLSearchParams, res: ServerResponse): void {
+    let query: RangeQuery;
+    try {
+      query = parseRangeQuery(params);
+    } catch (err) {
+      if (!(err instanceof LokiHttpError)) throw err;
+      return text(res, err.status, err.message);
+    }
+    const { matchers, filters, start, end, limit, forward } = query;
+    const hits = this.select((labels) => matchers.every(([name, value]) => (labels[name] ?? '') === value))
+      .filter(
+        ({ entry }) => (start === undefined || entry.ts >= start) && (end === undefined || entry.ts < end),
+      )
+      // Without the categorize-labels encoding flag, Loki returns structured metadata as labels, so
+      // entries of one stream with different metadata come back as different result streams.
+      .map(({ labels, entry }) => ({ entry, labels: sortedLabels({ ...entry.metadata, ...labels }) }))
+      .filter(({ labels }) => filters.every(([name, value]) => (labels[name] ?? '') === value));
+    if (!forward) hits.reverse();
+    const result = new Map<string, { stream: Record<string, string>; values: [string, string][] }>();
+    for (const { labels, entry } of hits.slice(0, limit)) {
+      const key = formatLabels(labels);
+      const series = result.get(key) ?? { stream: labels, values: [] };
+      result.set(key, series);
+      series.values.push([entry.ts.toString(), entry.line]);
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json; charset=UTF-8' }).end(
+      JSON.stringify({
+        status: 'success',
+        data: { resultType: 'streams', result: [...result.values()], stats: {} },
+      }),
+    );
+  }
+}
+
+/** Answers as Go's `http.Error` does: plain text with a trailing newline. */
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${body}\n`);
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function decodeJson(req: IncomingMessage, body: Buffer): Promise<unknown> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/json') {
+    throw new LokiHttpError(
+      415,
+      `unsupported Content-Type ${JSON.stringify(type)}: only application/json is served`,
+    );
+  }
+  const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
+  let raw = body;
+  if (encoding === 'gzip') {
+    raw = await gunzipAsync(body).catch((err: Error) => {
+      throw bad(`invalid gzip body: ${err.message}`);
+    });
+  } else if (encoding !== '' && encoding !== 'identity') {
+    throw new LokiHttpError(415, `unsupported Content-Encoding ${JSON.stringify(encoding)}`);
+  }
+  try {
+    return JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw bad(`invalid JSON: ${(err as Error).message}`);
+  }
+}
+
+function parsePush(body: unknown, maxLineBytes: number): Stream<PushedEntry>[] {
+  if (!isRecord(body) || !Array.isArray(body.streams)) throw bad('the body must be {"streams":[...]}');
+  if (body.streams.length === 0) throw bad('the push request has no streams');
+  return body.streams.map((stream: unknown, i: number) => {
+    const where = `streams[${i}]`;
+    if (!isRecord(stream)) throw bad(`${where} must be an object`);
+    const labels = parseLabels(stream.stream, `${where}.stream`);
+    if (!Array.isArray(stream.values) || stream.values.length === 0) {
+      throw bad(`${where}.values: at least one value is required per stream`);
+    }
+    const entries = stream.values.map((value: unknown, j: number) =>
+      parseValue(value, `${where}.values[${j}]`, labels, maxLineBytes),
+    );
+    return { labels, entries };
+  });
+}
+
+function parseLabels(labels: unknown, where: string): Record<string, string> {
+  if (!isRecord(labels) || Object.keys(labels).length === 0) {
+    throw bad(`${where}: at least one label pair is required per stream`);
+  }
+  for (const [name, value] of Object.entries(labels)) {
+    if (!LABEL_NAME.test(name)) throw bad(`${where}: invalid label name ${JSON.stringify(name)}`);
+    if (typeof value !== 'string') throw bad(`${where}: the value of label ${name} must be a string`);
+  }
+  return labels as Record<string, string>;
+}
+
+function parseValue(
+  value: unknown,
+  where: string,
+  labels: Record<string, string>,
+  maxLineBytes: number,
+): PushedEntry {
+  if (!Array.isArray(value) || value.length < 2 || value.length > 3) {
+    throw bad(`${where} must be ["<unix epoch ns>", "<line>"] with optional structured metadata`);
+  }
+  const [ts, line, metadata] = value as unknown[];
+  // A JSON number loses nanosecond precision, which is why Loki insists on a string.
+  if (typeof ts !== 'string' || !/^\d+$/.test(ts) || BigInt(ts) > MAX_INT64) {
+    throw bad(
+      `${where}[0]: the timestamp must be a string of unix epoch nanoseconds, got ${JSON.stringify(ts)}`,
+    );
+  }
+  if (typeof line !== 'string') throw bad(`${where}[1]: the line must be a string`);
+  const size = Buffer.byteLength(line, 'utf8');
+  if (size > maxLineBytes) {
+    throw bad(
+      `line_too_long: Max entry size '${maxLineBytes}' bytes exceeded for stream '${formatLabels(labels)}' ` +
+        `while adding an entry with length '${size}' bytes`,
+    );
+  }
+  if (
+    value.length === 3 &&
+    !(isRecord(metadata) && Object.values(metadata).every((v) => typeof v === 'string'))
+  ) {
+    throw bad(`${where}[2]: structured metadata must be a flat object of string values`);
+  }
+  const hasMetadata = isRecord(metadata) && Object.keys(metadata).length > 0;
+  return { ts: BigInt(ts), line, ...(hasMetadata ? { metadata: metadata as Record<string, string> } : {}) };
+}
+
+function parseRangeQuery(params: URLSearchParams): RangeQuery {
+  const { matchers, filters } = parseLogQuery(params.get('query') ?? '');
+  const rawLimit = params.get('limit') || '100';
+  if (!/^\d+$/.test(rawLimit) || Number(rawLimit) <= 0) {
+    throw bad(`invalid limit ${JSON.stringify(rawLimit)}: limit must be a positive value`);
+  }
+  const start = parseTime(params.get('start'));
+  const end = parseTime(params.get('end'));
+  if (start !== undefined && end !== undefined && end < start) {
+    throw bad('end timestamp must not be before or equal to start time');
+  }
+  const direction = (params.get('direction') || 'backward').toLowerCase();
+  if (direction !== 'forward' && direction !== 'backward') {
+    throw bad(`invalid direction '${params.get('direction')}'`);
+  }
+  return { matchers, filters, start, end, limit: Number(rawLimit), forward: direction === 'forward' };
+}
+
+/** Unix epoch integers only; like Loki, one of 10 digits or fewer means seconds, not nanoseconds. */
+function parseTime(value: string | null): bigint | undefined {
+  if (!value) return undefined;
+  if (!/^\d+$/.test(value)) throw bad(`cannot parse ${JSON.stringify(value)} as a unix epoch timestamp`);
+  return value.length <= 10 ? BigInt(value) * 1_000_000_000n : BigInt(value);
+}
+
+/**
+ * The LogQL subset this server answers: a stream selector of `=` matchers, then any number of
+ * `| name="value"` label filters (which also see structured metadata). Values are double-quoted
+ * with Go/JSON escapes, or back-quoted raw strings.
+ */
+function parseLogQuery(query: string): { matchers: [string, string][]; filters: [string, string][] } {
+  let pos = 0;
+  const error = (what: string) => bad(`parse error at line 1, col ${pos + 1}: ${what}`);
+  const skipSpace = () => {
+    while (/\s/.test(query.charAt(pos))) pos += 1;
+  };
+  const take = (token: string): boolean => {
+    skipSpace();
+    if (!query.startsWith(token, pos)) return false;
+    pos += token.length;
+    return true;
+  };
+  const match = (pattern: RegExp): string | undefined => {
+    skipSpace();
+    const found = pattern.exec(query.slice(pos))?.[0];
+    if (found !== undefined) pos += found.length;
+    return found;
+  };
+  const pair = (): [string, string] => {
+    const name = match(/^[a-zA-Z_][a-zA-Z0-9_]*/);
+    if (name === undefined || !take('=') || query.charAt(pos) === '~') {
+      throw error('only name="value" matchers and label filters are supported');
+    }
+    const literal = match(/^(?:"(?:[^"\\]|\\.)*"|`[^`]*`)/);
+    if (literal === undefined) throw error('expected a quoted string');
+    if (literal.startsWith('`')) return [name, literal.slice(1, -1)];
+    try {
+      return [name, JSON.parse(literal) as string];
+    } catch {
+      throw error(`invalid string ${literal}`);
+    }
+  };
+
+  if (!take('{')) throw error('a log query starts with a stream selector {...}');
+  const matchers: [string, string][] = [];
+  if (!take('}')) {
+    do matchers.push(pair());
+    while (take(','));
+    if (!take('}')) throw error('expected , or }');
+  }
+  const filters: [string, string][] = [];
+  while (take('|')) filters.push(pair());
+  skipSpace();
+  if (pos < query.length) throw error(`unexpected ${JSON.stringify(query.slice(pos))}`);
+  if (!matchers.some(([, value]) => value !== '')) {
+    throw bad(
+      'queries require at least one regexp or equality matcher that does not have an empty-compatible value',
+    );
+  }
+  return { matchers, filters };
+}
+
+/** Loki's label-set notation, `{a="1", b="2"}` with sorted names: the identity of a stream. */
+function formatLabels(labels: Record<string, string>): string {
+  const pairs = Object.entries(sortedLabels(labels)).map(
+    ([name, value]) => `${name}=${JSON.stringify(value)}`,
+  );
+  return `{${pairs.join(', ')}}`;
+}
+
+function sortedLabels(labels: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
