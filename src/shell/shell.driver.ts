@@ -22,6 +22,8 @@ export class ShellDriver {
     @Ctx() ctx: ReconcileContext,
   ): Promise<DriverResult<ShellRunData>> {
     const spec = parsePipelineSpec(resource.spec);
+    // Step env often carries tokens: never let a value reach a log line.
+    ctx.logger.mask(...Object.values(spec.env ?? {}));
     const steps: StepReport[] = [];
     const data = () => ({ steps, exitCodes: steps.map((s) => s.exitCode) });
     ctx.logger.info(`running ${spec.steps.length} step(s) of ${resource.name}`, {
@@ -32,7 +34,10 @@ export class ShellDriver {
       const report = await runStep(step, {
         env: spec.env,
         signal: ctx.signal,
-        onLine: (line, stream) => ctx.logger.info(line, { step: step.name, stream }),
+        output: {
+          stdout: ctx.logger.stream({ fields: { step: step.name, stream: 'stdout' } }),
+          stderr: ctx.logger.stream({ fields: { step: step.name, stream: 'stderr' } }),
+        },
       });
       steps.push(report);
       ctx.logger.info(

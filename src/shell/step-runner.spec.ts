@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForExit } from '@conveyor-ci/testing';
 import { parsePipelineSpec } from './pipeline-spec';
+import { createLineStream } from '../../libs/conveyor/src/logger/line-stream';
 import { describeFailure, runStep } from './step-runner';
+
+/** Collects each stream's lines as `stream:line`. */
+const collect = (lines: string[] = []) => ({
+  stdout: createLineStream((l) => lines.push(`stdout:${l}`)),
+  stderr: createLineStream((l) => lines.push(`stderr:${l}`)),
+});
 
 describe('runStep (real /bin/sh)', () => {
   let dir: string;
@@ -14,7 +21,7 @@ describe('runStep (real /bin/sh)', () => {
     const lines: string[] = [];
     const report = await runStep(
       { name: 's', run: 'echo one; echo two >&2; printf "three"; exit 4' },
-      { env: { X: 'y' }, onLine: (line, stream) => lines.push(`${stream}:${line}`) },
+      { env: { X: 'y' }, output: collect(lines) },
     );
     expect(lines.filter((l) => l.startsWith('stdout'))).toEqual(['stdout:one', 'stdout:three']);
     expect(lines).toContain('stderr:two');
@@ -26,16 +33,16 @@ describe('runStep (real /bin/sh)', () => {
     const lines: string[] = [];
     await runStep(
       { name: 'env', run: 'echo "$GREETING"' },
-      { env: { GREETING: 'hi there' }, onLine: (l) => lines.push(l) },
+      { env: { GREETING: 'hi there' }, output: collect(lines) },
     );
-    expect(lines).toEqual(['hi there']);
+    expect(lines).toEqual(['stdout:hi there']);
   });
 
   it('kills the whole process group on timeout, background grandchildren included', async () => {
     const pidFile = join(dir, 'pid');
     const report = await runStep(
       { name: 't', run: `sleep 60 & echo $! > ${pidFile}; sleep 60`, timeoutSeconds: 0.5 },
-      { onLine: () => undefined, killGraceMs: 200 },
+      { output: collect(), killGraceMs: 200 },
     );
     expect(report.timedOut).toBe(true);
     expect(describeFailure(report)).toMatch(/^timed out after/);
@@ -48,7 +55,7 @@ describe('runStep (real /bin/sh)', () => {
     const pidFile = join(dir, 'pid');
     const report = await runStep(
       { name: 'bg', run: `sleep 60 & echo $! > ${pidFile}; echo done` },
-      { onLine: () => undefined },
+      { output: collect() },
     );
     expect(report.exitCode).toBe(0);
     expect(await waitForExit(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
@@ -59,7 +66,7 @@ describe('runStep (real /bin/sh)', () => {
     setTimeout(() => controller.abort(), 200);
     const report = await runStep(
       { name: 'a', run: 'sleep 30' },
-      { signal: controller.signal, onLine: () => undefined },
+      { signal: controller.signal, output: collect() },
     );
     expect(report).toMatchObject({ aborted: true, exitCode: null, signal: 'SIGTERM' });
     expect(describeFailure(report)).toBe('was aborted');

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import type { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { StepSpec } from './pipeline-spec';
 
 /** How one step ended. */
@@ -17,8 +18,8 @@ export interface StepReport {
 export interface RunStepOptions {
   env?: Record<string, string>;
   signal?: AbortSignal;
-  /** Each output line, without its newline. */
-  onLine: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** Where the step's output goes, e.g. `ctx.logger.stream({ fields: { stream: 'stdout' } })`. Ended with the step. */
+  output: { stdout: Writable; stderr: Writable };
   /** Between SIGTERM and SIGKILL of the process group. */
   killGraceMs?: number;
 }
@@ -63,11 +64,12 @@ export function runStep(step: StepSpec, options: RunStepOptions): Promise<StepRe
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  for (const stream of ['stdout', 'stderr'] as const) {
-    createInterface({ input: child[stream]!, crlfDelay: Infinity }).on('line', (line) =>
-      options.onLine(line, stream),
-    );
-  }
+  child.stdout!.pipe(options.output.stdout);
+  child.stderr!.pipe(options.output.stderr);
+  // The report waits for the sinks to take the last line, so no output follows the result.
+  const drained = Promise.all([finished(options.output.stdout), finished(options.output.stderr)]).catch(
+    () => undefined,
+  );
 
   return new Promise<StepReport>((resolve, reject) => {
     let exit: { code: number | null; signal: NodeJS.Signals | null } = { code: null, signal: null };
@@ -80,10 +82,11 @@ export function runStep(step: StepSpec, options: RunStepOptions): Promise<StepRe
       exit = { code, signal };
       killGroup('SIGKILL'); // leftovers of a finished step
     });
-    child.once('close', () => {
+    child.once('close', async () => {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
       if (!exited) killGroup('SIGKILL');
+      await drained;
       resolve({
         name: step.name,
         exitCode: exit.code,

@@ -1,0 +1,77 @@
+import { limitLine, maskSecrets } from './line-limits';
+import { createLineStream } from './line-stream';
+import { createRunBinding, formatRfc3339Nano, formatUnixSeconds, nextTimestampNs } from './run-scope';
+
+const binding = () =>
+  createRunBinding({
+    runId: 'r',
+    driver: 'd',
+    pipeline: '',
+    event: 'create',
+    messageId: 'm',
+    resource: 'x',
+    resourceType: 'pipeline',
+  });
+
+describe('run timestamps', () => {
+  it('are strictly increasing, so lines logged within one millisecond keep their order', () => {
+    const run = binding();
+    const stamps = Array.from({ length: 5000 }, () => nextTimestampNs(run));
+    for (let i = 1; i < stamps.length; i++) expect(stamps[i] > stamps[i - 1]).toBe(true);
+    // Many lines share a millisecond, and the formatted (server key) order is the log order too.
+    const ms = new Set(stamps.map((ns) => ns / 1_000_000n));
+    expect(ms.size).toBeLessThan(stamps.length);
+    const formatted = stamps.map(formatRfc3339Nano);
+    expect([...formatted].sort()).toEqual(formatted);
+  });
+
+  it('format as RFC 3339 UTC with 9 fraction digits, or as unix seconds', () => {
+    const ns = 1_795_000_000_123_456_789n;
+    expect(formatRfc3339Nano(ns)).toBe('2026-11-18T11:06:40.123456789Z');
+    expect(formatRfc3339Nano(1_795_000_000_000_000_007n)).toBe('2026-11-18T11:06:40.000000007Z');
+    expect(formatUnixSeconds(ns)).toBe('1795000000');
+  });
+});
+
+describe('line limits and masking', () => {
+  it('masks every secret, the longest first', () => {
+    expect(maskSecrets('token=abc123 and abc, abc123abc', ['abc', 'abc123'])).toBe(
+      'token=*** and ***, ******',
+    );
+    expect(maskSecrets('nothing here', ['', 'zzz'])).toBe('nothing here');
+  });
+
+  it('splits an oversize line into pieces within the limit, never inside a character', () => {
+    const line = 'é'.repeat(50) + '🚀'.repeat(30) + 'x'.repeat(70);
+    const pieces = limitLine(line, 64, 'split');
+    expect(pieces.join('')).toBe(line);
+    for (const piece of pieces) {
+      expect(Buffer.byteLength(piece)).toBeLessThanOrEqual(64);
+      expect(piece).not.toContain('\uFFFD');
+    }
+    expect(limitLine('short', 64, 'split')).toEqual(['short']);
+  });
+
+  it('truncates an oversize line within the limit and says how much was cut', () => {
+    const [cut] = limitLine('a'.repeat(200), 64, 'truncate');
+    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(64);
+    expect(cut).toMatch(/^a+ …\[truncated \d+ bytes\]$/);
+    const kept = cut.indexOf(' …');
+    expect(cut).toBe(`${'a'.repeat(kept)} …[truncated ${200 - kept} bytes]`);
+  });
+});
+
+describe('createLineStream', () => {
+  it('splits chunks into lines across boundaries, CRLF and multi-byte characters included', async () => {
+    const lines: string[] = [];
+    const stream = createLineStream((l) => lines.push(l));
+    const bytes = Buffer.from('one\r\ntwo\nthr€e\nlast without newline');
+    // Cut inside the 3-byte € on purpose.
+    const cut = bytes.indexOf(Buffer.from('€')) + 1;
+    stream.write(bytes.subarray(0, 5));
+    stream.write(bytes.subarray(5, cut));
+    stream.write(bytes.subarray(cut));
+    await new Promise<void>((resolve) => stream.end(resolve));
+    expect(lines).toEqual(['one', 'two', 'thr€e', 'last without newline']);
+  });
+});
