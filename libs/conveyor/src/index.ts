@@ -45,6 +45,7 @@ export type { SinkStats, DropReason } from './logger/log-entry';
 export type { ConveyorLogOptions, ConveyorLokiOptions } from './module/log.options';
 export {
   MESSAGES_STREAM,
+  LOGS_ENGINE_STREAM,
   RESULT_SUBJECT,
   InvalidSubjectTokenError,
   isSubjectToken,

@@ -1,0 +1,209 @@
+import { Controller, Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { Ctx, Payload } from '@nestjs/microservices';
+import { DriverLogger, LOGS_ENGINE_STREAM, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
+import { LokiServer, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
+import { uniqueDriverName, useDriverApps } from '../support/driver-app';
+
+const suite = useDriverApps();
+const { start, expectSettled, closeAfterTest } = suite;
+
+/**
+ * Every stored Log of `runId` in `logs-engine`, in stream order. Read by sequence with the stream
+ * API: a consumer on the server's work-queue stream would take the messages away (contract §5.1).
+ */
+async function storedLogs(runId: string): Promise<{ raw: string; log: Record<string, string> }[]> {
+  const { jsm } = suite.env;
+  const { first_seq: first, last_seq: last } = (await jsm.streams.info(LOGS_ENGINE_STREAM)).state;
+  const out: { raw: string; log: Record<string, string> }[] = [];
+  for (let from = first; from <= last; from += 500) {
+    const seqs = Array.from({ length: Math.min(500, last - from + 1) }, (_, i) => from + i);
+    const messages = await Promise.all(
+      seqs.map((seq) => jsm.streams.getMessage(LOGS_ENGINE_STREAM, { seq }).catch(() => undefined)),
+    );
+    for (const m of messages) {
+      if (m?.subject !== `logs.${runId}`) continue;
+      const raw = new TextDecoder().decode(m.data);
+      out.push({ raw, log: JSON.parse(raw) });
+    }
+  }
+  return out;
+}
+
+/** Collects what arrives on a core subject. */
+function listen(subject: string): string[] {
+  const got: string[] = [];
+  const sub = suite.env.nc.subscribe(subject, {
+    callback: (_e, m) => got.push(new TextDecoder().decode(m.data)),
+  });
+  closeAfterTest(async () => sub.unsubscribe());
+  return got;
+}
+
+@Injectable()
+class BuildService {
+  constructor(private readonly logger: DriverLogger) {}
+  /** Logs from a provider: the injected DriverLogger finds the run through AsyncLocalStorage. */
+  compile(lines: number) {
+    for (let i = 0; i < lines; i++) this.logger.info(`line ${i}`);
+  }
+}
+
+@Controller()
+class LoggingDriver {
+  constructor(private readonly build: BuildService) {}
+
+  @Reconcile({ resource: 'logged' })
+  run(
+    @Payload() resource: Resource<{ lines: number; secret?: string; late?: boolean }>,
+    @Ctx() ctx: ReconcileContext,
+  ) {
+    if (resource.spec.secret) ctx.logger.mask(resource.spec.secret);
+    ctx.logger.info(`hello <&> ${resource.spec.secret ?? ''}`.trim());
+    this.build.compile(resource.spec.lines);
+    if (resource.spec.late) setTimeout(() => ctx.logger.warn('after the result'), 100);
+    return { success: true, message: 'logged' };
+  }
+}
+
+async function startLogging(extra: Record<string, unknown> = {}) {
+  const name = uniqueDriverName();
+  const started = await start(name, [LoggingDriver], {
+    providers: [BuildService],
+    options: { driverName: name, servers: suite.env.url, ...extra },
+  });
+  return { name, ...started };
+}
+
+function send(name: string, spec: Record<string, unknown>, runId?: string) {
+  return publishDriverMessage(suite.env.js, {
+    runId,
+    driver: name,
+    resource: makeResource({ name: 'job', resource: 'logged', pipeline: 'build-pipe', spec }),
+  });
+}
+
+describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
+  it('publishes the exact Log JSON to logs.{run} and live.logs.{run}.{driver}, before the result', async () => {
+    const { name } = await startLogging();
+    const live = listen('live.logs.*.*');
+    const sent = await send(name, { lines: 2 });
+    const runId = sent.message.run_id;
+    await suite.env.results.waitForRun(runId);
+    // Flushed before the result: everything is stored the moment the result is out.
+    const stored = await storedLogs(runId);
+    expect(stored.map((s) => s.log.message)).toEqual(['hello <&>', 'line 0', 'line 1']);
+    const [first] = stored;
+    expect(first.raw).toMatch(
+      new RegExp(
+        `^\\{"runid":"${runId}","driver":"${name}","pipeline":"build-pipe","timestamp":"\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{9}Z","message":"hello \\\\u003c\\\\u0026\\\\u003e"\\}$`,
+      ),
+    );
+    await eventually(() => live.length === 3, 'the live lines');
+    expect(live).toEqual(stored.map((s) => s.raw)); // the same bytes on both subjects
+    await expectSettled(name);
+  });
+
+  it('ships 10,000 lines of one run in order, exactly once, to the Conveyor subjects and to Loki', async () => {
+    const loki = await LokiServer.start();
+    closeAfterTest(() => loki.close());
+    const { name, app } = await startLogging({ loki: { url: loki.url, batchIntervalMs: 200 } });
+    const live = listen(`live.logs.*.${name}`);
+    const sent = await send(name, { lines: 10_000 });
+    const runId = sent.message.run_id;
+    await suite.env.results.waitForRun(runId, 60_000);
+    const expected = ['hello <&>', ...Array.from({ length: 10_000 }, (_, i) => `line ${i}`)];
+    const stored = await storedLogs(runId);
+    expect(stored.map((s) => s.log.message)).toEqual(expected);
+    const stamps = stored.map((s) => s.log.timestamp);
+    expect([...stamps].sort()).toEqual(stamps); // the server's key order is the log order
+    expect(new Set(stamps).size).toBe(stamps.length);
+    await eventually(() => live.length === expected.length, 'every live line', 30_000);
+    expect(live.map((l) => JSON.parse(l).message)).toEqual(expected);
+    await eventually(
+      () => loki.entries({ driver: name }).length >= expected.length,
+      'every Loki line',
+      30_000,
+    );
+    const entries = loki.entries({ driver: name });
+    expect(entries.map((e) => e.line)).toEqual(expected);
+    expect(entries[0]).toMatchObject({
+      labels: { driver: name, event: 'create', level: 'info' },
+      metadata: { run_id: runId, message_id: sent.message.id },
+    });
+    const logger = app.get(DriverLogger);
+    expect(logger.stats.sinks.loki).toMatchObject({ sent: expected.length });
+    expect(logger.stats.sinks.conveyor).toMatchObject({ sent: expected.length });
+  });
+
+  it('publishes the result and acks while Loki hangs forever, with every line on the Conveyor subjects', async () => {
+    const loki = await LokiServer.start();
+    closeAfterTest(() => loki.close());
+    loki.hang(true);
+    const { name } = await startLogging({
+      loki: { url: loki.url, batchIntervalMs: 50 },
+      logs: { flushTimeoutMs: 300 },
+    });
+    const sent = await send(name, { lines: 50 });
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
+    expect(result.driverresult.success).toBe(true);
+    await expectSettled(name);
+    expect((await storedLogs(sent.message.run_id)).length).toBe(51);
+    expect(loki.entries({ driver: name })).toEqual([]);
+  });
+
+  it('delivers every line exactly once after Loki answers 429, then 200', async () => {
+    const loki = await LokiServer.start();
+    closeAfterTest(() => loki.close());
+    loki.respondWith(429, 2);
+    const { name, app } = await startLogging({ loki: { url: loki.url, batchIntervalMs: 50 } });
+    const sent = await send(name, { lines: 300 });
+    await suite.env.results.waitForRun(sent.message.run_id);
+    await eventually(() => loki.entries({ driver: name }).length >= 301, 'the retried lines', 20_000);
+    await sleep(300);
+    const lines = loki.entries({ driver: name }).map((e) => e.line);
+    expect(lines).toHaveLength(301);
+    expect(new Set(lines).size).toBe(301);
+    expect(app.get(DriverLogger).stats.sinks.loki).toEqual({
+      sent: 301,
+      dropped: { overflow: 0, rejected: 0, retries_exhausted: 0, shutdown: 0 },
+    });
+  });
+
+  it('counts every line a full buffer drops, and what shutdown could not send: sent + dropped = emitted', async () => {
+    const loki = await LokiServer.start();
+    closeAfterTest(() => loki.close());
+    loki.hang(true);
+    const { name, app } = await startLogging({
+      loki: { url: loki.url, batchIntervalMs: 600_000, batchBytes: 100 * 1024 * 1024, timeoutMs: 200 },
+      logs: { maxBufferLines: 50, flushTimeoutMs: 300 },
+    });
+    const sent = await send(name, { lines: 199 });
+    await suite.env.results.waitForRun(sent.message.run_id);
+    const logger = app.get(DriverLogger);
+    expect(logger.stats.sinks.loki.dropped.overflow).toBe(150);
+    await app.close();
+    expect(logger.stats.sinks.loki).toEqual({
+      sent: 0,
+      dropped: { overflow: 150, rejected: 0, retries_exhausted: 0, shutdown: 50 },
+    });
+    expect(logger.stats.sinks.conveyor.sent).toBe(200);
+  });
+
+  it("masks secrets, publishes the seed's live subject when enabled, and counts late lines", async () => {
+    const { name, app } = await startLogging({ logs: { legacySubject: true } });
+    const runId = randomUUID();
+    // One token (":" is no separator), so it cannot be subscribed by wildcard: the run id is known first.
+    const legacy = listen(`driver:${name}:logs:${runId}`);
+    const live = listen(`live.logs.*.${name}`);
+    const sent = await send(name, { lines: 1, secret: 's3cr3t-token', late: true }, runId);
+    await suite.env.results.waitForRun(sent.message.run_id);
+    await eventually(() => legacy.length === 3 && live.length === 3, 'all lines, the late one included');
+    const [unix, message] = JSON.parse(legacy[0]);
+    expect(unix).toMatch(/^\d{10}$/);
+    expect(message).toBe('hello <&> ***');
+    expect(legacy.map((l) => JSON.parse(l)[1])).toEqual(['hello <&> ***', 'line 0', 'after the result']);
+    expect(live.join('\n')).not.toContain('s3cr3t');
+    expect(app.get(DriverLogger).stats.late).toBe(1);
+  });
+});
