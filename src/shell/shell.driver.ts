@@ -4,6 +4,9 @@ import { DriverResult, Reconcile, ReconcileContext, Resource } from '@conveyor-c
 import { parsePipelineSpec } from './pipeline-spec';
 import { StepReport, describeFailure, runStep } from './step-runner';
 
+/** Env values shorter than this are not masked in step output. */
+const MIN_MASKED_LENGTH = 6;
+
 /** `data` of the driver's results. */
 export interface ShellRunData {
   steps: StepReport[];
@@ -22,8 +25,9 @@ export class ShellDriver {
     @Ctx() ctx: ReconcileContext,
   ): Promise<DriverResult<ShellRunData>> {
     const spec = parsePipelineSpec(resource.spec);
-    // Step env often carries tokens: never let a value reach a log line.
-    ctx.logger.mask(...Object.values(spec.env ?? {}));
+    // Step env often carries tokens: never let one reach a log line. Short values (`1`, `true`) are
+    // left alone: masking them would blank ordinary output, and they are not secrets.
+    ctx.logger.mask(...Object.values(spec.env ?? {}).filter((value) => value.length >= MIN_MASKED_LENGTH));
     const steps: StepReport[] = [];
     const data = () => ({ steps, exitCodes: steps.map((s) => s.exitCode) });
     ctx.logger.info(`running ${spec.steps.length} step(s) of ${resource.name}`, {

@@ -70,6 +70,17 @@ describe('reference shell-runner driver (built, as a child process)', () => {
     await driver.waitForLine((l) => l.json?.msg === 'line 2' && l.json?.step === 'count');
   });
 
+  it('masks the values of its step env in every log line', async () => {
+    const result = await runPipeline('masked', {
+      steps: [{ name: 'leak', run: 'echo "token=$TOKEN"; echo "$TOKEN" >&2' }],
+      env: { TOKEN: 's3cr3t-value' },
+    });
+    expect(result.driverresult.success).toBe(true);
+    await driver.waitForLine((l) => l.json?.msg === 'token=***' && l.json?.step === 'leak');
+    await driver.waitForLine((l) => l.json?.msg === '***' && l.json?.stream === 'stderr');
+    expect(driver.lines.filter((l) => l.raw.includes('s3cr3t-value'))).toEqual([]);
+  });
+
   it('stops at the first failing step and does not run later steps', async () => {
     const marker = join(dir, 'should-not-exist');
     const result = await runPipeline('fails', {
@@ -105,6 +116,6 @@ describe('reference shell-runner driver (built, as a child process)', () => {
       message: 'invalid pipeline spec: "steps" must be a non-empty array',
     });
     expect(await waitForSettled(env.jsm, DRIVER)).toMatchObject({ pending: 0, ackPending: 0 });
-    expect(env.results.results).toHaveLength(4);
+    expect(env.results.results).toHaveLength(5);
   });
 });

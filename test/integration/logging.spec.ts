@@ -1,7 +1,16 @@
 import { Controller, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { Ctx, Payload } from '@nestjs/microservices';
-import { DriverLogger, LOGS_ENGINE_STREAM, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
+import {
+  ConveyorLog,
+  DriverLogger,
+  LOGS_ENGINE_STREAM,
+  Reconcile,
+  ReconcileContext,
+  Resource,
+  queryLokiLogs,
+  subscribeRunLogs,
+} from '@conveyor-ci/nestjs';
 import { LokiServer, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 
@@ -86,9 +95,12 @@ function send(name: string, spec: Record<string, unknown>, runId?: string) {
 describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
   it('publishes the exact Log JSON to logs.{run} and live.logs.{run}.{driver}, before the result', async () => {
     const { name } = await startLogging();
-    const live = listen('live.logs.*.*');
-    const sent = await send(name, { lines: 2 });
-    const runId = sent.message.run_id;
+    const runId = randomUUID();
+    const live: ConveyorLog[] = [];
+    const sub = subscribeRunLogs(suite.env.nc, runId, (log) => live.push(log));
+    closeAfterTest(async () => sub.unsubscribe());
+    const raw = listen(`live.logs.${runId}.${name}`);
+    await send(name, { lines: 2 }, runId);
     await suite.env.results.waitForRun(runId);
     // Flushed before the result: everything is stored the moment the result is out.
     const stored = await storedLogs(runId);
@@ -99,8 +111,9 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
         `^\\{"runid":"${runId}","driver":"${name}","pipeline":"build-pipe","timestamp":"\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{9}Z","message":"hello \\\\u003c\\\\u0026\\\\u003e"\\}$`,
       ),
     );
-    await eventually(() => live.length === 3, 'the live lines');
-    expect(live).toEqual(stored.map((s) => s.raw)); // the same bytes on both subjects
+    await eventually(() => live.length === 3 && raw.length === 3, 'the live lines');
+    expect(raw).toEqual(stored.map((s) => s.raw)); // the same bytes on both subjects
+    expect(live).toEqual(stored.map((s) => s.log));
     await expectSettled(name);
   });
 
@@ -131,6 +144,9 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
       labels: { driver: name, event: 'create', level: 'info' },
       metadata: { run_id: runId, message_id: sent.message.id },
     });
+    // Read back with query_range, paging past the per-query limit.
+    const readBack = await queryLokiLogs(loki.url, { driver: name, runId, limit: 1000 });
+    expect(readBack.map((l) => l.line)).toEqual(expected);
     const logger = app.get(DriverLogger);
     expect(logger.stats.sinks.loki).toMatchObject({ sent: expected.length });
     expect(logger.stats.sinks.conveyor).toMatchObject({ sent: expected.length });

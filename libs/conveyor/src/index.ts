@@ -40,6 +40,7 @@ export { DuplicateReconcileHandlerError } from './reconcile/reconcile-handler.re
 export { CONVEYOR_TRANSPORT } from './reconcile/reconcile.constants';
 export type { RunLogger, LogFields, LogStreamOptions } from './logger/run-logger';
 export { DriverLogger } from './logger/driver-logger';
+export { queryLokiLogs, subscribeRunLogs, type LokiLogLine, type LokiQuery } from './logger/log-reader';
 export type { LogStats } from './logger/log-shipper';
 export type { SinkStats, DropReason } from './logger/log-entry';
 export type { ConveyorLogOptions, ConveyorLokiOptions } from './module/log.options';

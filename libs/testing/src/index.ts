@@ -28,3 +28,4 @@ export {
 export { NatsFaultProxy, type ProxiedMessage } from './nats-fault-proxy';
 export { ConveyorApiServer } from './conveyor-api.server';
 export { eventually, sleep } from './eventually';
+export { LokiServer, type LokiEntry } from './loki.server';

@@ -37,6 +37,11 @@ interface Stream<E> {
   entries: E[];
 }
 
+interface StoredStream extends Stream<StoredEntry> {
+  /** `<ts> <line>` of every entry, to spot exact duplicates. */
+  seen: Set<string>;
+}
+
 interface RangeQuery {
   matchers: [string, string][];
   filters: [string, string][];
@@ -61,8 +66,8 @@ const bad = (reason: string) => new LokiHttpError(400, reason);
 /**
  * A Grafana Loki stand-in on loopback that speaks the JSON push API and `query_range` (reliability
  * doc §5), for testing a log shipper without Docker. Pushes are validated as Loki does (400 with a
- * plain-text reason, which a shipper must not retry), and an entry whose timestamp and line equal
- * the previous entry of its stream is dropped as an exact duplicate, which is what makes a retried
+ * plain-text reason, which a shipper must not retry), and an entry with the same timestamp and line
+ * as one already in its stream is dropped as an exact duplicate, which is what makes a retried
  * batch idempotent. Faults: {@link respondWith}, {@link hang}, {@link refuse}.
  *
  * Where it differs from Loki: JSON bodies only (protobuf gets 415); a push with one invalid entry
@@ -73,7 +78,7 @@ const bad = (reason: string) => new LokiHttpError(400, reason);
 export class LokiServer {
   /** Push requests answered with an error status, injected ones included, in order. */
   readonly rejected: { status: number; reason: string }[] = [];
-  private readonly streams = new Map<string, Stream<StoredEntry>>();
+  private readonly streams = new Map<string, StoredStream>();
   private arrivals = 0;
   private accepted = 0;
   private received = 0;
@@ -213,11 +218,14 @@ export class LokiServer {
   private store({ labels, entries }: Stream<PushedEntry>): void {
     const key = formatLabels(labels);
     let stream = this.streams.get(key);
-    if (!stream) this.streams.set(key, (stream = { labels, entries: [] }));
+    if (!stream) this.streams.set(key, (stream = { labels, entries: [], seen: new Set() }));
     for (const entry of entries) {
-      const previous = stream.entries.at(-1);
-      // Loki's exact-duplicate rule compares with the previous entry of the stream only.
-      if (previous && previous.ts === entry.ts && previous.line === entry.line) continue;
+      // Loki's ingester drops an entry equal to the previous one of its stream, its unordered head
+      // block one equal to any entry at that timestamp, and queries dedupe the rest: so the same
+      // timestamp and line in the same stream is stored once, whenever it comes.
+      const identity = `${entry.ts} ${entry.line}`;
+      if (stream.seen.has(identity)) continue;
+      stream.seen.add(identity);
       stream.entries.push({ ...entry, seq: this.arrivals++ });
     }
   }
@@ -374,7 +382,7 @@ function parseRangeQuery(params: URLSearchParams): RangeQuery {
   const start = parseTime(params.get('start'));
   const end = parseTime(params.get('end'));
   if (start !== undefined && end !== undefined && end < start) {
-    throw bad('end timestamp must not be before or equal to start time');
+    throw bad('end timestamp must not be before start time');
   }
   const direction = (params.get('direction') || 'backward').toLowerCase();
   if (direction !== 'forward' && direction !== 'backward') {
@@ -393,7 +401,7 @@ function parseTime(value: string | null): bigint | undefined {
 /**
  * The LogQL subset this server answers: a stream selector of `=` matchers, then any number of
  * `| name="value"` label filters (which also see structured metadata). Values are double-quoted
- * with Go/JSON escapes, or back-quoted raw strings.
+ * with JSON escapes, or back-quoted raw strings.
  */
 function parseLogQuery(query: string): { matchers: [string, string][]; filters: [string, string][] } {
   let pos = 0;
