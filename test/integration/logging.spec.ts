@@ -64,12 +64,13 @@ class LoggingDriver {
 
   @Reconcile({ resource: 'logged' })
   run(
-    @Payload() resource: Resource<{ lines: number; secret?: string; late?: boolean }>,
+    @Payload() resource: Resource<{ lines: number; secret?: string; late?: boolean; long?: number }>,
     @Ctx() ctx: ReconcileContext,
   ) {
     if (resource.spec.secret) ctx.logger.mask(resource.spec.secret);
     ctx.logger.info(`hello <&> ${resource.spec.secret ?? ''}`.trim());
     this.build.compile(resource.spec.lines);
+    if (resource.spec.long) ctx.logger.info('x'.repeat(resource.spec.long));
     if (resource.spec.late) setTimeout(() => ctx.logger.warn('after the result'), 100);
     return { success: true, message: 'logged' };
   }
@@ -221,5 +222,38 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     expect(legacy.map((l) => JSON.parse(l)[1])).toEqual(['hello <&> ***', 'line 0', 'after the result']);
     expect(live.join('\n')).not.toContain('s3cr3t');
     expect(app.get(DriverLogger).stats.late).toBe(1);
+  });
+
+  it("uses the seed's Loki labels, drops a batch Loki refuses (400) without retrying, splits and masks lines", async () => {
+    const loki = await LokiServer.start();
+    closeAfterTest(() => loki.close());
+    loki.respondWith(400, 1);
+    const { name, app } = await startLogging({
+      loki: { url: loki.url, legacyLabels: true, batchIntervalMs: 100 },
+      logs: { maxLineBytes: 64, mask: (line: string) => line.replace('<&>', '[html]') },
+    });
+    const logger = app.get(DriverLogger);
+    const first = await send(name, { lines: 0, long: 150 });
+    await suite.env.results.waitForRun(first.message.run_id);
+    await eventually(() => logger.stats.sinks.loki.dropped.rejected === 4, 'the refused batch');
+    const second = await send(name, { lines: 0, long: 150 });
+    await suite.env.results.waitForRun(second.message.run_id);
+    await eventually(() => loki.entries({ driver: name }).length === 4, 'the second run in Loki');
+    const entries = loki.entries({ driver: name });
+    expect(entries.map((e) => e.line)).toEqual([
+      'hello [html]',
+      'x'.repeat(64),
+      'x'.repeat(64),
+      'x'.repeat(22),
+    ]);
+    expect(entries[0].labels).toEqual({
+      driver: name,
+      event: 'create',
+      id: second.message.id,
+      run_id: second.message.run_id,
+    });
+    expect(entries[0].metadata).toBeUndefined();
+    expect(logger.stats).toMatchObject({ lines: 8, split: 2, sinks: { loki: { sent: 4 } } });
+    expect(loki.requests).toBe(2); // the refused batch was not sent again
   });
 });
