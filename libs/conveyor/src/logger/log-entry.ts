@@ -16,6 +16,9 @@ export interface LogEntry {
   seq: number;
   /** Logged after the run's result was published. */
   late: boolean;
+  /** The active OpenTelemetry span, when the app traces. */
+  traceId?: string;
+  spanId?: string;
 }
 
 /** Why a sink dropped lines. */

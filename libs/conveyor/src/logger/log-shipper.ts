@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { isSpanContextValid, trace } from '@opentelemetry/api';
 import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
 import type { ConveyorConfig } from '../module/conveyor.options';
@@ -64,12 +65,15 @@ export class LogShipper {
     if (pieces.length > 1) this.counts.split += 1;
     else if (pieces[0] !== masked) this.counts.truncated += 1;
     const late = binding.resultSent;
+    const span = trace.getActiveSpan()?.spanContext();
+    const ids = span && isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : {};
     const runFields = {
       run_id: binding.runId,
       driver: binding.driver,
       event: binding.event,
       resource: binding.resource,
       resource_type: binding.resourceType,
+      ...(ids.traceId ? { trace_id: ids.traceId, span_id: ids.spanId } : {}),
       ...fields,
     };
     for (const piece of pieces) {
@@ -82,6 +86,7 @@ export class LogShipper {
         tsNs: nextTimestampNs(binding),
         seq: binding.seq,
         late,
+        ...ids,
       };
       this.counts.lines += 1;
       if (late) this.counts.late += 1;

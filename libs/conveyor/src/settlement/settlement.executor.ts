@@ -16,6 +16,7 @@ export async function publishResult(
   msgId: string,
   logger: LoggerService,
   signal: AbortSignal,
+  onRetry?: () => void,
 ): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -23,6 +24,7 @@ export async function publishResult(
       return true;
     } catch (err) {
       if (signal.aborted) return false;
+      onRetry?.();
       logger.warn(
         `publishing result ${msgId} failed (attempt ${attempt}): ${(err as Error).message}; retrying`,
       );

@@ -23,6 +23,7 @@ import { backoffDelay, sleep } from './backoff';
 import { ConcurrencyGate } from './concurrency-gate';
 import { bindWithRetry, heartbeatIntervalMs, missingResource, resumePoint } from './consumer-binding';
 import { DispatchStats, MessageDispatcher } from './message-dispatcher';
+import { RunObserver, RunObservers } from './run-events';
 import { connectWithRetry } from './nats-connection';
 
 /** Where the transport is in its life; `consuming` means the consumer is bound and pulled. */
@@ -62,6 +63,7 @@ export class ConveyorStrategy
   private readonly gate: ConcurrencyGate;
   private readonly stopping = new AbortController();
   private readonly listeners = new Map<ConveyorTransportEvent, Set<(arg: string) => void>>();
+  private readonly observers = new RunObservers();
   private nc?: NatsConnection;
   private dispatcher?: MessageDispatcher;
   private batch?: ConsumerMessages;
@@ -111,6 +113,11 @@ export class ConveyorStrategy
   /** What happened to messages so far (by settlement row), runs in flight and runs past their timeout. */
   get stats(): DispatchStats {
     return this.dispatcher?.stats ?? MessageDispatcher.emptyStats();
+  }
+
+  /** Reports runs and settlements to `observer` (metrics, tests). */
+  observe(observer: RunObserver): void {
+    this.observers.add(observer);
   }
 
   /** Resolves once the consumer is bound and pulling. */
@@ -289,6 +296,7 @@ export class ConveyorStrategy
       registry: this.registry,
       logger: this.log,
       logs: this.logs,
+      observers: this.observers,
       heartbeatMs: heartbeatIntervalMs(this.consumer),
       maxDeliver,
       around: (ctx, invoke) => this.withProcessingHooks(ctx, invoke),
@@ -405,6 +413,7 @@ export class ConveyorStrategy
         this.emit('disconnect', String(status.data));
       } else if (status.type === 'reconnect') {
         this.connected = true;
+        this.observers.reconnected();
         this.log.log(`reconnected to NATS ${status.data}`);
         this.emit('reconnect', String(status.data));
       } else if (status.type === 'error') {

@@ -1,5 +1,6 @@
 import type { LoggerService } from '@nestjs/common';
 import type { MessageHandler } from '@nestjs/microservices';
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { JetStreamClient, JsMsg, NatsConnection } from 'nats';
 import type { LogShipper } from '../logger/log-shipper';
 import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
@@ -32,6 +33,10 @@ import {
   decideSettlement,
 } from '../settlement/settlement.policy';
 import { ConcurrencyGate } from './concurrency-gate';
+import type { RunObservers } from './run-events';
+
+/** No-op unless the app registers an OpenTelemetry SDK. */
+const tracer = trace.getTracer('@conveyor-ci/nestjs');
 
 /** A run that ignores its abort signal this long after its timeout gets a second, louder warning. */
 const OVERDUE_WARNING_MS = 5000;
@@ -44,6 +49,7 @@ export interface DispatcherDeps {
   logger: LoggerService;
   /** The DriverLogger's sinks: a run's lines are flushed before its result. */
   logs: LogShipper;
+  observers: RunObservers;
   heartbeatMs: number;
   /** The consumer's `max_deliver` (-1 or 0: unlimited): the server stops redelivering past it. */
   maxDeliver: number;
@@ -165,7 +171,8 @@ export class MessageDispatcher {
         runId && resource
           ? { runId, resource, msgId: `${runId}:${this.deps.config.driverName}:seq${msg.seq}` }
           : undefined;
-      return this.settle(t, this.decide({ kind: 'undecodable', reason, runId, resource }, t), target, runId);
+      await this.settle(t, this.decide({ kind: 'undecodable', reason, runId, resource }, t), target, runId);
+      return;
     }
     const { message, resource } = decoded;
     const binding = createRunBinding({
@@ -186,15 +193,19 @@ export class MessageDispatcher {
     const { msg } = t;
     const runId = binding.runId;
     const routing = this.deps.registry.route(msg.subject, decoded.message.event);
-    if (routing.kind === 'settle') return this.settle(t, this.decide(routing.outcome, t), undefined, runId);
+    if (routing.kind === 'settle') {
+      await this.settle(t, this.decide(routing.outcome, t), undefined, runId);
+      return;
+    }
     const gate = this.gateFor(routing.meta);
     if (gate && !(await gate.take(this.stopping.signal))) {
-      return this.settle(t, this.decide({ kind: 'not-started' }, t), undefined, runId);
+      await this.settle(t, this.decide({ kind: 'not-started' }, t), undefined, runId);
+      return;
     }
     try {
       const stale = await this.deps.checkStale?.(decoded, routing.route);
-      if (stale) return await this.settle(t, this.decide(stale, t), undefined, runId);
-      await this.run(t, decoded, routing.route, routing.meta, routing.handler, binding);
+      if (stale) await this.settle(t, this.decide(stale, t), undefined, runId);
+      else await this.run(t, decoded, routing.route, routing.meta, routing.handler, binding);
     } finally {
       gate?.release();
     }
@@ -211,6 +222,7 @@ export class MessageDispatcher {
     return gate;
   }
 
+  /** One handler run, in an OpenTelemetry span (a no-op without an SDK), reported to the observers. */
   private async run(
     t: Tracked,
     decoded: DecodedMessage,
@@ -219,6 +231,47 @@ export class MessageDispatcher {
     handler: MessageHandler,
     binding: RunBinding,
   ): Promise<void> {
+    const started = Date.now();
+    const deliveryCount = t.msg.info.redeliveryCount;
+    this.deps.observers.runStarted({ resourceType: route.resource, deliveryCount });
+    const attributes = {
+      'conveyor.run_id': binding.runId,
+      'conveyor.driver': binding.driver,
+      'conveyor.resource': binding.resource,
+      'conveyor.resource_type': route.resource,
+      'conveyor.event': binding.event,
+      'conveyor.delivery_count': deliveryCount,
+      'messaging.system': 'nats',
+      'messaging.destination.name': t.msg.subject,
+    };
+    await tracer.startActiveSpan(
+      `reconcile ${route.resource}`,
+      { kind: SpanKind.CONSUMER, attributes },
+      async (span) => {
+        try {
+          const outcome = await this.reconcile(t, decoded, route, meta, handler, binding);
+          span.setAttribute('conveyor.outcome', outcome);
+          if (outcome !== 'succeeded') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+          this.deps.observers.runFinished({
+            resourceType: route.resource,
+            outcome,
+            durationMs: Date.now() - started,
+          });
+        } finally {
+          span.end();
+        }
+      },
+    );
+  }
+
+  private async reconcile(
+    t: Tracked,
+    decoded: DecodedMessage,
+    route: MessageRoute,
+    meta: ReconcileHandlerMeta,
+    handler: MessageHandler,
+    binding: RunBinding,
+  ): Promise<SettlementKind> {
     const { config, logger } = this.deps;
     const { msg } = t;
     const runId = decoded.message.run_id;
@@ -262,9 +315,10 @@ export class MessageDispatcher {
       resource: decoded.resource,
       msgId: `${runId}:${config.driverName}:${decoded.message.id}`,
     };
-    await this.settle(t, settlement, target, runId);
+    const final = await this.settle(t, settlement, target, runId);
     binding.resultSent = true; // an overdue handler's lines from here on are late
     if (timedOutAfterMs !== undefined) await this.awaitOverdue(t, report.settled, runId, timedOutAfterMs);
+    return final;
   }
 
   /** A timed-out handler keeps its slot until it lets go, so the instance never runs more than `concurrency`. */
@@ -288,13 +342,16 @@ export class MessageDispatcher {
     this.deps.logger.log(`run ${runId} let go of its slot ${Date.now() - since} ms after its timeout`);
   }
 
-  /** Dead-letter record, result, then the final verb: the one place a decision is carried out. */
+  /**
+   * Dead-letter record, result, then the final verb: the one place a decision is carried out.
+   * @returns the row the message finally ended in (a failed publish turns an ack into a shutdown nak).
+   */
   private async settle(
     t: Tracked,
     settlement: Settlement,
     target?: ResultTarget,
     runId?: string,
-  ): Promise<void> {
+  ): Promise<SettlementKind> {
     const { config, js, logger } = this.deps;
     const { msg } = t;
     const where = `stream seq ${msg.seq}${runId ? ` (run ${runId})` : ''}, delivery ${msg.info.redeliveryCount}`;
@@ -336,7 +393,8 @@ export class MessageDispatcher {
       const bytes = encodeWire(
         toPipelineEvent(target.runId, target.resource, settlement.result, config.driverName),
       );
-      if (!(await publishResult(js, bytes, target.msgId, logger, t.deadline.signal))) {
+      const retried = () => this.deps.observers.resultPublishRetried();
+      if (!(await publishResult(js, bytes, target.msgId, logger, t.deadline.signal, retried))) {
         settlement = {
           kind: 'shutdown',
           action: 'nak',
@@ -347,9 +405,11 @@ export class MessageDispatcher {
     }
     this.counts[settlement.kind] += 1;
     this.log(settlement, where);
-    if (t.settled) return;
+    this.deps.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
+    if (t.settled) return settlement.kind;
     t.settled = true;
     await applyVerb(msg, settlement, logger);
+    return settlement.kind;
   }
 
   private log(settlement: Settlement, where: string): void {

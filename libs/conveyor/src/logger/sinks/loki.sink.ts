@@ -51,7 +51,15 @@ export class LokiLogSink implements LogSink {
     // Per-run ids are structured metadata, not labels: each label set is a Loki stream (5,000 max).
     const value: Buffered['value'] = this.config.legacyLabels
       ? [ts, entry.message]
-      : [ts, entry.message, { run_id: binding.runId, message_id: binding.messageId }];
+      : [
+          ts,
+          entry.message,
+          {
+            run_id: binding.runId,
+            message_id: binding.messageId,
+            ...(entry.traceId ? { trace_id: entry.traceId, span_id: entry.spanId! } : {}),
+          },
+        ];
     const bytes = Buffer.byteLength(entry.message) + 64;
     this.buffer.push({ labels, key: JSON.stringify(labels), value, bytes });
     this.bufferBytes += bytes;

@@ -1,0 +1,50 @@
+import type { SettlementKind } from '../settlement/settlement.policy';
+
+/** What the transport reports as messages move; metrics subscribe with `strategy.observe()`. */
+export interface RunObserver {
+  /** A handler starts (after its slot and the stale-event check). */
+  runStarted?(e: { resourceType: string; deliveryCount: number }): void;
+  /** A handler's run was settled; `durationMs` from its start to its final verb. */
+  runFinished?(e: { resourceType: string; outcome: SettlementKind; durationMs: number }): void;
+  /** Any message got its final verb (runs included). */
+  messageSettled?(e: { outcome: SettlementKind; action: 'ack' | 'nak' | 'term' }): void;
+  /** Publishing a result failed once and is retried. */
+  resultPublishRetried?(): void;
+  /** The NATS connection came back. */
+  reconnected?(): void;
+}
+
+/** Fans one event out to every observer; an observer that throws never disturbs the transport. */
+export class RunObservers implements Required<RunObserver> {
+  private readonly list: RunObserver[] = [];
+
+  add(observer: RunObserver): void {
+    this.list.push(observer);
+  }
+
+  private emit<K extends keyof RunObserver>(event: K, arg?: unknown): void {
+    for (const observer of this.list) {
+      try {
+        (observer[event] as ((a: unknown) => void) | undefined)?.call(observer, arg);
+      } catch {
+        /* metrics must never break delivery */
+      }
+    }
+  }
+
+  runStarted(e: Parameters<Required<RunObserver>['runStarted']>[0]): void {
+    this.emit('runStarted', e);
+  }
+  runFinished(e: Parameters<Required<RunObserver>['runFinished']>[0]): void {
+    this.emit('runFinished', e);
+  }
+  messageSettled(e: Parameters<Required<RunObserver>['messageSettled']>[0]): void {
+    this.emit('messageSettled', e);
+  }
+  resultPublishRetried(): void {
+    this.emit('resultPublishRetried');
+  }
+  reconnected(): void {
+    this.emit('reconnected');
+  }
+}
