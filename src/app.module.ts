@@ -1,12 +1,14 @@
 import { Module } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
-import { ConveyorModule } from '@conveyor-ci/nestjs';
+import { ConveyorHealthModule, ConveyorMetricsModule, ConveyorModule } from '@conveyor-ci/nestjs';
 import { ShellDriver } from './shell/shell.driver';
 
 @Module({
   imports: [
     LoggerModule.forRoot({ pinoHttp: { level: process.env.LOG_LEVEL ?? 'info', autoLogging: false } }),
     ConveyorModule.forRoot({ driverName: process.env.CONVEYOR_DRIVER_NAME || 'shell-runner' }),
+    ConveyorHealthModule, // /health, /health/live, /health/ready
+    ConveyorMetricsModule.register(), // /metrics
   ],
   controllers: [ShellDriver],
 })

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { load } from 'js-yaml';
+import { load, loadAll } from 'js-yaml';
 
 /**
  * Docker is not available here, so compose.yml, loki.yml and the Dockerfile are checked for wiring
@@ -142,5 +142,31 @@ describe('deployment files', () => {
     expect(cmd).toBeDefined();
     expect((JSON.parse(cmd as string) as string[]).join(' ')).toBe(packageJson.scripts.start);
     expect(packageJson.scripts.start).toBe('node dist/src/main.js');
+  });
+});
+
+describe('deploy/kubernetes/shell-runner.yaml', () => {
+  const docs = loadAll(read('deploy/kubernetes/shell-runner.yaml')) as any[];
+  const deployment = docs.find((d) => d.kind === 'Deployment');
+  const pod = deployment.spec.template;
+  const container = pod.spec.containers[0];
+  const podEnv = Object.fromEntries(
+    container.env.map((e: { name: string; value: string }) => [e.name, e.value]),
+  );
+  const httpPort = container.ports.find((p: { name: string }) => p.name === 'http').containerPort;
+
+  it('probes the endpoints the driver serves, on the port it listens on', () => {
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/health/live', port: 'http' });
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/health/ready', port: 'http' });
+    expect(String(httpPort)).toBe(podEnv.PORT);
+    expect(pod.metadata.annotations).toMatchObject({
+      'prometheus.io/port': String(httpPort),
+      'prometheus.io/path': '/metrics',
+    });
+  });
+
+  it('gives the drain (shutdownTimeoutMs plus the 5 s log flush) time before the kubelet kills the pod', () => {
+    const drainMs = Number(podEnv.CONVEYOR_SHUTDOWN_TIMEOUT_MS) + 5000;
+    expect(pod.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(drainMs);
   });
 });

@@ -14,11 +14,13 @@ export async function startDriverApp(opts: {
   options: ConveyorModuleOptions;
   controllers: Type<unknown>[];
   providers?: ModuleMetadata['providers'];
+  /** More modules next to ConveyorModule (health, metrics…). */
+  imports?: ModuleMetadata['imports'];
   /** Runs before connectConveyor, e.g. to add global enhancers or another microservice. */
   configure?: (app: INestApplication) => void | Promise<void>;
 }): Promise<{ app: INestApplication; strategy: ConveyorStrategy }> {
   @Module({
-    imports: [ConveyorModule.forRoot(opts.options)],
+    imports: [ConveyorModule.forRoot(opts.options), ...(opts.imports ?? [])],
     controllers: opts.controllers,
     providers: opts.providers ?? [],
   })

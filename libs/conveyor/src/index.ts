@@ -3,6 +3,10 @@
  * path for the project's own tests, not through this barrel.
  */
 export { ConveyorModule } from './module/conveyor.module';
+export { ConveyorHealthModule } from './health/conveyor-health.module';
+export { ConveyorMetricsModule, type ConveyorMetricsOptions } from './metrics/conveyor-metrics.module';
+export { CONVEYOR_METRICS_REGISTRY } from './metrics/conveyor-metrics.constants';
+export type { RunObserver } from './transport/run-events';
 export { ConveyorClient } from './client/conveyor.client';
 export { ConveyorApiError } from './client/conveyor-api.error';
 export { CONVEYOR_CONFIG } from './module/conveyor.constants';

@@ -1,0 +1,120 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LogShipper } from '../logger/log-shipper';
+import { ConveyorStrategy } from '../transport/conveyor.strategy';
+import { CONVEYOR_METRICS_REGISTRY } from './conveyor-metrics.constants';
+
+/**
+ * The driver's Prometheus metrics. Labels are bounded (resource type, outcome row, action, sink,
+ * drop reason): never a run id, resource name or raw subject, each of which would be a new series.
+ * Counters fed by events are incremented as they happen; the rest are read from the live objects
+ * when Prometheus scrapes.
+ */
+@Injectable()
+export class ConveyorMetrics {
+  constructor(
+    @Inject(CONVEYOR_METRICS_REGISTRY) registry: Registry,
+    strategy: ConveyorStrategy,
+    logs: LogShipper,
+  ) {
+    const registers = [registry];
+    const counter = (name: string, help: string, labelNames: string[] = []) =>
+      new Counter({ name, help, labelNames, registers });
+    const started = counter('conveyor_runs_started_total', 'Handler runs started, by resource type', [
+      'resource',
+    ]);
+    const redeliveries = counter(
+      'conveyor_redeliveries_total',
+      'Runs started for a message delivered more than once',
+      ['resource'],
+    );
+    const finished = counter(
+      'conveyor_runs_finished_total',
+      'Handler runs finished, by resource type and settlement outcome',
+      ['resource', 'outcome'],
+    );
+    const duration = new Histogram({
+      name: 'conveyor_run_duration_seconds',
+      help: 'Handler run duration, from start to final verb',
+      labelNames: ['resource', 'outcome'],
+      buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+      registers,
+    });
+    const settled = counter(
+      'conveyor_messages_settled_total',
+      'Messages settled, by outcome row and verb (ack, nak, term): naks, terminations, dead letters',
+      ['outcome', 'action'],
+    );
+    const publishRetries = counter(
+      'conveyor_result_publish_retries_total',
+      'Result publishes retried after a failure',
+    );
+    const reconnects = counter('conveyor_nats_reconnects_total', 'Reconnections to NATS');
+    new Gauge({
+      name: 'conveyor_runs_in_flight',
+      help: 'Messages between pull and final verb',
+      registers,
+      collect() {
+        this.set(strategy.stats.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'conveyor_runs_overdue',
+      help: 'Runs past their timeout whose handler still holds its slot',
+      registers,
+      collect() {
+        this.set(strategy.stats.overdue);
+      },
+    });
+    new Gauge({
+      name: 'conveyor_consumer_pending',
+      help: 'Messages waiting on the durable consumer (sampled every few seconds)',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        const info = strategy.consumerInfo;
+        if (!info) return;
+        this.set({ kind: 'pending' }, info.num_pending);
+        this.set({ kind: 'ack_pending' }, info.num_ack_pending);
+      },
+    });
+    new Gauge({
+      name: 'conveyor_log_lines',
+      help: 'Run log lines: shipped, late (logged after the result), split',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        const stats = logs.stats;
+        this.set({ kind: 'shipped' }, stats.lines);
+        this.set({ kind: 'late' }, stats.late);
+        this.set({ kind: 'split' }, stats.split);
+      },
+    });
+    new Gauge({
+      name: 'conveyor_log_sink_lines',
+      help: 'Run log lines per sink: sent, or dropped by reason',
+      labelNames: ['sink', 'outcome', 'reason'],
+      registers,
+      collect() {
+        for (const [sink, stats] of Object.entries(logs.stats.sinks)) {
+          this.set({ sink, outcome: 'sent', reason: '' }, stats.sent);
+          for (const [reason, n] of Object.entries(stats.dropped))
+            this.set({ sink, outcome: 'dropped', reason }, n);
+        }
+      },
+    });
+    strategy.observe({
+      runStarted: ({ resourceType, deliveryCount }) => {
+        started.inc({ resource: resourceType });
+        if (deliveryCount > 1) redeliveries.inc({ resource: resourceType });
+      },
+      runFinished: ({ resourceType, outcome, durationMs }) => {
+        finished.inc({ resource: resourceType, outcome });
+        duration.observe({ resource: resourceType, outcome }, durationMs / 1000);
+      },
+      messageSettled: ({ outcome, action }) => settled.inc({ outcome, action }),
+      resultPublishRetried: () => publishRetries.inc(),
+      reconnected: () => reconnects.inc(),
+    });
+  }
+}

@@ -1,0 +1,130 @@
+import { Controller } from '@nestjs/common';
+import { Ctx, Payload } from '@nestjs/microservices';
+import { context, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { Registry } from 'prom-client';
+import {
+  ConveyorHealthModule,
+  ConveyorMetricsModule,
+  Reconcile,
+  ReconcileContext,
+  Resource,
+} from '@conveyor-ci/nestjs';
+import { LokiServer, eventually, makeResource, publishDriverMessage } from '@conveyor-ci/testing';
+import { uniqueDriverName, useDriverApps } from '../support/driver-app';
+
+const suite = useDriverApps();
+const { start, closeAfterTest } = suite;
+
+const exporter = new InMemorySpanExporter();
+beforeAll(() => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  trace.setGlobalTracerProvider(
+    new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
+  );
+});
+afterAll(() => {
+  trace.disable();
+  context.disable();
+});
+
+@Controller()
+class ObservedDriver {
+  @Reconcile({ resource: 'observed' })
+  run(@Payload() resource: Resource<{ fail?: boolean }>, @Ctx() ctx: ReconcileContext) {
+    ctx.logger.info(`working on ${resource.name}`);
+    if (resource.spec.fail) throw new Error('it broke');
+    return { success: true };
+  }
+}
+
+/** `name{labels} value` lines of a Prometheus text exposition. */
+function samples(text: string, name: string): { labels: string; value: number }[] {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+    .map((line) => {
+      const match = /^[^{ ]+(\{[^}]*\})? (.+)$/.exec(line)!;
+      return { labels: match[1] ?? '', value: Number(match[2]) };
+    });
+}
+
+describe('metrics and tracing', () => {
+  it('counts N runs exactly, observes N durations, keeps run ids out of labels, and traces each run', async () => {
+    const loki = await LokiServer.start();
+    closeAfterTest(() => loki.close());
+    const name = uniqueDriverName();
+    const { app } = await start(name, [ObservedDriver], {
+      imports: [
+        ConveyorHealthModule,
+        ConveyorMetricsModule.register({ registry: new Registry(), defaultMetrics: false }),
+      ],
+      options: { driverName: name, servers: suite.env.url, loki: { url: loki.url, batchIntervalMs: 50 } },
+    });
+    await app.listen(0, '127.0.0.1');
+    const url = await app.getUrl();
+    const fails = [false, true, false, true, false];
+    const sent = [];
+    for (const [i, fail] of fails.entries()) {
+      sent.push(
+        await publishDriverMessage(suite.env.js, {
+          resource: makeResource({ name: `o${i}`, resource: 'observed', spec: { fail } }),
+        }),
+      );
+    }
+    for (const s of sent) await suite.env.results.waitForRun(s.message.run_id);
+    const text = await (await fetch(`${url}/metrics`)).text();
+
+    expect(samples(text, 'conveyor_runs_started_total')).toEqual([
+      { labels: '{resource="observed"}', value: 5 },
+    ]);
+    expect(samples(text, 'conveyor_runs_finished_total')).toEqual(
+      expect.arrayContaining([
+        { labels: '{resource="observed",outcome="succeeded"}', value: 3 },
+        { labels: '{resource="observed",outcome="failed"}', value: 2 },
+      ]),
+    );
+    const counts = samples(text, 'conveyor_run_duration_seconds_count');
+    expect(counts.reduce((n, s) => n + s.value, 0)).toBe(5);
+    expect(samples(text, 'conveyor_messages_settled_total')).toEqual(
+      expect.arrayContaining([
+        { labels: '{outcome="succeeded",action="ack"}', value: 3 },
+        { labels: '{outcome="failed",action="ack"}', value: 2 },
+      ]),
+    );
+    expect(samples(text, 'conveyor_runs_in_flight')).toEqual([{ labels: '', value: 0 }]);
+    for (const s of sent) {
+      expect(text).not.toContain(s.message.run_id);
+      expect(text).not.toContain(s.message.id);
+    }
+
+    const spans = exporter.getFinishedSpans().filter((s) => s.attributes['conveyor.driver'] === name);
+    expect(spans.map((s) => s.attributes['conveyor.run_id']).sort()).toEqual(
+      sent.map((s) => s.message.run_id).sort(),
+    );
+    expect(spans[1].attributes).toMatchObject({
+      'conveyor.resource_type': 'observed',
+      'conveyor.event': 'create',
+      'conveyor.delivery_count': 1,
+      'conveyor.outcome': 'failed',
+    });
+    // Log lines carry the trace of their run.
+    await eventually(() => loki.entries({ driver: name }).length === 5, 'the log lines in Loki');
+    for (const entry of loki.entries({ driver: name })) {
+      const span = spans.find((s) => s.attributes['conveyor.run_id'] === entry.metadata?.run_id)!;
+      expect(entry.metadata?.trace_id).toBe(span.spanContext().traceId);
+    }
+
+    const ready = await fetch(`${url}/health/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({
+      status: 'ok',
+      details: { nats: { status: 'up' }, consumer: { status: 'up' }, loki: { status: 'up' } },
+    });
+  });
+});
