@@ -2,6 +2,7 @@ import { connect } from 'nats';
 import {
   DriverProcess,
   NatsServer,
+  ResultCollector,
   createConveyorStreams,
   eventually,
   freePort,
@@ -15,6 +16,12 @@ const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
+
+/** A sample's value in a Prometheus text exposition (0 when absent). */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
 
 async function status(url: string): Promise<{ code: number; body: Record<string, any> }> {
   try {
@@ -74,6 +81,29 @@ describe('reference driver probes (built, as a child process)', () => {
       'ready after NATS restarts',
       30_000,
     );
+
+    // Metrics: the deltas of three runs, one failing, are exact.
+    const before = await (await fetch(`${base}/metrics`)).text();
+    const results = new ResultCollector(nc);
+    closers.push(async () => results.close());
+    for (const [i, run] of ['true', 'exit 1', 'true'].entries()) {
+      await publishDriverMessage(nc.jetstream(), {
+        driver: name,
+        resource: makeResource({
+          name: `m${i}`,
+          resource: 'pipeline',
+          spec: { steps: [{ name: 's', run }] },
+        }),
+      });
+    }
+    await results.waitFor(3);
+    const after = await (await fetch(`${base}/metrics`)).text();
+    const delta = (metric: string) => sample(after, metric) - sample(before, metric);
+    expect(delta('conveyor_runs_finished_total{resource="pipeline",outcome="succeeded"}')).toBe(2);
+    expect(delta('conveyor_runs_finished_total{resource="pipeline",outcome="failed"}')).toBe(1);
+    expect(delta('conveyor_run_duration_seconds_count{resource="pipeline",outcome="succeeded"}')).toBe(2);
+    expect(delta('conveyor_messages_settled_total{outcome="failed",action="ack"}')).toBe(1);
+    for (const r of results.results) expect(after).not.toContain(r.event.run_id);
 
     await publishDriverMessage(nc.jetstream(), {
       driver: name,
