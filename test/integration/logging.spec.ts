@@ -39,13 +39,14 @@ async function storedLogs(runId: string): Promise<{ raw: string; log: Record<str
   return out;
 }
 
-/** Collects what arrives on a core subject. */
-function listen(subject: string): string[] {
+/** Collects what arrives on a core subject, from the moment the server knows the subscription. */
+async function listen(subject: string): Promise<string[]> {
   const got: string[] = [];
   const sub = suite.env.nc.subscribe(subject, {
     callback: (_e, m) => got.push(new TextDecoder().decode(m.data)),
   });
   closeAfterTest(async () => sub.unsubscribe());
+  await suite.env.nc.flush();
   return got;
 }
 
@@ -100,7 +101,8 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     const live: ConveyorLog[] = [];
     const sub = subscribeRunLogs(suite.env.nc, runId, (log) => live.push(log));
     closeAfterTest(async () => sub.unsubscribe());
-    const raw = listen(`live.logs.${runId}.${name}`);
+    await suite.env.nc.flush();
+    const raw = await listen(`live.logs.${runId}.${name}`);
     await send(name, { lines: 2 }, runId);
     await suite.env.results.waitForRun(runId);
     // Flushed before the result: everything is stored the moment the result is out.
@@ -122,7 +124,7 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     const loki = await LokiServer.start();
     closeAfterTest(() => loki.close());
     const { name, app } = await startLogging({ loki: { url: loki.url, batchIntervalMs: 200 } });
-    const live = listen(`live.logs.*.${name}`);
+    const live = await listen(`live.logs.*.${name}`);
     const sent = await send(name, { lines: 10_000 });
     const runId = sent.message.run_id;
     await suite.env.results.waitForRun(runId, 60_000);
@@ -211,8 +213,8 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     const { name, app } = await startLogging({ logs: { legacySubject: true } });
     const runId = randomUUID();
     // One token (":" is no separator), so it cannot be subscribed by wildcard: the run id is known first.
-    const legacy = listen(`driver:${name}:logs:${runId}`);
-    const live = listen(`live.logs.*.${name}`);
+    const legacy = await listen(`driver:${name}:logs:${runId}`);
+    const live = await listen(`live.logs.*.${name}`);
     const sent = await send(name, { lines: 1, secret: 's3cr3t-token', late: true }, runId);
     await suite.env.results.waitForRun(sent.message.run_id);
     await eventually(() => legacy.length === 3 && live.length === 3, 'all lines, the late one included');

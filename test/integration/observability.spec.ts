@@ -78,7 +78,12 @@ describe('metrics and tracing', () => {
       );
     }
     for (const s of sent) await suite.env.results.waitForRun(s.message.run_id);
-    const text = await (await fetch(`${url}/metrics`)).text();
+    // A run is counted finished at its ack, just after its result is out.
+    let text = '';
+    await eventually(async () => {
+      text = await (await fetch(`${url}/metrics`)).text();
+      return samples(text, 'conveyor_runs_finished_total').reduce((n, s) => n + s.value, 0) === 5;
+    }, 'five finished runs');
 
     expect(samples(text, 'conveyor_runs_started_total')).toEqual([
       { labels: '{resource="observed"}', value: 5 },

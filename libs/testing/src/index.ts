@@ -29,3 +29,5 @@ export { NatsFaultProxy, type ProxiedMessage } from './nats-fault-proxy';
 export { ConveyorApiServer } from './conveyor-api.server';
 export { eventually, sleep } from './eventually';
 export { LokiServer, type LokiEntry } from './loki.server';
+export { ConveyorControlPlane, type ControlPlaneOptions } from './control-plane/conveyor-control-plane';
+export { ControlPlaneStore } from './control-plane/control-plane.store';

@@ -61,3 +61,29 @@ export interface ConveyorLog {
   timestamp: string;
   message: string;
 }
+
+/** A resource definition (contract §3.2): `spec` of its resources is validated against `schema`. */
+export interface ResourceDefinition {
+  id?: string;
+  name: string;
+  description?: string;
+  version?: string;
+  schema: unknown;
+}
+
+/** One step of a pipeline (contract §3.3). */
+export interface PipelineStep {
+  id?: string;
+  name: string;
+  driver: string;
+}
+
+/** A pipeline (contract §3.3): steps run in order, one driver each, on resources of type `resource`. */
+export interface Pipeline {
+  name: string;
+  description?: string;
+  version?: string;
+  resource: string;
+  steps: PipelineStep[];
+  metadata?: Record<string, string>;
+}

@@ -1,0 +1,144 @@
+/**
+ * `npm run dev`: the whole loop on one machine, no Docker. Starts the local Conveyor control plane
+ * (nats-server + API + engines), the built reference driver, applies a sample resource definition and
+ * pipeline, submits a `pipeline` resource through the API, streams the run's logs from the API's SSE
+ * endpoint, prints the result, and keeps running until Ctrl-C (`--once`: exits after the run, 0 when
+ * it succeeded). Nothing is left running afterwards.
+ */
+import { resolve } from 'node:path';
+import type { PipelineEvent } from '@conveyor-ci/nestjs';
+import { ConveyorControlPlane, DriverProcess, freePort, waitForConsumer } from '@conveyor-ci/testing';
+
+const DRIVER = 'shell-runner';
+const ENTRY = resolve(__dirname, '../../src/main.js');
+const once = process.argv.includes('--once');
+
+async function api(base: string, method: string, path: string, body: unknown): Promise<any> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path} -> ${response.status}: ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+/** Prints the run's log lines as the API streams them (SSE `data:` lines), until `signal` aborts. */
+async function streamLogs(base: string, runId: string, signal: AbortSignal): Promise<void> {
+  try {
+    const response = await fetch(`${base}/logs/pipeline/${runId}`, { signal });
+    const decoder = new TextDecoder();
+    let pending = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      const events = pending.split('\n\n');
+      pending = events.pop()!;
+      for (const event of events) {
+        if (!event.startsWith('data: ')) continue; // `: heartbeat` comments
+        const log = JSON.parse(event.slice(6)) as { driver: string; message: string };
+        console.log(`  [${log.driver}] ${log.message}`);
+      }
+    }
+  } catch {
+    /* aborted: the run is over */
+  }
+}
+
+function waitForResult(plane: ConveyorControlPlane, runId: string): Promise<PipelineEvent> {
+  return new Promise((resolvePromise) => {
+    const sub = plane.nc.subscribe('pipelines.driver.result', {
+      callback: (_err, msg) => {
+        const event = JSON.parse(new TextDecoder().decode(msg.data)) as PipelineEvent;
+        if (event.run_id !== runId) return;
+        sub.unsubscribe();
+        resolvePromise(event);
+      },
+    });
+  });
+}
+
+async function main(): Promise<number> {
+  const plane = await ConveyorControlPlane.start({ onEvent: (line) => console.log(`[engine] ${line}`) });
+  console.log(`Conveyor API ${plane.apiUrl}, NATS ${plane.natsUrl}`);
+  const driver = new DriverProcess(
+    ENTRY,
+    {
+      CONVEYOR_NATS_URL: plane.natsUrl,
+      CONVEYOR_API_URL: plane.apiUrl,
+      CONVEYOR_DRIVER_NAME: DRIVER,
+      PORT: String(await freePort()),
+      HOST: '127.0.0.1',
+    },
+    // The driver's own log is JSON for machines; show only its warnings and errors here.
+    {
+      onLine: ({ json, raw }) =>
+        (!json || Number(json.level) >= 40) && console.log(`  [driver] ${json?.msg ?? raw}`),
+    },
+  );
+  console.log(`reference driver "${DRIVER}" started (pid ${driver.pid})`);
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await driver.stop('SIGTERM');
+      await plane.stop();
+    })());
+  process.on('SIGINT', () => void stop().then(() => process.exit(0)));
+  process.on('SIGTERM', () => void stop().then(() => process.exit(0)));
+  try {
+    // Interest retention: an event published before the driver's consumer exists is dropped.
+    await waitForConsumer(plane.jsm, DRIVER, { timeoutMs: 30_000 });
+    console.log(`driver "${DRIVER}" is consuming`);
+    await api(plane.apiUrl, 'POST', '/resource-definitions/apply', {
+      name: 'pipeline',
+      version: '0.0.1',
+      schema: {
+        type: 'object',
+        properties: { steps: { type: 'array' }, env: { type: 'object' } },
+        required: ['steps'],
+      },
+    });
+    await api(plane.apiUrl, 'POST', '/pipelines/', {
+      name: 'hello-pipeline',
+      resource: 'pipeline',
+      steps: [{ name: 'run', driver: DRIVER }],
+    });
+    const created = await api(plane.apiUrl, 'POST', '/resources/', {
+      name: `hello-${Date.now()}`,
+      resource: 'pipeline',
+      pipeline: 'hello-pipeline',
+      spec: {
+        // Step env values of 6+ characters are masked in the log: the token never shows.
+        env: { GREETING: 'Hello', API_TOKEN: 's3cr3t-token' },
+        steps: [
+          { name: 'greet', run: 'echo "$GREETING from Conveyor (token: $API_TOKEN)"; uname -sr' },
+          { name: 'count', run: 'for i in 1 2 3; do echo "tick $i"; sleep 0.2; done' },
+        ],
+      },
+    });
+    console.log(`submitted ${created.name}: run ${created.runid}; its log:`);
+    const streaming = new AbortController();
+    const result = waitForResult(plane, created.runid);
+    void streamLogs(plane.apiUrl, created.runid, streaming.signal);
+    const { driverresult } = await result;
+    // Let the last live lines reach the terminal before the summary.
+    await new Promise((r) => setTimeout(r, 200));
+    streaming.abort();
+    console.log(`\nresult: ${driverresult.success ? 'success' : 'failure'}: ${driverresult.message}`);
+    console.log(JSON.stringify(driverresult.data, null, 2));
+    if (once) {
+      await stop();
+      return driverresult.success ? 0 : 1;
+    }
+    console.log(
+      `\nStill running. Submit more: curl -X POST ${plane.apiUrl}/resources/ -H 'Content-Type: application/json' -d '{...}'. Ctrl-C stops.`,
+    );
+    return new Promise<number>(() => undefined);
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : err);
+    await stop();
+    return 1;
+  }
+}
+
+void main().then((code) => process.exit(code));

@@ -1,0 +1,117 @@
+import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { JetStreamManager, NatsConnection, connect } from 'nats';
+import type { Resource } from '../../../conveyor/src/protocol';
+import { createConveyorStreams } from '../conveyor-nats';
+import { NatsServer } from '../nats-server.harness';
+import { fiberNotFound, handleApiRoute } from './api.routes';
+import { ControlPlaneEngine } from './control-plane.engine';
+import { ControlPlaneStore } from './control-plane.store';
+import { handleLogRoute } from './logs.routes';
+
+/** Options of {@link ConveyorControlPlane.start}. */
+export interface ControlPlaneOptions {
+  /** HTTP port; default a free one (the real server uses 8080). */
+  apiPort?: number;
+  /** Port of the nats-server it starts; default a free one (the real server uses 4222). */
+  natsPort?: number;
+  /** Interface the API listens on. Default 127.0.0.1. */
+  host?: string;
+  /** SSE heartbeat period. Default 15 000 ms, as the server. */
+  heartbeatMs?: number;
+  /** Called with a line per engine event (step dispatched, result received). */
+  onEvent?: (line: string) => void;
+}
+
+/**
+ * A local Conveyor 0.6.x control plane, built from the wire contract: a real nats-server with the
+ * server's three streams, its HTTP API (with the server's quirks), the pipeline engine and the logs
+ * engine. For tests and for trying a driver without Docker (`npm run conveyor:dev`, `npm run dev`).
+ */
+export class ConveyorControlPlane {
+  private constructor(
+    /** What the server would keep in etcd and BadgerDB: inspect it in tests. */
+    readonly store: ControlPlaneStore,
+    readonly nats: NatsServer,
+    readonly nc: NatsConnection,
+    readonly jsm: JetStreamManager,
+    private readonly engine: ControlPlaneEngine,
+    private readonly http: Server,
+  ) {}
+
+  static async start(options: ControlPlaneOptions = {}): Promise<ConveyorControlPlane> {
+    const nats = await NatsServer.start({ port: options.natsPort });
+    const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const jsm = await nc.jetstreamManager();
+    await createConveyorStreams(jsm);
+    const store = new ControlPlaneStore();
+    const engine = new ControlPlaneEngine(nc, store, options.onEvent);
+    await engine.start(jsm);
+    const http = createServer();
+    const plane = new ConveyorControlPlane(store, nats, nc, jsm, engine, http);
+    const heartbeatMs = options.heartbeatMs ?? 15_000;
+    http.on('request', (req, res) => void plane.handle(req, res, heartbeatMs));
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(options.apiPort ?? 0, options.host ?? '127.0.0.1', resolve);
+    });
+    return plane;
+  }
+
+  get apiUrl(): string {
+    const { port } = this.http.address() as AddressInfo;
+    return `http://127.0.0.1:${port}`;
+  }
+
+  get natsUrl(): string {
+    return this.nats.url;
+  }
+
+  /** What `POST /resources/` publishes after storing a resource; returns the run id. */
+  publishResourceEvent(resource: Resource<unknown>): Promise<string> {
+    return this.engine.publishResourceEvent(resource);
+  }
+
+  async stop(): Promise<void> {
+    this.http.closeAllConnections();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    await this.engine.stop();
+    await this.nc.close();
+    await this.nats.stop();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, heartbeatMs: number): Promise<void> {
+    try {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const body = Buffer.concat(chunks);
+      if (await handleApiRoute(req, res, body, this.apiDeps())) return;
+      if (handleLogRoute(req, res, body, { store: this.store, nc: this.nc, heartbeatMs })) return;
+      if (req.method === 'GET' && new URL(req.url ?? '/', 'http://x').pathname === '/metrics') {
+        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4' }).end(this.metrics());
+        return;
+      }
+      fiberNotFound(req, res);
+    } catch (err) {
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ error: (err as Error).message }));
+    }
+  }
+
+  private apiDeps() {
+    return {
+      store: this.store,
+      publishResourceEvent: (resource: Resource<unknown>) => this.publishResourceEvent(resource),
+      publishCore: (subject: string, data: string) => this.nc.publish(subject, data),
+    };
+  }
+
+  private metrics(): string {
+    return [
+      '# HELP conveyor_dev_resources Resources stored by the local control plane',
+      '# TYPE conveyor_dev_resources gauge',
+      `conveyor_dev_resources ${this.store.resources.size}`,
+      '',
+    ].join('\n');
+  }
+}

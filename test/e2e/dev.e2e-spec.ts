@@ -1,0 +1,59 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { resolve } from 'node:path';
+import { DriverProcess, isProcessAlive, registerSpawned, waitForExit } from '@conveyor-ci/testing';
+
+const DEV = resolve(__dirname, '../../dist/apps/dev/main.js');
+
+/** True when something accepts connections on `url`'s port. */
+function listening(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((done) => {
+    const socket = createConnection({ host: hostname, port: Number(port) });
+    socket.once('connect', () => (socket.destroy(), done(true)));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** The nats-server URL and the driver pid the dev script printed. */
+function started(dev: DriverProcess): { natsUrl: string; driverPid: number } {
+  const nats = /NATS (nats:\/\/\S+)/.exec(dev.lines.map((l) => l.raw).join('\n'))![1];
+  const pid = Number(/\(pid (\d+)\)/.exec(dev.lines.map((l) => l.raw).join('\n'))![1]);
+  return { natsUrl: nats, driverPid: pid };
+}
+
+describe('npm run dev (built, as a child process)', () => {
+  beforeAll(() => {
+    if (!existsSync(DEV)) throw new Error(`${DEV} is missing: run \`npm run build\` first (npm test does)`);
+  });
+
+  it('--once: runs the sample pipeline through the API, streams its logs, prints the result, leaves nothing running', async () => {
+    const child = spawn(process.execPath, [DEV, '--once'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    registerSpawned({ pid: child.pid });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number | null>((done) => child.once('exit', (c) => done(c)));
+    expect({ code, out }).toMatchObject({ code: 0 });
+    expect(out).toMatch(/submitted hello-\d+: run [0-9a-f-]{36}; its log:/);
+    expect(out).toContain('[shell-runner] Hello from Conveyor (token: ***)');
+    expect(out).not.toContain('s3cr3t-token');
+    expect(out).toContain('[shell-runner] tick 3');
+    expect(out).toContain('result: success: 2 step(s) passed');
+    const natsUrl = /NATS (nats:\/\/\S+)/.exec(out)![1];
+    const driverPid = Number(/\(pid (\d+)\)/.exec(out)![1]);
+    expect(await waitForExit(driverPid)).toBe(true);
+    expect(await listening(natsUrl)).toBe(false);
+  });
+
+  it('keeps running until SIGTERM (Ctrl-C), then stops the driver and the stack', async () => {
+    const dev = new DriverProcess(DEV, {});
+    await dev.waitForLine((l) => l.raw.startsWith('Still running.'), 60_000);
+    const { natsUrl, driverPid } = started(dev);
+    expect(isProcessAlive(driverPid)).toBe(true);
+    expect(await dev.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(await waitForExit(driverPid)).toBe(true);
+    expect(await listening(natsUrl)).toBe(false);
+  });
+});
