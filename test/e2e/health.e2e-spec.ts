@@ -97,7 +97,18 @@ describe('reference driver probes (built, as a child process)', () => {
       });
     }
     await results.waitFor(3);
-    const after = await (await fetch(`${base}/metrics`)).text();
+    // A run is counted finished at its ack, just after its result is out.
+    const finished = (text: string) =>
+      ['succeeded', 'failed'].reduce(
+        (n, outcome) =>
+          n + sample(text, `conveyor_runs_finished_total{resource="pipeline",outcome="${outcome}"}`),
+        0,
+      );
+    let after = '';
+    await eventually(async () => {
+      after = await (await fetch(`${base}/metrics`)).text();
+      return finished(after) - finished(before) === 3;
+    }, 'three finished runs');
     const delta = (metric: string) => sample(after, metric) - sample(before, metric);
     expect(delta('conveyor_runs_finished_total{resource="pipeline",outcome="succeeded"}')).toBe(2);
     expect(delta('conveyor_runs_finished_total{resource="pipeline",outcome="failed"}')).toBe(1);
