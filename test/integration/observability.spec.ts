@@ -103,6 +103,14 @@ describe('metrics and tracing', () => {
       ]),
     );
     expect(samples(text, 'conveyor_runs_in_flight')).toEqual([{ labels: '', value: 0 }]);
+    expect(samples(text, 'conveyor_log_lines_total')).toContainEqual({
+      labels: '{kind="shipped"}',
+      value: 5,
+    });
+    expect(samples(text, 'conveyor_log_sink_lines_total')).toContainEqual({
+      labels: '{sink="conveyor",outcome="sent",reason=""}',
+      value: 5,
+    });
     for (const s of sent) {
       expect(text).not.toContain(s.message.run_id);
       expect(text).not.toContain(s.message.id);

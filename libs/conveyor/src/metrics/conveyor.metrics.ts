@@ -78,28 +78,31 @@ export class ConveyorMetrics {
         this.set({ kind: 'ack_pending' }, info.num_ack_pending);
       },
     });
-    new Gauge({
-      name: 'conveyor_log_lines',
+    // Cumulative counts kept by the logger, exposed as counters: reset to the current totals at scrape.
+    new Counter({
+      name: 'conveyor_log_lines_total',
       help: 'Run log lines: shipped, late (logged after the result), split',
       labelNames: ['kind'],
       registers,
       collect() {
         const stats = logs.stats;
-        this.set({ kind: 'shipped' }, stats.lines);
-        this.set({ kind: 'late' }, stats.late);
-        this.set({ kind: 'split' }, stats.split);
+        this.reset();
+        this.inc({ kind: 'shipped' }, stats.lines);
+        this.inc({ kind: 'late' }, stats.late);
+        this.inc({ kind: 'split' }, stats.split);
       },
     });
-    new Gauge({
-      name: 'conveyor_log_sink_lines',
+    new Counter({
+      name: 'conveyor_log_sink_lines_total',
       help: 'Run log lines per sink: sent, or dropped by reason',
       labelNames: ['sink', 'outcome', 'reason'],
       registers,
       collect() {
+        this.reset();
         for (const [sink, stats] of Object.entries(logs.stats.sinks)) {
-          this.set({ sink, outcome: 'sent', reason: '' }, stats.sent);
+          this.inc({ sink, outcome: 'sent', reason: '' }, stats.sent);
           for (const [reason, n] of Object.entries(stats.dropped))
-            this.set({ sink, outcome: 'dropped', reason }, n);
+            this.inc({ sink, outcome: 'dropped', reason }, n);
         }
       },
     });
