@@ -215,11 +215,19 @@ export async function resumePoint(
  * @returns whether there was a consumer to delete.
  */
 export async function deleteDriverConsumer(jsm: JetStreamManager, driverName: string): Promise<boolean> {
+  let created: string | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
+      if (attempt > 1) {
+        // A failed attempt may still have deleted it, and a running replica re-created it since:
+        // that one is not ours to delete (stop the driver before retiring its consumer).
+        const now = (await jsm.consumers.info(MESSAGES_STREAM, driverName)).created;
+        if (created !== undefined && now !== created) return true;
+      }
+      created ??= (await jsm.consumers.info(MESSAGES_STREAM, driverName)).created;
       return await jsm.consumers.delete(MESSAGES_STREAM, driverName);
     } catch (err) {
-      if (apiErrorCode(err) === CONSUMER_NOT_FOUND) return attempt > 1;
+      if (apiErrorCode(err) === CONSUMER_NOT_FOUND) return attempt > 1 || created !== undefined;
       // nats-server can fail a delete racing with a running replica's writes to the consumer's
       // store ("unlinkat …: directory not empty"); it succeeds when tried again.
       if (attempt >= 5) throw err;

@@ -75,6 +75,8 @@ export class ConveyorStrategy
   private markConsuming!: () => void;
   private connected = false;
   private runsDrained?: Promise<void>;
+  /** Where the last re-created consumer started (its ack floor until it reports its own). */
+  private resumedAfter?: number;
   private closing?: Promise<void>;
 
   constructor(
@@ -365,8 +367,12 @@ export class ConveyorStrategy
     missing: 'consumer' | 'stream',
   ): Promise<boolean> {
     this.setState('binding');
-    const after =
+    const sampled =
       missing === 'consumer' ? await resumePoint(jsm, this.consumer).catch(() => undefined) : undefined;
+    // A consumer re-created moments ago reports no ack floor yet: keep the point it started from.
+    const after =
+      missing === 'consumer' ? Math.max(sampled ?? 0, this.resumedAfter ?? 0) || undefined : undefined;
+    this.resumedAfter = after;
     this.log.warn(
       `consumer "${this.config.driverName}" ${missing === 'consumer' ? 'was deleted' : 'lost its stream'}: re-creating it` +
         (after ? ` after stream seq ${after} (its last ack floor)` : ''),
