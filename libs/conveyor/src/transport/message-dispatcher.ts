@@ -76,6 +76,8 @@ interface Tracked {
   handlerAbort?: AbortController;
   /** Set once a final verb was sent (or sent on the message's behalf at shutdown). */
   settled: boolean;
+  /** The shutdown deadline already settled (and counted) it: the run's own outcome is moot. */
+  drained?: boolean;
   overdue: boolean;
   done: Promise<void>;
 }
@@ -403,13 +405,19 @@ export class MessageDispatcher {
         };
       }
     }
-    this.counts[settlement.kind] += 1;
-    this.log(settlement, where);
-    this.deps.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
+    if (t.drained) return 'shutdown';
+    this.record(settlement, where);
     if (t.settled) return settlement.kind;
     t.settled = true;
     await applyVerb(msg, settlement, logger);
     return settlement.kind;
+  }
+
+  /** Counts, logs and reports a message's final row: once per message. */
+  private record(settlement: Settlement, where: string): void {
+    this.counts[settlement.kind] += 1;
+    this.log(settlement, where);
+    this.deps.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
   }
 
   private log(settlement: Settlement, where: string): void {
@@ -442,12 +450,12 @@ export class MessageDispatcher {
       t.handlerAbort?.abort(new Error('shutdown deadline reached'));
       if (!t.settled) {
         t.settled = true;
+        t.drained = true;
         const settlement = decideSettlement(
           { kind: 'threw', error: new Error('shutdown deadline reached'), handler: 'in-flight run' },
           this.state(t.msg, { shutdownAborted: true }),
         );
-        this.counts[settlement.kind] += 1;
-        this.log(settlement, `stream seq ${t.msg.seq}, still running at the shutdown deadline`);
+        this.record(settlement, `stream seq ${t.msg.seq}, still running at the shutdown deadline`);
         await applyVerb(t.msg, settlement, this.deps.logger);
       }
     }
@@ -456,7 +464,7 @@ export class MessageDispatcher {
   /** A message pulled after shutdown began: offered to another replica now, not after AckWait. */
   async reject(msg: JsMsg): Promise<void> {
     const settlement = decideSettlement({ kind: 'not-started' }, this.state(msg));
-    this.counts[settlement.kind] += 1;
+    this.record(settlement, `stream seq ${msg.seq}, pulled during shutdown`);
     await applyVerb(msg, settlement, this.deps.logger);
   }
 }
