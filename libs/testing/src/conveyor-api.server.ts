@@ -2,15 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Resource } from '../../conveyor/src/protocol';
+import { fiberNotFound, handleApiRoute, readBody } from './control-plane/api.routes';
+import { ControlPlaneStore } from './control-plane/control-plane.store';
 
 /**
- * The resource routes of the Conveyor 0.6.x HTTP API (contract §10.1), in memory, faithful to the
- * server's quirks: a missing resource is **500** with "not found" text (the 404 branch is dead
- * code), DELETE is 204 whether or not the resource existed, unrouted paths get Fiber's 404 text.
- * Resources are seeded with {@link put}. It can be told to fail the next requests.
+ * The Conveyor 0.6.x HTTP API (contract §10.1) without NATS: the control plane's routes and quirks
+ * (500 for a missing resource, 204 DELETE, Fiber's 404 text) over an in-memory store, for client
+ * tests that need no broker. Anything that would publish answers 500 as the server does when its
+ * publish fails. Resources are seeded with {@link put}; it can be told to fail the next requests.
  */
 export class ConveyorApiServer {
-  private readonly store = new Map<string, Resource>();
+  private readonly store = new ControlPlaneStore();
   private failures: { status: number; remaining: number } | undefined;
   /** Every request seen, as `METHOD /path`. */
   readonly requests: string[] = [];
@@ -20,7 +22,7 @@ export class ConveyorApiServer {
   static async start(port = 0): Promise<ConveyorApiServer> {
     const server = createServer();
     const api = new ConveyorApiServer(server);
-    server.on('request', (req, res) => api.handle(req, res));
+    server.on('request', (req, res) => void api.handle(req, res));
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     return api;
   }
@@ -31,17 +33,16 @@ export class ConveyorApiServer {
 
   /** Stores a resource as the server would hold it (an `id` and `metadata.version` when missing). */
   put<Spec>(resource: Resource<Spec>): Resource<Spec> {
-    const stored = {
+    this.store.putResource({
       ...resource,
       id: resource.id ?? randomUUID(),
       metadata: resource.metadata ?? { version: '1' },
-    };
-    this.store.set(`${resource.resource}/${resource.name}`, stored);
-    return stored;
+    });
+    return this.store.getResource(resource.resource, resource.name) as Resource<Spec>;
   }
 
   remove(type: string, name: string): void {
-    this.store.delete(`${type}/${name}`);
+    this.store.deleteResource(type, name);
   }
 
   /** The next `times` requests answer `status` with a JSON error (e.g. 503 while "restarting"). */
@@ -54,37 +55,19 @@ export class ConveyorApiServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    this.requests.push(`${req.method} ${path}`);
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.requests.push(`${req.method} ${new URL(req.url ?? '/', 'http://x').pathname}`);
     if (this.failures && this.failures.remaining > 0) {
       this.failures.remaining -= 1;
-      return json(res, this.failures.status, { error: 'injected failure' });
+      res
+        .writeHead(this.failures.status, { 'Content-Type': 'application/json' })
+        .end(JSON.stringify({ error: 'injected failure' }));
+      return;
     }
-    if (req.method === 'GET' && path === '/health') {
-      return json(res, 200, { status: 'healthy', time: Math.floor(Date.now() / 1000) });
-    }
-    const match = /^\/resources\/([^/]+)\/([^/]+)\/?$/.exec(path);
-    if (match) {
-      const [type, name] = [decodeURIComponent(match[1]), decodeURIComponent(match[2])];
-      if (req.method === 'GET') {
-        const found = this.store.get(`${type}/${name}`);
-        return found
-          ? json(res, 200, found)
-          : json(res, 500, {
-              error: `Failed to find resource: resource with name ${name} and type ${type} not found`,
-            });
-      }
-      if (req.method === 'DELETE') {
-        this.remove(type, name);
-        res.writeHead(204).end();
-        return;
-      }
-    }
-    res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`Cannot ${req.method} ${path}`);
+    const noNats = () => {
+      throw new Error('nats: no NATS behind this API server');
+    };
+    const deps = { store: this.store, publishResourceEvent: async () => noNats(), publishCore: noNats };
+    if (!(await handleApiRoute(req, res, await readBody(req), deps))) fiberNotFound(req, res);
   }
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
 }

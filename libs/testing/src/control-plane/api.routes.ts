@@ -86,6 +86,13 @@ export async function handleApiRoute(
   return true;
 }
 
+/** The whole request body (the routes parse it themselves, as Fiber's BodyParser does). */
+export async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
 /**
  * Fiber's default 404 for an unrouted path: 404 text/plain `Cannot ${method} ${path}`, the raw path
  * HTML-escaped as Fiber does. A method Fiber does not know is 400 `Invalid http method` instead.

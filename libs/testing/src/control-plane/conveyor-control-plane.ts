@@ -4,7 +4,7 @@ import { JetStreamManager, NatsConnection, connect } from 'nats';
 import type { Resource } from '../../../conveyor/src/protocol';
 import { createConveyorStreams } from '../conveyor-nats';
 import { NatsServer } from '../nats-server.harness';
-import { fiberNotFound, handleApiRoute } from './api.routes';
+import { fiberNotFound, handleApiRoute, readBody } from './api.routes';
 import { ControlPlaneEngine } from './control-plane.engine';
 import { ControlPlaneStore } from './control-plane.store';
 import { handleLogRoute } from './logs.routes';
@@ -82,9 +82,7 @@ export class ConveyorControlPlane {
 
   private async handle(req: IncomingMessage, res: ServerResponse, heartbeatMs: number): Promise<void> {
     try {
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      const body = Buffer.concat(chunks);
+      const body = await readBody(req);
       if (await handleApiRoute(req, res, body, this.apiDeps())) return;
       if (handleLogRoute(req, res, body, { store: this.store, nc: this.nc, heartbeatMs })) return;
       if (req.method === 'GET' && new URL(req.url ?? '/', 'http://x').pathname === '/metrics') {
