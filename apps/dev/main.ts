@@ -7,7 +7,13 @@
  */
 import { resolve } from 'node:path';
 import type { PipelineEvent } from '@conveyor-ci/nestjs';
-import { ConveyorControlPlane, DriverProcess, freePort, waitForConsumer } from '@conveyor-ci/testing';
+import {
+  ConveyorControlPlane,
+  DriverProcess,
+  freePort,
+  readEventStream,
+  waitForConsumer,
+} from '@conveyor-ci/testing';
 
 const DRIVER = 'shell-runner';
 const ENTRY = resolve(__dirname, '../../src/main.js');
@@ -24,25 +30,16 @@ async function api(base: string, method: string, path: string, body: unknown): P
   return text ? JSON.parse(text) : undefined;
 }
 
-/** Prints the run's log lines as the API streams them (SSE `data:` lines), until `signal` aborts. */
-async function streamLogs(base: string, runId: string, signal: AbortSignal): Promise<void> {
-  try {
-    const response = await fetch(`${base}/logs/pipeline/${runId}`, { signal });
-    const decoder = new TextDecoder();
-    let pending = '';
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      pending += decoder.decode(chunk, { stream: true });
-      const events = pending.split('\n\n');
-      pending = events.pop()!;
-      for (const event of events) {
-        if (!event.startsWith('data: ')) continue; // `: heartbeat` comments
-        const log = JSON.parse(event.slice(6)) as { driver: string; message: string };
-        console.log(`  [${log.driver}] ${log.message}`);
-      }
-    }
-  } catch {
-    /* aborted: the run is over */
-  }
+/** Prints the run's log lines as the API streams them (SSE, replay then live), until `signal` aborts. */
+function streamLogs(base: string, runId: string, signal: AbortSignal): Promise<void> {
+  return readEventStream(
+    `${base}/logs/pipeline/${runId}`,
+    (data) => {
+      const log = JSON.parse(data) as { driver: string; message: string };
+      console.log(`  [${log.driver}] ${log.message}`);
+    },
+    signal,
+  );
 }
 
 function waitForResult(plane: ConveyorControlPlane, runId: string): Promise<PipelineEvent> {

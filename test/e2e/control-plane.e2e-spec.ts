@@ -8,6 +8,7 @@ import {
   ResultCollector,
   eventually,
   freePort,
+  readEventStream,
   waitForConsumer,
 } from '@conveyor-ci/testing';
 import { encodeGoJson } from '../../libs/conveyor/src/protocol';
@@ -63,20 +64,7 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
 function sse(path: string): { lines: string[]; close: () => void } {
   const abort = new AbortController();
   const lines: string[] = [];
-  void (async () => {
-    try {
-      const response = await fetch(`${apiUrl}${path}`, { signal: abort.signal });
-      let pending = '';
-      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        pending += Buffer.from(chunk).toString('utf8');
-        const events = pending.split('\n\n');
-        pending = events.pop()!;
-        for (const e of events) if (e.startsWith('data: ')) lines.push(e.slice(6));
-      }
-    } catch {
-      /* closed */
-    }
-  })();
+  void readEventStream(`${apiUrl}${path}`, (data) => lines.push(data), abort.signal);
   return { lines, close: () => abort.abort() };
 }
 

@@ -31,3 +31,4 @@ export { eventually, sleep } from './eventually';
 export { LokiServer, type LokiEntry } from './loki.server';
 export { ConveyorControlPlane, type ControlPlaneOptions } from './control-plane/conveyor-control-plane';
 export { ControlPlaneStore } from './control-plane/control-plane.store';
+export { readEventStream } from './control-plane/event-stream.client';
