@@ -82,6 +82,16 @@ interface Tracked {
   done: Promise<void>;
 }
 
+/** A routed message about to run its handler. */
+interface RunJob {
+  t: Tracked;
+  decoded: DecodedMessage;
+  route: MessageRoute;
+  meta: ReconcileHandlerMeta;
+  handler: MessageHandler;
+  binding: RunBinding;
+}
+
 /** What a result is published for: the run, its resource, and the `Nats-Msg-Id` that de-duplicates it. */
 interface ResultTarget {
   runId: string;
@@ -207,7 +217,15 @@ export class MessageDispatcher {
     try {
       const stale = await this.deps.checkStale?.(decoded, routing.route);
       if (stale) await this.settle(t, this.decide(stale, t), undefined, runId);
-      else await this.run(t, decoded, routing.route, routing.meta, routing.handler, binding);
+      else
+        await this.run({
+          t,
+          decoded,
+          route: routing.route,
+          meta: routing.meta,
+          handler: routing.handler,
+          binding,
+        });
     } finally {
       gate?.release();
     }
@@ -225,14 +243,8 @@ export class MessageDispatcher {
   }
 
   /** One handler run, in an OpenTelemetry span (a no-op without an SDK), reported to the observers. */
-  private async run(
-    t: Tracked,
-    decoded: DecodedMessage,
-    route: MessageRoute,
-    meta: ReconcileHandlerMeta,
-    handler: MessageHandler,
-    binding: RunBinding,
-  ): Promise<void> {
+  private async run(job: RunJob): Promise<void> {
+    const { t, route, binding } = job;
     const started = Date.now();
     const deliveryCount = t.msg.info.redeliveryCount;
     this.deps.observers.runStarted({ resourceType: route.resource, deliveryCount });
@@ -251,7 +263,7 @@ export class MessageDispatcher {
       { kind: SpanKind.CONSUMER, attributes },
       async (span) => {
         try {
-          const outcome = await this.reconcile(t, decoded, route, meta, handler, binding);
+          const outcome = await this.reconcile(job);
           span.setAttribute('conveyor.outcome', outcome);
           if (outcome !== 'succeeded') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
           this.deps.observers.runFinished({
@@ -266,14 +278,7 @@ export class MessageDispatcher {
     );
   }
 
-  private async reconcile(
-    t: Tracked,
-    decoded: DecodedMessage,
-    route: MessageRoute,
-    meta: ReconcileHandlerMeta,
-    handler: MessageHandler,
-    binding: RunBinding,
-  ): Promise<SettlementKind> {
+  private async reconcile({ t, decoded, route, meta, handler, binding }: RunJob): Promise<SettlementKind> {
     const { config, logger } = this.deps;
     const { msg } = t;
     const runId = decoded.message.run_id;
