@@ -10,18 +10,13 @@ import {
   publishDriverMessage,
   waitForConsumer,
 } from '@conveyor-ci/testing';
+import { sample } from '../support/prometheus';
 import { REFERENCE_DRIVER_ENTRY } from '../support/reference-driver';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
-
-/** A sample's value in a Prometheus text exposition (0 when absent). */
-function sample(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
-}
 
 async function status(url: string): Promise<{ code: number; body: Record<string, any> }> {
   try {

@@ -17,6 +17,7 @@ import {
 } from '@conveyor-ci/nestjs';
 import { LokiServer, eventually, makeResource, publishDriverMessage } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
+import { samples } from '../support/prometheus';
 
 const suite = useDriverApps();
 const { start, closeAfterTest } = suite;
@@ -41,17 +42,6 @@ class ObservedDriver {
     if (resource.spec.fail) throw new Error('it broke');
     return { success: true };
   }
-}
-
-/** `name{labels} value` lines of a Prometheus text exposition. */
-function samples(text: string, name: string): { labels: string; value: number }[] {
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-    .map((line) => {
-      const match = /^[^{ ]+(\{[^}]*\})? (.+)$/.exec(line)!;
-      return { labels: match[1] ?? '', value: Number(match[2]) };
-    });
 }
 
 describe('metrics and tracing', () => {
