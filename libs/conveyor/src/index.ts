@@ -6,7 +6,7 @@ export { ConveyorModule } from './module/conveyor.module';
 export { ConveyorHealthModule } from './health/conveyor-health.module';
 export { ConveyorMetricsModule, type ConveyorMetricsOptions } from './metrics/conveyor-metrics.module';
 export { CONVEYOR_METRICS_REGISTRY } from './metrics/conveyor-metrics.constants';
-export type { RunObserver } from './transport/run-events';
+export type { RunObserver } from './run/run-events';
 export { ConveyorClient } from './client/conveyor.client';
 export { ConveyorApiError } from './client/conveyor-api.error';
 export { CONVEYOR_CONFIG } from './module/conveyor.constants';
@@ -25,11 +25,13 @@ export { connectConveyor } from './transport/connect-conveyor';
 export {
   ConveyorStrategy,
   type ConveyorTransportState,
+  type ConveyorReadiness,
   type ConveyorTransportEvent,
   type ConveyorTransportEvents,
 } from './transport/conveyor.strategy';
 export { ConsumerBindingError, deleteDriverConsumer } from './transport/consumer-binding';
-export type { DispatchStats } from './transport/message-dispatcher';
+export type { DispatchStats } from './run/message-runs';
+export { ResultRefusedError } from './run/message-port';
 export { RetryableError, type RetryableErrorOptions } from './reconcile/retryable.error';
 export { DEAD_LETTER_HEADERS, type DeadLetterRecord } from './settlement/dead-letter';
 export type {

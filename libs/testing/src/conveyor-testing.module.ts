@@ -7,26 +7,15 @@ import type { ConveyorConfig, ConveyorModuleOptions } from '../../conveyor/src/m
 import {
   PipelineEvent,
   Resource,
-  decodeDriverMessage,
   encodeGoJson,
   pipelineStepSubject,
   resourceSubject,
-  toPipelineEvent,
 } from '../../conveyor/src/protocol';
 import type { ReconcileContext } from '../../conveyor/src/reconcile/reconcile-context';
-import {
-  createReconcileContext,
-  effectiveMaxAttempts,
-  runReconcile,
-} from '../../conveyor/src/reconcile/reconcile-runner';
-import {
-  MessageOutcome,
-  Settlement,
-  decideSettlement,
-} from '../../conveyor/src/settlement/settlement.policy';
+import type { MessageOutcome, Settlement } from '../../conveyor/src/settlement/settlement.policy';
 import { ConveyorStrategy } from '../../conveyor/src/transport/conveyor.strategy';
 import { LogShipper } from '../../conveyor/src/logger/log-shipper';
-import { createRunBinding, runScope } from '../../conveyor/src/logger/run-scope';
+import { InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
 
 /** What to build: a driver module's parts, like `Test.createTestingModule`. */
 export interface ConveyorTestingModuleOptions extends Pick<ModuleMetadata, 'imports' | 'providers'> {
@@ -37,6 +26,8 @@ export interface ConveyorTestingModuleOptions extends Pick<ModuleMetadata, 'impo
   configure?: (app: INestApplication) => void | Promise<void>;
   /** Nest log levels. Default: errors and warnings. */
   logger?: LogLevel[] | false;
+  /** The server's `max_payload` the results must fit. Default 1 MiB (nats-server's default). */
+  maxPayload?: number;
 }
 
 /** One message to reconcile, as the server would send it. */
@@ -48,6 +39,8 @@ export interface ReconcileTestMessage {
   /** Simulates a redelivery. Default 1. */
   deliveryCount?: number;
   runId?: string;
+  /** The message bytes exactly, instead of a DriverMessage built from `resource` (to test bad input). */
+  raw?: Uint8Array | string;
 }
 
 /** What happened: the handler's outcome, the settlement the transport would carry out, the result it would publish. */
@@ -58,19 +51,27 @@ export interface ReconcileTestRun {
   result?: PipelineEvent;
   /** The context the handler saw (undefined when no handler ran). */
   ctx?: ReconcileContext;
+  /** The final verb the message got (exactly what the NATS transport would have sent). */
+  verb: RecordedVerb;
+  /** The `Nats-Msg-Id` of the published result, if any. */
+  resultMsgId?: string;
 }
 
 /**
- * Runs `@Reconcile` handlers through the real Nest pipeline (guards, pipes, interceptors, filters,
- * timeouts) and the real settlement policy, without a broker. What it returns is exactly what the
- * transport would do with the message.
+ * Runs `@Reconcile` handlers without a broker through the transport's own message state machine:
+ * the real Nest pipeline (guards, pipes, interceptors, filters, processing hooks, timeouts), the
+ * real settlement policy and result encoding, with an in-memory message and result store in place of
+ * NATS. What it returns is exactly what the transport would do with the message.
  */
 export class ConveyorTestingModule {
+  private sequence = 0;
+
   private constructor(
     readonly app: INestApplication,
     private readonly strategy: ConveyorStrategy,
     private readonly config: ConveyorConfig,
     private readonly logs: LogShipper,
+    private readonly maxPayload: number,
   ) {}
 
   static async create(options: ConveyorTestingModuleOptions): Promise<ConveyorTestingModule> {
@@ -94,7 +95,13 @@ export class ConveyorTestingModule {
       await app.init();
       // Registers the handlers with the strategy (as connectConveyor does) without starting it.
       app.connectMicroservice({ strategy }, { inheritAppConfig: true });
-      return new ConveyorTestingModule(app, strategy, app.get(CONVEYOR_CONFIG), app.get(LogShipper));
+      return new ConveyorTestingModule(
+        app,
+        strategy,
+        app.get(CONVEYOR_CONFIG),
+        app.get(LogShipper),
+        options.maxPayload ?? 1024 * 1024,
+      );
     } catch (err) {
       await app.close().catch(() => undefined);
       throw err;
@@ -109,61 +116,38 @@ export class ConveyorTestingModule {
   /** Reconciles `resource` as if the server had sent it, and reports what the transport would do. */
   async reconcile(resource: Resource, message: ReconcileTestMessage = {}): Promise<ReconcileTestRun> {
     const { config } = this;
-    const runId = message.runId ?? randomUUID();
-    // Through the real decoder, from the bytes the server would publish.
-    const decoded = decodeDriverMessage(
+    const bytes =
+      message.raw ??
       encodeGoJson({
         event: message.event ?? 'create',
         payload: encodeGoJson(resource),
         id: randomBytes(12).toString('hex'),
-        run_id: runId,
-      }),
-    );
+        run_id: message.runId ?? randomUUID(),
+      });
     const subject =
       message.pipelineStep === false
         ? resourceSubject(resource.resource)
         : pipelineStepSubject(config.driverName, resource.resource);
-    const deliveryCount = message.deliveryCount ?? 1;
-    const state = { deliveryCount, maxAttempts: config.maxAttempts, retryDelayMs: config.retryDelayMs };
-    const routing = this.strategy.handlerRegistry.route(subject, decoded.message.event);
-    if (routing.kind === 'settle') {
-      return { outcome: routing.outcome, settlement: decideSettlement(routing.outcome, state) };
-    }
-    const { meta, handler } = routing;
-    const maxAttempts = effectiveMaxAttempts(meta, config);
-    const binding = createRunBinding({
-      runId,
-      driver: config.driverName,
-      pipeline: resource.pipeline ?? '',
-      event: decoded.message.event,
-      messageId: decoded.message.id,
-      resource: resource.name,
-      resourceType: resource.resource,
-    });
-    const abort = new AbortController();
-    const ctx = createReconcileContext(
-      decoded,
-      routing.route,
-      { subject, deliveryCount, streamSequence: 1 },
-      {
-        driverName: config.driverName,
-        maxAttempts,
-        signal: abort.signal,
-        logger: this.logs.loggerFor(binding),
-      },
+    const inbound = new InMemoryMessage(
+      subject,
+      typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes,
+      message.deliveryCount ?? 1,
+      ++this.sequence,
     );
-    const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
-    const report = await runScope.run(binding, () => runReconcile({ handler, meta, ctx, abort, timeoutMs }));
-    const settlement = decideSettlement(report.outcome, {
-      ...state,
-      maxAttempts,
-      alreadyAcked: config.ackMode === 'onReceive',
-      timedOutAfterMs: report.timedOutAfterMs,
-    });
-    const result = settlement.result
-      ? toPipelineEvent(runId, decoded.resource, settlement.result, config.driverName)
-      : undefined;
-    return { outcome: report.outcome, settlement, result, ctx };
+    const port = new InMemoryResultPort(config, this.logs, this.maxPayload);
+    const runs = this.strategy.createRuns(port, () => ({ maxDeliver: -1, heartbeatMs: 60_000 }));
+    const run = await runs.start(inbound);
+    const published = port.results[0];
+    return {
+      outcome: run.outcome!,
+      settlement: run.settlement!,
+      result: published
+        ? (JSON.parse(new TextDecoder().decode(published.bytes)) as PipelineEvent)
+        : undefined,
+      resultMsgId: published?.msgId,
+      ctx: run.ctx,
+      verb: inbound.verbs[0],
+    };
   }
 
   async close(): Promise<void> {

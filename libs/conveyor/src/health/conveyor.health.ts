@@ -67,11 +67,12 @@ export class ConveyorHealthIndicators implements OnModuleDestroy {
     }
   }
 
-  /** The durable consumer is bound and pulled (false while binding, disconnected or draining). */
+  /** The durable consumer is bound and pulled (false while binding, recovering, disconnected or draining). */
   consumer(): HealthIndicatorResult {
     const session = this.indicator.check('consumer');
+    const { ready, reason } = this.strategy.readiness;
     const details = { name: this.config.driverName, state: this.strategy.state };
-    return this.strategy.isReady ? session.up(details) : session.down(details);
+    return ready ? session.up(details) : session.down({ ...details, reason });
   }
 
   /** Loki's `/ready`, when the Loki sink is configured. Reported, never fatal. */

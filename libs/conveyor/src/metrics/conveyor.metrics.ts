@@ -50,6 +50,31 @@ export class ConveyorMetrics {
       'Result publishes retried after a failure',
     );
     const reconnects = counter('conveyor_nats_reconnects_total', 'Reconnections to NATS');
+    const publishErrors = counter(
+      'conveyor_result_publish_errors_total',
+      'Result publishes that failed, by class: transient (retried) or why they can never be stored',
+      ['class'],
+    );
+    const sessionRestarts = counter(
+      'conveyor_consumer_session_restarts_total',
+      'Consumer session restarts after a failure escaped it',
+    );
+    new Gauge({
+      name: 'conveyor_consumer_pulling',
+      help: '1 while the consumer session is bound and pulling, else 0',
+      registers,
+      collect() {
+        this.set(strategy.isReady ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'conveyor_unrouted_messages_held',
+      help: "Messages no handler here serves, nak'd and expected back (dead-lettered after unroutedDeadLetterMs)",
+      registers,
+      collect() {
+        this.set(strategy.stats.unroutedHeld);
+      },
+    });
     new Gauge({
       name: 'conveyor_runs_in_flight',
       help: 'Messages between pull and final verb',
@@ -117,6 +142,8 @@ export class ConveyorMetrics {
       },
       messageSettled: ({ outcome, action }) => settled.inc({ outcome, action }),
       resultPublishRetried: () => publishRetries.inc(),
+      resultPublishFailed: ({ errorClass }) => publishErrors.inc({ class: errorClass }),
+      sessionRestarted: () => sessionRestarts.inc(),
       reconnected: () => reconnects.inc(),
     });
   }

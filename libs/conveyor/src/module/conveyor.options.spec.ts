@@ -18,6 +18,7 @@ describe('resolveConveyorConfig', () => {
       maxAttempts: 3,
       reconcileTimeoutMs: 3_600_000,
       shutdownTimeoutMs: 25_000,
+      unroutedDeadLetterMs: 3_600_000,
       incompatibleConsumer: 'warn',
       consumerFilters: 'merge',
       staleEventGuard: false,

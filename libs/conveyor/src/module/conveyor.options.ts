@@ -78,6 +78,12 @@ export interface ConveyorModuleOptions {
   /** How long shutdown waits for in-flight runs. Env `CONVEYOR_SHUTDOWN_TIMEOUT_MS`. Default 25 000. */
   shutdownTimeoutMs?: number;
   /**
+   * A message on a subject no handler here serves (a retired resource still in merged filters) is
+   * nak'd with a growing delay, and dead-lettered once it is this old (ms since it was stored); 0
+   * keeps it forever. Env `CONVEYOR_UNROUTED_DEAD_LETTER_MS`. Default 3 600 000 (1 h).
+   */
+  unroutedDeadLetterMs?: number;
+  /**
    * Filters on the existing consumer that no handler here serves. Env `CONVEYOR_CONSUMER_FILTERS`.
    * Default `merge` (keep them: a newer replica may serve them); `replace` drops them.
    */
@@ -114,6 +120,7 @@ export interface ConveyorConfig {
   onDeadLetter?: (record: DeadLetterRecord) => void | Promise<void>;
   reconcileTimeoutMs: number;
   shutdownTimeoutMs: number;
+  unroutedDeadLetterMs: number;
   incompatibleConsumer: IncompatibleConsumerPolicy;
   consumerFilters: ConsumerFilterPolicy;
   staleEventGuard: boolean;
@@ -229,6 +236,11 @@ const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   },
   reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
+  unroutedDeadLetterMs: {
+    env: 'CONVEYOR_UNROUTED_DEAD_LETTER_MS',
+    parse: wholeNumber(0),
+    fallback: 3_600_000,
+  },
   consumerFilters: {
     env: 'CONVEYOR_CONSUMER_FILTERS',
     parse: oneOf('merge', 'replace'),

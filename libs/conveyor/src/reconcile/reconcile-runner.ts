@@ -65,38 +65,58 @@ export interface ReconcileInvocation {
   around?: (ctx: ReconcileContext, call: () => Promise<ReconcileOutcome>) => Promise<ReconcileOutcome>;
 }
 
+/** Why `ctx.signal` aborts when the shutdown deadline cuts a run short. */
+export class ShutdownDeadlineError extends Error {
+  constructor() {
+    super('shutdown deadline reached');
+    this.name = 'ShutdownDeadlineError';
+  }
+}
+
 /** How a run ended for settlement, and when the handler actually let go. */
 export interface ReconcileRunReport {
   outcome: ReconcileOutcome;
   /** Set when the timeout decided the run; the handler may still be running (`settled` tells when not). */
   timedOutAfterMs?: number;
+  /** Set when the shutdown deadline (an abort with {@link ShutdownDeadlineError}) decided the run. */
+  shutdownAborted?: boolean;
   /** Resolves once the handler has settled, whatever it returned. Never rejects. */
   settled: Promise<ReconcileOutcome>;
 }
 
 /**
- * Runs a handler through Nest's pipeline with the run's timeout. At the timeout the run is decided
- * (aborted through `ctx.signal`) without waiting for the handler: a handler that ignores the signal
- * does not hold up its result, but keeps its slot until `settled`.
+ * Runs a handler through Nest's pipeline with the run's timeout. At the timeout, or when `abort`
+ * is aborted from outside (the shutdown deadline), the run is decided at once without waiting for
+ * the handler: a handler that ignores its signal does not hold up the message, but keeps its slot
+ * until `settled`.
  */
 export async function runReconcile(inv: ReconcileInvocation): Promise<ReconcileRunReport> {
   const call = () => invokeHandler(inv.handler, inv.ctx.resource, inv.ctx, inv.meta.handler);
   const settled = (inv.around ? inv.around(inv.ctx, call) : call()).catch(
     (error: unknown): ReconcileOutcome => ({ kind: 'threw', error, handler: inv.meta.handler }),
   );
-  if (inv.timeoutMs <= 0) return { outcome: await settled, settled };
+  const signal = inv.abort.signal;
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), inv.timeoutMs)));
-  const first = await Promise.race([settled, timedOut]);
+  let onAbort: (() => void) | undefined;
+  const cut = new Promise<null>((resolve) => {
+    onAbort = () => resolve(null);
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (inv.timeoutMs > 0) {
+      timer = setTimeout(
+        () => inv.abort.abort(new Error(`reconcile timed out after ${inv.timeoutMs} ms`)),
+        inv.timeoutMs,
+      );
+    }
+  });
+  const first = await Promise.race([settled, cut]);
   clearTimeout(timer);
+  signal.removeEventListener('abort', onAbort!);
   if (first) return { outcome: first, settled };
-  const reason = new Error(`reconcile timed out after ${inv.timeoutMs} ms`);
-  inv.abort.abort(reason);
-  return {
-    outcome: { kind: 'threw', error: reason, handler: inv.meta.handler },
-    timedOutAfterMs: inv.timeoutMs,
-    settled,
-  };
+  const reason: unknown = signal.reason;
+  const outcome: ReconcileOutcome = { kind: 'threw', error: reason, handler: inv.meta.handler };
+  return reason instanceof ShutdownDeadlineError
+    ? { outcome, shutdownAborted: true, settled }
+    : { outcome, timedOutAfterMs: inv.timeoutMs, settled };
 }
 
 /** Calls the Nest-wrapped handler and collapses Promise/Observable results into one outcome. */

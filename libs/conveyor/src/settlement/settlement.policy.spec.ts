@@ -6,6 +6,7 @@ import {
   RunState,
   Settlement,
   UNROUTED_NAK_DELAY_MS,
+  UNROUTED_NAK_MAX_DELAY_MS,
   decideSettlement,
   errorMessage,
 } from './settlement.policy';
@@ -175,10 +176,38 @@ const TABLE: [string, MessageOutcome, RunState, Partial<Settlement>][] = [
     { kind: 'filtered', action: 'ack', result: undefined, level: 'debug' },
   ],
   [
-    'no handler for the subject (rolling deploy), even at a high delivery count',
+    'no handler for the subject (rolling deploy): nak, first after the base delay',
     { kind: 'no-handler', subject: 'resources.other', event: 'create' },
-    state({ deliveryCount: 99 }),
+    state({ messageAgeMs: 1000, unroutedDeadLetterMs: 3_600_000 }),
     { kind: 'unrouted', action: 'nak', delayMs: UNROUTED_NAK_DELAY_MS, result: undefined },
+  ],
+  [
+    'no handler, delivered again: the delay doubles per delivery',
+    { kind: 'no-handler', subject: 'resources.other', event: 'create' },
+    state({ deliveryCount: 3, messageAgeMs: 60_000, unroutedDeadLetterMs: 3_600_000 }),
+    { kind: 'unrouted', action: 'nak', delayMs: 4 * UNROUTED_NAK_DELAY_MS, result: undefined },
+  ],
+  [
+    'no handler, even at a high delivery count: nak, the delay capped',
+    { kind: 'no-handler', subject: 'resources.other', event: 'create' },
+    state({ deliveryCount: 99, messageAgeMs: 60_000, unroutedDeadLetterMs: 0 }),
+    { kind: 'unrouted', action: 'nak', delayMs: UNROUTED_NAK_MAX_DELAY_MS, result: undefined },
+  ],
+  [
+    'no handler for longer than the bound: dead-lettered, never a result',
+    { kind: 'no-handler', subject: 'resources.retired', event: 'create' },
+    state({ deliveryCount: 12, messageAgeMs: 3_600_000, unroutedDeadLetterMs: 3_600_000 }),
+    { kind: 'dead-lettered', action: 'term', deadLetter: true, result: undefined },
+  ],
+  [
+    'ackMode onReceive, aborted at the shutdown deadline: a failure result (nobody reruns it)',
+    { kind: 'threw', error: new Error('shutdown deadline reached'), handler },
+    state({ alreadyAcked: true, shutdownAborted: true }),
+    {
+      kind: 'shutdown',
+      action: 'ack',
+      result: { success: false, message: expect.stringContaining('shutdown deadline') },
+    },
   ],
   [
     'stale-event guard: resource deleted or replaced since the event',
@@ -223,7 +252,7 @@ describe('decideSettlement: the settlement table', () => {
     if (settlement.action === 'term') expect(settlement.deadLetter).toBe(true);
   });
 
-  it('never terminates or acks a message without a handler, whatever the state', () => {
+  it('never terminates or acks a message without a handler before its bound, whatever else the state says', () => {
     for (const extra of [{}, { alreadyAcked: true }, { timedOutAfterMs: 1 }, { deliveryCount: 3 }]) {
       expect(decideSettlement({ kind: 'no-handler', subject: 's', event: 'e' }, state(extra)).action).toBe(
         'nak',

@@ -42,6 +42,10 @@ export interface RunState {
   timedOutAfterMs?: number;
   /** The shutdown deadline aborted the run: another replica must rerun it. */
   shutdownAborted?: boolean;
+  /** How long ago the message was stored in the stream (bounds how long nobody may handle it). */
+  messageAgeMs?: number;
+  /** A message no handler here serves is dead-lettered once it is this old (0: never). */
+  unroutedDeadLetterMs?: number;
 }
 
 /** The row of the settlement table a message ended in: a bounded label for logs and metrics. */
@@ -71,8 +75,18 @@ export interface Settlement {
   level: 'debug' | 'log' | 'warn' | 'error';
 }
 
-/** Delay before a message nobody here handles is offered again (rolling deploys: another replica may). */
+/** First delay before a message nobody here handles is offered again (rolling deploys: another replica may). */
 export const UNROUTED_NAK_DELAY_MS = 5000;
+/** The no-handler delay doubles per delivery up to this, so a retired subject costs little. */
+export const UNROUTED_NAK_MAX_DELAY_MS = 5 * 60_000;
+
+/** The nak delay for the `deliveryCount`-th delivery of a message no handler here serves. */
+export function unroutedDelayMs(deliveryCount: number): number {
+  return Math.min(
+    UNROUTED_NAK_MAX_DELAY_MS,
+    UNROUTED_NAK_DELAY_MS * 2 ** Math.min(20, Math.max(0, deliveryCount - 1)),
+  );
+}
 
 /** The message of whatever was thrown: Error, Nest RPC error payload `{ message }`, string, or other. */
 export function errorMessage(error: unknown): string {
@@ -166,15 +180,28 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
         level: 'error',
       };
     }
-    case 'no-handler':
-      // Never ack or term: during a rolling deploy another replica may handle this subject.
+    case 'no-handler': {
+      const reason = `no handler for subject ${outcome.subject} (event "${outcome.event}")`;
+      const limit = state.unroutedDeadLetterMs ?? 0;
+      if (limit > 0 && (state.messageAgeMs ?? 0) >= limit) {
+        // Held this long, nobody will serve it: left alone it would occupy max_ack_pending forever.
+        return {
+          kind: 'dead-lettered',
+          action: 'term',
+          reason: `${reason} for ${Math.round(state.messageAgeMs! / 1000)} s`,
+          deadLetter: true,
+          level: 'error',
+        };
+      }
+      // Not ack or term yet: during a rolling deploy another replica may handle this subject.
       return {
         kind: 'unrouted',
         action: 'nak',
-        delayMs: UNROUTED_NAK_DELAY_MS,
-        reason: `no @Reconcile handler for ${outcome.subject} (event "${outcome.event}")`,
+        delayMs: unroutedDelayMs(state.deliveryCount),
+        reason,
         level: 'warn',
       };
+    }
     case 'filtered':
       return {
         kind: 'filtered',
@@ -204,6 +231,10 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
         level: 'warn',
       };
   }
+  if (state.shutdownAborted && state.alreadyAcked) {
+    // ackMode 'onReceive' acked it on receipt: no replica will rerun it, so the pipeline must hear why.
+    return failure('shutdown', 'aborted at the shutdown deadline (ackMode onReceive: not rerun)');
+  }
   if (state.shutdownAborted) {
     // No result: the run did not finish here, and a result would advance or fail the pipeline.
     return {
@@ -227,4 +258,39 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
     return failure('failed', message, `handler failed: ${message}`);
   }
   return decideReturned(outcome.handler, outcome.value);
+}
+
+/** The result could not be JSON-encoded (a cycle, a BigInt, a throwing toJSON): report that instead. */
+export function unencodableResult(error: unknown): Settlement {
+  return failure('failed', `result data is not JSON-encodable: ${errorMessage(error)}`);
+}
+
+/** The result is larger than the server accepts: a failure result that fits takes its place. */
+export function oversizeResult(bytes: number, maxPayload: number): Settlement {
+  return failure(
+    'failed',
+    `result is ${bytes} bytes, above the server's max_payload of ${maxPayload} bytes: data dropped`,
+  );
+}
+
+/** The server refused the result for its size (a stream limit): a small failure result takes its place. */
+export function refusedResult(reason: string): Settlement {
+  return failure('failed', `result refused by the server (${reason}): data dropped`);
+}
+
+/** Not even a failure result can be stored for this message: keep the evidence, then stop redelivery. */
+export function unpublishableResult(reason: string): Settlement {
+  return {
+    kind: 'dead-lettered',
+    action: 'term',
+    reason: `no result can be stored: ${reason}`,
+    deadLetter: true,
+    level: 'error',
+  };
+}
+
+/** Something failed outside the handler (a bug, a hook): a failure result rather than an unsettled message. */
+export function internalFailure(error: unknown): Settlement {
+  const message = `internal error while settling: ${errorMessage(error)}`;
+  return { ...failure('failed', message), level: 'error' };
 }

@@ -7,7 +7,7 @@ import {
   OnModuleDestroy,
 } from '@nestjs/common';
 import { CustomTransportStrategy, MessageHandler, Server } from '@nestjs/microservices';
-import { ConsumerInfo, ConsumerMessages, JetStreamManager, NatsConnection } from 'nats';
+import type { ConsumerInfo, NatsConnection } from 'nats';
 import { ConveyorClient } from '../client/conveyor.client';
 import { LogShipper } from '../logger/log-shipper';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
@@ -19,15 +19,28 @@ import type { ReconcileHandlerMeta } from '../reconcile/reconcile.decorator';
 import { ReconcileHandlerRegistry } from '../reconcile/reconcile-handler.registry';
 import { checkStaleEvent } from '../reconcile/stale-event.check';
 import type { ReconcileOutcome } from '../settlement/settlement.policy';
-import { backoffDelay, sleep } from './backoff';
-import { ConcurrencyGate } from './concurrency-gate';
-import { bindWithRetry, heartbeatIntervalMs, missingResource, resumePoint } from './consumer-binding';
-import { DispatchStats, MessageDispatcher } from './message-dispatcher';
-import { RunObserver, RunObservers } from './run-events';
+import type { ResultPort } from '../run/message-port';
+import { DispatchStats, MessageRuns, emptyDispatchStats } from '../run/message-runs';
+import type { LiveConsumer } from '../run/run-environment';
+import { RunObserver, RunObservers } from '../run/run-events';
+import { RunSlots } from '../run/run-slots';
+import { ConsumerSession, SessionStatus } from './consumer-session';
 import { connectWithRetry } from './nats-connection';
+import { NatsResultPort } from './nats-result.port';
 
-/** Where the transport is in its life; `consuming` means the consumer is bound and pulled. */
-export type ConveyorTransportState = 'idle' | 'connecting' | 'binding' | 'consuming' | 'draining' | 'closed';
+/**
+ * Where the transport is in its life; `consuming` means the consumer is bound and pulled, and
+ * `recovering` that the consumer session restarts after a failure (readiness says why).
+ */
+export type ConveyorTransportState =
+  'idle' | 'connecting' | 'binding' | 'consuming' | 'recovering' | 'draining' | 'closed';
+
+/** Whether the driver takes work, and why not. */
+export interface ConveyorReadiness {
+  ready: boolean;
+  /** Why not ready, in words for a person (never a secret). */
+  reason?: string;
+}
 
 /** Events `on()` accepts, with the callback each one gets (the NATS server, or the error text). */
 export type ConveyorTransportEvents = {
@@ -36,11 +49,6 @@ export type ConveyorTransportEvents = {
   error: (error: string) => void;
 };
 export type ConveyorTransportEvent = keyof ConveyorTransportEvents;
-
-/** How long one pull waits for messages before asking again. */
-const PULL_EXPIRES_MS = 10_000;
-/** How often the consumer info is refreshed (ack floor for a re-creation; pending counts). */
-const CONSUMER_SAMPLE_MS = 5000;
 
 /**
  * The Conveyor transport: a Nest microservice `Server` that binds the driver's durable pull
@@ -60,23 +68,21 @@ export class ConveyorStrategy
   override readonly transportId = CONVEYOR_TRANSPORT;
   private readonly registry = new ReconcileHandlerRegistry<MessageHandler>();
   private readonly log = new Logger('ConveyorTransport');
-  private readonly gate: ConcurrencyGate;
   private readonly stopping = new AbortController();
   private readonly listeners = new Map<ConveyorTransportEvent, Set<(arg: string) => void>>();
   private readonly observers = new RunObservers();
+  private readonly slots: RunSlots;
   private nc?: NatsConnection;
-  private dispatcher?: MessageDispatcher;
-  private batch?: ConsumerMessages;
+  private runs?: MessageRuns;
+  private session?: ConsumerSession;
   private loop?: Promise<void>;
   private attachExpected = false;
   private current: ConveyorTransportState = 'idle';
-  private consumer?: ConsumerInfo;
+  private sessionStatus: SessionStatus = { pulling: false, reason: 'not started' };
   private consuming!: Promise<void>;
   private markConsuming!: () => void;
   private connected = false;
   private runsDrained?: Promise<void>;
-  /** Where the last re-created consumer started (its ack floor until it reports its own). */
-  private resumedAfter?: number;
   private closing?: Promise<void>;
 
   constructor(
@@ -85,7 +91,7 @@ export class ConveyorStrategy
     @Inject(LogShipper) private readonly logs: LogShipper,
   ) {
     super();
-    this.gate = new ConcurrencyGate(config.concurrency);
+    this.slots = new RunSlots(config.concurrency, () => this.session?.schedulePull());
     this.consuming = new Promise((resolve) => (this.markConsuming = resolve));
   }
 
@@ -96,25 +102,37 @@ export class ConveyorStrategy
 
   /**
    * Ready to take work: the consumer is bound and pulled, and NATS is connected. False while
-   * connecting or binding, during a NATS outage, and from the first moment of shutdown.
+   * connecting or binding, while the consumer session recovers, during a NATS outage, and from the
+   * first moment of shutdown.
    */
   get isReady(): boolean {
-    return this.current === 'consuming' && this.connected;
+    return this.readiness.ready;
+  }
+
+  /** Readiness with the reason when not ready (what `/health/ready` reports). */
+  get readiness(): ConveyorReadiness {
+    if (this.stopping.signal.aborted) return { ready: false, reason: 'shutting down' };
+    if (!this.nc)
+      return { ready: false, reason: this.current === 'idle' ? 'not started' : 'connecting to NATS' };
+    if (!this.connected) return { ready: false, reason: 'disconnected from NATS (reconnecting)' };
+    if (!this.sessionStatus.pulling)
+      return { ready: false, reason: this.sessionStatus.reason ?? 'not pulling' };
+    return { ready: true };
   }
 
   /** Info of the bound consumer, once bound (refreshed every few seconds). */
   get consumerInfo(): ConsumerInfo | undefined {
-    return this.consumer;
+    return this.session?.consumerInfo;
   }
 
   /** Runs in flight right now. */
   get inFlight(): number {
-    return this.dispatcher?.inFlight ?? 0;
+    return this.runs?.size ?? 0;
   }
 
   /** What happened to messages so far (by settlement row), runs in flight and runs past their timeout. */
   get stats(): DispatchStats {
-    return this.dispatcher?.stats ?? MessageDispatcher.emptyStats();
+    return this.runs?.stats ?? emptyDispatchStats();
   }
 
   /** Reports runs and settlements to `observer` (metrics, tests). */
@@ -134,7 +152,7 @@ export class ConveyorStrategy
     this.attachExpected = true;
   }
 
-  /** @internal The route table of registered `@Reconcile` handlers (the testing module runs them without NATS). */
+  /** @internal The route table of registered `@Reconcile` handlers. */
   get handlerRegistry(): ReconcileHandlerRegistry<MessageHandler> {
     return this.registry;
   }
@@ -142,6 +160,30 @@ export class ConveyorStrategy
   /** @internal True once the transport was (or is about to be) attached to the app. */
   get isAttached(): boolean {
     return this.attachExpected || this.registry.size > 0;
+  }
+
+  /**
+   * @internal The runs of this transport over `port`: the NATS connection's, or the testing
+   * module's in-memory one. Both run the same state machine with the same handlers and hooks.
+   */
+  createRuns(port: ResultPort, consumer: () => LiveConsumer, onLeave?: () => void): MessageRuns {
+    return new MessageRuns(
+      {
+        config: this.config,
+        registry: this.registry,
+        logger: this.log,
+        logs: this.logs,
+        observers: this.observers,
+        slots: this.slots,
+        port,
+        consumer,
+        around: (ctx, invoke) => this.withProcessingHooks(ctx, invoke),
+        checkStale: this.config.staleEventGuard
+          ? (decoded, route) => checkStaleEvent(this.client, decoded, route)
+          : undefined,
+      },
+      onLeave,
+    );
   }
 
   /** Called by Nest's ListenersController for every pattern bound to this transport (or to none). */
@@ -188,7 +230,7 @@ export class ConveyorStrategy
 
   /** First shutdown hook: stop pulling and turn readiness down, before anything else closes. */
   async onModuleDestroy(): Promise<void> {
-    await this.stopPulling();
+    this.stopPulling();
   }
 
   /** Waits for in-flight runs while HTTP, the client and the log sinks still work. */
@@ -221,22 +263,20 @@ export class ConveyorStrategy
     await this.closing;
   }
 
-  private async stopPulling(): Promise<void> {
+  private stopPulling(): void {
     if (this.stopping.signal.aborted) return;
     this.stopping.abort();
-    if (this.current === 'idle') return;
-    this.setState('draining');
-    await this.batch?.close().catch(() => undefined);
+    if (this.current !== 'idle') this.setState('draining');
   }
 
   private drainRuns(): Promise<void> {
     this.runsDrained ??= (async () => {
-      await this.stopPulling();
+      this.stopPulling();
       const inFlight = this.inFlight;
       if (inFlight > 0) {
         this.log.log(`shutdown: waiting up to ${this.config.shutdownTimeoutMs} ms for ${inFlight} run(s)`);
       }
-      await this.dispatcher?.drain(this.config.shutdownTimeoutMs);
+      await this.runs?.drain(this.config.shutdownTimeoutMs);
       await this.loop;
       if (inFlight > 0) this.log.log('shutdown: every run settled');
     })();
@@ -280,117 +320,36 @@ export class ConveyorStrategy
     void this.watchConnection(nc);
 
     this.setState('binding');
-    const jsm = await nc.jetstreamManager();
-    this.consumer = await bindWithRetry(jsm, this.config, resources, this.log, signal);
-    if (!this.consumer) return;
-
-    const maxDeliver = this.consumer.config.max_deliver ?? -1;
-    if (maxDeliver > 0 && maxDeliver < this.config.maxAttempts) {
-      this.log.warn(
-        `consumer "${this.config.driverName}" has max_deliver ${maxDeliver}, below maxAttempts ${this.config.maxAttempts}: ` +
-          `retries give up after ${maxDeliver} attempts`,
-      );
-    }
-    this.dispatcher = new MessageDispatcher({
-      config: this.config,
+    const port = new NatsResultPort(nc, this.config, this.logs, this.log);
+    const runs: MessageRuns = (this.runs = this.createRuns(
+      port,
+      () => this.session!.consumer,
+      () => this.session!.schedulePull(),
+    ));
+    const session: ConsumerSession = (this.session = new ConsumerSession({
       nc,
-      js: nc.jetstream(),
-      registry: this.registry,
+      jsm: await nc.jetstreamManager(),
+      config: this.config,
+      resources,
+      runs,
+      slots: this.slots,
       logger: this.log,
-      logs: this.logs,
       observers: this.observers,
-      heartbeatMs: heartbeatIntervalMs(this.consumer),
-      maxDeliver,
-      around: (ctx, invoke) => this.withProcessingHooks(ctx, invoke),
-      checkStale: this.config.staleEventGuard
-        ? (decoded, route) => checkStaleEvent(this.client, decoded, route)
-        : undefined,
-    });
-    const sampler = setInterval(() => void this.sampleConsumer(jsm), CONSUMER_SAMPLE_MS);
-    try {
+      onStatus: (status) => this.onSessionStatus(status),
+    }));
+    await session.run(signal);
+  }
+
+  private onSessionStatus(status: SessionStatus): void {
+    const was = this.sessionStatus;
+    this.sessionStatus = status;
+    if (this.stopping.signal.aborted) return;
+    if (status.pulling) {
       this.setState('consuming');
+      if (!was.pulling) this.log.log(`consuming "${this.config.driverName}" on "${MESSAGES_STREAM}"`);
       this.markConsuming();
-      this.log.log(`consuming "${this.config.driverName}" on "${MESSAGES_STREAM}"`);
-      await this.pull(jsm, resources, this.dispatcher);
-    } finally {
-      clearInterval(sampler);
-    }
-  }
-
-  /** The pull loop: only as many messages as there are free slots; re-creates a deleted consumer. */
-  private async pull(
-    jsm: JetStreamManager,
-    resources: string[],
-    dispatcher: MessageDispatcher,
-  ): Promise<void> {
-    const signal = this.stopping.signal;
-    const js = this.nc!.jetstream();
-    let consumer = await js.consumers.get(MESSAGES_STREAM, this.config.driverName);
-    for (let failures = 0; !signal.aborted;) {
-      await this.gate.waitForFree(signal);
-      if (signal.aborted) break;
-      try {
-        this.batch = await consumer.fetch({ max_messages: this.gate.free, expires: PULL_EXPIRES_MS });
-        for await (const msg of this.batch) {
-          if (signal.aborted) {
-            await dispatcher.reject(msg);
-            continue;
-          }
-          this.gate.acquire();
-          void dispatcher
-            .dispatch(msg)
-            .catch((err) =>
-              this.log.error(`dispatch of stream seq ${msg.seq} failed: ${(err as Error).stack ?? err}`),
-            )
-            .finally(() => this.gate.release());
-        }
-        failures = 0;
-      } catch (err) {
-        failures += 1;
-        if (signal.aborted) break;
-        this.log.warn(`pulling from "${this.config.driverName}" failed: ${(err as Error).message}; retrying`);
-        const missing = await missingResource(jsm, this.config.driverName);
-        if (missing) {
-          if (!(await this.rebind(jsm, resources, missing))) break;
-          consumer = await js.consumers.get(MESSAGES_STREAM, this.config.driverName);
-          continue;
-        }
-        await sleep(backoffDelay(failures, 250, 5000), signal);
-      }
-    }
-  }
-
-  /** The consumer (or its stream) vanished under us: bind again, resuming after the last ack floor. */
-  private async rebind(
-    jsm: JetStreamManager,
-    resources: string[],
-    missing: 'consumer' | 'stream',
-  ): Promise<boolean> {
-    this.setState('binding');
-    const sampled =
-      missing === 'consumer' ? await resumePoint(jsm, this.consumer).catch(() => undefined) : undefined;
-    // A consumer re-created moments ago reports no ack floor yet: keep the point it started from.
-    const after =
-      missing === 'consumer' ? Math.max(sampled ?? 0, this.resumedAfter ?? 0) || undefined : undefined;
-    this.resumedAfter = after;
-    this.log.warn(
-      `consumer "${this.config.driverName}" ${missing === 'consumer' ? 'was deleted' : 'lost its stream'}: re-creating it` +
-        (after ? ` after stream seq ${after} (its last ack floor)` : ''),
-    );
-    const info = await bindWithRetry(jsm, this.config, resources, this.log, this.stopping.signal, {
-      startAfterSequence: after,
-    });
-    if (!info) return false;
-    this.consumer = info;
-    this.setState('consuming');
-    return true;
-  }
-
-  private async sampleConsumer(jsm: JetStreamManager): Promise<void> {
-    try {
-      this.consumer = await jsm.consumers.info(MESSAGES_STREAM, this.config.driverName);
-    } catch {
-      /* a deleted consumer is handled by the pull loop; keep the last info for its ack floor */
+    } else {
+      this.setState(this.current === 'connecting' || this.current === 'binding' ? 'binding' : 'recovering');
     }
   }
 
@@ -419,6 +378,8 @@ export class ConveyorStrategy
         this.emit('disconnect', String(status.data));
       } else if (status.type === 'reconnect') {
         this.connected = true;
+        // The server forgot our pull requests with the old connection: pull again right away.
+        this.session?.reconnected();
         this.observers.reconnected();
         this.log.log(`reconnected to NATS ${status.data}`);
         this.emit('reconnect', String(status.data));

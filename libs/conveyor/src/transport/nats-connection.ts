@@ -15,6 +15,8 @@ export function natsConnectionOptions(config: ConveyorConfig): ConnectionOptions
     // The default 2 min ping leaves a half-open link unnoticed for minutes.
     pingInterval: 20_000,
     maxPingOut: 3,
+    // nats.js otherwise builds an Error with a stack for every request (each result publish), used or not.
+    noAsyncTraces: true,
     ...(config.tls
       ? { tls: { certFile: config.tls.cert, keyFile: config.tls.key, caFile: config.tls.ca } }
       : {}),

@@ -10,6 +10,10 @@ export interface RunObserver {
   messageSettled?(e: { outcome: SettlementKind; action: 'ack' | 'nak' | 'term' }): void;
   /** Publishing a result failed once and is retried. */
   resultPublishRetried?(): void;
+  /** Publishing a result failed: `transient` (retried) or why it can never be stored as it was. */
+  resultPublishFailed?(e: { errorClass: string }): void;
+  /** The consumer session stopped pulling for `reason` and restarts. */
+  sessionRestarted?(e: { reason: string }): void;
   /** The NATS connection came back. */
   reconnected?(): void;
 }
@@ -43,6 +47,12 @@ export class RunObservers implements Required<RunObserver> {
   }
   resultPublishRetried(): void {
     this.emit('resultPublishRetried');
+  }
+  resultPublishFailed(e: Parameters<Required<RunObserver>['resultPublishFailed']>[0]): void {
+    this.emit('resultPublishFailed', e);
+  }
+  sessionRestarted(e: Parameters<Required<RunObserver>['sessionRestarted']>[0]): void {
+    this.emit('sessionRestarted', e);
   }
   reconnected(): void {
     this.emit('reconnected');

@@ -1,0 +1,61 @@
+/**
+ * What the orchestrator and a driver child process say to each other over the fork IPC channel.
+ * Kept free of Nest and of the framework so the hand-written loop child loads nothing but nats.js.
+ */
+
+/** Passed to a driver child as its only argument (JSON). */
+export interface DriverChildConfig {
+  servers: string;
+  driver: string;
+  concurrency: number;
+  /** 0: the handler returns at once; otherwise it awaits this long before returning. */
+  handlerDelayMs: number;
+}
+
+export type ChildToParent = { type: 'consuming'; at: number } | { type: 'failed'; error: string };
+export type ParentToChild = { type: 'stop' };
+
+/**
+ * Epoch milliseconds with sub-millisecond resolution. Both processes derive it from the same system
+ * clock, so a start stamped in the child and an end stamped in the parent can be subtracted.
+ */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export function readChildConfig(): DriverChildConfig {
+  const raw = process.argv[2];
+  if (!raw || !process.send) throw new Error('a driver child must be forked by the bench with its config');
+  return JSON.parse(raw) as DriverChildConfig;
+}
+
+/** Stamps the start of the measured interval: call it right before the first pull. */
+export function announceConsuming(): void {
+  const message: ChildToParent = { type: 'consuming', at: now() };
+  process.send!(message);
+}
+
+/** Reports a failure and exits non-zero once the report is on its way (send is asynchronous). */
+export function failChild(err: unknown): void {
+  const message: ChildToParent = {
+    type: 'failed',
+    error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+  };
+  if (process.connected) process.send!(message, () => process.exit(1));
+  else process.exit(1);
+}
+
+/**
+ * Runs `stop` when the orchestrator asks, then exits. An orphaned child (the orchestrator died and
+ * the IPC channel closed) exits at once so no driver keeps running behind a crashed bench.
+ */
+export function onStop(stop: () => Promise<void>): void {
+  process.on('message', (message: ParentToChild) => {
+    if (message?.type !== 'stop') return;
+    stop().then(
+      () => process.exit(0),
+      (err) => failChild(err),
+    );
+  });
+  process.on('disconnect', () => process.exit(0));
+}

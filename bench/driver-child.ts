@@ -1,0 +1,139 @@
+/**
+ * A driver under test, in a fresh Node process per round: one scenario's JIT warm-up, heap and GC
+ * debt never leak into the next one's figure. Every child is tracked so none outlives the bench.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { ChildToParent, DriverChildConfig, ParentToChild } from './child-protocol';
+
+const live = new Set<ChildProcess>();
+let exitHook = false;
+
+/** Kills every driver child still running (synchronous: also usable from an `exit` handler). */
+export function killAllChildren(): void {
+  for (const child of live) child.kill('SIGKILL');
+  live.clear();
+}
+
+/**
+ * The child environment without CONVEYOR_* / LOKI_* variables: the framework reads them as option
+ * fallbacks, and a stray one from the caller's shell would change what is measured (or send logs
+ * to some Loki that is not on this machine).
+ */
+function childEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !/^(CONVEYOR_|LOKI_)/.test(key)),
+  ) as NodeJS.ProcessEnv;
+}
+
+export type DriverKind = 'loop' | 'framework';
+
+export class DriverChild {
+  /** Set when the child reported a failure or exited on its own; the round fails with it. */
+  private failed?: Error;
+  private output = '';
+  private partial = '';
+  private readonly exited: Promise<void>;
+  private stopRequested = false;
+  readonly consuming: Promise<number>;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly label: string,
+    startTimeoutMs: number,
+  ) {
+    live.add(child);
+    if (!exitHook) {
+      exitHook = true;
+      process.once('exit', killAllChildren);
+    }
+    for (const stream of [child.stdout, child.stderr]) {
+      stream?.setEncoding('utf8');
+      stream?.on('data', (chunk: string) => this.forward(chunk));
+    }
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        live.delete(child);
+        if (!this.stopRequested || code !== 0) {
+          this.failed ??= new Error(
+            `${label}: driver process exited (code ${code}, signal ${signal})${this.tail()}`,
+          );
+        }
+        resolve();
+      }),
+    );
+    this.consuming = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new Error(`${label}: driver did not start consuming within ${startTimeoutMs} ms${this.tail()}`),
+        );
+      }, startTimeoutMs);
+      child.on('message', (message: ChildToParent) => {
+        if (message.type === 'consuming') {
+          clearTimeout(timer);
+          resolve(message.at);
+        } else if (message.type === 'failed') {
+          this.failed ??= new Error(`${label}: driver failed: ${message.error}`);
+          clearTimeout(timer);
+          reject(this.failed);
+        }
+      });
+      void this.exited.then(() => {
+        clearTimeout(timer);
+        reject(this.failed);
+      });
+    });
+    // Rejections are read through failure() as well; do not let an unobserved one crash the bench.
+    this.consuming.catch(() => undefined);
+  }
+
+  static spawn(
+    kind: DriverKind,
+    config: DriverChildConfig,
+    label: string,
+    startTimeoutMs: number,
+  ): DriverChild {
+    const script = join(__dirname, kind === 'loop' ? 'loop-driver.js' : 'framework-driver.js');
+    const child = fork(script, [JSON.stringify(config)], {
+      env: childEnv(),
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    return new DriverChild(child, label, startTimeoutMs);
+  }
+
+  failure(): Error | undefined {
+    return this.failed;
+  }
+
+  /** Asks the child to close (the framework drains its connection), killing it after `timeoutMs`. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopRequested = true;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const message: ParentToChild = { type: 'stop' };
+    if (this.child.connected) this.child.send(message);
+    let timer: NodeJS.Timeout | undefined;
+    const killed = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => {
+        this.child.kill('SIGKILL');
+        resolve(true);
+      }, timeoutMs);
+    });
+    const forced = await Promise.race([this.exited.then(() => false), killed]);
+    clearTimeout(timer);
+    await this.exited;
+    if (forced) throw new Error(`${this.label}: driver did not exit within ${timeoutMs} ms of stop; killed`);
+  }
+
+  /** Driver output goes to the bench's stderr, labelled: a warning from the framework is worth seeing. */
+  private forward(chunk: string): void {
+    this.output = (this.output + chunk).slice(-4000);
+    // Chunks split lines anywhere: label whole lines only.
+    const lines = (this.partial + chunk).split('\n');
+    this.partial = lines.pop() ?? '';
+    if (lines.length) process.stderr.write(lines.map((line) => `  [${this.label}] ${line}\n`).join(''));
+  }
+
+  private tail(): string {
+    return this.output ? `; last output:\n${this.output}` : '';
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * `npm run bench`: starts its own nats-server on loopback, runs the benchmark sections and rewrites
+ * their parts of docs/BENCHMARKS.md. Not part of `npm test`: figures depend on the machine.
+ *
+ * Env: BENCH_ROUNDS (default 3), BENCH_MESSAGES (backlog of the no-op scenarios, default 20000; the
+ * 50 ms scenario scales with it from 3200), BENCH_SLOW_MESSAGES (that one explicitly),
+ * BENCH_ROUND_TIMEOUT_MS, BENCH_STALL_MS (default 20000).
+ */
+import { resolve } from 'node:path';
+import { BenchBroker } from './broker';
+import { killAllChildren } from './driver-child';
+import { runDispatch, type DispatchOptions } from './dispatch.bench';
+import { describeMachine, writeSection } from './report';
+
+/** The compiled file is dist/bench/bench/main.js; the report lives in the repository's docs/. */
+const REPORT_FILE = resolve(__dirname, '../../../docs/BENCHMARKS.md');
+const DEFAULT_MESSAGES = 20_000;
+const DEFAULT_SLOW_MESSAGES = 3_200;
+
+function intFromEnv(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min)
+    throw new Error(`${name}=${raw}: expected an integer >= ${min}`);
+  return value;
+}
+
+function readOptions(): DispatchOptions {
+  const messages = intFromEnv('BENCH_MESSAGES', DEFAULT_MESSAGES, 1);
+  // Scaled with BENCH_MESSAGES so a quick try keeps the scenarios' relative lengths.
+  const scaledSlow = Math.max(16, Math.round((DEFAULT_SLOW_MESSAGES * messages) / DEFAULT_MESSAGES));
+  const roundTimeout = process.env.BENCH_ROUND_TIMEOUT_MS;
+  return {
+    rounds: intFromEnv('BENCH_ROUNDS', 3, 1),
+    messages,
+    slowMessages: intFromEnv('BENCH_SLOW_MESSAGES', scaledSlow, 1),
+    roundTimeoutMs: roundTimeout ? intFromEnv('BENCH_ROUND_TIMEOUT_MS', 0, 1) : undefined,
+    stallMs: intFromEnv('BENCH_STALL_MS', 20_000, 1),
+  };
+}
+
+/** The command as a reader would retype it, with the BENCH_* settings that shaped these figures. */
+function commandLine(): string {
+  const settings = Object.entries(process.env)
+    .filter(([key]) => key.startsWith('BENCH_'))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([key, value]) => `${key}=${value} `)
+    .join('');
+  const run = process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'node dist/bench/bench/main.js';
+  return `${settings}${run}`;
+}
+
+let broker: BenchBroker | undefined;
+let stopping: Promise<void> | undefined;
+/** Set by SIGINT/SIGTERM: the signal handler owns the exit, and the round it broke is no failure. */
+let interrupted = false;
+
+/** Single-flight: the signal handler and the failing round it causes must not race to exit. */
+function shutdown(): Promise<void> {
+  stopping ??= (async () => {
+    killAllChildren();
+    // Bounded: an interrupted bench must not hang on its own cleanup (the server is SIGKILLed on exit anyway).
+    await Promise.race([broker?.stop(), new Promise((r) => setTimeout(r, 5_000))]).catch(() => undefined);
+  })();
+  return stopping;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    console.error(`\n${signal}: stopping drivers and nats-server`);
+    void shutdown().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  });
+}
+
+async function main(): Promise<number> {
+  const options = readOptions();
+  broker = await BenchBroker.start();
+  const machine = describeMachine(broker.serverVersion);
+  console.log(
+    `nats-server ${machine.natsServer} on ${broker.url}; ${options.rounds} round(s); ` +
+      `${options.messages} messages (a, b), ${options.slowMessages} messages (c)`,
+  );
+  const context = { machine, command: commandLine(), date: new Date().toISOString().replace(/\.\d+Z$/, 'Z') };
+  const dispatch = await runDispatch(broker, options, context);
+  writeSection(REPORT_FILE, 'dispatch', dispatch.markdown);
+  console.log(`\nwrote ${REPORT_FILE}`);
+  // Missing targets are findings, reported in the file; a wrong result count means the figures lie.
+  return dispatch.verified ? 0 : 1;
+}
+
+main().then(
+  async (code) => {
+    if (interrupted) return;
+    await shutdown();
+    process.exit(code);
+  },
+  async (err) => {
+    if (interrupted) return;
+    console.error(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : err}`);
+    await shutdown();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,52 @@
+import type { DeadLetterRecord } from '../settlement/dead-letter';
+
+/**
+ * One pulled message and the verbs that settle it: what a {@link MessageRun} needs of the broker
+ * for a single message. The NATS transport implements it on a JetStream delivery; the testing
+ * module on an in-memory record, so both drive the same state machine.
+ */
+export interface InboundMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  /** Stream the message is stored in (`messages`). */
+  readonly stream: string;
+  readonly streamSequence: number;
+  /** 1 on the first delivery. */
+  readonly deliveryCount: number;
+  /** When the message was stored in the stream, in ms since the epoch. */
+  readonly storedAtMs: number;
+  ack(): void;
+  /** Redeliver, after `delayMs` when given. */
+  nak(delayMs?: number): void;
+  /** Never redeliver. */
+  term(reason: string): void;
+  /** Resets AckWait: the message is still being worked on. */
+  working(): void;
+}
+
+/** A result publish the server refused for good: retrying the same bytes cannot help. */
+export class ResultRefusedError extends Error {
+  constructor(
+    message: string,
+    /** Why, as a bounded label for metrics. */
+    override readonly cause: 'max-payload' | 'no-stream' | 'permission' | 'rejected',
+  ) {
+    super(message);
+    this.name = 'ResultRefusedError';
+  }
+}
+
+/** What the runs of a connection share: result publishing, its size limit, dead-letter sinks, log flushing. */
+export interface ResultPort {
+  /**
+   * Publishes a result with `Nats-Msg-Id: msgId` and resolves once it is stored.
+   * @throws ResultRefusedError when it can never be stored as it is; any other error is transient.
+   */
+  publishResult(bytes: Uint8Array, msgId: string): Promise<void>;
+  /** Largest message (headers included) the server accepts. */
+  readonly maxPayload: number;
+  /** Hands a record to the dead-letter hook and subject; false when a configured sink failed. */
+  deadLetter(record: DeadLetterRecord): Promise<boolean>;
+  /** Waits until the run's log lines are stored, so they precede its result. */
+  flushRunLogs(runId: string, signal: AbortSignal): Promise<void>;
+}

@@ -1,0 +1,416 @@
+import { MESSAGES_STREAM } from '../protocol';
+import type { ReconcileContext } from '../reconcile/reconcile-context';
+import { ShutdownDeadlineError } from '../reconcile/reconcile-runner';
+import {
+  ResultTarget,
+  classifyPublishError,
+  encodeResult,
+  essentialResource,
+} from '../settlement/result.publisher';
+import { ErrorCode } from 'nats';
+import {
+  MessageOutcome,
+  Settlement,
+  decideSettlement,
+  internalFailure,
+  refusedResult,
+  unpublishableResult,
+} from '../settlement/settlement.policy';
+import { backoffDelay, sleep } from '../transport/backoff';
+import { InboundMessage, ResultRefusedError } from './message-port';
+import { RoutedMessage, routeMessage } from './message-routing';
+import { ReconcileStep, reconcileStep } from './reconcile-step';
+import type { RunEnvironment } from './run-environment';
+import { RunEvent, RunStateName, nextRunState } from './run-states';
+import type { SlotRelease } from './run-slots';
+
+/** How long the deadline lets a result publish already on the wire wait for its PubAck. */
+export const PUBLISH_GRACE_MS = 2000;
+
+/** What happened to a run's result publish. */
+type Published = 'stored' | 'maybe-stored' | 'not-stored' | ResultRefusedError;
+
+/**
+ * One message from arrival to its final verb: the only owner of its result publish and its
+ * ack / nak / term (heartbeats come from {@link MessageRuns}, which asks {@link needsHeartbeat}).
+ * The states are in `run-states.ts`; {@link execute} walks them top to bottom and never rejects:
+ * whatever throws in any state ends in a settlement decision and a verb.
+ */
+export class MessageRun {
+  private current: RunStateName = 'received';
+  private final?: Settlement;
+  private handlerOutcome?: MessageOutcome;
+  private context?: ReconcileContext;
+  private target?: ResultTarget;
+  private handlerAbort?: AbortController;
+  private readonly stopWaiting = new AbortController();
+  private readonly deadlineHit = new AbortController();
+  /** `ackMode: 'onReceive'` acked it before the run. */
+  private acked = false;
+  /** Set once the result was cut down after the server refused it: a second refusal dead-letters. */
+  private shrunk = false;
+  private startedAt?: number;
+  private resourceType = '';
+  readonly receivedAt = Date.now();
+  /** The run's timeout elapsed but its handler still holds its slot. */
+  overdue = false;
+
+  constructor(
+    private readonly env: RunEnvironment,
+    readonly message: InboundMessage,
+  ) {}
+
+  get state(): RunStateName {
+    return this.current;
+  }
+  /** The row the message ended in (once settled). */
+  get settlement(): Settlement | undefined {
+    return this.final;
+  }
+  /** How the handler (or routing) ended, when it got that far. */
+  get outcome(): MessageOutcome | undefined {
+    return this.handlerOutcome;
+  }
+  get ctx(): ReconcileContext | undefined {
+    return this.context;
+  }
+  /** True while the message needs `working()` to keep its AckWait from running out. */
+  get needsHeartbeat(): boolean {
+    return this.current !== 'settled' && !this.acked;
+  }
+  /** Waiting for a run slot (counted against what the session may pull). */
+  get queued(): boolean {
+    return this.current === 'received' || this.current === 'waiting-for-slot';
+  }
+
+  /** The whole life of the message. Never rejects. */
+  async execute(): Promise<void> {
+    try {
+      await this.live();
+    } catch (err) {
+      await this.recover(err);
+    }
+  }
+
+  /** Shutdown began: a message still waiting for a slot is nak'd now; a running one finishes. */
+  shutdown(): void {
+    this.stopWaiting.abort();
+    this.transition('shutdown');
+  }
+
+  /** The shutdown deadline: abort the handler; what cannot have a stored result is nak'd. */
+  deadline(): void {
+    this.stopWaiting.abort();
+    this.deadlineHit.abort();
+    this.handlerAbort?.abort(new ShutdownDeadlineError());
+    this.transition('deadline');
+  }
+
+  private async live(): Promise<void> {
+    // received: decode once, route by subject and event.
+    const routed = routeMessage(this.env, this.message);
+    if (routed.kind === 'decided') {
+      this.handlerOutcome = routed.outcome;
+      this.target = routed.target;
+      this.transition('decided');
+      return this.report(routed.settlement);
+    }
+    this.target = routed.target;
+    this.transition('routed');
+    // waiting-for-handler, then waiting-for-slot.
+    const slots = await this.takeSlots(routed);
+    if (!slots) return this.report(this.decide({ kind: 'not-started' }));
+    // running
+    let step: ReconcileStep;
+    try {
+      step = await reconcileStep(this.env, routed, this.message, {
+        abort: (this.handlerAbort = new AbortController()),
+        ackOnReceive: () => this.ackOnReceive(),
+        ctx: (ctx) => (this.context = ctx),
+      });
+    } catch (err) {
+      slots();
+      throw err;
+    }
+    this.handlerOutcome = step.outcome;
+    this.startedAt = step.startedAt;
+    this.resourceType = routed.route.resource;
+    this.transition('handler-finished');
+    if (!step.overdue) {
+      // The slot frees as the handler ends, so the next message is pulled while this result publishes.
+      slots();
+      return this.report(step.settlement);
+    }
+    // A timed-out handler keeps its slot until it lets go: the instance never runs more than `concurrency`.
+    this.overdue = true;
+    try {
+      await this.report(step.settlement);
+      await step.overdue;
+    } finally {
+      this.overdue = false;
+      slots();
+    }
+  }
+
+  /** The handler's own slot, then an instance slot; undefined (nothing held) when shutdown came first. */
+  private async takeSlots(routed: RoutedMessage): Promise<SlotRelease | undefined> {
+    const signal = this.stopWaiting.signal;
+    const handlerSlot = await this.env.slots.takeHandlerSlot(routed.meta, signal);
+    if (!handlerSlot) return undefined;
+    this.transition('handler-slot-taken');
+    const runSlot = await this.env.slots.takeRunSlot(signal);
+    if (!runSlot) {
+      handlerSlot();
+      return undefined;
+    }
+    this.transition('run-slot-taken');
+    return () => {
+      runSlot();
+      handlerSlot();
+    };
+  }
+
+  /** reporting: dead-letter record, then the result (when there is one), then the verb. */
+  private async report(settlement: Settlement): Promise<void> {
+    if (settlement.deadLetter) settlement = await this.recordDeadLetter(settlement);
+    const target = this.target;
+    if (!settlement.result || !target) return this.finish(settlement);
+    if (this.acked) return this.publishAfterAck(settlement, target);
+    if (this.deadlineHit.signal.aborted) return this.finish(this.deadlineNak());
+    const encoded = encodeResult(
+      target,
+      settlement.result,
+      this.env.config.driverName,
+      this.env.port.maxPayload,
+    );
+    if (encoded.kind === 'refused') return this.refuse(encoded.reason, false);
+    if (encoded.kind === 'replaced') {
+      this.env.logger.warn(`run ${target.runId}: ${encoded.settlement.reason}`);
+      settlement = encoded.settlement;
+    }
+    // The run's lines first: a UI that sees the result finds the whole log.
+    await this.env.port.flushRunLogs(target.runId, this.deadlineHit.signal);
+    if (this.deadlineHit.signal.aborted) return this.finish(this.deadlineNak());
+    const published = await this.publish(encoded.bytes, target.msgId);
+    if (published instanceof ResultRefusedError) {
+      return this.refuse(published.message, published.cause === 'max-payload');
+    }
+    if (published === 'not-stored') return this.finish(this.deadlineNak());
+    if (published === 'maybe-stored') {
+      this.env.logger.warn(
+        `run ${target.runId}: no PubAck within ${PUBLISH_GRACE_MS} ms of the shutdown deadline; ` +
+          'acked, since the result may be stored (a rerun would publish a second one)',
+      );
+    }
+    this.finish(settlement);
+  }
+
+  /**
+   * publishing: retried with backoff while transient (heartbeats go on); a refusal returns at once.
+   * After the deadline only the attempt on the wire may still land, within a short grace.
+   */
+  private async publish(bytes: Uint8Array, msgId: string): Promise<Published> {
+    let mayBeStored = false;
+    const deadline = this.deadlineHit.signal;
+    for (let attempt = 1; ; attempt++) {
+      this.transition('result-sent');
+      try {
+        return (await this.withinGrace(this.env.port.publishResult(bytes, msgId)))
+          ? 'stored'
+          : 'maybe-stored';
+      } catch (err) {
+        const errorClass = classifyPublishError(err);
+        this.env.observers.resultPublishFailed({ errorClass });
+        if (errorClass !== 'transient') {
+          return err instanceof ResultRefusedError ? err : new ResultRefusedError(errorText(err), errorClass);
+        }
+        // No responders: nothing was stored. Anything else (a timeout) may have been.
+        mayBeStored ||= (err as { code?: string }).code !== ErrorCode.NoResponders;
+        if (!deadline.aborted) {
+          this.env.observers.resultPublishRetried();
+          this.env.logger.warn(
+            `publishing result ${msgId} failed (attempt ${attempt}): ${errorText(err)}; retrying`,
+          );
+          await sleep(backoffDelay(attempt, 250, 5000), deadline);
+        }
+        if (deadline.aborted) return mayBeStored ? 'maybe-stored' : 'not-stored';
+      }
+    }
+  }
+
+  /** True when `publish` lands, false when the deadline's grace runs out first; rejects with its error. */
+  private withinGrace(publish: Promise<void>): Promise<boolean> {
+    const signal = this.deadlineHit.signal;
+    const landed = publish.then(() => true);
+    // The race may be decided by the grace: a later rejection must not go unhandled.
+    landed.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    let startGrace: () => void = () => undefined;
+    const grace = new Promise<boolean>((resolve) => {
+      startGrace = () => (timer = setTimeout(() => resolve(false), PUBLISH_GRACE_MS));
+      if (signal.aborted) startGrace();
+      else signal.addEventListener('abort', startGrace, { once: true });
+    });
+    return Promise.race([landed, grace]).finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', startGrace);
+    });
+  }
+
+  /**
+   * The result cannot be stored as it is. One the server found too big (a stream's `max_msg_size`
+   * below `max_payload`) is replaced once by a small failure result; otherwise, or when that is
+   * refused too, no result can be stored: dead-letter, then term.
+   */
+  private async refuse(reason: string, tooBig: boolean): Promise<void> {
+    this.transition('result-refused');
+    this.env.logger.error(`${this.where()}: result refused: ${reason}`);
+    if (tooBig && !this.shrunk && this.target) {
+      this.shrunk = true;
+      this.target = { ...this.target, resource: essentialResource(this.target.resource) };
+      return this.report(refusedResult(reason));
+    }
+    this.target = undefined;
+    return this.report(unpublishableResult(reason));
+  }
+
+  /** `ackMode: 'onReceive'`: the message is already acked; the result is best effort. */
+  private async publishAfterAck(settlement: Settlement, target: ResultTarget): Promise<void> {
+    const { port, config, logger } = this.env;
+    const encoded = encodeResult(target, settlement.result!, config.driverName, port.maxPayload);
+    if (encoded.kind === 'refused') {
+      logger.error(`${this.where()}: no result published: ${encoded.reason}`);
+      return this.finish(settlement);
+    }
+    if (encoded.kind === 'replaced') settlement = encoded.settlement;
+    await port.flushRunLogs(target.runId, this.deadlineHit.signal);
+    const published = await this.publish(encoded.bytes, target.msgId);
+    if (published !== 'stored')
+      logger.warn(`${this.where()}: result not confirmed stored (${String(published)})`);
+    this.finish(settlement);
+  }
+
+  private deadlineNak(): Settlement {
+    return this.decide({ kind: 'threw', error: new ShutdownDeadlineError(), handler: 'in-flight run' }, true);
+  }
+
+  private async recordDeadLetter(settlement: Settlement): Promise<Settlement> {
+    const { message, env } = this;
+    const recorded = await env.port.deadLetter({
+      reason: settlement.reason,
+      driver: env.config.driverName,
+      subject: message.subject,
+      stream: message.stream || MESSAGES_STREAM,
+      streamSequence: message.streamSequence,
+      deliveryCount: message.deliveryCount,
+      payload: message.data,
+      runId: this.target?.runId ?? runIdOf(this.handlerOutcome),
+      failedAt: new Date().toISOString(),
+      ...(settlement.result && this.target
+        ? {}
+        : { noResult: noResultReason(this.handlerOutcome, settlement) }),
+    });
+    if (recorded) return settlement;
+    // Terminating now would lose the only copy: keep it and try again later.
+    return {
+      kind: 'retried',
+      action: 'nak',
+      delayMs: env.config.retryDelayMs(message.deliveryCount),
+      reason: `dead-letter record not stored, kept for another try: ${settlement.reason}`,
+      level: 'error',
+    };
+  }
+
+  /** The final verb, once. */
+  private finish(settlement: Settlement): void {
+    if (this.current === 'settled') return;
+    this.final = settlement;
+    const { message, env } = this;
+    if (!this.acked) sendVerb(message, settlement, env);
+    this.transition('verb-sent');
+    env.record(settlement, () => this.where());
+    env.unrouted(message.streamSequence, settlement.kind === 'unrouted', settlement.delayMs);
+    if (this.startedAt !== undefined) {
+      env.observers.runFinished({
+        resourceType: this.resourceType,
+        outcome: settlement.kind,
+        durationMs: Date.now() - this.startedAt,
+      });
+    }
+  }
+
+  private ackOnReceive(): void {
+    // Go parity (at-most-once): from here on a crash loses the event.
+    this.message.ack();
+    this.acked = true;
+  }
+
+  /** Total: an exception anywhere ends in a decision and a verb (or, once settled, in a log line). */
+  private async recover(err: unknown): Promise<void> {
+    const logger = this.env.logger;
+    logger.error(
+      `${this.where()}: unexpected error in state ${this.current}: ${(err as Error)?.stack ?? err}`,
+    );
+    if (this.current === 'settled') return;
+    this.transition('error');
+    try {
+      // Publishing: the result may be stored, so acking beats a rerun; anywhere else report the failure.
+      if (this.current === 'publishing') this.finish(this.final ?? internalFailure(err));
+      else await this.report(internalFailure(err));
+    } catch (again) {
+      logger.error(`${this.where()}: settling failed too (${(again as Error)?.message}): nak`);
+      this.finish({ kind: 'retried', action: 'nak', reason: 'internal error', level: 'error' });
+    }
+  }
+
+  private decide(outcome: MessageOutcome, shutdownAborted = false): Settlement {
+    return decideSettlement(outcome, {
+      deliveryCount: this.message.deliveryCount,
+      maxAttempts: this.env.config.maxAttempts,
+      retryDelayMs: this.env.config.retryDelayMs,
+      alreadyAcked: this.acked,
+      shutdownAborted,
+    });
+  }
+
+  private transition(event: RunEvent): void {
+    this.current = nextRunState(this.current, event);
+  }
+
+  private where(): string {
+    const m = this.message;
+    const run = this.target?.runId ?? runIdOf(this.handlerOutcome);
+    return `stream seq ${m.streamSequence}${run ? ` (run ${run})` : ''}, delivery ${m.deliveryCount}`;
+  }
+}
+
+function runIdOf(outcome: MessageOutcome | undefined): string | undefined {
+  return outcome?.kind === 'undecodable' ? outcome.runId : undefined;
+}
+
+/** Why a dead-lettered message got no failure result, for the record. */
+function noResultReason(outcome: MessageOutcome | undefined, settlement: Settlement): string {
+  if (outcome?.kind === 'undecodable') {
+    return outcome.runId === undefined
+      ? 'the run id is unreadable: no result can name the run'
+      : "the resource's name and type are unreadable: the engine could not match a result";
+  }
+  return settlement.reason;
+}
+
+/** Sends the final verb; a failed verb only means a redelivery after AckWait (a duplicate, never a loss). */
+function sendVerb(message: InboundMessage, settlement: Settlement, env: RunEnvironment): void {
+  try {
+    if (settlement.action === 'ack') message.ack();
+    else if (settlement.action === 'nak') message.nak(settlement.delayMs);
+    else message.term(settlement.reason.slice(0, 1024));
+  } catch (err) {
+    env.logger.warn(
+      `${settlement.action} of stream seq ${message.streamSequence} failed: ${(err as Error).message}`,
+    );
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,175 @@
+import { Logger } from '@nestjs/common';
+import type { Settlement, SettlementKind } from '../settlement/settlement.policy';
+import type { InboundMessage } from './message-port';
+import { MessageRun } from './message-run';
+import type { RunEnvironment } from './run-environment';
+
+/** Counters of what happened to messages, by settlement row, plus runs in flight and past their timeout. */
+export interface DispatchStats {
+  settled: Record<SettlementKind, number>;
+  inFlight: number;
+  /** Runs whose timeout elapsed but whose handler has not let go of its slot yet. */
+  overdue: number;
+  /** Messages no handler here serves, nak'd and expected back (rolling deploys, retired subjects). */
+  unroutedHeld: number;
+}
+
+const SETTLEMENT_KINDS: SettlementKind[] = [
+  'succeeded',
+  'failed',
+  'retried',
+  'gave-up',
+  'timed-out',
+  'filtered',
+  'unrouted',
+  'dead-lettered',
+  'stale',
+  'shutdown',
+];
+
+function zeroCounts(): Record<SettlementKind, number> {
+  return Object.fromEntries(SETTLEMENT_KINDS.map((k) => [k, 0])) as Record<SettlementKind, number>;
+}
+
+/** Stats before anything was pulled. */
+export function emptyDispatchStats(): DispatchStats {
+  return { settled: zeroCounts(), inFlight: 0, overdue: 0, unroutedHeld: 0 };
+}
+
+type EnvironmentWithoutBookkeeping = Omit<RunEnvironment, 'record' | 'unrouted'>;
+
+/**
+ * The live {@link MessageRun}s of a transport: starts one per message, heartbeats them all from one
+ * timer, counts their final rows, and ends them at shutdown (nak what waits, then the deadline).
+ */
+export class MessageRuns {
+  private readonly live = new Set<MessageRun>();
+  private readonly counts = zeroCounts();
+  /** Stream sequence of a nak'd unrouted message -> when it is expected back at the latest. */
+  private readonly unroutedHeld = new Map<number, number>();
+  private readonly env: RunEnvironment;
+  private ticker?: NodeJS.Timeout;
+  private tickerMs = 0;
+  private emptied?: () => void;
+
+  constructor(
+    env: EnvironmentWithoutBookkeeping,
+    /** Called when a run ends or frees its slot: the session may pull again. */
+    private readonly onLeave: () => void = () => undefined,
+  ) {
+    this.env = {
+      ...env,
+      record: (settlement, where) => this.record(settlement, where),
+      unrouted: (seq, held, delayMs) => this.trackUnrouted(seq, held, delayMs),
+    };
+  }
+
+  /** Messages between arrival and final verb. */
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Messages that will need a run slot before anything else (received, or waiting for one). */
+  get queued(): number {
+    let n = 0;
+    for (const run of this.live) if (run.queued) n += 1;
+    return n;
+  }
+
+  get stats(): DispatchStats {
+    let overdue = 0;
+    for (const run of this.live) if (run.overdue) overdue += 1;
+    const now = Date.now();
+    for (const [seq, until] of this.unroutedHeld) if (until < now) this.unroutedHeld.delete(seq);
+    return {
+      settled: { ...this.counts },
+      inFlight: this.live.size,
+      overdue,
+      unroutedHeld: this.unroutedHeld.size,
+    };
+  }
+
+  /** Starts the run of `message`; resolves when it settled (never rejects). */
+  start(message: InboundMessage): Promise<MessageRun> {
+    const run = new MessageRun(this.env, message);
+    this.live.add(run);
+    this.ensureTicker();
+    return run.execute().then(() => {
+      this.live.delete(run);
+      this.onLeave();
+      if (this.live.size === 0) this.emptied?.();
+      return run;
+    });
+  }
+
+  /**
+   * Shutdown: messages waiting for a slot are nak'd at once; running ones get up to `timeoutMs`.
+   * Past it they are aborted: nak'd so another replica reruns them now, except a result already on
+   * the wire (acked once it lands, within a short grace).
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    for (const run of this.live) run.shutdown();
+    if (!(await this.allSettled(timeoutMs))) {
+      for (const run of this.live) run.deadline();
+      await this.allSettled(timeoutMs + 5000);
+    }
+    clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  private allSettled(timeoutMs: number): Promise<boolean> {
+    if (this.live.size === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.emptied = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+  }
+
+  /** One timer for every run: `working()` for those older than half a period, so short runs send none. */
+  private ensureTicker(): void {
+    const periodMs = this.env.consumer().heartbeatMs;
+    if (this.ticker && periodMs === this.tickerMs) return;
+    clearInterval(this.ticker);
+    this.tickerMs = periodMs;
+    this.ticker = setInterval(() => this.heartbeat(), periodMs);
+    this.ticker.unref();
+  }
+
+  private heartbeat(): void {
+    const youngest = Date.now() - this.tickerMs / 2;
+    for (const run of this.live) {
+      if (run.needsHeartbeat && run.receivedAt <= youngest) {
+        try {
+          run.message.working();
+        } catch {
+          /* disconnected: the reconnect restores it, or AckWait redelivers (a duplicate, never a loss) */
+        }
+      }
+    }
+    // The sampled consumer may have a new AckWait.
+    this.ensureTicker();
+  }
+
+  private record(settlement: Settlement, where: () => string): void {
+    this.counts[settlement.kind] += 1;
+    this.env.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
+    const level = settlement.level;
+    // Formatting a line per message costs real time at thousands of messages a second.
+    if (!Logger.isLevelEnabled(level === 'debug' ? 'debug' : level === 'log' ? 'log' : level)) return;
+    const verb = `${settlement.action}${settlement.delayMs !== undefined ? ` in ${settlement.delayMs} ms` : ''}`;
+    const line = `${settlement.kind} ${where()}: ${settlement.reason} -> ${verb}`;
+    const { logger } = this.env;
+    if (level === 'error') logger.error(line);
+    else if (level === 'warn') logger.warn(line);
+    else if (level === 'log') logger.log(line);
+    else logger.debug?.(line);
+  }
+
+  private trackUnrouted(streamSequence: number, held: boolean, delayMs = 0): void {
+    if (held) this.unroutedHeld.set(streamSequence, Date.now() + delayMs + 2 * this.tickerMs * 2 + 1000);
+    else if (this.unroutedHeld.size > 0) this.unroutedHeld.delete(streamSequence);
+  }
+}

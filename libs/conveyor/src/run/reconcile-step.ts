@@ -1,0 +1,155 @@
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { createRunBinding, runScope } from '../logger/run-scope';
+import type { ReconcileContext } from '../reconcile/reconcile-context';
+import { createReconcileContext, effectiveMaxAttempts, runReconcile } from '../reconcile/reconcile-runner';
+import { MessageOutcome, Settlement, decideSettlement } from '../settlement/settlement.policy';
+import type { InboundMessage } from './message-port';
+import type { RoutedMessage } from './message-routing';
+import type { RunEnvironment } from './run-environment';
+
+/** No-op unless the app registers an OpenTelemetry SDK. */
+const tracer = trace.getTracer('@conveyor-ci/nestjs');
+
+/** A run that ignores its abort signal this long after its timeout gets a second, louder warning. */
+const OVERDUE_WARNING_MS = 5000;
+
+/** What the running state produced. */
+export interface ReconcileStep {
+  outcome: MessageOutcome;
+  settlement: Settlement;
+  /** Set when the handler timed out but still runs: resolves when it lets go of its slot. */
+  overdue?: Promise<void>;
+  /** When the handler started (undefined when the stale-event guard ended the message first). */
+  startedAt?: number;
+}
+
+/** What the run hands the step: its abort controller, and what it must know as it happens. */
+export interface StepHooks {
+  abort: AbortController;
+  /** `ackMode: 'onReceive'`: ack now, before the handler. */
+  ackOnReceive: () => void;
+  ctx: (ctx: ReconcileContext) => void;
+}
+
+/**
+ * The running state: the stale-event check, then the handler through Nest's pipeline in the run's
+ * log scope (an injected DriverLogger finds the run anywhere below) and an OpenTelemetry span.
+ */
+export async function reconcileStep(
+  env: RunEnvironment,
+  routed: RoutedMessage,
+  message: InboundMessage,
+  hooks: StepHooks,
+): Promise<ReconcileStep> {
+  const { decoded, route, meta } = routed;
+  const { config } = env;
+  const binding = createRunBinding({
+    runId: decoded.message.run_id,
+    driver: config.driverName,
+    pipeline: decoded.resource.pipeline ?? '',
+    event: decoded.message.event,
+    messageId: decoded.message.id,
+    resource: decoded.resource.name,
+    resourceType: decoded.resource.resource,
+  });
+  const maxAttempts = effectiveMaxAttempts(meta, config, env.consumer().maxDeliver);
+  const state = { deliveryCount: message.deliveryCount, maxAttempts, retryDelayMs: config.retryDelayMs };
+  try {
+    return await runScope.run(binding, async (): Promise<ReconcileStep> => {
+      const stale = await env.checkStale?.(decoded, route);
+      if (stale) return { outcome: stale, settlement: decideSettlement(stale, state) };
+      const ctx = createReconcileContext(
+        decoded,
+        route,
+        {
+          subject: message.subject,
+          deliveryCount: message.deliveryCount,
+          streamSequence: message.streamSequence,
+        },
+        {
+          driverName: config.driverName,
+          maxAttempts,
+          signal: hooks.abort.signal,
+          logger: env.logs.loggerFor(binding),
+        },
+      );
+      hooks.ctx(ctx);
+      const alreadyAcked = config.ackMode === 'onReceive';
+      if (alreadyAcked) hooks.ackOnReceive();
+      const startedAt = Date.now();
+      env.observers.runStarted({ resourceType: route.resource, deliveryCount: message.deliveryCount });
+      const attributes = {
+        'conveyor.run_id': binding.runId,
+        'conveyor.driver': binding.driver,
+        'conveyor.resource': binding.resource,
+        'conveyor.resource_type': route.resource,
+        'conveyor.event': binding.event,
+        'conveyor.delivery_count': message.deliveryCount,
+        'messaging.system': 'nats',
+        'messaging.destination.name': message.subject,
+      };
+      return tracer.startActiveSpan(
+        `reconcile ${route.resource}`,
+        { kind: SpanKind.CONSUMER, attributes },
+        async (span) => {
+          try {
+            const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
+            const report = await runReconcile({
+              handler: routed.handler,
+              ctx,
+              meta,
+              abort: hooks.abort,
+              timeoutMs,
+              around: env.around,
+            });
+            const { timedOutAfterMs, shutdownAborted } = report;
+            if (timedOutAfterMs !== undefined) {
+              env.logger.warn(
+                `run ${binding.runId} exceeded ${timedOutAfterMs} ms: aborted, reporting it timed out`,
+              );
+            }
+            const settlement = decideSettlement(report.outcome, {
+              ...state,
+              alreadyAcked,
+              timedOutAfterMs,
+              shutdownAborted,
+            });
+            span.setAttribute('conveyor.outcome', settlement.kind);
+            if (settlement.kind !== 'succeeded')
+              span.setStatus({ code: SpanStatusCode.ERROR, message: settlement.kind });
+            const overdue =
+              timedOutAfterMs !== undefined
+                ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
+                : undefined;
+            return { outcome: report.outcome, settlement, overdue, startedAt };
+          } finally {
+            span.end();
+          }
+        },
+      );
+    });
+  } finally {
+    // Lines an overdue handler logs from here on are late.
+    binding.resultSent = true;
+  }
+}
+
+/** Resolves when a timed-out handler finally lets go, warning once if it keeps ignoring its signal. */
+async function awaitOverdue(
+  env: RunEnvironment,
+  settled: Promise<unknown>,
+  runId: string,
+  timedOutAfterMs: number,
+): Promise<void> {
+  const since = Date.now();
+  const warning = setTimeout(
+    () =>
+      env.logger.warn(
+        `run ${runId} ignores its abort signal: still holding a run slot ${OVERDUE_WARNING_MS} ms after its ${timedOutAfterMs} ms timeout`,
+      ),
+    OVERDUE_WARNING_MS,
+  );
+  await settled;
+  clearTimeout(warning);
+  env.logger.log(`run ${runId} let go of its slot ${Date.now() - since} ms after its timeout`);
+}

@@ -1,0 +1,39 @@
+import type { LoggerService } from '@nestjs/common';
+import type { MessageHandler } from '@nestjs/microservices';
+import type { LogShipper } from '../logger/log-shipper';
+import type { ConveyorConfig } from '../module/conveyor.options';
+import type { DecodedMessage, MessageRoute } from '../protocol';
+import type { ReconcileHandlerRegistry } from '../reconcile/reconcile-handler.registry';
+import type { ReconcileInvocation } from '../reconcile/reconcile-runner';
+import type { MessageOutcome, Settlement } from '../settlement/settlement.policy';
+import type { ResultPort } from './message-port';
+import type { RunObservers } from './run-events';
+import type { RunSlots } from './run-slots';
+
+/** What the consumer session last sampled of the live consumer. */
+export interface LiveConsumer {
+  /** `max_deliver` (-1 or 0: unlimited): the server stops redelivering past it. */
+  maxDeliver: number;
+  /** About half the consumer's AckWait. */
+  heartbeatMs: number;
+}
+
+/** Everything a {@link MessageRun} needs besides its message: shared by every run of a transport. */
+export interface RunEnvironment {
+  config: ConveyorConfig;
+  registry: ReconcileHandlerRegistry<MessageHandler>;
+  logger: LoggerService;
+  logs: LogShipper;
+  observers: RunObservers;
+  slots: RunSlots;
+  port: ResultPort;
+  consumer: () => LiveConsumer;
+  /** Runs a handler call inside Nest's processing hooks (OpenTelemetry instrumentations use them). */
+  around?: ReconcileInvocation['around'];
+  /** The stale-event guard, when enabled: an outcome that ends the message before its handler runs. */
+  checkStale?: (decoded: DecodedMessage, route: MessageRoute) => Promise<MessageOutcome | undefined>;
+  /** Counts, logs and reports a message's final row: called once per message. */
+  record(settlement: Settlement, where: () => string): void;
+  /** A message no handler serves was nak'd (`held`) or let go (`released`): the held gauge. */
+  unrouted(streamSequence: number, held: boolean, delayMs?: number): void;
+}

@@ -1,0 +1,84 @@
+import type { LoggerService } from '@nestjs/common';
+import { ErrorCode, JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
+import type { LogShipper } from '../logger/log-shipper';
+import type { ConveyorConfig } from '../module/conveyor.options';
+import { RESULT_SUBJECT } from '../protocol';
+import { ResultPort, ResultRefusedError } from '../run/message-port';
+import { DeadLetterRecord, recordDeadLetter } from '../settlement/dead-letter';
+
+const PUBLISH_TIMEOUT_MS = 5000;
+/** nats-server's default `max_payload`, until the server's INFO says otherwise. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** Results, dead letters and log flushes of the runs on one NATS connection. */
+export class NatsResultPort implements ResultPort {
+  private readonly js: JetStreamClient;
+  private jsm?: Promise<JetStreamManager>;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly config: ConveyorConfig,
+    private readonly logs: LogShipper,
+    private readonly logger: LoggerService,
+  ) {
+    this.js = nc.jetstream();
+  }
+
+  /** From the INFO of the server we are connected to now (it can change with a reconnect). */
+  get maxPayload(): number {
+    return this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  }
+
+  async publishResult(bytes: Uint8Array, msgId: string): Promise<void> {
+    try {
+      await this.js.publish(RESULT_SUBJECT, bytes, { msgID: msgId, timeout: PUBLISH_TIMEOUT_MS });
+    } catch (err) {
+      // No responders means either JetStream is not ready (transient) or no stream captures the
+      // subject (permanent): only the server can tell which.
+      if (
+        (err as { code?: string }).code === ErrorCode.NoResponders &&
+        (await this.noStreamFor(RESULT_SUBJECT))
+      ) {
+        throw new ResultRefusedError(
+          `no JetStream stream captures ${RESULT_SUBJECT} (is this a Conveyor server's NATS?)`,
+          'no-stream',
+        );
+      }
+      throw err;
+    }
+  }
+
+  deadLetter(record: DeadLetterRecord): Promise<boolean> {
+    return recordDeadLetter(record, {
+      onDeadLetter: this.config.onDeadLetter,
+      subject: this.config.deadLetterSubject,
+      nc: this.nc,
+      js: this.js,
+      logger: this.logger,
+    });
+  }
+
+  async flushRunLogs(runId: string, signal: AbortSignal): Promise<void> {
+    const flushed = this.logs.flushRun(runId);
+    if (signal.aborted) return;
+    let onAbort: () => void = () => undefined;
+    const aborted = new Promise<void>((resolve) => {
+      onAbort = () => resolve();
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    await Promise.race([flushed, aborted]);
+    signal.removeEventListener('abort', onAbort);
+  }
+
+  private async noStreamFor(subject: string): Promise<boolean> {
+    try {
+      this.jsm ??= this.nc.jetstreamManager();
+      await (await this.jsm).streams.find(subject);
+      return false;
+    } catch (err) {
+      // "no stream matches subject" is the answer; anything else (JetStream down) is not.
+      this.jsm = undefined;
+      return /no stream matches subject/i.test((err as Error).message);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+import type { LogShipper } from '../../conveyor/src/logger/log-shipper';
+import type { ConveyorConfig } from '../../conveyor/src/module/conveyor.options';
+import { MESSAGES_STREAM } from '../../conveyor/src/protocol';
+import type { InboundMessage, ResultPort } from '../../conveyor/src/run/message-port';
+import type { DeadLetterRecord } from '../../conveyor/src/settlement/dead-letter';
+
+/** The verb a message got, as the broker would have seen it. */
+export type RecordedVerb =
+  { verb: 'ack' } | { verb: 'nak'; delayMs?: number } | { verb: 'term'; reason: string };
+
+/** A message as the server would deliver it, recording what the run does to it. */
+export class InMemoryMessage implements InboundMessage {
+  readonly stream = MESSAGES_STREAM;
+  readonly storedAtMs = Date.now();
+  /** Final verbs in the order sent (a correct run sends exactly one). */
+  readonly verbs: RecordedVerb[] = [];
+  heartbeats = 0;
+
+  constructor(
+    readonly subject: string,
+    readonly data: Uint8Array,
+    readonly deliveryCount: number,
+    readonly streamSequence: number,
+  ) {}
+
+  ack(): void {
+    this.verbs.push({ verb: 'ack' });
+  }
+  nak(delayMs?: number): void {
+    this.verbs.push({ verb: 'nak', delayMs });
+  }
+  term(reason: string): void {
+    this.verbs.push({ verb: 'term', reason });
+  }
+  working(): void {
+    this.heartbeats += 1;
+  }
+}
+
+/** Results and dead letters kept in memory, with the same size limit a nats-server applies. */
+export class InMemoryResultPort implements ResultPort {
+  readonly results: { bytes: Uint8Array; msgId: string }[] = [];
+  readonly deadLetters: DeadLetterRecord[] = [];
+
+  constructor(
+    private readonly config: ConveyorConfig,
+    private readonly logs: LogShipper,
+    /** nats-server's default `max_payload`. */
+    readonly maxPayload = 1024 * 1024,
+  ) {}
+
+  async publishResult(bytes: Uint8Array, msgId: string): Promise<void> {
+    this.results.push({ bytes, msgId });
+  }
+
+  async deadLetter(record: DeadLetterRecord): Promise<boolean> {
+    try {
+      await this.config.onDeadLetter?.(record);
+    } catch {
+      return false;
+    }
+    this.deadLetters.push(record);
+    return true;
+  }
+
+  flushRunLogs(runId: string): Promise<void> {
+    return this.logs.flushRun(runId);
+  }
+}
