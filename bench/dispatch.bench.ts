@@ -278,7 +278,7 @@ function render(
     '### Ratios',
     '',
     table([
-      ['Ratio (of medians)', 'Value', 'Target', ''],
+      ['Ratio (of medians)', 'Value', 'Target', 'Verdict'],
       ...ratios.map((r) => [
         r.name,
         fmtRatio(r.value),

@@ -6,14 +6,25 @@
  * 50 ms scenario scales with it from 3200), BENCH_SLOW_MESSAGES (that one explicitly),
  * BENCH_ROUND_TIMEOUT_MS, BENCH_STALL_MS (default 20000).
  */
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { BenchBroker } from './broker';
 import { killAllChildren } from './driver-child';
 import { runDispatch, type DispatchOptions } from './dispatch.bench';
 import { describeMachine, writeSection } from './report';
 
-/** The compiled file is dist/bench/bench/main.js; the report lives in the repository's docs/. */
-const REPORT_FILE = resolve(__dirname, '../../../docs/BENCHMARKS.md');
+/**
+ * The repository root: the first directory above the compiled file that holds the bench's sources.
+ * The build output lives in node_modules/.cache (see bench/tsconfig.json), not next to them.
+ */
+function repositoryRoot(): string {
+  for (let dir = __dirname; dirname(dir) !== dir; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'bench', 'tsconfig.json')) && existsSync(join(dir, 'package.json'))) return dir;
+  }
+  throw new Error(`no repository with bench/tsconfig.json above ${__dirname}`);
+}
+
+const REPORT_FILE = join(repositoryRoot(), 'docs', 'BENCHMARKS.md');
 const DEFAULT_MESSAGES = 20_000;
 const DEFAULT_SLOW_MESSAGES = 3_200;
 
@@ -47,7 +58,10 @@ function commandLine(): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([key, value]) => `${key}=${value} `)
     .join('');
-  const run = process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'node dist/bench/bench/main.js';
+  const run =
+    process.env.npm_lifecycle_event === 'bench'
+      ? 'npm run bench'
+      : 'node node_modules/.cache/conveyor-bench/bench/main.js';
   return `${settings}${run}`;
 }
 

@@ -7,7 +7,7 @@ import {
   MESSAGES_STREAM,
   connectConveyor,
 } from '@conveyor-ci/nestjs';
-import { ConveyorTestEnv, waitForSettled } from '@conveyor-ci/testing';
+import { ConveyorTestEnv, NatsServerOptions, waitForSettled } from '@conveyor-ci/testing';
 
 /** A driver app as a user would write it: ConveyorModule + controllers, attached with connectConveyor. */
 export async function startDriverApp(opts: {
@@ -47,12 +47,12 @@ export function uniqueDriverName(prefix = 'driver'): string {
  * A test suite on one ConveyorTestEnv (started before the suite, stopped after): `start` driver apps
  * (closed after each test, last first) and check consumers.
  */
-export function useDriverApps() {
+export function useDriverApps(serverOptions: NatsServerOptions = {}) {
   let env: ConveyorTestEnv | undefined;
   const getEnv = () => env!;
   const closers: (() => Promise<unknown>)[] = [];
   beforeAll(async () => {
-    env = await ConveyorTestEnv.start();
+    env = await ConveyorTestEnv.start(serverOptions);
   });
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close();

@@ -13,6 +13,13 @@ interface DropRule {
   dropped: ProxiedMessage[];
 }
 
+interface RewriteRule {
+  subject: (subject: string) => boolean;
+  rewrite: (body: string) => string;
+  remaining: number;
+  rewritten: string[];
+}
+
 /**
  * A TCP proxy in front of a real nats-server that can lose chosen server-to-client messages, e.g.
  * a JetStream PubAck, to test what a client does when an acknowledgement never arrives. It parses
@@ -21,6 +28,7 @@ interface DropRule {
 export class NatsFaultProxy {
   private readonly sockets = new Set<Socket>();
   private readonly rules: DropRule[] = [];
+  private readonly rewrites: RewriteRule[] = [];
 
   private constructor(
     private readonly server: Server,
@@ -47,6 +55,20 @@ export class NatsFaultProxy {
     return rule;
   }
 
+  /**
+   * Rewrites the body of the next `count` client publishes (`PUB`, no headers) whose subject
+   * matches, e.g. a pull request asking for more messages than the client meant to.
+   */
+  rewritePublishes(
+    subject: (subject: string) => boolean,
+    rewrite: (body: string) => string,
+    count = 1,
+  ): { rewritten: string[] } {
+    const rule: RewriteRule = { subject, rewrite, remaining: count, rewritten: [] };
+    this.rewrites.push(rule);
+    return rule;
+  }
+
   /** Closes every proxied connection (clients see a disconnect and reconnect through the proxy). */
   cutConnections(): void {
     for (const socket of this.sockets) socket.destroy();
@@ -68,7 +90,15 @@ export class NatsFaultProxy {
     };
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
-    client.pipe(upstream);
+    let outbound = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      outbound = Buffer.concat([outbound, chunk]);
+      let frame: number;
+      while ((frame = clientFrameLength(outbound)) > 0) {
+        upstream.write(this.rewritten(outbound.subarray(0, frame)));
+        outbound = outbound.subarray(frame);
+      }
+    });
     let pending = Buffer.alloc(0);
     upstream.on('data', (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
@@ -79,6 +109,20 @@ export class NatsFaultProxy {
         if (!this.shouldDrop(bytes)) client.write(bytes);
       }
     });
+  }
+
+  private rewritten(frame: Buffer): Buffer {
+    if (this.rewrites.every((r) => r.remaining <= 0)) return frame;
+    const eol = frame.indexOf('\r\n');
+    const parts = frame.subarray(0, eol).toString().trim().split(/\s+/);
+    if (parts[0].toUpperCase() !== 'PUB') return frame;
+    const rule = this.rewrites.find((r) => r.remaining > 0 && r.subject(parts[1]));
+    if (!rule) return frame;
+    rule.remaining -= 1;
+    const body = rule.rewrite(frame.subarray(eol + 2, frame.length - 2).toString());
+    rule.rewritten.push(body);
+    const head = [...parts.slice(0, -1), String(Buffer.byteLength(body))].join(' ');
+    return Buffer.from(`${head}\r\n${body}\r\n`);
   }
 
   private shouldDrop(frame: Buffer): boolean {
@@ -102,6 +146,17 @@ function frameLength(buf: Buffer): number {
   // MSG <subject> <sid> [reply] <#bytes>  |  HMSG <subject> <sid> [reply] <#header bytes> <#total bytes>
   const total = Number(line.trim().split(/\s+/).pop());
   const length = eol + 2 + total + 2;
+  return buf.length >= length ? length : 0;
+}
+
+/** Length of the first complete client frame (`PUB`/`HPUB` carry a body), or 0 when incomplete. */
+function clientFrameLength(buf: Buffer): number {
+  const eol = buf.indexOf('\r\n');
+  if (eol < 0) return 0;
+  const line = buf.subarray(0, eol).toString();
+  const op = line.split(' ', 1)[0].toUpperCase();
+  if (op !== 'PUB' && op !== 'HPUB') return eol + 2;
+  const length = eol + 2 + Number(line.trim().split(/\s+/).pop()) + 2;
   return buf.length >= length ? length : 0;
 }
 

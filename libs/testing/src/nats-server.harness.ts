@@ -1,5 +1,5 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -92,6 +92,8 @@ export interface NatsServerOptions {
   storeDir?: string;
   /** Binary; default {@link findNatsServer}. */
   binary?: string;
+  /** Largest message the server accepts (`max_payload`); default nats-server's 1 MiB. */
+  maxPayload?: number;
 }
 
 /**
@@ -107,13 +109,27 @@ export class NatsServer {
     readonly port: number,
     readonly storeDir: string,
     private readonly ownsStore: boolean,
+    private readonly extraArgs: string[] = [],
   ) {}
 
   static async start(options: NatsServerOptions = {}): Promise<NatsServer> {
     const binary = options.binary ?? findNatsServer().binary;
     if (options.binary) assertNewEnough(options.binary);
     const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'conveyor-nats-'));
-    const server = new NatsServer(binary, options.port ?? (await freePort()), storeDir, !options.storeDir);
+    const extraArgs: string[] = [];
+    if (options.maxPayload !== undefined) {
+      // max_payload has no command-line flag: it goes in a config file next to the store.
+      const file = join(storeDir, 'limits.conf');
+      writeFileSync(file, `max_payload: ${Math.floor(options.maxPayload)}\n`);
+      extraArgs.push('-c', file);
+    }
+    const server = new NatsServer(
+      binary,
+      options.port ?? (await freePort()),
+      storeDir,
+      !options.storeDir,
+      extraArgs,
+    );
     if (server.ownsStore) registerSpawned({ dir: storeDir });
     await server.boot();
     return server;
@@ -130,7 +146,7 @@ export class NatsServer {
   private async boot(): Promise<void> {
     const child = spawn(
       this.binary,
-      ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
+      [...this.extraArgs, '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },

@@ -182,9 +182,9 @@ const TABLE: [string, MessageOutcome, RunState, Partial<Settlement>][] = [
     { kind: 'unrouted', action: 'nak', delayMs: UNROUTED_NAK_DELAY_MS, result: undefined },
   ],
   [
-    'no handler, delivered again: the delay doubles per delivery',
+    'no handler, delivered again past the rolling-deploy deliveries: the delay doubles per delivery',
     { kind: 'no-handler', subject: 'resources.other', event: 'create' },
-    state({ deliveryCount: 3, messageAgeMs: 60_000, unroutedDeadLetterMs: 3_600_000 }),
+    state({ deliveryCount: 12, messageAgeMs: 60_000, unroutedDeadLetterMs: 3_600_000 }),
     { kind: 'unrouted', action: 'nak', delayMs: 4 * UNROUTED_NAK_DELAY_MS, result: undefined },
   ],
   [

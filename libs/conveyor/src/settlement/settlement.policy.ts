@@ -77,15 +77,15 @@ export interface Settlement {
 
 /** First delay before a message nobody here handles is offered again (rolling deploys: another replica may). */
 export const UNROUTED_NAK_DELAY_MS = 5000;
-/** The no-handler delay doubles per delivery up to this, so a retired subject costs little. */
+/** The no-handler delay stays at the base this many deliveries (a rolling deploy settles within a minute). */
+export const UNROUTED_FLAT_DELIVERIES = 10;
+/** Past those it doubles per delivery up to this, so a retired subject costs little until it is dead-lettered. */
 export const UNROUTED_NAK_MAX_DELAY_MS = 5 * 60_000;
 
 /** The nak delay for the `deliveryCount`-th delivery of a message no handler here serves. */
 export function unroutedDelayMs(deliveryCount: number): number {
-  return Math.min(
-    UNROUTED_NAK_MAX_DELAY_MS,
-    UNROUTED_NAK_DELAY_MS * 2 ** Math.min(20, Math.max(0, deliveryCount - 1)),
-  );
+  const doublings = Math.min(20, Math.max(0, deliveryCount - UNROUTED_FLAT_DELIVERIES));
+  return Math.min(UNROUTED_NAK_MAX_DELAY_MS, UNROUTED_NAK_DELAY_MS * 2 ** doublings);
 }
 
 /** The message of whatever was thrown: Error, Nest RPC error payload `{ message }`, string, or other. */
