@@ -54,7 +54,16 @@ function asResource(value: unknown, runId: string | undefined): Resource {
     );
   }
   if (value.metadata !== undefined && value.metadata !== null && !isPlainObject(value.metadata)) {
-    throw new MalformedMessageError('payload is not a Resource: "metadata" is not an object', runId);
+    // Name and type are readable: enough for the engine to record a failure for this step.
+    const known = {
+      ...(typeof value.id === 'string' ? { id: value.id } : {}),
+      name: value.name,
+      ...(typeof value.pipeline === 'string' ? { pipeline: value.pipeline } : {}),
+      resource: value.resource,
+      metadata: {},
+      spec: null,
+    } as unknown as Resource;
+    throw new MalformedMessageError('payload is not a Resource: "metadata" is not an object', runId, known);
   }
   return value as unknown as Resource;
 }

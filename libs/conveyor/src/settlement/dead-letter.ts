@@ -20,6 +20,8 @@ export interface DeadLetterRecord {
   runId?: string;
   /** RFC 3339 time the driver gave up. */
   failedAt: string;
+  /** Why no failure result was published for the run (absent when one was). */
+  noResult?: string;
 }
 
 /** Headers of a record published on the dead-letter subject; the body is the raw message. */
@@ -32,6 +34,7 @@ export const DEAD_LETTER_HEADERS = {
   deliveryCount: 'Conveyor-Delivery-Count',
   runId: 'Conveyor-Run-Id',
   failedAt: 'Conveyor-Failed-At',
+  noResult: 'Conveyor-No-Result',
 } as const;
 
 export interface DeadLetterSinks {

@@ -103,7 +103,11 @@ export class ConsumerSession {
       deps.nc,
       deps.config.driverName,
       {
-        message: (msg) => void deps.runs.start(msg),
+        message: (msg) => {
+          void deps.runs.start(msg);
+          // It may not need a run slot (its handler's own limit is used up): keep the window full.
+          this.schedulePull();
+        },
         consumerDeleted: () => this.trouble?.('consumer'),
         warn: (text) => deps.logger.warn(text),
       },

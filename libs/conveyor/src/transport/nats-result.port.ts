@@ -34,11 +34,11 @@ export class NatsResultPort implements ResultPort {
       await this.js.publish(RESULT_SUBJECT, bytes, { msgID: msgId, timeout: PUBLISH_TIMEOUT_MS });
     } catch (err) {
       // No responders means either JetStream is not ready (transient) or no stream captures the
-      // subject (permanent): only the server can tell which.
-      if (
-        (err as { code?: string }).code === ErrorCode.NoResponders &&
-        (await this.noStreamFor(RESULT_SUBJECT))
-      ) {
+      // subject (permanent); a timeout can mean the same when a core subscriber listens on the
+      // subject but no stream stores it. Only the server can tell which.
+      const code = (err as { code?: string }).code;
+      const ambiguous = code === ErrorCode.NoResponders || code === ErrorCode.Timeout;
+      if (ambiguous && (await this.noStreamFor(RESULT_SUBJECT))) {
         throw new ResultRefusedError(
           `no JetStream stream captures ${RESULT_SUBJECT} (is this a Conveyor server's NATS?)`,
           'no-stream',
