@@ -94,8 +94,11 @@ export class DriverChild {
     startTimeoutMs: number,
   ): DriverChild {
     const script = join(__dirname, kind === 'loop' ? 'loop-driver.js' : 'framework-driver.js');
+    // BENCH_CPU_PROF=<dir>: each driver process writes a .cpuprofile there (where the time goes).
+    const profileDir = process.env.BENCH_CPU_PROF;
     const child = fork(script, [JSON.stringify(config)], {
       env: childEnv(),
+      execArgv: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`] : [],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     return new DriverChild(child, label, startTimeoutMs);

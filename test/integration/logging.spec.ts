@@ -117,7 +117,7 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     await eventually(() => live.length === 3 && raw.length === 3, 'the live lines');
     expect(raw).toEqual(stored.map((s) => s.raw)); // the same bytes on both subjects
     expect(live).toEqual(stored.map((s) => s.log));
-    await expectSettled(name);
+    await expectSettled(name, 1);
   });
 
   it('ships 10,000 lines of one run in order, exactly once, to the Conveyor subjects and to Loki', async () => {
@@ -166,7 +166,7 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     const sent = await send(name, { lines: 50 });
     const result = await suite.env.results.waitForRun(sent.message.run_id);
     expect(result.driverresult.success).toBe(true);
-    await expectSettled(name);
+    await expectSettled(name, 1);
     expect((await storedLogs(sent.message.run_id)).length).toBe(51);
     expect(loki.entries({ driver: name })).toEqual([]);
   });

@@ -20,6 +20,7 @@ import {
   waitForSettled,
 } from '@conveyor-ci/testing';
 import { pipelineStepSubject } from '../../libs/conveyor/src/protocol';
+import { settledDeliveries } from '../support/consumer-deliveries';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 
 /** A small max_payload, so an escaped result can exceed it with a modest event. */
@@ -34,12 +35,8 @@ function publish(driver: string, resource: string, spec: unknown = {}) {
   });
 }
 
-/** What the broker did for a consumer: deliveries made (redeliveries included) once nothing is pending. */
-async function deliveriesOnceSettled(name: string): Promise<number> {
-  const backlog = await waitForSettled(suite.env.jsm, name, 15_000);
-  expect([backlog.pending, backlog.ackPending]).toEqual([0, 0]);
-  return (await suite.env.jsm.consumers.info(MESSAGES_STREAM, name)).delivered.consumer_seq;
-}
+/** Deliveries the consumer made (redeliveries included), once nothing is pending. */
+const deliveriesOnceSettled = (name: string) => settledDeliveries(suite.env.jsm, name, 15_000);
 
 /** Results stored in the engine's stream (a work queue nobody reads in these tests). */
 async function storedResults(): Promise<number> {

@@ -166,7 +166,7 @@ describe('dispatch and results', () => {
       payload: step.message.payload,
     });
     expect(ctx.signal.aborted).toBe(false);
-    await expectSettled(name);
+    await expectSettled(name, 2);
     expect(suite.env.results.forRun(step.message.run_id)).toHaveLength(1);
     expect(suite.env.results.forRun(direct.message.run_id)).toHaveLength(1);
   });
@@ -204,7 +204,7 @@ describe('dispatch and results', () => {
       }),
     ]);
     expect(TimingInterceptor.seen).toBe(1);
-    await expectSettled(name);
+    await expectSettled(name, 1); // a failure result is final: acked, not retried
   });
 
   it('aborts a run past reconcileTimeoutMs through ctx.signal and reports it timed out', async () => {
@@ -233,7 +233,7 @@ describe('dispatch and results', () => {
       driver: name,
     });
     expect(String(SlowDriver.abortedWith)).toMatch(/reconcile timed out after 300 ms/);
-    await expectSettled(name);
+    await expectSettled(name, 1); // acked with the timed-out result, not redelivered
   });
 
   it('reports a guard denial as a failure result and acks the message', async () => {
@@ -264,7 +264,7 @@ describe('dispatch and results', () => {
       }),
     ]);
     expect(GuardedDriver.ran).toBe(0);
-    await expectSettled(name);
+    await expectSettled(name, 1);
   });
 
   it('does not register Conveyor handlers on a second microservice transport in the same app', async () => {

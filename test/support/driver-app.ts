@@ -4,10 +4,11 @@ import {
   ConveyorModule,
   ConveyorModuleOptions,
   ConveyorStrategy,
-  MESSAGES_STREAM,
   connectConveyor,
+  deleteDriverConsumer,
 } from '@conveyor-ci/nestjs';
-import { ConveyorTestEnv, NatsServerOptions, waitForSettled } from '@conveyor-ci/testing';
+import { ConveyorTestEnv, NatsServerOptions } from '@conveyor-ci/testing';
+import { settledDeliveries } from './consumer-deliveries';
 
 /** A driver app as a user would write it: ConveyorModule + controllers, attached with connectConveyor. */
 export async function startDriverApp(opts: {
@@ -45,17 +46,23 @@ export function uniqueDriverName(prefix = 'driver'): string {
 
 /**
  * A test suite on one ConveyorTestEnv (started before the suite, stopped after): `start` driver apps
- * (closed after each test, last first) and check consumers.
+ * (closed after each test, last first, then their durable consumers deleted) and check consumers.
  */
 export function useDriverApps(serverOptions: NatsServerOptions = {}) {
   let env: ConveyorTestEnv | undefined;
   const getEnv = () => env!;
   const closers: (() => Promise<unknown>)[] = [];
+  const consumers = new Set<string>();
   beforeAll(async () => {
     env = await ConveyorTestEnv.start(serverOptions);
   });
   afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close();
+    // A durable left behind keeps interest in its subjects (interest retention), so a later test's
+    // consumer on the same subjects (`resources.widget`…) would get this test's direct events too,
+    // and its delivery count would depend on which tests ran before it.
+    for (const name of consumers) await deleteDriverConsumer(getEnv().jsm, name);
+    consumers.clear();
   });
   afterAll(() => env?.stop());
   return {
@@ -79,24 +86,16 @@ export function useDriverApps(serverOptions: NatsServerOptions = {}) {
         controllers,
       });
       closers.push(() => started.app.close());
+      consumers.add(extra.options?.driverName ?? driverName);
       await started.strategy.whenConsuming();
       return started;
     },
-    /** The consumer made exactly `count` deliveries (so none beyond the expected ones) and acked. */
-    async expectDeliveries(name: string, count: number): Promise<void> {
-      const info = await getEnv().jsm.consumers.info(MESSAGES_STREAM, name);
-      expect({ deliveries: info.delivered.consumer_seq, acked: info.ack_floor.stream_seq > 0 }).toEqual({
-        deliveries: count,
-        acked: true,
-      });
-    },
-    /** The consumer ends with nothing pending, nothing unacknowledged and nothing redelivered. */
-    async expectSettled(name: string, timeoutMs?: number): Promise<void> {
-      expect(await waitForSettled(getEnv().jsm, name, timeoutMs)).toEqual({
-        pending: 0,
-        ackPending: 0,
-        redelivered: 0,
-      });
+    /**
+     * The consumer ends with nothing pending and nothing unacknowledged, after exactly `deliveries`
+     * deliveries: the events it got plus every redelivery the test provokes, so none beyond those.
+     */
+    async expectSettled(name: string, deliveries: number, timeoutMs?: number): Promise<void> {
+      expect(await settledDeliveries(getEnv().jsm, name, timeoutMs)).toBe(deliveries);
     },
   };
 }

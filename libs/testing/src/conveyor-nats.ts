@@ -116,7 +116,7 @@ export async function waitForSettled(
   jsm: JetStreamManager,
   name: string,
   timeoutMs = 10_000,
-): Promise<{ pending: number; ackPending: number; redelivered: number }> {
+): Promise<{ pending: number; ackPending: number }> {
   const deadline = Date.now() + timeoutMs;
   let backlog = await consumerBacklog(jsm, name);
   while ((backlog.pending !== 0 || backlog.ackPending !== 0) && Date.now() < deadline) {
@@ -130,9 +130,9 @@ export async function waitForSettled(
 export async function consumerBacklog(
   jsm: JetStreamManager,
   name: string,
-): Promise<{ pending: number; ackPending: number; redelivered: number }> {
+): Promise<{ pending: number; ackPending: number }> {
   const info = await jsm.consumers.info(MESSAGES_STREAM, name);
-  return { pending: info.num_pending, ackPending: info.num_ack_pending, redelivered: info.num_redelivered };
+  return { pending: info.num_pending, ackPending: info.num_ack_pending };
 }
 
 /**

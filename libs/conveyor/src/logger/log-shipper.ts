@@ -108,6 +108,11 @@ export class LogShipper {
     };
   }
 
+  /** True while the Conveyor sink still has lines of the run to store. */
+  hasUnflushed(runId: string): boolean {
+    return this.conveyor?.hasUnsettled(runId) ?? false;
+  }
+
   /** Waits until the run's lines are stored by the Conveyor sink (so they precede its result). */
   async flushRun(runId: string): Promise<void> {
     await this.conveyor?.flushRun(runId, this.config.logs.flushTimeoutMs);

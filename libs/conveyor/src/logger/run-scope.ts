@@ -26,7 +26,20 @@ export const runScope = new AsyncLocalStorage<RunBinding>();
 export function createRunBinding(
   fields: Omit<RunBinding, 'resultSent' | 'secrets' | 'lastNs' | 'seq'>,
 ): RunBinding {
-  return { ...fields, resultSent: false, secrets: new Set(), lastNs: 0n, seq: 0 };
+  // Written out rather than spread: one object shape per message on the hot path.
+  return {
+    runId: fields.runId,
+    driver: fields.driver,
+    pipeline: fields.pipeline,
+    event: fields.event,
+    messageId: fields.messageId,
+    resource: fields.resource,
+    resourceType: fields.resourceType,
+    resultSent: false,
+    secrets: new Set(),
+    lastNs: 0n,
+    seq: 0,
+  };
 }
 
 /**

@@ -43,8 +43,9 @@ export class MessageRun {
   private context?: ReconcileContext;
   private target?: ResultTarget;
   private handlerAbort?: AbortController;
-  private readonly stopWaiting = new AbortController();
-  private readonly deadlineHit = new AbortController();
+  /** Ends the wait of a result publish on the wire at the deadline (set while publishing). */
+  private endGrace?: () => void;
+  private handlerEndedAt?: number;
   /** `ackMode: 'onReceive'` acked it before the run. */
   private acked = false;
   /** Set once the result was cut down after the server refused it: a second refusal dead-letters. */
@@ -94,16 +95,21 @@ export class MessageRun {
 
   /** Shutdown began: a message still waiting for a slot is nak'd now; a running one finishes. */
   shutdown(): void {
-    this.stopWaiting.abort();
     this.transition('shutdown');
   }
 
   /** The shutdown deadline: abort the handler; what cannot have a stored result is nak'd. */
   deadline(): void {
-    this.stopWaiting.abort();
-    this.deadlineHit.abort();
     this.handlerAbort?.abort(new ShutdownDeadlineError());
+    if (this.current === 'publishing') setTimeout(() => this.endGrace?.(), PUBLISH_GRACE_MS);
     this.transition('deadline');
+  }
+
+  /** How long the handler ran (undefined when it did not run). */
+  get handlerMs(): number | undefined {
+    return this.startedAt !== undefined && this.handlerEndedAt !== undefined
+      ? this.handlerEndedAt - this.startedAt
+      : undefined;
   }
 
   private async live(): Promise<void> {
@@ -134,6 +140,7 @@ export class MessageRun {
     }
     this.handlerOutcome = step.outcome;
     this.startedAt = step.startedAt;
+    this.handlerEndedAt = Date.now();
     this.resourceType = routed.route.resource;
     this.transition('handler-finished');
     if (!step.overdue) {
@@ -154,7 +161,7 @@ export class MessageRun {
 
   /** The handler's own slot, then an instance slot; undefined (nothing held) when shutdown came first. */
   private async takeSlots(routed: RoutedMessage): Promise<SlotRelease | undefined> {
-    const signal = this.stopWaiting.signal;
+    const signal = this.env.stopWaiting;
     const handlerSlot = await this.env.slots.takeHandlerSlot(routed.meta, signal);
     if (!handlerSlot) return undefined;
     this.transition('handler-slot-taken');
@@ -176,7 +183,7 @@ export class MessageRun {
     const target = this.target;
     if (!settlement.result || !target) return this.finish(settlement);
     if (this.acked) return this.publishAfterAck(settlement, target);
-    if (this.deadlineHit.signal.aborted) return this.finish(this.deadlineNak());
+    if (this.env.deadline.aborted) return this.finish(this.deadlineNak());
     const encoded = encodeResult(
       target,
       settlement.result,
@@ -189,8 +196,8 @@ export class MessageRun {
       settlement = encoded.settlement;
     }
     // The run's lines first: a UI that sees the result finds the whole log.
-    await this.env.port.flushRunLogs(target.runId, this.deadlineHit.signal);
-    if (this.deadlineHit.signal.aborted) return this.finish(this.deadlineNak());
+    await this.env.port.flushRunLogs(target.runId, this.env.deadline);
+    if (this.env.deadline.aborted) return this.finish(this.deadlineNak());
     const published = await this.publish(encoded.bytes, target.msgId);
     if (published instanceof ResultRefusedError) {
       return this.refuse(published.message, published.cause === 'max-payload');
@@ -211,7 +218,7 @@ export class MessageRun {
    */
   private async publish(bytes: Uint8Array, msgId: string): Promise<Published> {
     let mayBeStored = false;
-    const deadline = this.deadlineHit.signal;
+    const deadline = this.env.deadline;
     for (let attempt = 1; ; attempt++) {
       this.transition('result-sent');
       try {
@@ -239,22 +246,17 @@ export class MessageRun {
   }
 
   /** True when `publish` lands, false when the deadline's grace runs out first; rejects with its error. */
-  private withinGrace(publish: Promise<void>): Promise<boolean> {
-    const signal = this.deadlineHit.signal;
+  private async withinGrace(publish: Promise<void>): Promise<boolean> {
     const landed = publish.then(() => true);
     // The race may be decided by the grace: a later rejection must not go unhandled.
     landed.catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    let startGrace: () => void = () => undefined;
-    const grace = new Promise<boolean>((resolve) => {
-      startGrace = () => (timer = setTimeout(() => resolve(false), PUBLISH_GRACE_MS));
-      if (signal.aborted) startGrace();
-      else signal.addEventListener('abort', startGrace, { once: true });
-    });
-    return Promise.race([landed, grace]).finally(() => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', startGrace);
-    });
+    const grace = new Promise<boolean>((resolve) => (this.endGrace = () => resolve(false)));
+    if (this.env.deadline.aborted) setTimeout(() => this.endGrace?.(), PUBLISH_GRACE_MS);
+    try {
+      return await Promise.race([landed, grace]);
+    } finally {
+      this.endGrace = undefined;
+    }
   }
 
   /**
@@ -283,7 +285,7 @@ export class MessageRun {
       return this.finish(settlement);
     }
     if (encoded.kind === 'replaced') settlement = encoded.settlement;
-    await port.flushRunLogs(target.runId, this.deadlineHit.signal);
+    await port.flushRunLogs(target.runId, this.env.deadline);
     const published = await this.publish(encoded.bytes, target.msgId);
     if (published !== 'stored')
       logger.warn(`${this.where()}: result not confirmed stored (${String(published)})`);

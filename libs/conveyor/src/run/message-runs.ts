@@ -36,7 +36,10 @@ export function emptyDispatchStats(): DispatchStats {
   return { settled: zeroCounts(), inFlight: 0, overdue: 0, unroutedHeld: 0 };
 }
 
-type EnvironmentWithoutBookkeeping = Omit<RunEnvironment, 'record' | 'unrouted'>;
+type EnvironmentWithoutBookkeeping = Omit<RunEnvironment, 'record' | 'unrouted' | 'stopWaiting' | 'deadline'>;
+
+/** Pull ahead of free slots only while handlers are this quick: a long build must not hold the next event from an idle replica. */
+const PREFETCH_MAX_RUN_MS = 1000;
 
 /**
  * The live {@link MessageRun}s of a transport: starts one per message, heartbeats them all from one
@@ -51,6 +54,10 @@ export class MessageRuns {
   private ticker?: NodeJS.Timeout;
   private tickerMs = 0;
   private emptied?: () => void;
+  private readonly stopWaiting = new AbortController();
+  private readonly deadlineHit = new AbortController();
+  /** Moving average of handler run times (none measured yet: assume long). */
+  private runMs = Infinity;
 
   constructor(
     env: EnvironmentWithoutBookkeeping,
@@ -59,6 +66,8 @@ export class MessageRuns {
   ) {
     this.env = {
       ...env,
+      stopWaiting: this.stopWaiting.signal,
+      deadline: this.deadlineHit.signal,
       record: (settlement, where) => this.record(settlement, where),
       unrouted: (seq, held, delayMs) => this.trackUnrouted(seq, held, delayMs),
     };
@@ -74,6 +83,15 @@ export class MessageRuns {
     let n = 0;
     for (const run of this.live) if (run.queued) n += 1;
     return n;
+  }
+
+  /**
+   * Messages worth holding beyond the free slots: with quick handlers, a message already here
+   * starts the moment a slot frees instead of a pull round trip later. Held messages are heartbeated
+   * from arrival and nak'd at shutdown like any waiting message.
+   */
+  get prefetch(): number {
+    return this.runMs <= PREFETCH_MAX_RUN_MS ? Math.ceil(this.env.slots.concurrency / 2) : 0;
   }
 
   get stats(): DispatchStats {
@@ -93,9 +111,13 @@ export class MessageRuns {
   start(message: InboundMessage): Promise<MessageRun> {
     const run = new MessageRun(this.env, message);
     this.live.add(run);
+    // Pulled after shutdown began (a pull request still open): offered to another replica at once.
+    if (this.stopWaiting.signal.aborted) run.shutdown();
     this.ensureTicker();
     return run.execute().then(() => {
       this.live.delete(run);
+      const ran = run.handlerMs;
+      if (ran !== undefined) this.runMs = this.runMs === Infinity ? ran : 0.8 * this.runMs + 0.2 * ran;
       this.onLeave();
       if (this.live.size === 0) this.emptied?.();
       return run;
@@ -108,8 +130,10 @@ export class MessageRuns {
    * the wire (acked once it lands, within a short grace).
    */
   async drain(timeoutMs: number): Promise<void> {
+    this.stopWaiting.abort();
     for (const run of this.live) run.shutdown();
     if (!(await this.allSettled(timeoutMs))) {
+      this.deadlineHit.abort();
       for (const run of this.live) run.deadline();
       await this.allSettled(timeoutMs + 5000);
     }

@@ -32,6 +32,10 @@ export interface RunEnvironment {
   around?: ReconcileInvocation['around'];
   /** The stale-event guard, when enabled: an outcome that ends the message before its handler runs. */
   checkStale?: (decoded: DecodedMessage, route: MessageRoute) => Promise<MessageOutcome | undefined>;
+  /** Aborted when shutdown begins: runs still waiting for a slot stop waiting (shared by every run). */
+  stopWaiting: AbortSignal;
+  /** Aborted at the shutdown deadline (shared by every run). */
+  deadline: AbortSignal;
   /** Counts, logs and reports a message's final row: called once per message. */
   record(settlement: Settlement, where: () => string): void;
   /** A message no handler serves was nak'd (`held`) or let go (`released`): the held gauge. */

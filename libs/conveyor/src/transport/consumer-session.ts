@@ -157,7 +157,7 @@ export class ConsumerSession {
       // Free slots not already promised to messages that arrived or were asked for; and never
       // more than twice the slots held at once (results still publishing count too).
       const requester = this.requester;
-      const forSlots = slots.free - runs.queued - requester.outstanding;
+      const forSlots = slots.free + runs.prefetch - runs.queued - requester.outstanding;
       const forHolding = 2 * config.concurrency - runs.size - requester.outstanding;
       requester.pull(Math.min(forSlots, forHolding));
     } catch (err) {

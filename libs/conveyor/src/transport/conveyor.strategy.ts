@@ -84,6 +84,8 @@ export class ConveyorStrategy
   private connected = false;
   private runsDrained?: Promise<void>;
   private closing?: Promise<void>;
+  /** Nest's own pass-through start hook: when still in place, a run skips the hook wrapper. */
+  private readonly defaultStartHook = this.onProcessingStartHook;
 
   constructor(
     @Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig,
@@ -357,6 +359,8 @@ export class ConveyorStrategy
     ctx: ReconcileContext,
     invoke: () => Promise<ReconcileOutcome>,
   ): Promise<ReconcileOutcome> {
+    // No instrumentation set a hook (setOnProcessingStartHook/EndHook): nothing to wrap.
+    if (this.onProcessingStartHook === this.defaultStartHook && !this.onProcessingEndHook) return invoke();
     return new Promise<ReconcileOutcome>((resolve, reject) => {
       this.onProcessingStartHook(this.transportId, ctx, async () => {
         try {

@@ -31,12 +31,8 @@ export class NatsInboundMessage implements InboundMessage {
 
   /** True when `msg` is a JetStream delivery (not a pull status) that can be settled. */
   static isDelivery(msg: Msg): boolean {
-    const reply = msg.reply;
-    return (
-      reply !== undefined &&
-      reply.startsWith('$JS.ACK.') &&
-      (reply.split('.').length === 9 || reply.split('.').length >= 11)
-    );
+    // Status messages (heartbeats, 408/409) carry no reply subject; deliveries carry their ack subject.
+    return msg.reply !== undefined && msg.reply.startsWith('$JS.ACK.');
   }
 
   get subject(): string {

@@ -5,6 +5,7 @@ import type { ConveyorConfig } from '../module/conveyor.options';
 import { RESULT_SUBJECT } from '../protocol';
 import { ResultPort, ResultRefusedError } from '../run/message-port';
 import { DeadLetterRecord, recordDeadLetter } from '../settlement/dead-letter';
+import { JetStreamPublisher } from './jetstream.publisher';
 
 const PUBLISH_TIMEOUT_MS = 5000;
 /** nats-server's default `max_payload`, until the server's INFO says otherwise. */
@@ -13,6 +14,7 @@ const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /** Results, dead letters and log flushes of the runs on one NATS connection. */
 export class NatsResultPort implements ResultPort {
   private readonly js: JetStreamClient;
+  private readonly publisher: JetStreamPublisher;
   private jsm?: Promise<JetStreamManager>;
 
   constructor(
@@ -22,6 +24,7 @@ export class NatsResultPort implements ResultPort {
     private readonly logger: LoggerService,
   ) {
     this.js = nc.jetstream();
+    this.publisher = new JetStreamPublisher(nc);
   }
 
   /** From the INFO of the server we are connected to now (it can change with a reconnect). */
@@ -31,7 +34,7 @@ export class NatsResultPort implements ResultPort {
 
   async publishResult(bytes: Uint8Array, msgId: string): Promise<void> {
     try {
-      await this.js.publish(RESULT_SUBJECT, bytes, { msgID: msgId, timeout: PUBLISH_TIMEOUT_MS });
+      await this.publisher.publish(RESULT_SUBJECT, bytes, msgId, PUBLISH_TIMEOUT_MS);
     } catch (err) {
       // No responders means either JetStream is not ready (transient) or no stream captures the
       // subject (permanent); a timeout can mean the same when a core subscriber listens on the
@@ -59,8 +62,9 @@ export class NatsResultPort implements ResultPort {
   }
 
   async flushRunLogs(runId: string, signal: AbortSignal): Promise<void> {
+    // Most runs have every line stored by the time they end: no promise, no listener.
+    if (!this.logs.hasUnflushed(runId) || signal.aborted) return;
     const flushed = this.logs.flushRun(runId);
-    if (signal.aborted) return;
     let onAbort: () => void = () => undefined;
     const aborted = new Promise<void>((resolve) => {
       onAbort = () => resolve();

@@ -75,6 +75,11 @@ export class ConveyorLogSink implements LogSink {
     this.pump();
   }
 
+  /** True while some of the run's lines are not stored yet. */
+  hasUnsettled(runId: string): boolean {
+    return this.unsettled.has(runId);
+  }
+
   async flushRun(runId: string, timeoutMs: number): Promise<void> {
     await this.until(() => !this.unsettled.has(runId), timeoutMs);
   }
