@@ -14,6 +14,7 @@ import {
 import type { ReconcileContext } from '../../conveyor/src/reconcile/reconcile-context';
 import type { MessageOutcome, Settlement } from '../../conveyor/src/settlement/settlement.policy';
 import { ConveyorStrategy } from '../../conveyor/src/transport/conveyor.strategy';
+import { prepareReconcileHandlers } from '../../conveyor/src/transport/connect-conveyor';
 import { LogShipper } from '../../conveyor/src/logger/log-shipper';
 import { InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
 
@@ -93,6 +94,7 @@ export class ConveyorTestingModule {
       await options.configure?.(app);
       strategy.expectAttachment();
       await app.init();
+      prepareReconcileHandlers(app);
       // Registers the handlers with the strategy (as connectConveyor does) without starting it.
       app.connectMicroservice({ strategy }, { inheritAppConfig: true });
       return new ConveyorTestingModule(

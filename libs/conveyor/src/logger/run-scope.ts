@@ -18,13 +18,15 @@ export interface RunBinding {
   lastNs: bigint;
   /** Sequence of the run's lines, for `Nats-Msg-Id` de-duplication. */
   seq: number;
+  /** The run's ReconcileContext once created (a handler without `@Ctx()` is found through it). */
+  context?: object;
 }
 
 /** Entered around the whole dispatch of a message, so an injected DriverLogger finds its run. */
 export const runScope = new AsyncLocalStorage<RunBinding>();
 
 export function createRunBinding(
-  fields: Omit<RunBinding, 'resultSent' | 'secrets' | 'lastNs' | 'seq'>,
+  fields: Omit<RunBinding, 'resultSent' | 'secrets' | 'lastNs' | 'seq' | 'context'>,
 ): RunBinding {
   // Written out rather than spread: one object shape per message on the hot path.
   return {

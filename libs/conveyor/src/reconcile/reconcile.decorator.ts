@@ -1,8 +1,8 @@
-import { SetMetadata, UseInterceptors, applyDecorators } from '@nestjs/common';
+import { SetMetadata, applyDecorators } from '@nestjs/common';
 import { EventPattern } from '@nestjs/microservices';
 import { assertSubjectToken } from '../protocol';
 import { CONVEYOR_TRANSPORT, RECONCILE_EXTRAS, RECONCILE_METADATA } from './reconcile.constants';
-import { ReconcileOutcomeInterceptor } from './reconcile-outcome.interceptor';
+import { recordingErrorsOf } from './reconcile-errors';
 
 /** Options of {@link Reconcile}. */
 export interface ReconcileOptions {
@@ -15,7 +15,7 @@ export interface ReconcileOptions {
   events?: string[];
   /**
    * Runs of this handler in flight at once in this instance, within the module's `concurrency`.
-   * A message waiting for a slot here keeps its instance slot (and its heartbeat). Default: no own limit.
+   * A message waiting for a slot here holds no instance slot (it is heartbeated meanwhile). Default: no own limit.
    */
   concurrency?: number;
   /** This handler's run ceiling in ms (0 = none), instead of the module's `reconcileTimeoutMs`. */
@@ -64,7 +64,8 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
     timeoutMs: wholeNumberOption(resource, 'timeoutMs', options.timeoutMs, 0),
     maxAttempts: wholeNumberOption(resource, 'maxAttempts', options.maxAttempts, 1),
   };
-  return (target, key, descriptor) => {
+  return (target, key, descriptor: PropertyDescriptor) => {
+    if (typeof descriptor.value === 'function') descriptor.value = recordingErrorsOf(descriptor.value);
     const meta: ReconcileHandlerMeta = {
       resource,
       events,
@@ -78,8 +79,6 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
       EventPattern(`conveyor.reconcile.${resource}.${meta.handler}`, CONVEYOR_TRANSPORT, {
         [RECONCILE_EXTRAS]: meta,
       }),
-      // Method-level, so it is the innermost interceptor and sees the original thrown value.
-      UseInterceptors(ReconcileOutcomeInterceptor),
     )(target, key, descriptor);
   };
 }

@@ -8,6 +8,8 @@ export interface DiscoveredReconcileHandler {
   meta: ReconcileHandlerMeta;
   /** Nest scans only controllers for patterns: a handler on a provider would never run. */
   inController: boolean;
+  prototype: object;
+  method: string;
 }
 
 /** Finds every `@Reconcile` method, in controllers and (by mistake) in providers. */
@@ -29,7 +31,7 @@ export class ReconcileExplorer {
           RECONCILE_METADATA,
           prototype[method],
         );
-        if (meta) found.push({ meta, inController });
+        if (meta) found.push({ meta, inController, prototype, method });
       }
     };
     this.discovery.getControllers().forEach((w) => scan(w.instance, true));

@@ -74,6 +74,7 @@ export async function reconcileStep(
         },
       );
       hooks.ctx(ctx);
+      binding.context = ctx;
       const alreadyAcked = config.ackMode === 'onReceive';
       if (alreadyAcked) hooks.ackOnReceive();
       const startedAt = Date.now();

@@ -1,4 +1,6 @@
 import type { INestApplication } from '@nestjs/common';
+import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
+import { applyOutcomeInterceptors } from '../reconcile/reconcile-errors';
 import { ConveyorStrategy } from './conveyor.strategy';
 
 /**
@@ -21,7 +23,17 @@ export async function connectConveyor(app: INestApplication): Promise<ConveyorSt
   }
   strategy.expectAttachment();
   await app.init();
+  prepareReconcileHandlers(app);
   app.connectMicroservice({ strategy }, { inheritAppConfig: true });
   await app.startAllMicroservices();
   return strategy;
+}
+
+/** @internal Before Nest builds the handlers: the outcome interceptor where a pipe can run. */
+export function prepareReconcileHandlers(app: INestApplication): void {
+  const handlers = app.get(ReconcileExplorer, { strict: false }).explore();
+  applyOutcomeInterceptors(
+    app,
+    handlers.filter((h) => h.inController),
+  );
 }
