@@ -154,11 +154,12 @@ export class ConsumerSession {
     const { runs, slots, config } = this.deps;
     if (!this.pulling || !this.requester) return;
     try {
-      // Free slots not already promised to messages that arrived or were asked for; and never
-      // more than twice the slots held at once (results still publishing count too).
+      // Free slots (plus the prefetch while handlers are quick) not already promised to messages
+      // that arrived or were asked for; and never more than twice the slots, plus two, held at
+      // once: results still publishing count too, so a stuck publish cannot pull without bound.
       const requester = this.requester;
       const forSlots = slots.free + runs.prefetch - runs.queued - requester.outstanding;
-      const forHolding = 2 * config.concurrency - runs.size - requester.outstanding;
+      const forHolding = 2 * config.concurrency + 2 - runs.size - requester.outstanding;
       requester.pull(Math.min(forSlots, forHolding));
     } catch (err) {
       this.trouble?.({ error: err });
