@@ -94,7 +94,7 @@ export class NatsFaultProxy {
     client.on('data', (chunk: Buffer) => {
       outbound = Buffer.concat([outbound, chunk]);
       let frame: number;
-      while ((frame = clientFrameLength(outbound)) > 0) {
+      while ((frame = frameLength(outbound, CLIENT_BODIES)) > 0) {
         upstream.write(this.rewritten(outbound.subarray(0, frame)));
         outbound = outbound.subarray(frame);
       }
@@ -136,26 +136,20 @@ export class NatsFaultProxy {
   }
 }
 
-/** Length of the first complete protocol frame in `buf`, or 0 when it is not complete yet. */
-function frameLength(buf: Buffer): number {
-  const eol = buf.indexOf('\r\n');
-  if (eol < 0) return 0;
-  const line = buf.subarray(0, eol).toString();
-  const op = line.split(' ', 1)[0].toUpperCase();
-  if (op !== 'MSG' && op !== 'HMSG') return eol + 2;
-  // MSG <subject> <sid> [reply] <#bytes>  |  HMSG <subject> <sid> [reply] <#header bytes> <#total bytes>
-  const total = Number(line.trim().split(/\s+/).pop());
-  const length = eol + 2 + total + 2;
-  return buf.length >= length ? length : 0;
-}
+/** Operations that carry a body: the server's messages, and the client's publishes. */
+const SERVER_BODIES = new Set(['MSG', 'HMSG']);
+const CLIENT_BODIES = new Set(['PUB', 'HPUB']);
 
-/** Length of the first complete client frame (`PUB`/`HPUB` carry a body), or 0 when incomplete. */
-function clientFrameLength(buf: Buffer): number {
+/**
+ * Length of the first complete protocol frame in `buf`, or 0 when it is not complete yet. Every
+ * operation with a body ends its line with the total byte count:
+ * `MSG <subject> <sid> [reply] <#bytes>`, `HMSG … <#header bytes> <#total bytes>`, `PUB`/`HPUB` alike.
+ */
+function frameLength(buf: Buffer, withBody = SERVER_BODIES): number {
   const eol = buf.indexOf('\r\n');
   if (eol < 0) return 0;
   const line = buf.subarray(0, eol).toString();
-  const op = line.split(' ', 1)[0].toUpperCase();
-  if (op !== 'PUB' && op !== 'HPUB') return eol + 2;
+  if (!withBody.has(line.split(' ', 1)[0].toUpperCase())) return eol + 2;
   const length = eol + 2 + Number(line.trim().split(/\s+/).pop()) + 2;
   return buf.length >= length ? length : 0;
 }

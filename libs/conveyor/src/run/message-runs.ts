@@ -152,6 +152,11 @@ export class MessageRuns {
     });
   }
 
+  /** The sampled consumer changed (its AckWait): heartbeats follow at once. */
+  consumerChanged(): void {
+    if (this.ticker) this.ensureTicker();
+  }
+
   /** One timer for every run: `working()` for those older than half a period, so short runs send none. */
   private ensureTicker(): void {
     const periodMs = this.env.consumer().heartbeatMs;

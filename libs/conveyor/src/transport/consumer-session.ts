@@ -203,6 +203,8 @@ export class ConsumerSession {
     this.info = info;
     this.live = { maxDeliver: info.config.max_deliver ?? -1, heartbeatMs: heartbeatIntervalMs(info) };
     const { maxDeliver } = this.live;
+    // A shorter AckWait must not wait for the old heartbeat period to pass.
+    if (this.live.heartbeatMs !== before.heartbeatMs) this.deps.runs.consumerChanged();
     if (maxDeliver !== before.maxDeliver && maxDeliver > 0 && maxDeliver < this.deps.config.maxAttempts) {
       this.deps.logger.warn(
         `consumer "${this.deps.config.driverName}" has max_deliver ${maxDeliver}, below maxAttempts ${this.deps.config.maxAttempts}: ` +
