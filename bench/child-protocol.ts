@@ -10,9 +10,43 @@ export interface DriverChildConfig {
   concurrency: number;
   /** 0: the handler returns at once; otherwise it awaits this long before returning. */
   handlerDelayMs: number;
+  /** The logger section's drivers only: what to log, and for which run. */
+  logging?: LoggingConfig;
 }
 
-export type ChildToParent = { type: 'consuming'; at: number } | { type: 'failed'; error: string };
+export interface LoggingConfig {
+  lines: number;
+  /** The run the lines belong to: the one DriverMessage's `run_id` (the loop has no message). */
+  runId: string;
+  pipeline: string;
+  /** The framework's Loki sink, when set (scenario (c)). */
+  lokiUrl?: string;
+}
+
+/** Sent by a logging driver once its loop is done, before its result is published. */
+export interface LoggedReport {
+  type: 'logged';
+  /** now() at handler start (the loop: just before its first line). */
+  startedAt: number;
+  lines: number;
+  /** Sum of performance.now() deltas around each logger call (the loop: each line's publishes). */
+  loggerMs: number;
+  /** process.memoryUsage() right after the loop, in MiB: what a burst of lines costs to hold. */
+  rssMiB: number;
+  heapUsedMiB: number;
+}
+
+/** The framework's own counters (`DriverLogger.stats`), sent after its shutdown flush. */
+export interface StatsReport {
+  type: 'stats';
+  stats: unknown;
+}
+
+export type ChildToParent =
+  | { type: 'consuming'; at: number }
+  | { type: 'failed'; error: string }
+  | LoggedReport
+  | StatsReport;
 export type ParentToChild = { type: 'stop' };
 
 /**
@@ -33,6 +67,11 @@ export function readChildConfig(): DriverChildConfig {
 export function announceConsuming(): void {
   const message: ChildToParent = { type: 'consuming', at: now() };
   process.send!(message);
+}
+
+/** Sends a report and resolves once it is handed to the IPC channel (send is asynchronous). */
+export function report(message: ChildToParent): Promise<void> {
+  return new Promise((resolve, reject) => process.send!(message, (err: Error | null) => (err ? reject(err) : resolve())));
 }
 
 /** Reports a failure and exits non-zero once the report is on its way (send is asynchronous). */

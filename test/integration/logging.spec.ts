@@ -4,7 +4,6 @@ import { Ctx, Payload } from '@nestjs/microservices';
 import {
   ConveyorLog,
   DriverLogger,
-  LOGS_ENGINE_STREAM,
   Reconcile,
   ReconcileContext,
   Resource,
@@ -13,31 +12,12 @@ import {
 } from '@conveyor-ci/nestjs';
 import { LokiServer, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
+import { storedRunLogs } from '../support/stored-logs';
 
 const suite = useDriverApps();
 const { start, expectSettled, closeAfterTest } = suite;
 
-/**
- * Every stored Log of `runId` in `logs-engine`, in stream order. Read by sequence with the stream
- * API: a consumer on the server's work-queue stream would take the messages away (contract §5.1).
- */
-async function storedLogs(runId: string): Promise<{ raw: string; log: Record<string, string> }[]> {
-  const { jsm } = suite.env;
-  const { first_seq: first, last_seq: last } = (await jsm.streams.info(LOGS_ENGINE_STREAM)).state;
-  const out: { raw: string; log: Record<string, string> }[] = [];
-  for (let from = first; from <= last; from += 500) {
-    const seqs = Array.from({ length: Math.min(500, last - from + 1) }, (_, i) => from + i);
-    const messages = await Promise.all(
-      seqs.map((seq) => jsm.streams.getMessage(LOGS_ENGINE_STREAM, { seq }).catch(() => undefined)),
-    );
-    for (const m of messages) {
-      if (m?.subject !== `logs.${runId}`) continue;
-      const raw = new TextDecoder().decode(m.data);
-      out.push({ raw, log: JSON.parse(raw) });
-    }
-  }
-  return out;
-}
+const storedLogs = (runId: string) => storedRunLogs(suite.env.jsm, runId);
 
 /** Collects what arrives on a core subject, from the moment the server knows the subscription. */
 async function listen(subject: string): Promise<string[]> {

@@ -9,6 +9,7 @@ const binding = () =>
     pipeline: '',
     event: 'create',
     messageId: 'm',
+    delivery: 1,
     resource: 'x',
     resourceType: 'pipeline',
   });

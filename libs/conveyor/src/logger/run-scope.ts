@@ -8,6 +8,8 @@ export interface RunBinding {
   pipeline: string;
   event: string;
   messageId: string;
+  /** Delivery count of the message this run came from (1 on the first). */
+  delivery: number;
   resource: string;
   resourceType: string;
   /** Set once the run's result is published: later lines still ship, counted as late. */
@@ -35,6 +37,7 @@ export function createRunBinding(
     pipeline: fields.pipeline,
     event: fields.event,
     messageId: fields.messageId,
+    delivery: fields.delivery,
     resource: fields.resource,
     resourceType: fields.resourceType,
     resultSent: false,

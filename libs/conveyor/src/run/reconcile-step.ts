@@ -49,6 +49,7 @@ export async function reconcileStep(
     pipeline: decoded.resource.pipeline ?? '',
     event: decoded.message.event,
     messageId: decoded.message.id,
+    delivery: message.deliveryCount,
     resource: decoded.resource.name,
     resourceType: decoded.resource.resource,
   });

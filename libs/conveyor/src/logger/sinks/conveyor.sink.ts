@@ -67,8 +67,10 @@ export class ConveyorLogSink implements LogSink {
       runId: binding.runId,
       subject: logSubject(binding.runId),
       bytes,
-      // Stored once even when a publish is retried after a lost PubAck.
-      msgId: `${binding.runId}:${binding.driver}:${entry.seq}`,
+      // Stored once even when a publish is retried after a lost PubAck, yet unique per delivery: a
+      // retried run, a shutdown rerun or a driver used twice in one pipeline (each its own message)
+      // restarts `seq`, and a bare `{run}:{driver}:{seq}` would make JetStream drop its lines.
+      msgId: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:${entry.seq}`,
       firstTry: Date.now(),
       attempt: 0,
     });
