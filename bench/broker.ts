@@ -13,7 +13,7 @@ import {
   type JetStreamManager,
   type NatsConnection,
 } from 'nats';
-import { MESSAGES_STREAM, type Resource } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM, RESULT_SUBJECT, type PipelineEvent, type Resource } from '@conveyor-ci/nestjs';
 import {
   NatsServer,
   createConveyorStreams,
@@ -182,6 +182,38 @@ export class BenchBroker {
       redelivered: info.num_redelivered,
       logLines: (await this.jsm.streams.info(LOGS_ENGINE_STREAM)).state.messages,
     };
+  }
+
+  /** Results stored in `pipeline-engine` (nothing consumes it either). */
+  async storedResults(): Promise<number> {
+    return (await this.jsm.streams.info(PIPELINE_ENGINE_STREAM)).state.messages;
+  }
+
+  /** Lines stored in `logs-engine`: nothing consumes that stream in the bench, so every stored line. */
+  async storedLogLines(): Promise<number> {
+    return (await this.jsm.streams.info(LOGS_ENGINE_STREAM)).state.messages;
+  }
+
+  /**
+   * Stamps the arrival of `runId`'s result on a core subscription of the result subject. The server
+   * hands a JetStream publish to its stream and to core subscribers in the same pass, so the stamp is
+   * when the result is stored (to well under a millisecond) without polling. Subscribed (and flushed
+   * to the server) before it returns, so a result published right after cannot be missed.
+   */
+  async watchResult(runId: string): Promise<{ arrived: Promise<number>; close: () => void }> {
+    const sub = this.nc.subscribe(RESULT_SUBJECT);
+    const decoder = new TextDecoder();
+    const arrived = (async () => {
+      for await (const msg of sub) {
+        const at = now();
+        if ((JSON.parse(decoder.decode(msg.data)) as PipelineEvent).run_id === runId) return at;
+      }
+      throw new Error(`the subscription to ${RESULT_SUBJECT} closed before run ${runId}'s result came`);
+    })();
+    // Read through the returned promise; unsubscribing early must not surface as an unhandled rejection.
+    arrived.catch(() => undefined);
+    await this.nc.flush();
+    return { arrived, close: () => sub.unsubscribe() };
   }
 
   async stop(): Promise<void> {

@@ -28,6 +28,8 @@ export interface LoggedReport {
   type: 'logged';
   /** now() at handler start (the loop: just before its first line). */
   startedAt: number;
+  /** now() right after the last logger call returned. */
+  endedAt: number;
   lines: number;
   /** Sum of performance.now() deltas around each logger call (the loop: each line's publishes). */
   loggerMs: number;
@@ -43,10 +45,7 @@ export interface StatsReport {
 }
 
 export type ChildToParent =
-  | { type: 'consuming'; at: number }
-  | { type: 'failed'; error: string }
-  | LoggedReport
-  | StatsReport;
+  { type: 'consuming'; at: number } | { type: 'failed'; error: string } | LoggedReport | StatsReport;
 export type ParentToChild = { type: 'stop' };
 
 /**
@@ -71,7 +70,9 @@ export function announceConsuming(): void {
 
 /** Sends a report and resolves once it is handed to the IPC channel (send is asynchronous). */
 export function report(message: ChildToParent): Promise<void> {
-  return new Promise((resolve, reject) => process.send!(message, (err: Error | null) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) =>
+    process.send!(message, (err: Error | null) => (err ? reject(err) : resolve())),
+  );
 }
 
 /** Reports a failure and exits non-zero once the report is on its way (send is asynchronous). */

@@ -4,7 +4,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { ChildToParent, DriverChildConfig, ParentToChild } from './child-protocol';
+import type { ChildToParent, DriverChildConfig, LoggedReport, ParentToChild } from './child-protocol';
 
 const live = new Set<ChildProcess>();
 let exitHook = false;
@@ -26,7 +26,14 @@ function childEnv(): NodeJS.ProcessEnv {
   ) as NodeJS.ProcessEnv;
 }
 
-export type DriverKind = 'loop' | 'framework';
+export type DriverKind = 'loop' | 'framework' | 'log-loop' | 'log-framework';
+
+const SCRIPTS: Record<DriverKind, string> = {
+  loop: 'loop-driver.js',
+  framework: 'framework-driver.js',
+  'log-loop': 'log-loop-driver.js',
+  'log-framework': 'log-framework-driver.js',
+};
 
 export class DriverChild {
   /** Set when the child reported a failure or exited on its own; the round fails with it. */
@@ -36,6 +43,10 @@ export class DriverChild {
   private readonly exited: Promise<void>;
   private stopRequested = false;
   readonly consuming: Promise<number>;
+  /** A logging driver's report once its lines are logged (rejects if the child fails first). */
+  readonly logged: Promise<LoggedReport>;
+  /** The framework's counters, sent by a logging driver after its shutdown flush. */
+  private statsReport?: unknown;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -83,8 +94,17 @@ export class DriverChild {
         reject(this.failed);
       });
     });
+    this.logged = new Promise<LoggedReport>((resolve, reject) => {
+      child.on('message', (message: ChildToParent) => {
+        if (message.type === 'logged') resolve(message);
+        else if (message.type === 'stats') this.statsReport = message.stats;
+        else if (message.type === 'failed') reject(this.failed);
+      });
+      void this.exited.then(() => reject(this.failed));
+    });
     // Rejections are read through failure() as well; do not let an unobserved one crash the bench.
     this.consuming.catch(() => undefined);
+    this.logged.catch(() => undefined);
   }
 
   static spawn(
@@ -93,15 +113,22 @@ export class DriverChild {
     label: string,
     startTimeoutMs: number,
   ): DriverChild {
-    const script = join(__dirname, kind === 'loop' ? 'loop-driver.js' : 'framework-driver.js');
+    const script = join(__dirname, SCRIPTS[kind]);
     // BENCH_CPU_PROF=<dir>: each driver process writes a .cpuprofile there (where the time goes).
     const profileDir = process.env.BENCH_CPU_PROF;
     const child = fork(script, [JSON.stringify(config)], {
       env: childEnv(),
-      execArgv: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`] : [],
+      execArgv: profileDir
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`]
+        : [],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     return new DriverChild(child, label, startTimeoutMs);
+  }
+
+  /** What the child sent as `stats` (undefined until it has stopped cleanly). */
+  get stats(): unknown {
+    return this.statsReport;
   }
 
   failure(): Error | undefined {

@@ -2,15 +2,17 @@
  * `npm run bench`: starts its own nats-server on loopback, runs the benchmark sections and rewrites
  * their parts of docs/BENCHMARKS.md. Not part of `npm test`: figures depend on the machine.
  *
- * Env: BENCH_ROUNDS (default 3), BENCH_MESSAGES (backlog of the no-op scenarios, default 20000; the
- * 50 ms scenario scales with it from 3200), BENCH_SLOW_MESSAGES (that one explicitly),
- * BENCH_ROUND_TIMEOUT_MS, BENCH_STALL_MS (default 20000).
+ * Env: BENCH_SECTIONS (comma list of `dispatch`, `logger`; default both), BENCH_ROUNDS (default 3),
+ * BENCH_MESSAGES (backlog of the no-op dispatch scenarios, default 20000; the 50 ms scenario scales
+ * with it from 3200), BENCH_SLOW_MESSAGES (that one explicitly), BENCH_LOG_LINES (lines of each logger
+ * scenario's run, default 100000), BENCH_ROUND_TIMEOUT_MS, BENCH_STALL_MS (default 20000).
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BenchBroker } from './broker';
 import { killAllChildren } from './driver-child';
 import { runDispatch, type DispatchOptions } from './dispatch.bench';
+import { runLogger, type LoggerOptions } from './logger.bench';
 import { describeMachine, writeSection } from './report';
 
 /**
@@ -27,6 +29,9 @@ function repositoryRoot(): string {
 const REPORT_FILE = join(repositoryRoot(), 'docs', 'BENCHMARKS.md');
 const DEFAULT_MESSAGES = 20_000;
 const DEFAULT_SLOW_MESSAGES = 3_200;
+const DEFAULT_LOG_LINES = 100_000;
+const SECTIONS = ['dispatch', 'logger'] as const;
+type Section = (typeof SECTIONS)[number];
 
 function intFromEnv(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
@@ -49,6 +54,29 @@ function readOptions(): DispatchOptions {
     roundTimeoutMs: roundTimeout ? intFromEnv('BENCH_ROUND_TIMEOUT_MS', 0, 1) : undefined,
     stallMs: intFromEnv('BENCH_STALL_MS', 20_000, 1),
   };
+}
+
+function loggerOptions(): LoggerOptions {
+  const { rounds, roundTimeoutMs, stallMs } = readOptions();
+  return { rounds, roundTimeoutMs, stallMs, lines: intFromEnv('BENCH_LOG_LINES', DEFAULT_LOG_LINES, 1) };
+}
+
+/** BENCH_SECTIONS, in the order given; an unknown name fails before anything runs. */
+function readSections(): Section[] {
+  const raw = process.env.BENCH_SECTIONS?.trim();
+  if (!raw) return [...SECTIONS];
+  const names = [
+    ...new Set(
+      raw
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean),
+    ),
+  ];
+  const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (unknown.length || !names.length)
+    throw new Error(`BENCH_SECTIONS=${raw}: expected a comma list of ${SECTIONS.join(', ')}`);
+  return names as Section[];
 }
 
 /** The command as a reader would retype it, with the BENCH_* settings that shaped these figures. */
@@ -89,19 +117,33 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 async function main(): Promise<number> {
+  // Every setting is read before the server starts: a typo fails at once, not after a section.
+  const sections = readSections();
   const options = readOptions();
+  const logging = loggerOptions();
   broker = await BenchBroker.start();
   const machine = describeMachine(broker.serverVersion);
   console.log(
-    `nats-server ${machine.natsServer} on ${broker.url}; ${options.rounds} round(s); ` +
-      `${options.messages} messages (a, b), ${options.slowMessages} messages (c)`,
+    `nats-server ${machine.natsServer} on ${broker.url}; ${options.rounds} round(s); sections ${sections.join(', ')}`,
   );
   const context = { machine, command: commandLine(), date: new Date().toISOString().replace(/\.\d+Z$/, 'Z') };
-  const dispatch = await runDispatch(broker, options, context);
-  writeSection(REPORT_FILE, 'dispatch', dispatch.markdown);
-  console.log(`\nwrote ${REPORT_FILE}`);
-  // Missing targets are findings, reported in the file; a wrong result count means the figures lie.
-  return dispatch.verified ? 0 : 1;
+  let code = 0;
+  for (const section of sections) {
+    if (section === 'dispatch') {
+      console.log(`\n== dispatch: ${options.messages} messages (a, b), ${options.slowMessages} messages (c)`);
+      const dispatch = await runDispatch(broker, options, context);
+      writeSection(REPORT_FILE, 'dispatch', dispatch.markdown);
+      // Missing targets are findings, reported in the file; a wrong result count means the figures lie.
+      if (!dispatch.verified) code = 1;
+    } else {
+      console.log(`\n== logger: ${logging.lines} lines per run`);
+      // Dropped lines and missed targets are findings, reported in the file, not failures.
+      writeSection(REPORT_FILE, 'logger', (await runLogger(broker, logging, context)).markdown);
+    }
+    // Written per section: a later section that fails keeps the figures of the earlier ones.
+    console.log(`\nwrote the ${section} section of ${REPORT_FILE}`);
+  }
+  return code;
 }
 
 main().then(

@@ -165,7 +165,7 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     expect(new Set(lines).size).toBe(301);
     expect(app.get(DriverLogger).stats.sinks.loki).toEqual({
       sent: 301,
-      dropped: { overflow: 0, rejected: 0, retries_exhausted: 0, shutdown: 0 },
+      dropped: { overflow: 0, budget: 0, disconnected: 0, rejected: 0, retries_exhausted: 0, shutdown: 0 },
     });
   });
 
@@ -184,7 +184,7 @@ describe('DriverLogger sinks (real nats-server, server-faithful Loki)', () => {
     await app.close();
     expect(logger.stats.sinks.loki).toEqual({
       sent: 0,
-      dropped: { overflow: 150, rejected: 0, retries_exhausted: 0, shutdown: 50 },
+      dropped: { overflow: 150, budget: 0, disconnected: 0, rejected: 0, retries_exhausted: 0, shutdown: 50 },
     });
     expect(logger.stats.sinks.conveyor.sent).toBe(200);
   });

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Writable } from 'node:stream';
-import { LogShipper, LogStats } from './log-shipper';
+import { LogShipper, LogStats, RunLogCounts } from './log-shipper';
 import type { LogFields, LogStreamOptions, RunLogger } from './run-logger';
 import { runScope } from './run-scope';
 
@@ -38,6 +38,11 @@ export class DriverLogger implements RunLogger {
   /** Hides these values in every later line of the current run. */
   mask(...values: string[]): void {
     this.shipper.loggerFor(runScope.getStore()).mask(...values);
+  }
+
+  /** The current run's lines so far, and how many of them could not be stored. */
+  counts(): RunLogCounts {
+    return this.shipper.loggerFor(runScope.getStore()).counts();
   }
 
   /** Lines shipped, late, split, and sent or dropped per sink (by reason). */

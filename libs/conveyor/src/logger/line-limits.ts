@@ -1,9 +1,11 @@
 /** Replaces every secret (longest first, so one inside another is still hidden) with `***`. */
-export function maskSecrets(line: string, secrets: Iterable<string>): string {
-  let out = line;
-  for (const secret of [...secrets].filter((s) => s.length > 0).sort((a, b) => b.length - a.length)) {
-    out = out.split(secret).join('***');
+export function maskSecrets(line: string, secrets: readonly string[]): string {
+  // Callers on the hot path pass a list sorted once; anything else is sorted here.
+  if (secrets.some((s, i) => i > 0 && s.length > secrets[i - 1].length)) {
+    secrets = [...secrets].sort((a, b) => b.length - a.length);
   }
+  let out = line;
+  for (const secret of secrets) if (secret && out.includes(secret)) out = out.split(secret).join('***');
   return out;
 }
 

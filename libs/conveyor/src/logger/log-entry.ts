@@ -21,8 +21,12 @@ export interface LogEntry {
   spanId?: string;
 }
 
-/** Why a sink dropped lines. */
-export type DropReason = 'overflow' | 'rejected' | 'retries_exhausted' | 'shutdown';
+/**
+ * Why a sink dropped lines: `overflow` (its line cap), `budget` (its or the logger's byte budget),
+ * `disconnected` (a live publish while NATS is away), `rejected`, `retries_exhausted`, `shutdown`.
+ */
+export type DropReason =
+  'overflow' | 'budget' | 'disconnected' | 'rejected' | 'retries_exhausted' | 'shutdown';
 
 /** What a sink did with the lines it was given. */
 export interface SinkStats {
@@ -31,7 +35,10 @@ export interface SinkStats {
 }
 
 export function emptySinkStats(): SinkStats {
-  return { sent: 0, dropped: { overflow: 0, rejected: 0, retries_exhausted: 0, shutdown: 0 } };
+  return {
+    sent: 0,
+    dropped: { overflow: 0, budget: 0, disconnected: 0, rejected: 0, retries_exhausted: 0, shutdown: 0 },
+  };
 }
 
 /** A destination of run log lines. `write` never throws and never waits. */
@@ -43,4 +50,6 @@ export interface LogSink {
   /** Sends what is buffered, up to `timeoutMs`; what is left is dropped as `shutdown`. */
   close(timeoutMs: number): Promise<void>;
   readonly stats: SinkStats;
+  /** Lines of `runId` this sink dropped so far (for the run's own accounting). */
+  droppedOf?(runId: string): number;
 }

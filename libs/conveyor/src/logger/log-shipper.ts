@@ -5,8 +5,10 @@ import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { createLineStream } from './line-stream';
 import { limitLine, maskSecrets } from './line-limits';
+import { LogBudget } from './log-budget';
+import { ProcessLogLimiter } from './process-log.limiter';
 import { LogLevel, LogSink, SinkStats } from './log-entry';
-import { writeProcessLog } from './process-log.adapter';
+import { processLogOf, writeProcessLog } from './process-log.adapter';
 import type { LogFields, LogStreamOptions, RunLogger } from './run-logger';
 import { RunBinding, nextTimestampNs } from './run-scope';
 import { ConveyorLogSink } from './sinks/conveyor.sink';
@@ -22,12 +24,26 @@ export interface LogStats {
   /** Oversize lines split, and pieces they became. */
   split: number;
   truncated: number;
+  /** Step-output lines (`logger.stream()`) left out of the process log by its byte rate. */
+  processLogDropped: number;
+  /** Bytes buffered across sinks right now, and the logger's budget. */
+  bufferedBytes: number;
+  budgetBytes: number;
   sinks: Record<string, SinkStats>;
+}
+
+/** A run's own log accounting (the reference driver puts it in its result's `data`). */
+export interface RunLogCounts {
+  /** Lines of the run handed to the sinks. */
+  lines: number;
+  /** Of those, lines the Conveyor sink could not store (announced by a marker line in the run's log). */
+  dropped: number;
 }
 
 /**
  * Stamps, masks and limits each run line once, then hands it to every sink. Sinks never wait on
  * each other: a hung Loki cannot hold back the Conveyor subjects, and nothing here blocks a run.
+ * Everything buffered counts against one byte budget (`logs.maxTotalBytes`).
  */
 @Injectable()
 export class LogShipper {
@@ -35,15 +51,29 @@ export class LogShipper {
   private conveyor?: ConveyorLogSink;
   private readonly log = new Logger('DriverLogger');
   private readonly counts = { lines: 0, late: 0, split: 0, truncated: 0 };
+  private readonly budget: LogBudget;
+  private readonly streamLimiter: ProcessLogLimiter;
 
   constructor(@Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig) {
-    if (config.loki) this.sinks.push(new LokiLogSink(config.loki, config.logs.maxBufferLines, this.log));
+    const { logs } = config;
+    this.budget = new LogBudget(logs.maxTotalBytes);
+    this.streamLimiter = new ProcessLogLimiter(logs.processLogBytesPerSecond);
+    if (config.loki) {
+      this.sinks.push(
+        new LokiLogSink(
+          config.loki,
+          logs.maxBufferLines,
+          new LogBudget(logs.maxBufferBytes, this.budget),
+          this.log,
+        ),
+      );
+    }
   }
 
   /** Adds the NATS sinks once the transport is connected (runs only happen after that). */
   attach(nc: NatsConnection): void {
     if (this.config.logs.conveyor && !this.conveyor) {
-      this.conveyor = new ConveyorLogSink(nc, nc.jetstream(), this.config.logs, this.log);
+      this.conveyor = new ConveyorLogSink(nc, this.config.logs, this.budget, this.log);
       this.sinks.push(this.conveyor);
     }
     if (this.config.logs.legacySubject && !this.sinks.some((s) => s.name === 'legacy')) {
@@ -51,38 +81,44 @@ export class LogShipper {
     }
   }
 
-  /** Logs for `binding`'s run, or to the process log only when there is no run. */
-  write(binding: RunBinding | undefined, level: LogLevel, message: unknown, fields?: LogFields): void {
+  /**
+   * Logs for `binding`'s run, or to the process log only when there is no run. `fromStream` marks
+   * step output (`logger.stream()`), which stays out of the process log unless configured.
+   */
+  write(
+    binding: RunBinding | undefined,
+    level: LogLevel,
+    message: unknown,
+    fields?: LogFields,
+    fromStream = false,
+  ): void {
     const text = typeof message === 'string' ? message : String(message);
     const { mask, maxLineBytes, oversize } = this.config.logs;
     if (!binding) {
-      writeProcessLog('DriverLogger', level, mask ? mask(text) : text, fields ?? {});
+      writeProcessLog(
+        'DriverLogger',
+        level,
+        mask ? mask(text) : text,
+        this.maskFields(undefined, fields) ?? {},
+      );
       return;
     }
-    let masked = maskSecrets(text, binding.secrets);
-    if (mask) masked = mask(masked);
+    const masked = this.maskText(binding, text);
+    const safeFields = this.maskFields(binding, fields);
     const pieces = limitLine(masked, maxLineBytes, oversize);
     if (pieces.length > 1) this.counts.split += 1;
     else if (pieces[0] !== masked) this.counts.truncated += 1;
     const late = binding.resultSent;
     const span = trace.getActiveSpan()?.spanContext();
     const ids = span && isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : {};
-    const runFields = {
-      run_id: binding.runId,
-      driver: binding.driver,
-      event: binding.event,
-      resource: binding.resource,
-      resource_type: binding.resourceType,
-      ...(ids.traceId ? { trace_id: ids.traceId, span_id: ids.spanId } : {}),
-      ...fields,
-    };
+    const toProcessLog = !fromStream || this.config.logs.streamsToProcessLog;
     for (const piece of pieces) {
       binding.seq += 1;
       const entry = {
         binding,
         level,
         message: piece,
-        fields,
+        fields: safeFields,
         tsNs: nextTimestampNs(binding),
         seq: binding.seq,
         late,
@@ -91,7 +127,10 @@ export class LogShipper {
       this.counts.lines += 1;
       if (late) this.counts.late += 1;
       for (const sink of this.sinks) sink.write(entry);
-      writeProcessLog(binding.driver, level, piece, late ? { ...runFields, late: true } : runFields);
+      if (toProcessLog && (!fromStream || this.streamLimiter.allow(piece.length))) {
+        const extra = ids.traceId ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
+        processLogOf(binding)(level, piece, safeFields, extra, late);
+      }
     }
   }
 
@@ -103,9 +142,36 @@ export class LogShipper {
       warn: (m, f) => this.write(binding, 'warn', m, f),
       error: (m, f) => this.write(binding, 'error', m, f),
       stream: (options: LogStreamOptions = {}) =>
-        createLineStream((line) => this.write(binding, options.level ?? 'info', line, options.fields)),
-      mask: (...values) => values.forEach((v) => typeof v === 'string' && v && binding?.secrets.add(v)),
+        createLineStream((line) => this.write(binding, options.level ?? 'info', line, options.fields, true)),
+      mask: (...values) => {
+        if (!binding) return;
+        for (const v of values) if (typeof v === 'string' && v) binding.secrets.add(v);
+        // Longest first, so a secret containing another is hidden whole; sorted once, not per line.
+        binding.maskList = [...binding.secrets].sort((a, b) => b.length - a.length);
+      },
+      counts: () => this.countsOf(binding),
     };
+  }
+
+  /** Masks a run's text wherever it goes (results, dead letters): its `mask()` values, then `logs.mask`. */
+  maskText(binding: RunBinding | undefined, text: string): string {
+    let out = binding?.maskList ? maskSecrets(text, binding.maskList) : text;
+    if (this.config.logs.mask) out = this.config.logs.mask(out);
+    return out;
+  }
+
+  private maskFields(binding: RunBinding | undefined, fields?: LogFields): LogFields | undefined {
+    if (!fields || (!binding?.maskList && !this.config.logs.mask)) return fields;
+    const out: LogFields = {};
+    for (const [key, value] of Object.entries(fields)) {
+      out[key] = typeof value === 'string' ? this.maskText(binding, value) : value;
+    }
+    return out;
+  }
+
+  private countsOf(binding: RunBinding | undefined): RunLogCounts {
+    if (!binding) return { lines: 0, dropped: 0 };
+    return { lines: binding.seq, dropped: this.conveyor?.droppedOf(binding.runId) ?? 0 };
   }
 
   /** True while the Conveyor sink still has lines of the run to store. */
@@ -124,9 +190,15 @@ export class LogShipper {
   }
 
   get stats(): LogStats {
+    const sinks: Record<string, SinkStats> = {};
+    for (const sink of this.sinks) sinks[sink.name] = structuredClone(sink.stats);
+    if (this.conveyor) sinks['conveyor-live'] = structuredClone(this.conveyor.liveStats);
     return {
       ...this.counts,
-      sinks: Object.fromEntries(this.sinks.map((s) => [s.name, structuredClone(s.stats)])),
+      processLogDropped: this.streamLimiter.dropped,
+      bufferedBytes: this.budget.usedBytes,
+      budgetBytes: this.budget.limitBytes,
+      sinks,
     };
   }
 }

@@ -25,6 +25,11 @@ export interface RunLogger {
    * Bound to the run current when it is created.
    */
   stream(options?: LogStreamOptions): Writable;
-  /** Hides these values (e.g. secrets from a step's env) in every later line of the run. */
+  /**
+   * Hides these values (e.g. secrets from a step's env) in every later line of the run, in its
+   * fields and process-log lines, and in its failure result's message and dead-letter reason.
+   */
   mask(...values: string[]): void;
+  /** The run's lines so far, and how many could not be stored (announced in the run's log). */
+  counts(): { lines: number; dropped: number };
 }

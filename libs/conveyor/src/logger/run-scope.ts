@@ -16,6 +16,10 @@ export interface RunBinding {
   resultSent: boolean;
   /** Values masked in every line of this run (`logger.mask(...)`). */
   secrets: Set<string>;
+  /** `secrets`, longest first (sorted once per `mask()` call, not per line). */
+  maskList?: string[];
+  /** The run's process-log writer, made on its first line. */
+  processLog?: unknown;
   /** Last timestamp used, in ns: the next one is strictly greater. */
   lastNs: bigint;
   /** Sequence of the run's lines, for `Nats-Msg-Id` de-duplication. */
@@ -28,7 +32,10 @@ export interface RunBinding {
 export const runScope = new AsyncLocalStorage<RunBinding>();
 
 export function createRunBinding(
-  fields: Omit<RunBinding, 'resultSent' | 'secrets' | 'lastNs' | 'seq' | 'context'>,
+  fields: Omit<
+    RunBinding,
+    'resultSent' | 'secrets' | 'lastNs' | 'seq' | 'context' | 'maskList' | 'processLog'
+  >,
 ): RunBinding {
   // Written out rather than spread: one object shape per message on the hot path.
   return {
@@ -48,13 +55,15 @@ export function createRunBinding(
 }
 
 /**
- * The next timestamp of a run in ns: the wall clock at µs resolution, bumped by 1 ns when equal to
- * the previous one. The server replays logs in key order `pipeline|driver|runid|timestamp|uuid`, and
+ * The next timestamp of a run in ns: the wall clock (`Date.now()`, which follows NTP, unlike
+ * `performance.timeOrigin + now()`, which drifts over a long uptime) with the sub-millisecond part of
+ * the monotonic clock, bumped by 1 ns when not above the previous one. The server replays logs in key order `pipeline|driver|runid|timestamp|uuid`, and
  * Loki drops an entry equal in (timestamp, line) to the previous one: equal stamps would reorder or
  * lose lines.
  */
 export function nextTimestampNs(binding: RunBinding): bigint {
-  const now = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+  const micros = Math.floor((performance.now() * 1000) % 1000);
+  const now = BigInt(Date.now()) * 1_000_000n + BigInt(micros) * 1000n;
   binding.lastNs = now > binding.lastNs ? now : binding.lastNs + 1n;
   return binding.lastNs;
 }

@@ -13,8 +13,22 @@ export interface ConveyorLogOptions {
   maxLineBytes?: number;
   /** What to do with an oversize line. Default `split`. */
   oversize?: 'split' | 'truncate';
-  /** Lines each sink buffers before it drops (counted). Default 20 000. */
+  /** Lines each sink buffers before it drops (counted). Default 100 000. */
   maxBufferLines?: number;
+  /** Bytes each sink buffers before it drops (counted, announced in the run's log). Default 32 MiB. */
+  maxBufferBytes?: number;
+  /**
+   * Bytes the whole logger buffers across sinks: no amount of step output grows the heap past it.
+   * Env `CONVEYOR_LOG_MAX_BYTES`. Default 64 MiB.
+   */
+  maxTotalBytes?: number;
+  /**
+   * Also copy lines written to `logger.stream()` (step output) into the process log. Off by default:
+   * a step printing megabytes would flood the driver's own stdout. Env `CONVEYOR_LOG_STREAMS_TO_PROCESS_LOG`.
+   */
+  streamsToProcessLog?: boolean;
+  /** With `streamsToProcessLog`, at most this many bytes of step output per second (the rest counted). Default 256 KiB. */
+  processLogBytesPerSecond?: number;
   /** How long shutdown waits for sinks to flush. Default 5 000 ms. */
   flushTimeoutMs?: number;
   /** Rewrites every line before it leaves the process, e.g. to hide tokens. */
@@ -47,6 +61,10 @@ export interface LogConfig {
   maxLineBytes: number;
   oversize: 'split' | 'truncate';
   maxBufferLines: number;
+  maxBufferBytes: number;
+  maxTotalBytes: number;
+  streamsToProcessLog: boolean;
+  processLogBytesPerSecond: number;
   flushTimeoutMs: number;
   mask?: (line: string) => string;
 }
@@ -126,7 +144,28 @@ export function resolveLogConfig(
       64,
     ),
     oversize: oversize === 'truncate' ? 'truncate' : 'split',
-    maxBufferLines: number('logs.maxBufferLines', logs.maxBufferLines, undefined, 20_000, 1),
+    maxBufferLines: number('logs.maxBufferLines', logs.maxBufferLines, undefined, 100_000, 1),
+    maxBufferBytes: number('logs.maxBufferBytes', logs.maxBufferBytes, undefined, 32 * 1024 * 1024, 4096),
+    maxTotalBytes: number(
+      'logs.maxTotalBytes',
+      logs.maxTotalBytes,
+      'CONVEYOR_LOG_MAX_BYTES',
+      64 * 1024 * 1024,
+      4096,
+    ),
+    streamsToProcessLog: bool(
+      'logs.streamsToProcessLog',
+      logs.streamsToProcessLog,
+      'CONVEYOR_LOG_STREAMS_TO_PROCESS_LOG',
+      false,
+    ),
+    processLogBytesPerSecond: number(
+      'logs.processLogBytesPerSecond',
+      logs.processLogBytesPerSecond,
+      undefined,
+      256 * 1024,
+      1,
+    ),
     flushTimeoutMs: number('logs.flushTimeoutMs', logs.flushTimeoutMs, undefined, 5000, 0),
     ...(typeof logs.mask === 'function' ? { mask: logs.mask } : {}),
   };

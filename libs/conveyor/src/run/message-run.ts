@@ -46,6 +46,8 @@ export class MessageRun {
   /** Ends the wait of a result publish on the wire at the deadline (set while publishing). */
   private endGrace?: () => void;
   private handlerEndedAt?: number;
+  /** Hides secrets in text leaving the run (the handler's `mask()` values once it ran, `logs.mask` always). */
+  private mask = (text: string): string => this.env.logs.maskText(undefined, text);
   /** `ackMode: 'onReceive'` acked it before the run. */
   private acked = false;
   /** Set once the result was cut down after the server refused it: a second refusal dead-letters. */
@@ -140,6 +142,7 @@ export class MessageRun {
     }
     this.handlerOutcome = step.outcome;
     this.startedAt = step.startedAt;
+    this.mask = step.mask;
     this.handlerEndedAt = Date.now();
     this.resourceType = routed.route.resource;
     this.transition('handler-finished');
@@ -179,6 +182,7 @@ export class MessageRun {
 
   /** reporting: dead-letter record, then the result (when there is one), then the verb. */
   private async report(settlement: Settlement): Promise<void> {
+    settlement = this.masked(settlement);
     if (settlement.deadLetter) settlement = await this.recordDeadLetter(settlement);
     const target = this.target;
     if (!settlement.result || !target) return this.finish(settlement);
@@ -290,6 +294,18 @@ export class MessageRun {
     if (published !== 'stored')
       logger.warn(`${this.where()}: result not confirmed stored (${String(published)})`);
     this.finish(settlement);
+  }
+
+  /** A thrown error's text can carry a secret: the server persists results in `driverresults.*`. */
+  private masked(settlement: Settlement): Settlement {
+    const message = settlement.result?.message;
+    const reason = this.mask(settlement.reason);
+    if (message === undefined && reason === settlement.reason) return settlement;
+    return {
+      ...settlement,
+      reason,
+      ...(settlement.result ? { result: { ...settlement.result, message: this.mask(message ?? '') } } : {}),
+    };
   }
 
   private deadlineNak(): Settlement {

@@ -21,6 +21,8 @@ export interface ReconcileStep {
   overdue?: Promise<void>;
   /** When the handler started (undefined when the stale-event guard ended the message first). */
   startedAt?: number;
+  /** Hides the run's masked values (`logger.mask()`, `logs.mask`) in text leaving the run. */
+  mask: (text: string) => string;
 }
 
 /** What the run hands the step: its abort controller, and what it must know as it happens. */
@@ -55,10 +57,11 @@ export async function reconcileStep(
   });
   const maxAttempts = effectiveMaxAttempts(meta, config, env.consumer().maxDeliver);
   const state = { deliveryCount: message.deliveryCount, maxAttempts, retryDelayMs: config.retryDelayMs };
+  const mask = (text: string) => env.logs.maskText(binding, text);
   try {
     return await runScope.run(binding, async (): Promise<ReconcileStep> => {
       const stale = await env.checkStale?.(decoded, route);
-      if (stale) return { outcome: stale, settlement: decideSettlement(stale, state) };
+      if (stale) return { outcome: stale, settlement: decideSettlement(stale, state), mask };
       const ctx = createReconcileContext(
         decoded,
         route,
@@ -123,7 +126,7 @@ export async function reconcileStep(
               timedOutAfterMs !== undefined
                 ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
                 : undefined;
-            return { outcome: report.outcome, settlement, overdue, startedAt };
+            return { outcome: report.outcome, settlement, overdue, startedAt, mask };
           } finally {
             span.end();
           }

@@ -1,67 +1,142 @@
 import type { LoggerService } from '@nestjs/common';
-import type { JetStreamClient, NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
 import type { LogConfig } from '../../module/log.options';
 import { ConveyorLog, encodeWire, liveLogSubject, logSubject } from '../../protocol';
 import { backoffDelay, sleep } from '../../transport/backoff';
-import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
-import { formatRfc3339Nano, formatUnixSeconds } from '../run-scope';
+import { JetStreamPublisher } from '../../transport/jetstream.publisher';
+import { LINE_OVERHEAD_BYTES, LogBudget } from '../log-budget';
+import { DropReason, LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
+import { RunBinding, formatRfc3339Nano, formatUnixSeconds, nextTimestampNs } from '../run-scope';
 
 /** JetStream publishes in flight at once: pipelined, never one awaited round trip per line. */
-const WINDOW = 256;
-/** A line whose publish keeps failing this long is dropped (counted). */
+const WINDOW = 512;
+/** A line whose publish keeps failing this long (while connected) is dropped (counted). */
 const RETRY_BUDGET_MS = 60_000;
+const PUBLISH_TIMEOUT_MS = 5000;
 
 interface Pending {
   runId: string;
   subject: string;
   bytes: Uint8Array;
   msgId: string;
+  cost: number;
   firstTry: number;
   attempt: number;
 }
 
+/** Lines of one run that did not make it into the queue, until a marker line says so. */
+interface RunDrops {
+  binding: RunBinding;
+  lines: number;
+  bytes: number;
+  reason: DropReason;
+  /** Every drop of the run, marker or not, for its own accounting. */
+  total: number;
+}
+
+/** Where the marker line tells the reader to look. */
+const RAISE_HINT: Partial<Record<DropReason, string>> = {
+  budget: 'raise logs.maxBufferBytes / logs.maxTotalBytes (CONVEYOR_LOG_MAX_BYTES)',
+  overflow: 'raise logs.maxBufferLines',
+};
+
 /**
  * The Conveyor sink (contract §9.1): the Log JSON to JetStream `logs.{runId}` (stored by the server)
- * and the same bytes to core `live.logs.{runId}.{driver}` (its SSE forwards them verbatim). Unlike Go,
- * the live publish does not depend on the stored one, and publishes are pipelined.
+ * and the same bytes to core `live.logs.{runId}.{driver}` (its SSE forwards them verbatim). Unlike
+ * Go, the live publish does not depend on the stored one, and stored publishes are pipelined on one
+ * PubAck inbox. Bounded in bytes: what does not fit is dropped, counted, and announced by a marker
+ * line in the run's stored log as soon as there is room again. While NATS is disconnected nothing
+ * is handed to nats.js (its reconnect buffer has no bound): live lines are skipped and counted, and
+ * stored lines wait in the queue, in order, for the reconnect.
  */
 export class ConveyorLogSink implements LogSink {
   readonly name = 'conveyor';
   readonly stats: SinkStats = emptySinkStats();
+  /** The live subject's own accounting (`conveyor-live` in metrics). */
+  readonly liveStats: SinkStats = emptySinkStats();
   private readonly queue: Pending[] = [];
+  private head = 0;
   private inFlight = 0;
   /** Lines of each run not yet stored (queued, in flight or waiting to retry). */
   private readonly unsettled = new Map<string, number>();
+  private readonly drops = new Map<string, RunDrops>();
   private readonly waiters = new Set<() => void>();
   private readonly stopped = new AbortController();
+  private readonly publisher: JetStreamPublisher;
+  private readonly budget: LogBudget;
+  private connected = true;
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly js: JetStreamClient,
     private readonly config: LogConfig,
+    total: LogBudget,
     private readonly logger: LoggerService,
-  ) {}
+  ) {
+    this.publisher = new JetStreamPublisher(nc);
+    this.budget = new LogBudget(config.maxBufferBytes, total);
+    void this.watch();
+  }
 
   write(entry: LogEntry): void {
-    const { binding } = entry;
+    const bytes = this.encode(entry.binding, entry.message, entry.tsNs);
+    const { runId, driver } = entry.binding;
+    if (!this.connected) this.liveStats.dropped.disconnected += 1;
+    else {
+      try {
+        this.nc.publish(liveLogSubject(runId, driver), bytes);
+        this.liveStats.sent += 1;
+      } catch {
+        this.liveStats.dropped.disconnected += 1;
+      }
+    }
+    if (this.stopped.signal.aborted) return void (this.stats.dropped.shutdown += 1);
+    const cost = bytes.length + LINE_OVERHEAD_BYTES;
+    if (this.queued() >= this.config.maxBufferLines) return this.drop(entry.binding, cost, 'overflow');
+    if (!this.budget.tryReserve(cost)) return this.drop(entry.binding, cost, 'budget');
+    this.announceDrops(runId);
+    this.enqueue(entry.binding, bytes, entry.seq, cost);
+  }
+
+  /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
+  hasUnsettled(runId: string): boolean {
+    return this.unsettled.has(runId) || this.drops.has(runId);
+  }
+
+  droppedOf(runId: string): number {
+    return this.drops.get(runId)?.total ?? 0;
+  }
+
+  async flushRun(runId: string, timeoutMs: number): Promise<void> {
+    // The run ends: its stored log must say what it lost before the result is published.
+    this.announceDrops(runId, true);
+    await this.until(() => !this.unsettled.has(runId), timeoutMs);
+    const drops = this.drops.get(runId);
+    if (drops && drops.lines === 0) this.drops.delete(runId);
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    for (const runId of [...this.drops.keys()]) this.announceDrops(runId, true);
+    await this.until(() => this.unsettled.size === 0, timeoutMs);
+    this.stopped.abort();
+    // Only what never left is dropped here; a publish in flight is counted once, when it ends.
+    for (let i = this.head; i < this.queue.length; i++) this.settle(this.queue[i], 'shutdown');
+    this.queue.length = 0;
+    this.head = 0;
+    this.publisher.close();
+  }
+
+  private encode(binding: RunBinding, message: string, tsNs: bigint): Uint8Array {
     const log: ConveyorLog = {
       runid: binding.runId,
       driver: binding.driver,
       pipeline: binding.pipeline,
-      timestamp:
-        this.config.timestampFormat === 'unix'
-          ? formatUnixSeconds(entry.tsNs)
-          : formatRfc3339Nano(entry.tsNs),
-      message: entry.message,
+      timestamp: this.config.timestampFormat === 'unix' ? formatUnixSeconds(tsNs) : formatRfc3339Nano(tsNs),
+      message,
     };
-    const bytes = encodeWire(log);
-    try {
-      this.nc.publish(liveLogSubject(binding.runId, binding.driver), bytes);
-    } catch (err) {
-      this.logger.warn(`live log publish failed: ${(err as Error).message}`);
-    }
-    if (this.stopped.signal.aborted) return void (this.stats.dropped.shutdown += 1);
-    if (this.queue.length >= this.config.maxBufferLines) return void (this.stats.dropped.overflow += 1);
+    return encodeWire(log);
+  }
+
+  private enqueue(binding: RunBinding, bytes: Uint8Array, seq: number | string, cost: number): void {
     this.track(binding.runId, 1);
     this.queue.push({
       runId: binding.runId,
@@ -70,68 +145,114 @@ export class ConveyorLogSink implements LogSink {
       // Stored once even when a publish is retried after a lost PubAck, yet unique per delivery: a
       // retried run, a shutdown rerun or a driver used twice in one pipeline (each its own message)
       // restarts `seq`, and a bare `{run}:{driver}:{seq}` would make JetStream drop its lines.
-      msgId: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:${entry.seq}`,
+      msgId: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:${seq}`,
+      cost,
       firstTry: Date.now(),
       attempt: 0,
     });
     this.pump();
   }
 
-  /** True while some of the run's lines are not stored yet. */
-  hasUnsettled(runId: string): boolean {
-    return this.unsettled.has(runId);
+  private drop(binding: RunBinding, cost: number, reason: DropReason): void {
+    this.stats.dropped[reason] += 1;
+    const drops = this.drops.get(binding.runId) ?? { binding, lines: 0, bytes: 0, reason, total: 0 };
+    drops.lines += 1;
+    drops.total += 1;
+    drops.bytes += cost - LINE_OVERHEAD_BYTES;
+    drops.reason = reason;
+    this.drops.set(binding.runId, drops);
   }
 
-  async flushRun(runId: string, timeoutMs: number): Promise<void> {
-    await this.until(() => !this.unsettled.has(runId), timeoutMs);
+  /** Queues the marker line of a run's unannounced drops, when there is room (or `force`d at its end). */
+  private announceDrops(runId: string, force = false): void {
+    const drops = this.drops.get(runId);
+    if (!drops || drops.lines === 0 || this.stopped.signal.aborted) return;
+    const hint = RAISE_HINT[drops.reason];
+    const text =
+      `[conveyor] ${drops.lines} log line(s) (${drops.bytes} bytes) of this run were not shipped: ` +
+      `${drops.reason === 'budget' ? 'the log buffer was full' : 'too many lines buffered'}` +
+      (hint ? ` (${hint})` : '');
+    const bytes = this.encode(drops.binding, text, nextTimestampNs(drops.binding));
+    const cost = bytes.length + LINE_OVERHEAD_BYTES;
+    if (!force && !this.budget.tryReserve(cost)) return;
+    if (force) this.budget.force(cost);
+    drops.binding.seq += 1;
+    drops.lines = 0;
+    drops.bytes = 0;
+    this.enqueue(drops.binding, bytes, `drops-${drops.binding.seq}`, cost);
   }
 
-  async close(timeoutMs: number): Promise<void> {
-    await this.until(() => this.unsettled.size === 0, timeoutMs);
-    this.stopped.abort();
-    const left = [...this.unsettled.values()].reduce((a, b) => a + b, 0);
-    this.stats.dropped.shutdown += left;
-    this.queue.length = 0;
-    this.unsettled.clear();
+  private queued(): number {
+    return this.queue.length - this.head;
   }
 
   private pump(): void {
-    while (this.inFlight < WINDOW && this.queue.length > 0) {
-      const item = this.queue.shift()!;
+    while (this.connected && this.inFlight < WINDOW && this.head < this.queue.length) {
+      const item = this.queue[this.head++];
       this.inFlight += 1;
       void this.publish(item).finally(() => {
         this.inFlight -= 1;
         this.pump();
       });
     }
+    // Compact now and then instead of shift() per line (O(n) each on a large queue).
+    if (this.head > 4096 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
   }
 
   private async publish(item: Pending): Promise<void> {
     for (;;) {
-      if (this.stopped.signal.aborted) return;
       try {
-        await this.js.publish(item.subject, item.bytes, { msgID: item.msgId, timeout: 5000 });
-        this.stats.sent += 1;
-        return this.track(item.runId, -1);
+        await this.publisher.publish(item.subject, item.bytes, item.msgId, PUBLISH_TIMEOUT_MS);
+        return this.settle(item);
       } catch (err) {
+        if (this.stopped.signal.aborted) return this.settle(item, 'shutdown');
         item.attempt += 1;
-        if (Date.now() - item.firstTry > RETRY_BUDGET_MS) {
+        // A disconnect pauses the clock: the line is retried after the reconnect.
+        if (this.connected && Date.now() - item.firstTry > RETRY_BUDGET_MS) {
           this.logger.warn(
             `log line ${item.msgId} dropped after ${item.attempt} attempts: ${(err as Error).message}`,
           );
-          this.stats.dropped.retries_exhausted += 1;
-          return this.track(item.runId, -1);
+          return this.settle(item, 'retries_exhausted');
         }
         await sleep(backoffDelay(item.attempt, 100, 5000), this.stopped.signal);
+        while (!this.connected && !this.stopped.signal.aborted)
+          await this.until(() => this.connected, 60_000);
+        if (!this.connected) item.firstTry = Date.now();
       }
     }
+  }
+
+  /** A line's life ends: sent, or dropped for `reason`. Exactly once per line. */
+  private settle(item: Pending, reason?: DropReason): void {
+    if (reason) this.stats.dropped[reason] += 1;
+    else this.stats.sent += 1;
+    this.budget.release(item.cost);
+    this.track(item.runId, -1);
   }
 
   private track(runId: string, delta: number): void {
     const n = (this.unsettled.get(runId) ?? 0) + delta;
     if (n > 0) this.unsettled.set(runId, n);
     else this.unsettled.delete(runId);
-    if (delta < 0) this.waiters.forEach((wake) => wake());
+    if (delta < 0) this.wake();
+  }
+
+  private wake(): void {
+    this.waiters.forEach((check) => check());
+  }
+
+  private async watch(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (status.type === 'disconnect') this.connected = false;
+      else if (status.type === 'reconnect') {
+        this.connected = true;
+        this.wake();
+        this.pump();
+      }
+    }
   }
 
   private until(done: () => boolean, timeoutMs: number): Promise<void> {

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { LokiConfig } from '../../module/log.options';
 import { backoffDelay, sleep } from '../../transport/backoff';
+import { LINE_OVERHEAD_BYTES, LogBudget } from '../log-budget';
 import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
 
 const gzipAsync = promisify(gzip);
@@ -37,12 +38,16 @@ export class LokiLogSink implements LogSink {
     private readonly config: LokiConfig,
     /** Lines buffered before new ones are dropped as `overflow`. */
     private readonly maxBuffered: number,
+    /** Bytes buffered (this sink's, within the logger's) before new lines are dropped as `budget`. */
+    private readonly budget: LogBudget,
     private readonly logger: LoggerService,
   ) {}
 
   write(entry: LogEntry): void {
     if (this.stopping.signal.aborted) return void (this.stats.dropped.shutdown += 1);
     if (this.buffer.length >= this.maxBuffered) return void (this.stats.dropped.overflow += 1);
+    const bytes = Buffer.byteLength(entry.message) + 64;
+    if (!this.budget.tryReserve(bytes + LINE_OVERHEAD_BYTES)) return void (this.stats.dropped.budget += 1);
     const { binding } = entry;
     const labels: Record<string, string> = this.config.legacyLabels
       ? { driver: binding.driver, event: binding.event, id: binding.messageId, run_id: binding.runId }
@@ -60,7 +65,6 @@ export class LokiLogSink implements LogSink {
             ...(entry.traceId ? { trace_id: entry.traceId, span_id: entry.spanId! } : {}),
           },
         ];
-    const bytes = Buffer.byteLength(entry.message) + 64;
     this.buffer.push({ labels, key: JSON.stringify(labels), value, bytes });
     this.bufferBytes += bytes;
     if (this.bufferBytes >= this.config.batchBytes) this.kick();
@@ -77,6 +81,7 @@ export class LokiLogSink implements LogSink {
     this.stopping.abort();
     clearTimeout(this.timer);
     this.stats.dropped.shutdown += this.buffer.length;
+    for (const item of this.buffer) this.budget.release(item.bytes + LINE_OVERHEAD_BYTES);
     this.buffer = [];
     this.bufferBytes = 0;
   }
@@ -106,6 +111,15 @@ export class LokiLogSink implements LogSink {
   }
 
   private async send(batch: Buffered[]): Promise<void> {
+    try {
+      await this.deliver(batch);
+    } finally {
+      // Sent or dropped, the batch no longer occupies the budget.
+      for (const item of batch) this.budget.release(item.bytes + LINE_OVERHEAD_BYTES);
+    }
+  }
+
+  private async deliver(batch: Buffered[]): Promise<void> {
     const streams = new Map<string, { stream: Record<string, string>; values: Buffered['value'][] }>();
     for (const item of batch) {
       const stream = streams.get(item.key) ?? { stream: item.labels, values: [] };

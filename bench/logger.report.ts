@@ -1,0 +1,256 @@
+/**
+ * The logger section's markdown: method, summary, one table per scenario, ratios and what the
+ * figures show about dropped lines. Kept apart from the runner so each file reads on its own.
+ */
+import type { DriverKind } from './driver-child';
+import { logLine } from './log-lines';
+import { fmtInt, fmtRatio, median, table, type Machine } from './report';
+
+export interface LoggerScenario {
+  key: string;
+  title: string;
+  kind: DriverKind;
+  loki: boolean;
+}
+
+export interface LoggerRound {
+  logged: number;
+  /** `logs-engine` messages right after the result arrived. */
+  storedAtResult: number;
+  /** …and after the driver process shut down (the framework flushes its sinks on close). */
+  storedAfterStop: number;
+  loki?: { atResult: number; afterStop: number };
+  /** Results in `pipeline-engine`: 1 unless something went wrong. */
+  results: number;
+  /** Handler (or loop) start to the result's arrival. */
+  seconds: number;
+  /** Handler (or loop) start to the last logger call's return. */
+  loopSeconds: number;
+  /** storedAtResult / seconds. */
+  rate: number;
+  loggerMs: number;
+  rssMiB: number;
+  heapUsedMiB: number;
+  /** `DriverLogger.stats` after shutdown, as the framework reported it (shape not relied on). */
+  counters?: unknown;
+}
+
+export interface Ratio {
+  name: string;
+  value: number;
+  target: number;
+}
+
+const verdict = (r: Ratio) => (r.value >= r.target ? 'PASS' : 'FAIL');
+const perLineUs = (r: LoggerRound) => (r.loggerMs * 1000) / r.logged;
+const pct = (part: number, whole: number) => `${((100 * part) / whole).toFixed(1)} %`;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The framework's own account of where its lines went, e.g. `conveyor 20,256 sent, 79,744 overflow`.
+ * Read defensively: the counters belong to the logger, whose shape may change under the bench.
+ */
+export function describeCounters(stats: unknown): string {
+  if (!isRecord(stats) || !isRecord(stats.sinks)) return 'not reported';
+  return Object.entries(stats.sinks)
+    .map(([name, sink]) => {
+      if (!isRecord(sink)) return `${name}: ?`;
+      const dropped = isRecord(sink.dropped)
+        ? Object.entries(sink.dropped)
+            .filter((entry): entry is [string, number] => typeof entry[1] === 'number' && entry[1] > 0)
+            .map(([reason, n]) => `${fmtInt(n)} dropped (${reason})`)
+        : [];
+      const sent = typeof sink.sent === 'number' ? `${fmtInt(sink.sent)} sent` : 'sent ?';
+      return [`${name}: ${sent}`, ...dropped].join(', ');
+    })
+    .join('; ');
+}
+
+function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
+  const dash = '–';
+  const rows = rounds.map((r, i) => {
+    const dropped = r.logged - r.storedAfterStop;
+    return [
+      String(i + 1),
+      fmtInt(r.storedAtResult),
+      fmtInt(r.storedAfterStop),
+      dropped > 0 ? `**${fmtInt(dropped)}**` : '0',
+      r.loki ? fmtInt(r.loki.afterStop) : dash,
+      r.seconds.toFixed(3),
+      r.loopSeconds.toFixed(3),
+      fmtInt(r.rate),
+      r.loggerMs.toFixed(1),
+      perLineUs(r).toFixed(2),
+      r.rssMiB.toFixed(0),
+      r.results === 1 ? '1' : `**${r.results}**`,
+    ];
+  });
+  const m = (f: (r: LoggerRound) => number) => median(rounds.map(f));
+  rows.push([
+    'median',
+    fmtInt(m((r) => r.storedAtResult)),
+    fmtInt(m((r) => r.storedAfterStop)),
+    fmtInt(m((r) => r.logged - r.storedAfterStop)),
+    s.loki ? fmtInt(m((r) => r.loki?.afterStop ?? 0)) : dash,
+    m((r) => r.seconds).toFixed(3),
+    m((r) => r.loopSeconds).toFixed(3),
+    `**${fmtInt(m((r) => r.rate))}**`,
+    m((r) => r.loggerMs).toFixed(1),
+    m(perLineUs).toFixed(2),
+    m((r) => r.rssMiB).toFixed(0),
+    '',
+  ]);
+  const header = [
+    'Round',
+    'Stored before result',
+    'Stored after stop',
+    'Dropped',
+    'Loki stored',
+    'Seconds to result',
+    'Logging loop s',
+    'Stored lines/s',
+    'In logger calls, ms',
+    'µs/line',
+    'RSS MiB',
+    'Results',
+  ];
+  const out = [`### ${s.title}`, '', table([header, ...rows]), ''];
+  if (s.kind === 'log-framework') {
+    out.push(
+      "The framework's own counters (`DriverLogger.stats` after shutdown):",
+      '',
+      ...rounds.map((r, i) => `- round ${i + 1}: ${describeCounters(r.counters)}`),
+      '',
+    );
+  }
+  return out.join('\n');
+}
+
+/** Plain statements of what was lost, from the figures of this run (nothing when nothing was). */
+function findings(list: LoggerScenario[], results: Map<string, LoggerRound[]>, lines: number): string[] {
+  const out: string[] = [];
+  for (const s of list) {
+    const rounds = results.get(s.key)!;
+    const dropped = median(rounds.map((r) => r.logged - r.storedAfterStop));
+    const late = median(rounds.map((r) => r.storedAfterStop - r.storedAtResult));
+    if (dropped > 0) {
+      out.push(
+        `- ${s.title}: a median of ${fmtInt(dropped)} of ${fmtInt(lines)} lines (${pct(dropped, lines)}) ` +
+          'never reached `logs-engine`. The stored-lines/s figure counts only stored lines.',
+      );
+    }
+    if (late > 0) {
+      out.push(
+        `- ${s.title}: a median of ${fmtInt(late)} lines were stored only after the result, which ` +
+          'the runtime should not allow: they are not counted as stored before it.',
+      );
+    }
+    if (s.loki) {
+      const lost = median(rounds.map((r) => r.logged - (r.loki?.afterStop ?? 0)));
+      const atResult = median(rounds.map((r) => r.loki?.atResult ?? 0));
+      out.push(
+        `- ${s.title}: Loki held a median of ${fmtInt(atResult)} lines when the result was stored ` +
+          '(the Loki sink never delays a result) and ' +
+          `${fmtInt(lines - lost)} after the driver's shutdown flush` +
+          (lost > 0 ? `: **${fmtInt(lost)} (${pct(lost, lines)}) never reached Loki**.` : '.'),
+      );
+    }
+  }
+  return out;
+}
+
+export function renderLogger(
+  list: LoggerScenario[],
+  results: Map<string, LoggerRound[]>,
+  ratios: Ratio[],
+  options: { rounds: number; lines: number; pollMs: number },
+  { machine, command, date }: { machine: Machine; command: string; date: string },
+): string {
+  const n = fmtInt(options.lines);
+  const sample = logLine(options.lines, options.lines);
+  const lost = findings(list, results, options.lines);
+  return [
+    '## Logger',
+    '',
+    `How much of a burst of ${n} run log lines a driver gets stored before its result, and how fast:`,
+    "the framework's `ctx.logger` against a Go-style logger that awaits each line's PubAck, on the",
+    'same nats-server with the same line texts.',
+    '',
+    `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, ${machine.os}`,
+    `- Node ${machine.node}, nats.js ${machine.natsJs}, nats-server ${machine.natsServer}`,
+    `- Command: \`${command}\``,
+    `- Date: ${date}`,
+    `- ${options.rounds} round${options.rounds === 1 ? '' : 's'} per scenario, interleaved; the median round is the figure`,
+    '',
+    `**Method.** Each round is one run that logs ${n} distinct lines of a compiler step's output, the`,
+    `last one \`${sample}\` (${Buffer.byteLength(sample)} bytes). Every round starts from new streams`,
+    '(as the Conveyor server creates them), a new driver name and run id, and a fresh Node process for',
+    'the driver. The clock starts in that process (the loop: just before its first line; the framework: on',
+    "entering the handler) and stops when the result reaches the orchestrator's core subscription on",
+    '`pipelines.driver.result` (the server hands a publish to its stream and to core subscribers in',
+    'the same pass); both stamps are `performance.timeOrigin + performance.now()` on this machine.',
+    'Right then the orchestrator reads the message count of `logs-engine` (stream info; nothing',
+    'consumes it): **stored lines/s = lines stored before the result / seconds to the result**. It',
+    'counts again after the driver has shut down (the framework flushes its sinks on close, up to',
+    '`logs.flushTimeoutMs`): **dropped = logged − stored after stop**. "In logger calls" is the sum of',
+    '`performance.now()` deltas around each call (the line text is built outside them), so what a',
+    'handler spends logging; it includes the two clock reads per line. While waiting, the orchestrator',
+    `checks the stored count every ${options.pollMs} ms (a round with no new line for \`BENCH_STALL_MS\` fails).`,
+    '',
+    '- (a) Go-style loop, in Node: per line, the Conveyor Log JSON `{runid, driver, pipeline,',
+    '  timestamp, message}` (unix-seconds timestamp, as Go writes it; no `Nats-Msg-Id`), `await',
+    '  js.publish("logs.<runId>")`, then core `nc.publish("live.logs.<runId>.<driver>")`; then the',
+    '  result to `pipelines.driver.result`, awaited. No consumer, no DriverMessage.',
+    '- (b) a Nest app with `ConveyorModule.forRoot({ driverName, servers, concurrency: 1 })` (logger',
+    "  defaults) and one `@Reconcile({ resource: 'pipeline' })` handler that calls `ctx.logger.info(line)`",
+    `  ${n} times in a synchronous loop and returns \`{ success: true }\`. One DriverMessage is preloaded`,
+    "  for it, as in the dispatch section. The runtime stores a run's lines before its result.",
+    '- (c) as (b) with `loki: { url }` of a `LokiServer` (the Loki stand-in of `@conveyor-ci/testing`)',
+    "  started per round in the orchestrator's process on loopback; its entries with the round's",
+    `  \`driver\` label are counted at the result and after stop. It shares the machine's ${machine.cores}`,
+    '  cores with the driver and nats-server.',
+    '',
+    '### Summary',
+    '',
+    table([
+      [
+        'Scenario',
+        'Logged',
+        'Median stored lines/s',
+        'Rounds (lines/s)',
+        'Stored before result',
+        'Dropped',
+        'Loki stored',
+        'In logger calls',
+      ],
+      ...list.map((s) => {
+        const rounds = results.get(s.key)!;
+        const m = (f: (r: LoggerRound) => number) => median(rounds.map(f));
+        const dropped = m((r) => r.logged - r.storedAfterStop);
+        return [
+          s.title,
+          n,
+          `**${fmtInt(m((r) => r.rate))}**`,
+          rounds.map((r) => fmtInt(r.rate)).join(', '),
+          fmtInt(m((r) => r.storedAtResult)),
+          dropped > 0 ? `**${fmtInt(dropped)}**` : '0',
+          s.loki ? fmtInt(m((r) => r.loki?.afterStop ?? 0)) : '–',
+          `${m((r) => r.loggerMs).toFixed(0)} ms (${m(perLineUs).toFixed(2)} µs/line)`,
+        ];
+      }),
+    ]),
+    '',
+    ...list.map((s) => scenarioTable(s, results.get(s.key)!)),
+    '### Ratios',
+    '',
+    table([
+      ['Ratio (of medians)', 'Value', 'Target', 'Verdict'],
+      ...ratios.map((r) => [r.name, fmtRatio(r.value), `≥ ${r.target.toFixed(2)}`, verdict(r)]),
+    ]),
+    '',
+    ...(lost.length ? ['**Lost lines.**', '', ...lost, ''] : ['No line was lost in any round.', '']),
+  ].join('\n');
+}
