@@ -13,7 +13,13 @@ import {
   type JetStreamManager,
   type NatsConnection,
 } from 'nats';
-import { MESSAGES_STREAM, RESULT_SUBJECT, type PipelineEvent, type Resource } from '@conveyor-ci/nestjs';
+import {
+  MESSAGES_STREAM,
+  RESULT_SUBJECT,
+  type ConveyorLog,
+  type PipelineEvent,
+  type Resource,
+} from '@conveyor-ci/nestjs';
 import {
   NatsServer,
   createConveyorStreams,
@@ -22,6 +28,7 @@ import {
   publishDriverMessage,
 } from '@conveyor-ci/testing';
 import { now } from './child-protocol';
+import { LineAuditor, type LineAudit } from './log-lines';
 
 const PIPELINE_ENGINE_STREAM = 'pipeline-engine';
 const LOGS_ENGINE_STREAM = 'logs-engine';
@@ -29,6 +36,8 @@ const STREAMS = [MESSAGES_STREAM, PIPELINE_ENGINE_STREAM, LOGS_ENGINE_STREAM];
 const POLL_MS = 20;
 /** Publishes in flight while preloading: enough to keep the server busy, bounded for memory. */
 const PRELOAD_WINDOW = 256;
+/** Messages per pull while auditing stored log lines. */
+const AUDIT_BATCH = 1000;
 
 /** One DriverMessage's inputs, fixed once so every scenario and round gets the same event bytes. */
 export interface BenchEvent {
@@ -192,6 +201,42 @@ export class BenchBroker {
   /** Lines stored in `logs-engine`: nothing consumes that stream in the bench, so every stored line. */
   async storedLogLines(): Promise<number> {
     return (await this.jsm.streams.info(LOGS_ENGINE_STREAM)).state.messages;
+  }
+
+  /**
+   * Reads every message of `logs-engine` once and audits its `message` against the `lines` logged
+   * for `runId` (a line of another run counts as an "other"). For after a round: a work-queue stream
+   * admits only acking consumers, and each ack removes the line it read.
+   */
+  async auditLogLines(runId: string, lines: number, timeoutMs: number): Promise<LineAudit> {
+    const total = await this.storedLogLines();
+    const name = 'bench-log-audit';
+    await this.jsm.consumers.add(LOGS_ENGINE_STREAM, {
+      name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      max_ack_pending: AUDIT_BATCH * 10,
+      ack_wait: nanos(timeoutMs),
+    });
+    const auditor = new LineAuditor(lines);
+    const decoder = new TextDecoder();
+    const deadline = Date.now() + timeoutMs;
+    try {
+      const consumer = await this.js.consumers.get(LOGS_ENGINE_STREAM, name);
+      for (let read = 0; read < total; ) {
+        if (Date.now() > deadline)
+          throw new Error(`auditing "${LOGS_ENGINE_STREAM}": read ${read} of ${total} in ${timeoutMs} ms`);
+        for await (const msg of await consumer.fetch({ max_messages: AUDIT_BATCH, expires: 2_000 })) {
+          read += 1;
+          const log = JSON.parse(decoder.decode(msg.data)) as ConveyorLog;
+          auditor.add(log.runid === runId ? log.message : `(run ${log.runid}) ${log.message}`);
+          msg.ack();
+        }
+      }
+    } finally {
+      await this.jsm.consumers.delete(LOGS_ENGINE_STREAM, name).catch(() => undefined);
+    }
+    return auditor.result();
   }
 
   /**

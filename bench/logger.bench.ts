@@ -5,6 +5,7 @@
 import { LokiServer } from '@conveyor-ci/testing';
 import { BenchBroker, makeBenchEvents } from './broker';
 import type { LoggedReport } from './child-protocol';
+import { LineAuditor, type LineAudit } from './log-lines';
 import { DriverChild } from './driver-child';
 import { renderLogger, type LoggerRound, type LoggerScenario, type Ratio } from './logger.report';
 import { fmtInt, fmtRatio, median, type Machine } from './report';
@@ -25,6 +26,7 @@ const STOP_TIMEOUT_MS = 20_000;
 const POLL_MS = 250;
 /** The `stats` report comes over IPC around the child's exit: how long to wait for it after. */
 const STATS_WAIT_MS = 2_000;
+const AUDIT_TIMEOUT_MS = 120_000;
 
 const SCENARIOS: LoggerScenario[] = [
   { key: 'go-loop', title: '(a) Go-style loop, one awaited PubAck per line', kind: 'log-loop', loki: false },
@@ -89,6 +91,12 @@ async function untilResult(
   }
 }
 
+function auditLoki(loki: LokiServer, driver: string, lines: number): LineAudit {
+  const auditor = new LineAuditor(lines);
+  for (const entry of loki.entries({ driver })) auditor.add(entry.line);
+  return auditor.result();
+}
+
 async function runRound(
   broker: BenchBroker,
   scenario: LoggerScenario,
@@ -134,7 +142,7 @@ async function runRound(
       stallMs: options.stallMs,
     });
     // Counted before anything else: only lines stored by the time the result was are "before" it.
-    const storedAtResult = await broker.storedLogLines();
+    const rawAtResult = await broker.storedLogLines();
     const lokiAtResult = loki?.entries({ driver }).length;
     // Sent before the result was published, so it is here already (or the child has failed).
     const logged: LoggedReport = await within(child.logged, 10_000, `${label}: the "logged" report`);
@@ -142,13 +150,21 @@ async function runRound(
     const deadline = Date.now() + STATS_WAIT_MS;
     while (scenario.kind === 'log-framework' && child.stats === undefined && Date.now() < deadline)
       await sleep(20);
+    const results = await broker.storedResults();
+    // By content, after the figure is taken: a message count alone would pass off the framework's
+    // own lines (its drop notice) or an undetected duplicate as stored run lines.
+    const stream = await broker.auditLogLines(event.runId, options.lines, AUDIT_TIMEOUT_MS);
     const seconds = (resultAt - logged.startedAt) / 1000;
+    // Conservative: as if every other line and duplicate had been stored before the result.
+    const storedAtResult = Math.max(0, Math.min(stream.distinct, rawAtResult - stream.others - stream.duplicates));
     return {
       logged: logged.lines,
+      rawAtResult,
       storedAtResult,
-      storedAfterStop: await broker.storedLogLines(),
-      ...(loki ? { loki: { atResult: lokiAtResult!, afterStop: loki.entries({ driver }).length } } : {}),
-      results: await broker.storedResults(),
+      storedAfterStop: stream.distinct,
+      stream,
+      ...(loki ? { loki: { atResult: lokiAtResult!, audit: auditLoki(loki, driver, options.lines) } } : {}),
+      results,
       seconds,
       loopSeconds: (logged.endedAt - logged.startedAt) / 1000,
       rate: storedAtResult / seconds,
@@ -168,6 +184,10 @@ async function runRound(
 function logRound(scenario: LoggerScenario, round: number, rounds: number, r: LoggerRound): void {
   const dropped = r.logged - r.storedAfterStop;
   const late = r.storedAfterStop - r.storedAtResult;
+  const extra = [
+    r.stream.others ? `${r.stream.others} other line(s), e.g. ${JSON.stringify(r.stream.otherSample)}` : '',
+    r.stream.duplicates ? `${fmtInt(r.stream.duplicates)} DUPLICATES` : '',
+  ].filter(Boolean);
   console.log(
     `round ${round}/${rounds}  ${scenario.key.padEnd(14)} ${fmtInt(r.logged)} logged, ` +
       `${fmtInt(r.storedAtResult)} stored before the result in ${r.seconds.toFixed(3)} s ` +
@@ -175,7 +195,8 @@ function logRound(scenario: LoggerScenario, round: number, rounds: number, r: Lo
       `(${((r.loggerMs * 1000) / r.logged).toFixed(2)} µs/line), RSS ${r.rssMiB.toFixed(0)} MiB` +
       (late ? `; ${fmtInt(late)} stored after the result` : '') +
       (dropped ? `; DROPPED ${fmtInt(dropped)}` : '') +
-      (r.loki ? `; Loki ${fmtInt(r.loki.afterStop)} (${fmtInt(r.loki.atResult)} at the result)` : '') +
+      (r.loki ? `; Loki ${fmtInt(r.loki.audit.distinct)} (${fmtInt(r.loki.atResult)} at the result)` : '') +
+      (extra.length ? `; stored ${extra.join(', ')}` : '') +
       (r.results === 1 ? '' : `; RESULTS ${r.results} != 1`),
   );
 }

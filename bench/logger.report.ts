@@ -3,7 +3,7 @@
  * figures show about dropped lines. Kept apart from the runner so each file reads on its own.
  */
 import type { DriverKind } from './driver-child';
-import { logLine } from './log-lines';
+import { logLine, type LineAudit } from './log-lines';
 import { fmtInt, fmtRatio, median, table, type Machine } from './report';
 
 export interface LoggerScenario {
@@ -16,10 +16,15 @@ export interface LoggerScenario {
 export interface LoggerRound {
   logged: number;
   /** `logs-engine` messages right after the result arrived. */
+  rawAtResult: number;
+  /** Run lines of those: less the audit's other lines and duplicates (as if all came before). */
   storedAtResult: number;
-  /** …and after the driver process shut down (the framework flushes its sinks on close). */
+  /** Distinct run lines stored once the driver process shut down (the audit's `distinct`). */
   storedAfterStop: number;
-  loki?: { atResult: number; afterStop: number };
+  /** `logs-engine` read back by content after the round. */
+  stream: LineAudit;
+  /** Loki entries of the round's driver when the result arrived, and their audit after stop. */
+  loki?: { atResult: number; audit: LineAudit };
   /** Results in `pipeline-engine`: 1 unless something went wrong. */
   results: number;
   /** Handler (or loop) start to the result's arrival. */
@@ -78,7 +83,8 @@ function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
       fmtInt(r.storedAtResult),
       fmtInt(r.storedAfterStop),
       dropped > 0 ? `**${fmtInt(dropped)}**` : '0',
-      r.loki ? fmtInt(r.loki.afterStop) : dash,
+      r.loki ? fmtInt(r.loki.audit.distinct) : dash,
+      r.stream.others + r.stream.duplicates > 0 ? `**${r.stream.others} / ${r.stream.duplicates}**` : '0 / 0',
       r.seconds.toFixed(3),
       r.loopSeconds.toFixed(3),
       fmtInt(r.rate),
@@ -94,7 +100,8 @@ function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
     fmtInt(m((r) => r.storedAtResult)),
     fmtInt(m((r) => r.storedAfterStop)),
     fmtInt(m((r) => r.logged - r.storedAfterStop)),
-    s.loki ? fmtInt(m((r) => r.loki?.afterStop ?? 0)) : dash,
+    s.loki ? fmtInt(m((r) => r.loki?.audit.distinct ?? 0)) : dash,
+    '',
     m((r) => r.seconds).toFixed(3),
     m((r) => r.loopSeconds).toFixed(3),
     `**${fmtInt(m((r) => r.rate))}**`,
@@ -109,6 +116,7 @@ function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
     'Stored after stop',
     'Dropped',
     'Loki stored',
+    'Other / duplicate lines stored',
     'Seconds to result',
     'Logging loop s',
     'Stored lines/s',
@@ -149,7 +157,7 @@ function findings(list: LoggerScenario[], results: Map<string, LoggerRound[]>, l
       );
     }
     if (s.loki) {
-      const lost = median(rounds.map((r) => r.logged - (r.loki?.afterStop ?? 0)));
+      const lost = median(rounds.map((r) => r.logged - (r.loki?.audit.distinct ?? 0)));
       const atResult = median(rounds.map((r) => r.loki?.atResult ?? 0));
       out.push(
         `- ${s.title}: Loki held a median of ${fmtInt(atResult)} lines when the result was stored ` +
@@ -237,7 +245,7 @@ export function renderLogger(
           rounds.map((r) => fmtInt(r.rate)).join(', '),
           fmtInt(m((r) => r.storedAtResult)),
           dropped > 0 ? `**${fmtInt(dropped)}**` : '0',
-          s.loki ? fmtInt(m((r) => r.loki?.afterStop ?? 0)) : '–',
+          s.loki ? fmtInt(m((r) => r.loki?.audit.distinct ?? 0)) : '–',
           `${m((r) => r.loggerMs).toFixed(0)} ms (${m(perLineUs).toFixed(2)} µs/line)`,
         ];
       }),

@@ -11,6 +11,8 @@ const MIN_MASKED_LENGTH = 6;
 export interface ShellRunData {
   steps: StepReport[];
   exitCodes: (number | null)[];
+  /** The run's log lines, and how many could not be stored (its log says so too). */
+  log: { lines: number; dropped: number };
 }
 
 /**
@@ -29,7 +31,7 @@ export class ShellDriver {
     // left alone: masking them would blank ordinary output, and they are not secrets.
     ctx.logger.mask(...Object.values(spec.env ?? {}).filter((value) => value.length >= MIN_MASKED_LENGTH));
     const steps: StepReport[] = [];
-    const data = () => ({ steps, exitCodes: steps.map((s) => s.exitCode) });
+    const data = () => ({ steps, exitCodes: steps.map((s) => s.exitCode), log: ctx.logger.counts() });
     ctx.logger.info(`running ${spec.steps.length} step(s) of ${resource.name}`, {
       delivery: ctx.deliveryCount,
     });

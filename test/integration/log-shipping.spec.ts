@@ -1,8 +1,8 @@
 import { Controller } from '@nestjs/common';
 import { Ctx } from '@nestjs/microservices';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
-import { makeResource, publishDriverMessage } from '@conveyor-ci/testing';
+import { DeadLetterRecord, DriverLogger, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
+import { eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 import { storedRunLogs } from '../support/stored-logs';
 
@@ -74,5 +74,145 @@ describe('no line lost on redelivery', () => {
       'process line 2',
       'process line 3',
     ]);
+  });
+});
+
+describe('memory bounded in bytes', () => {
+  it('drops what does not fit the budget, says so in the run log, and accounts for every line', async () => {
+    @Controller()
+    class Flood {
+      @Reconcile({ resource: 'flood' })
+      run(@Ctx() ctx: ReconcileContext) {
+        // Synchronous: nothing can be sent while the loop runs, so the budget alone decides.
+        for (let i = 0; i < 5000; i++) ctx.logger.info(`line ${i} ${'x'.repeat(100)}`);
+        return { success: true, data: ctx.logger.counts() };
+      }
+    }
+    const name = uniqueDriverName();
+    const { app } = await start(name, [Flood], { options: { logs: { maxTotalBytes: 64 * 1024 } } });
+    const sent = await publishDriverMessage(suite.env.js, {
+      driver: name,
+      resource: makeResource({ name: 'f', resource: 'flood', spec: {} }),
+    });
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
+    const counts = result.driverresult.data as { lines: number; dropped: number };
+    expect(counts.lines).toBe(5000);
+    expect(counts.dropped).toBeGreaterThan(4000);
+    const stored = (await storedRunLogs(suite.env.jsm, sent.message.run_id)).map((l) => l.log.message);
+    const markers = stored.filter((m) => m.startsWith('[conveyor] '));
+    expect(markers).toHaveLength(1);
+    expect(markers[0]).toMatch(
+      new RegExp(
+        `^\\[conveyor\\] ${counts.dropped} log line\\(s\\) \\(\\d+ bytes\\) of this run were not shipped: ` +
+          'the log buffer was full \\(raise logs.maxBufferBytes / logs.maxTotalBytes \\(CONVEYOR_LOG_MAX_BYTES\\)\\)$',
+      ),
+    );
+    // The marker comes last: after the lines that were stored, before the result.
+    expect(stored[stored.length - 1]).toBe(markers[0]);
+    expect(stored.length - 1 + counts.dropped).toBe(5000);
+    const stats = app.get(DriverLogger).stats.sinks.conveyor;
+    const dropped = Object.values(stats.dropped).reduce((a, b) => a + b, 0);
+    expect({ sent: stats.sent, dropped }).toEqual({ sent: stored.length, dropped: counts.dropped });
+    expect(app.get(DriverLogger).stats.bufferedBytes).toBe(0);
+  });
+});
+
+describe('a NATS outage during a run', () => {
+  it('skips and counts live lines while disconnected, and stores every line after the reconnect', async () => {
+    let release!: () => void;
+    const outage = new Promise<void>((resolve) => (release = resolve));
+    let loggedDuringOutage!: () => void;
+    const logged = new Promise<void>((resolve) => (loggedDuringOutage = resolve));
+    @Controller()
+    class Patient {
+      @Reconcile({ resource: 'outage' })
+      async run(@Ctx() ctx: ReconcileContext) {
+        for (let i = 0; i < 10; i++) ctx.logger.info(`before ${i}`);
+        await outage;
+        for (let i = 0; i < 50; i++) ctx.logger.info(`during ${i}`);
+        loggedDuringOutage();
+        return { success: true };
+      }
+    }
+    const name = uniqueDriverName();
+    const { app, strategy } = await start(name, [Patient]);
+    const disconnected = new Promise<void>((resolve) => strategy.on('disconnect', () => resolve()));
+    const sent = await publishDriverMessage(suite.env.js, {
+      driver: name,
+      resource: makeResource({ name: 'o', resource: 'outage', spec: {} }),
+    });
+    await eventually(() => strategy.inFlight === 1, 'the run to start', 10_000);
+    await sleep(200); // the first lines reach the server
+    const live = () => app.get(DriverLogger).stats.sinks['conveyor-live'];
+    expect(live()).toMatchObject({ sent: 10 });
+    await suite.env.server.halt();
+    await disconnected;
+    release();
+    await logged;
+    expect(live().dropped.disconnected).toBe(50);
+    await suite.env.server.resume();
+    await suite.env.results.waitForRun(sent.message.run_id, 30_000);
+    const stored = (await storedRunLogs(suite.env.jsm, sent.message.run_id)).map((l) => l.log.message);
+    expect(stored).toEqual([
+      ...Array.from({ length: 10 }, (_, i) => `before ${i}`),
+      ...Array.from({ length: 50 }, (_, i) => `during ${i}`),
+    ]);
+    expect(app.get(DriverLogger).stats.sinks.conveyor).toMatchObject({ sent: 60 });
+    await expectSettled(name, 1, 20_000);
+  });
+});
+
+describe('masking everywhere', () => {
+  it('hides a masked value in fields, the process log, the stored log, the failure result and dead letters', async () => {
+    const secret = 'SuperSecret123';
+    const processLog: string[] = [];
+    const records: DeadLetterRecord[] = [];
+    @Controller()
+    class Leaky {
+      @Reconcile({ resource: 'leaky' })
+      run(@Ctx() ctx: ReconcileContext) {
+        ctx.logger.mask(secret);
+        ctx.logger.warn(`logging in with ${secret}`, { token: secret, attempt: 1 });
+        throw new Error(`login failed for token ${secret}`);
+      }
+    }
+    const name = uniqueDriverName();
+    await start(name, [Leaky], {
+      options: {
+        onDeadLetter: (r) => void records.push(r),
+        logs: { mask: (line) => line.split(secret).join('[hidden]') },
+      },
+      configure: (app) =>
+        app.useLogger({
+          log: (m: unknown) => processLog.push(JSON.stringify(m)),
+          warn: (m: unknown) => processLog.push(JSON.stringify(m)),
+          error: (m: unknown) => processLog.push(JSON.stringify(m)),
+          debug: (m: unknown) => processLog.push(JSON.stringify(m)),
+          verbose: (m: unknown) => processLog.push(JSON.stringify(m)),
+        }),
+    });
+    const sent = await publishDriverMessage(suite.env.js, {
+      driver: name,
+      resource: makeResource({ name: 'l', resource: 'leaky', spec: {} }),
+    });
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
+    expect(result.driverresult).toMatchObject({ success: false, message: 'login failed for token ***' });
+    // A message that cannot be decoded has no run to mask for: `logs.mask` still applies.
+    await suite.env.js.publish(
+      `drivers.${name}.resources.leaky`,
+      `{"run_id":"${randomUUID()}","payload":"${secret}`,
+    );
+    await eventually(() => records.length === 1, 'the dead-letter record', 10_000);
+    const stored = (await storedRunLogs(suite.env.jsm, sent.message.run_id)).map((l) => l.raw);
+    expect(stored).toEqual([expect.stringContaining('logging in with ***')]);
+    expect(processLog.join('\n')).toContain('logging in with ***');
+    const everything = [
+      JSON.stringify(result),
+      ...stored,
+      ...processLog,
+      JSON.stringify(records[0].reason),
+    ].join('\n');
+    expect(everything).not.toContain(secret);
+    await expectSettled(name, 2);
   });
 });

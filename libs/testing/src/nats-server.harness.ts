@@ -188,6 +188,11 @@ export class NatsServer {
     await this.exited;
   }
 
+  /** Starts a halted server again on the same port and store. */
+  async resume(): Promise<void> {
+    if (!this.running) await this.boot();
+  }
+
   /** Starts again on the same port and store. */
   async restart(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     await this.halt(signal);
