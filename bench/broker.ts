@@ -223,7 +223,7 @@ export class BenchBroker {
     const deadline = Date.now() + timeoutMs;
     try {
       const consumer = await this.js.consumers.get(LOGS_ENGINE_STREAM, name);
-      for (let read = 0; read < total; ) {
+      for (let read = 0; read < total;) {
         if (Date.now() > deadline)
           throw new Error(`auditing "${LOGS_ENGINE_STREAM}": read ${read} of ${total} in ${timeoutMs} ms`);
         for await (const msg of await consumer.fetch({ max_messages: AUDIT_BATCH, expires: 2_000 })) {

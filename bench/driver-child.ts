@@ -54,6 +54,9 @@ export class DriverChild {
     startTimeoutMs: number,
   ) {
     live.add(child);
+    // A send to a child that is dying (killed by a signal handler) fails with EPIPE; unhandled,
+    // that 'error' event would crash the bench in the middle of its cleanup.
+    child.on('error', (err) => (this.failed ??= new Error(`${label}: ${err.message}`)));
     if (!exitHook) {
       exitHook = true;
       process.once('exit', killAllChildren);
@@ -140,7 +143,9 @@ export class DriverChild {
     this.stopRequested = true;
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const message: ParentToChild = { type: 'stop' };
-    if (this.child.connected) this.child.send(message);
+    // With a callback, a failed send is reported there instead of as an 'error' event; the
+    // kill timer below covers a child that never got the message.
+    if (this.child.connected) this.child.send(message, () => undefined);
     let timer: NodeJS.Timeout | undefined;
     const killed = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => {

@@ -156,7 +156,10 @@ async function runRound(
     const stream = await broker.auditLogLines(event.runId, options.lines, AUDIT_TIMEOUT_MS);
     const seconds = (resultAt - logged.startedAt) / 1000;
     // Conservative: as if every other line and duplicate had been stored before the result.
-    const storedAtResult = Math.max(0, Math.min(stream.distinct, rawAtResult - stream.others - stream.duplicates));
+    const storedAtResult = Math.max(
+      0,
+      Math.min(stream.distinct, rawAtResult - stream.others - stream.duplicates),
+    );
     return {
       logged: logged.lines,
       rawAtResult,

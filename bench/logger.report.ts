@@ -90,7 +90,7 @@ function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
       fmtInt(r.rate),
       r.loggerMs.toFixed(1),
       perLineUs(r).toFixed(2),
-      r.rssMiB.toFixed(0),
+      `${r.rssMiB.toFixed(0)} / ${r.heapUsedMiB.toFixed(0)}`,
       r.results === 1 ? '1' : `**${r.results}**`,
     ];
   });
@@ -107,7 +107,7 @@ function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
     `**${fmtInt(m((r) => r.rate))}**`,
     m((r) => r.loggerMs).toFixed(1),
     m(perLineUs).toFixed(2),
-    m((r) => r.rssMiB).toFixed(0),
+    `${m((r) => r.rssMiB).toFixed(0)} / ${m((r) => r.heapUsedMiB).toFixed(0)}`,
     '',
   ]);
   const header = [
@@ -122,7 +122,7 @@ function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
     'Stored lines/s',
     'In logger calls, ms',
     'µs/line',
-    'RSS MiB',
+    'RSS / heap MiB after the loop',
     'Results',
   ];
   const out = [`### ${s.title}`, '', table([header, ...rows]), ''];
@@ -137,35 +137,60 @@ function scenarioTable(s: LoggerScenario, rounds: LoggerRound[]): string {
   return out.join('\n');
 }
 
-/** Plain statements of what was lost, from the figures of this run (nothing when nothing was). */
+/** One sentence on what a store held besides the run's lines, when it held anything. */
+function strays(where: string, audits: LineAudit[]): string[] {
+  const others = Math.max(...audits.map((a) => a.others));
+  const duplicates = Math.max(...audits.map((a) => a.duplicates));
+  const out: string[] = [];
+  if (others > 0) {
+    const sample = audits.find((a) => a.otherSample)?.otherSample ?? '';
+    out.push(
+      `${where} also held up to ${fmtInt(others)} line(s) per round that the handler did not log, e.g. ` +
+        `\`${sample.replace(/`/g, "'").slice(0, 160)}\`; they count neither as stored nor as dropped.`,
+    );
+  }
+  if (duplicates > 0) out.push(`${where} held **up to ${fmtInt(duplicates)} duplicate lines** per round.`);
+  return out;
+}
+
+/** Plain statements of what was lost or odd, from the figures of this run. */
 function findings(list: LoggerScenario[], results: Map<string, LoggerRound[]>, lines: number): string[] {
   const out: string[] = [];
   for (const s of list) {
     const rounds = results.get(s.key)!;
+    const notes: string[] = [];
     const dropped = median(rounds.map((r) => r.logged - r.storedAfterStop));
-    const late = median(rounds.map((r) => r.storedAfterStop - r.storedAtResult));
+    const late = Math.max(...rounds.map((r) => r.storedAfterStop - r.storedAtResult));
     if (dropped > 0) {
-      out.push(
-        `- ${s.title}: a median of ${fmtInt(dropped)} of ${fmtInt(lines)} lines (${pct(dropped, lines)}) ` +
-          'never reached `logs-engine`. The stored-lines/s figure counts only stored lines.',
+      notes.push(
+        `a median of **${fmtInt(dropped)} of ${fmtInt(lines)} lines (${pct(dropped, lines)}) never reached ` +
+          '`logs-engine`**; the stored-lines/s figure counts only stored lines.',
       );
     }
     if (late > 0) {
-      out.push(
-        `- ${s.title}: a median of ${fmtInt(late)} lines were stored only after the result, which ` +
-          'the runtime should not allow: they are not counted as stored before it.',
+      notes.push(
+        `up to ${fmtInt(late)} lines per round were stored only after the result (or could not be told ` +
+          'apart from lines stored after it); they are not counted as stored before it.',
       );
     }
+    notes.push(
+      ...strays(
+        '`logs-engine`',
+        rounds.map((r) => r.stream),
+      ),
+    );
     if (s.loki) {
-      const lost = median(rounds.map((r) => r.logged - (r.loki?.audit.distinct ?? 0)));
-      const atResult = median(rounds.map((r) => r.loki?.atResult ?? 0));
-      out.push(
-        `- ${s.title}: Loki held a median of ${fmtInt(atResult)} lines when the result was stored ` +
-          '(the Loki sink never delays a result) and ' +
-          `${fmtInt(lines - lost)} after the driver's shutdown flush` +
+      const audits = rounds.map((r) => r.loki!.audit);
+      const lost = median(audits.map((a) => lines - a.distinct));
+      notes.push(
+        `Loki held a median of ${fmtInt(median(rounds.map((r) => r.loki!.atResult)))} entries when the ` +
+          `result was stored (its sink never delays a result) and ${fmtInt(lines - lost)} of the ` +
+          "run's lines after the driver's shutdown flush" +
           (lost > 0 ? `: **${fmtInt(lost)} (${pct(lost, lines)}) never reached Loki**.` : '.'),
+        ...strays('Loki', audits),
       );
     }
+    if (notes.length) out.push(`- ${s.title}: ${notes.join(' ')}`);
   }
   return out;
 }
@@ -201,9 +226,12 @@ export function renderLogger(
     '`pipelines.driver.result` (the server hands a publish to its stream and to core subscribers in',
     'the same pass); both stamps are `performance.timeOrigin + performance.now()` on this machine.',
     'Right then the orchestrator reads the message count of `logs-engine` (stream info; nothing',
-    'consumes it): **stored lines/s = lines stored before the result / seconds to the result**. It',
-    'counts again after the driver has shut down (the framework flushes its sinks on close, up to',
-    '`logs.flushTimeoutMs`): **dropped = logged − stored after stop**. "In logger calls" is the sum of',
+    'consumes it). After the driver has shut down (the framework flushes its sinks on close, up to',
+    '`logs.flushTimeoutMs`) it reads the whole stream back and counts by content: a stored line counts',
+    'once, and only if it is byte for byte one the handler logged; anything else (such as a notice the',
+    'framework adds) and duplicates are listed apart. **Stored before the result** = the count at the',
+    'result less those extra lines (as if all of them came before it), **stored lines/s** = that /',
+    'seconds to the result, **dropped = logged − distinct lines stored**. "In logger calls" is the sum of',
     '`performance.now()` deltas around each call (the line text is built outside them), so what a',
     'handler spends logging; it includes the two clock reads per line. While waiting, the orchestrator',
     `checks the stored count every ${options.pollMs} ms (a round with no new line for \`BENCH_STALL_MS\` fails).`,
@@ -259,6 +287,6 @@ export function renderLogger(
       ...ratios.map((r) => [r.name, fmtRatio(r.value), `≥ ${r.target.toFixed(2)}`, verdict(r)]),
     ]),
     '',
-    ...(lost.length ? ['**Lost lines.**', '', ...lost, ''] : ['No line was lost in any round.', '']),
+    ...(lost.length ? ['**Findings.**', '', ...lost, ''] : ['No line was lost in any round.', '']),
   ].join('\n');
 }

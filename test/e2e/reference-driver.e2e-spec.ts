@@ -22,7 +22,8 @@ let dir: string;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'shell-e2e-'));
   env = await ConveyorTestEnv.start();
-  driver = await startReferenceDriver(env, DRIVER);
+  // Step output into the process log too: these tests read it there (and check it is masked).
+  driver = await startReferenceDriver(env, DRIVER, { CONVEYOR_LOG_STREAMS_TO_PROCESS_LOG: 'true' });
   await waitForConsumer(env.jsm, DRIVER);
 });
 

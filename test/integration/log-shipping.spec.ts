@@ -2,12 +2,12 @@ import { Controller } from '@nestjs/common';
 import { Ctx } from '@nestjs/microservices';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { DeadLetterRecord, DriverLogger, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
-import { eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
+import { LokiServer, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 import { storedRunLogs } from '../support/stored-logs';
 
 const suite = useDriverApps();
-const { start, expectSettled } = suite;
+const { start, expectSettled, closeAfterTest } = suite;
 
 describe('no line lost on redelivery', () => {
   it("stores every delivery's lines of a retried run, each delivery in order", async () => {
@@ -177,8 +177,11 @@ describe('masking everywhere', () => {
       }
     }
     const name = uniqueDriverName();
+    const loki = await LokiServer.start();
+    closeAfterTest(() => loki.close());
     await start(name, [Leaky], {
       options: {
+        loki: { url: loki.url, batchIntervalMs: 50 },
         onDeadLetter: (r) => void records.push(r),
         logs: { mask: (line) => line.split(secret).join('[hidden]') },
       },
@@ -206,10 +209,14 @@ describe('masking everywhere', () => {
     const stored = (await storedRunLogs(suite.env.jsm, sent.message.run_id)).map((l) => l.raw);
     expect(stored).toEqual([expect.stringContaining('logging in with ***')]);
     expect(processLog.join('\n')).toContain('logging in with ***');
+    await eventually(() => loki.entries({ driver: name }).length === 1, 'the line in Loki', 10_000);
+    const inLoki = JSON.stringify(loki.entries({ driver: name }));
+    expect(inLoki).toContain('logging in with ***');
     const everything = [
       JSON.stringify(result),
       ...stored,
       ...processLog,
+      inLoki,
       JSON.stringify(records[0].reason),
     ].join('\n');
     expect(everything).not.toContain(secret);

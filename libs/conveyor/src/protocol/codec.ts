@@ -26,7 +26,6 @@ export interface DecodedMessage {
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
-const encoder = new TextEncoder();
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -160,5 +159,6 @@ export function toPipelineEvent(
 
 /** UTF-8 bytes of `encodeGoJson(value)`. */
 export function encodeWire(value: unknown): Uint8Array {
-  return encoder.encode(encodeGoJson(value));
+  // Buffer.from beats TextEncoder for the short strings of log lines and results (pooled memory).
+  return Buffer.from(encodeGoJson(value), 'utf8');
 }

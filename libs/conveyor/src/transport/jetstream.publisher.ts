@@ -7,11 +7,15 @@ export interface StoredAck {
   duplicate?: boolean;
 }
 
+/** Called once with the PubAck, or with the error. */
+export type StoredCallback = (err: Error | undefined, ack?: StoredAck) => void;
+
 interface Waiting {
-  resolve: (ack: StoredAck) => void;
-  reject: (err: Error) => void;
+  done: StoredCallback;
   deadline: number;
 }
+
+const decoder = new TextDecoder();
 
 /** How often unanswered publishes are checked against their deadline. */
 const SWEEP_MS = 250;
@@ -38,19 +42,27 @@ export class JetStreamPublisher {
 
   /** Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored. */
   publish(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<StoredAck> {
+    return new Promise<StoredAck>((resolve, reject) =>
+      this.send(subject, data, msgId, timeoutMs, (err, ack) => (err ? reject(err) : resolve(ack!))),
+    );
+  }
+
+  /**
+   * {@link publish} with a callback: no promise per message, which matters at log-line rates (each
+   * promise also runs the async-context hooks of AsyncLocalStorage).
+   */
+  send(subject: string, data: Uint8Array, msgId: string, timeoutMs: number, done: StoredCallback): void {
     const token = ++this.token;
     const h: MsgHdrs = headers();
     h.set('Nats-Msg-Id', msgId);
-    return new Promise<StoredAck>((resolve, reject) => {
-      this.waiting.set(token, { resolve, reject, deadline: Date.now() + timeoutMs });
-      try {
-        this.nc.publish(subject, data, { reply: `${this.prefix}.${token}`, headers: h });
-      } catch (err) {
-        // Closed connection, or a payload over max_payload (nats.js checks before sending).
-        this.waiting.delete(token);
-        reject(err as Error);
-      }
-    });
+    this.waiting.set(token, { done, deadline: Date.now() + timeoutMs });
+    try {
+      this.nc.publish(subject, data, { reply: `${this.prefix}.${token}`, headers: h });
+    } catch (err) {
+      // Closed connection, or a payload over max_payload (nats.js checks before sending).
+      this.waiting.delete(token);
+      done(err as Error);
+    }
   }
 
   /** Fails what is still waiting (the connection is closing). */
@@ -59,7 +71,7 @@ export class JetStreamPublisher {
     this.sub.unsubscribe();
     for (const [token, w] of this.waiting) {
       this.waiting.delete(token);
-      w.reject(NatsError.errorForCode(ErrorCode.ConnectionClosed));
+      w.done(NatsError.errorForCode(ErrorCode.ConnectionClosed));
     }
   }
 
@@ -70,20 +82,20 @@ export class JetStreamPublisher {
     this.waiting.delete(token);
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       // The server's no-responders status: nothing stored (no stream, or JetStream not ready).
-      w.reject(NatsError.errorForCode(ErrorCode.NoResponders));
+      w.done(NatsError.errorForCode(ErrorCode.NoResponders));
       return;
     }
     try {
-      const answer = JSON.parse(new TextDecoder().decode(msg.data)) as StoredAck & {
+      const answer = JSON.parse(decoder.decode(msg.data)) as StoredAck & {
         error?: { code: number; err_code?: number; description: string };
       };
       if (answer.error) {
         const err = new NatsError(answer.error.description, String(answer.error.code));
         err.api_error = answer.error;
-        w.reject(err);
-      } else w.resolve(answer);
+        w.done(err);
+      } else w.done(undefined, answer);
     } catch (err) {
-      w.reject(err as Error);
+      w.done(err as Error);
     }
   }
 
@@ -93,7 +105,7 @@ export class JetStreamPublisher {
     for (const [token, w] of this.waiting) {
       if (w.deadline <= now) {
         this.waiting.delete(token);
-        w.reject(NatsError.errorForCode(ErrorCode.Timeout));
+        w.done(NatsError.errorForCode(ErrorCode.Timeout));
       }
     }
   }

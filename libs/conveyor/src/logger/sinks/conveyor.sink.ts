@@ -13,12 +13,16 @@ const WINDOW = 512;
 /** A line whose publish keeps failing this long (while connected) is dropped (counted). */
 const RETRY_BUDGET_MS = 60_000;
 const PUBLISH_TIMEOUT_MS = 5000;
+/** The Log JSON around a message: keys, run id, driver, pipeline, a 30-byte timestamp. */
+const ENVELOPE_BYTES = 192;
 
 interface Pending {
   runId: string;
   subject: string;
   bytes: Uint8Array;
   msgId: string;
+  /** Its live subject, when the line is to be published live as it goes out (not while disconnected). */
+  live?: string;
   cost: number;
   firstTry: number;
   attempt: number;
@@ -78,23 +82,40 @@ export class ConveyorLogSink implements LogSink {
   }
 
   write(entry: LogEntry): void {
-    const bytes = this.encode(entry.binding, entry.message, entry.tsNs);
-    const { runId, driver } = entry.binding;
-    if (!this.connected) this.liveStats.dropped.disconnected += 1;
-    else {
-      try {
-        this.nc.publish(liveLogSubject(runId, driver), bytes);
-        this.liveStats.sent += 1;
-      } catch {
-        this.liveStats.dropped.disconnected += 1;
-      }
+    const { binding } = entry;
+    if (this.stopped.signal.aborted) {
+      this.liveStats.dropped.shutdown += 1;
+      return void (this.stats.dropped.shutdown += 1);
     }
-    if (this.stopped.signal.aborted) return void (this.stats.dropped.shutdown += 1);
-    const cost = bytes.length + LINE_OVERHEAD_BYTES;
-    if (this.queued() >= this.config.maxBufferLines) return this.drop(entry.binding, cost, 'overflow');
-    if (!this.budget.tryReserve(cost)) return this.drop(entry.binding, cost, 'budget');
-    this.announceDrops(runId);
-    this.enqueue(entry.binding, bytes, entry.seq, cost);
+    // Decided before encoding: under a flood most lines are dropped, and that must cost little.
+    const cost = Buffer.byteLength(entry.message) + ENVELOPE_BYTES + LINE_OVERHEAD_BYTES;
+    const refused: DropReason | undefined =
+      this.queued() >= this.config.maxBufferLines ? 'overflow' : !this.budget.tryReserve(cost) ? 'budget' : undefined;
+    if (refused) {
+      // The live copy goes only with a stored one: live publishes are then paced by JetStream's
+      // acks, and nats.js's unbounded outbound buffer never holds more than the budget does.
+      this.liveStats.dropped[refused] += 1;
+      return this.drop(binding, cost, refused);
+    }
+    const bytes = this.encode(binding, entry.message, entry.tsNs);
+    this.announceDrops(binding.runId);
+    this.enqueue(binding, bytes, entry.seq, cost);
+  }
+
+  /**
+   * The live copy goes out with the stored one, not at `write()`: handed to nats.js early, a
+   * backlog's live copies would sit in its unbounded outbound buffer next to our own queue.
+   */
+  private publishLive(item: Pending): void {
+    if (!item.live) return;
+    const subject = item.live;
+    item.live = undefined;
+    try {
+      this.nc.publish(subject, item.bytes);
+      this.liveStats.sent += 1;
+    } catch {
+      this.liveStats.dropped.disconnected += 1;
+    }
   }
 
   /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
@@ -119,7 +140,10 @@ export class ConveyorLogSink implements LogSink {
     await this.until(() => this.unsettled.size === 0, timeoutMs);
     this.stopped.abort();
     // Only what never left is dropped here; a publish in flight is counted once, when it ends.
-    for (let i = this.head; i < this.queue.length; i++) this.settle(this.queue[i], 'shutdown');
+    for (let i = this.head; i < this.queue.length; i++) {
+      if (this.queue[i].live) this.liveStats.dropped.shutdown += 1;
+      this.settle(this.queue[i], 'shutdown');
+    }
     this.queue.length = 0;
     this.head = 0;
     this.publisher.close();
@@ -138,9 +162,12 @@ export class ConveyorLogSink implements LogSink {
 
   private enqueue(binding: RunBinding, bytes: Uint8Array, seq: number | string, cost: number): void {
     this.track(binding.runId, 1);
+    // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
+    if (!this.connected) this.liveStats.dropped.disconnected += 1;
     this.queue.push({
       runId: binding.runId,
       subject: logSubject(binding.runId),
+      live: this.connected ? liveLogSubject(binding.runId, binding.driver) : undefined,
       bytes,
       // Stored once even when a publish is retried after a lost PubAck, yet unique per delivery: a
       // retried run, a shutdown rerun or a driver used twice in one pipeline (each its own message)
@@ -158,7 +185,7 @@ export class ConveyorLogSink implements LogSink {
     const drops = this.drops.get(binding.runId) ?? { binding, lines: 0, bytes: 0, reason, total: 0 };
     drops.lines += 1;
     drops.total += 1;
-    drops.bytes += cost - LINE_OVERHEAD_BYTES;
+    drops.bytes += cost - LINE_OVERHEAD_BYTES - ENVELOPE_BYTES;
     drops.reason = reason;
     this.drops.set(binding.runId, drops);
   }
@@ -173,7 +200,7 @@ export class ConveyorLogSink implements LogSink {
       `${drops.reason === 'budget' ? 'the log buffer was full' : 'too many lines buffered'}` +
       (hint ? ` (${hint})` : '');
     const bytes = this.encode(drops.binding, text, nextTimestampNs(drops.binding));
-    const cost = bytes.length + LINE_OVERHEAD_BYTES;
+    const cost = Buffer.byteLength(text) + ENVELOPE_BYTES + LINE_OVERHEAD_BYTES;
     if (!force && !this.budget.tryReserve(cost)) return;
     if (force) this.budget.force(cost);
     drops.binding.seq += 1;
@@ -188,12 +215,8 @@ export class ConveyorLogSink implements LogSink {
 
   private pump(): void {
     while (this.connected && this.inFlight < WINDOW && this.head < this.queue.length) {
-      const item = this.queue[this.head++];
       this.inFlight += 1;
-      void this.publish(item).finally(() => {
-        this.inFlight -= 1;
-        this.pump();
-      });
+      this.publish(this.queue[this.head++]);
     }
     // Compact now and then instead of shift() per line (O(n) each on a large queue).
     if (this.head > 4096 && this.head * 2 > this.queue.length) {
@@ -202,27 +225,36 @@ export class ConveyorLogSink implements LogSink {
     }
   }
 
-  private async publish(item: Pending): Promise<void> {
-    for (;;) {
-      try {
-        await this.publisher.publish(item.subject, item.bytes, item.msgId, PUBLISH_TIMEOUT_MS);
-        return this.settle(item);
-      } catch (err) {
-        if (this.stopped.signal.aborted) return this.settle(item, 'shutdown');
-        item.attempt += 1;
-        // A disconnect pauses the clock: the line is retried after the reconnect.
-        if (this.connected && Date.now() - item.firstTry > RETRY_BUDGET_MS) {
-          this.logger.warn(
-            `log line ${item.msgId} dropped after ${item.attempt} attempts: ${(err as Error).message}`,
-          );
-          return this.settle(item, 'retries_exhausted');
-        }
-        await sleep(backoffDelay(item.attempt, 100, 5000), this.stopped.signal);
-        while (!this.connected && !this.stopped.signal.aborted)
-          await this.until(() => this.connected, 60_000);
-        if (!this.connected) item.firstTry = Date.now();
+  /** One stored publish, with callbacks rather than promises: this runs once per log line. */
+  private publish(item: Pending): void {
+    this.publishLive(item);
+    this.publisher.send(item.subject, item.bytes, item.msgId, PUBLISH_TIMEOUT_MS, (err) => {
+      if (!err) return this.finished(item);
+      if (this.stopped.signal.aborted) return this.finished(item, 'shutdown');
+      item.attempt += 1;
+      // A disconnect pauses the clock: the line is retried after the reconnect.
+      if (this.connected && Date.now() - item.firstTry > RETRY_BUDGET_MS) {
+        this.logger.warn(`log line ${item.msgId} dropped after ${item.attempt} attempts: ${err.message}`);
+        return this.finished(item, 'retries_exhausted');
       }
+      void this.retryLater(item);
+    });
+  }
+
+  private async retryLater(item: Pending): Promise<void> {
+    await sleep(backoffDelay(item.attempt, 100, 5000), this.stopped.signal);
+    if (!this.connected) {
+      while (!this.connected && !this.stopped.signal.aborted) await this.until(() => this.connected, 60_000);
+      item.firstTry = Date.now();
     }
+    if (this.stopped.signal.aborted) return this.finished(item, 'shutdown');
+    this.publish(item);
+  }
+
+  private finished(item: Pending, reason?: DropReason): void {
+    this.inFlight -= 1;
+    this.settle(item, reason);
+    this.pump();
   }
 
   /** A line's life ends: sent, or dropped for `reason`. Exactly once per line. */
