@@ -147,7 +147,8 @@ export class LogShipper {
         if (!binding) return;
         for (const v of values) if (typeof v === 'string' && v) binding.secrets.add(v);
         // Longest first, so a secret containing another is hidden whole; sorted once, not per line.
-        if (binding.secrets.size > 0) binding.maskList = [...binding.secrets].sort((a, b) => b.length - a.length);
+        if (binding.secrets.size > 0)
+          binding.maskList = [...binding.secrets].sort((a, b) => b.length - a.length);
       },
       counts: () => this.countsOf(binding),
     };

@@ -90,7 +90,11 @@ export class ConveyorLogSink implements LogSink {
     // Decided before encoding: under a flood most lines are dropped, and that must cost little.
     const cost = Buffer.byteLength(entry.message) + ENVELOPE_BYTES + LINE_OVERHEAD_BYTES;
     const refused: DropReason | undefined =
-      this.queued() >= this.config.maxBufferLines ? 'overflow' : !this.budget.tryReserve(cost) ? 'budget' : undefined;
+      this.queued() >= this.config.maxBufferLines
+        ? 'overflow'
+        : !this.budget.tryReserve(cost)
+          ? 'budget'
+          : undefined;
     if (refused) {
       // The live copy goes only with a stored one: live publishes are then paced by JetStream's
       // acks, and nats.js's unbounded outbound buffer never holds more than the budget does.
