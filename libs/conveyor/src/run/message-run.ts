@@ -1,4 +1,3 @@
-import { MESSAGES_STREAM } from '../protocol';
 import type { ReconcileContext } from '../reconcile/reconcile-context';
 import { ShutdownDeadlineError } from '../reconcile/reconcile-runner';
 import {
@@ -22,6 +21,7 @@ import { RoutedMessage, routeMessage } from './message-routing';
 import { ReconcileStep, reconcileStep } from './reconcile-step';
 import type { RunEnvironment } from './run-environment';
 import { RunEvent, RunStateName, nextRunState } from './run-states';
+import { deadLetterOrKeep, errorText, noResultReason, runIdOf, sendVerb } from './settlement.steps';
 import type { SlotRelease } from './run-slots';
 
 /** How long the deadline lets a result publish already on the wire wait for its PubAck. */
@@ -312,31 +312,12 @@ export class MessageRun {
     return this.decide({ kind: 'threw', error: new ShutdownDeadlineError(), handler: 'in-flight run' }, true);
   }
 
-  private async recordDeadLetter(settlement: Settlement): Promise<Settlement> {
-    const { message, env } = this;
-    const recorded = await env.port.deadLetter({
-      reason: settlement.reason,
-      driver: env.config.driverName,
-      subject: message.subject,
-      stream: message.stream || MESSAGES_STREAM,
-      streamSequence: message.streamSequence,
-      deliveryCount: message.deliveryCount,
-      payload: message.data,
+  private recordDeadLetter(settlement: Settlement): Promise<Settlement> {
+    return deadLetterOrKeep(this.env, this.message, settlement, {
       runId: this.target?.runId ?? runIdOf(this.handlerOutcome),
-      failedAt: new Date().toISOString(),
-      ...(settlement.result && this.target
-        ? {}
-        : { noResult: noResultReason(this.handlerOutcome, settlement) }),
+      noResult:
+        settlement.result && this.target ? undefined : noResultReason(this.handlerOutcome, settlement),
     });
-    if (recorded) return settlement;
-    // Terminating now would lose the only copy: keep it and try again later.
-    return {
-      kind: 'retried',
-      action: 'nak',
-      delayMs: env.config.retryDelayMs(message.deliveryCount),
-      reason: `dead-letter record not stored, kept for another try: ${settlement.reason}`,
-      level: 'error',
-    };
   }
 
   /** The final verb, once. */
@@ -400,35 +381,4 @@ export class MessageRun {
     const run = this.target?.runId ?? runIdOf(this.handlerOutcome);
     return `stream seq ${m.streamSequence}${run ? ` (run ${run})` : ''}, delivery ${m.deliveryCount}`;
   }
-}
-
-function runIdOf(outcome: MessageOutcome | undefined): string | undefined {
-  return outcome?.kind === 'undecodable' ? outcome.runId : undefined;
-}
-
-/** Why a dead-lettered message got no failure result, for the record. */
-function noResultReason(outcome: MessageOutcome | undefined, settlement: Settlement): string {
-  if (outcome?.kind === 'undecodable') {
-    return outcome.runId === undefined
-      ? 'the run id is unreadable: no result can name the run'
-      : "the resource's name and type are unreadable: the engine could not match a result";
-  }
-  return settlement.reason;
-}
-
-/** Sends the final verb; a failed verb only means a redelivery after AckWait (a duplicate, never a loss). */
-function sendVerb(message: InboundMessage, settlement: Settlement, env: RunEnvironment): void {
-  try {
-    if (settlement.action === 'ack') message.ack();
-    else if (settlement.action === 'nak') message.nak(settlement.delayMs);
-    else message.term(settlement.reason.slice(0, 1024));
-  } catch (err) {
-    env.logger.warn(
-      `${settlement.action} of stream seq ${message.streamSequence} failed: ${(err as Error).message}`,
-    );
-  }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
