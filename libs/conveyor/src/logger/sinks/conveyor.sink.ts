@@ -16,13 +16,25 @@ const PUBLISH_TIMEOUT_MS = 5000;
 /** The Log JSON around a message: keys, run id, driver, pipeline, a 30-byte timestamp. */
 const ENVELOPE_BYTES = 192;
 
-interface Pending {
+/** What every line of one delivery shares: made once, not per line (a backlog holds many lines). */
+interface RunSubjects {
   runId: string;
-  subject: string;
+  stored: string;
+  live: string;
+  /**
+   * `Nats-Msg-Id` prefix: stored once even when a publish is retried after a lost PubAck, yet unique
+   * per delivery. A retried run, a shutdown rerun or a driver used twice in one pipeline (each its
+   * own message) restarts `seq`, and a bare `{run}:{driver}:{seq}` would make JetStream drop its lines.
+   */
+  msgIdPrefix: string;
+}
+
+interface Pending {
+  run: RunSubjects;
+  seq: number | string;
   bytes: Uint8Array;
-  msgId: string;
-  /** Its live subject, when the line is to be published live as it goes out (not while disconnected). */
-  live?: string;
+  /** Published live as it goes out (not when it was logged while NATS was away). */
+  live: boolean;
   cost: number;
   firstTry: number;
   attempt: number;
@@ -112,10 +124,9 @@ export class ConveyorLogSink implements LogSink {
    */
   private publishLive(item: Pending): void {
     if (!item.live) return;
-    const subject = item.live;
-    item.live = undefined;
+    item.live = false;
     try {
-      this.nc.publish(subject, item.bytes);
+      this.nc.publish(item.run.live, item.bytes);
       this.liveStats.sent += 1;
     } catch {
       this.liveStats.dropped.disconnected += 1;
@@ -169,14 +180,10 @@ export class ConveyorLogSink implements LogSink {
     // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
     if (!this.connected) this.liveStats.dropped.disconnected += 1;
     this.queue.push({
-      runId: binding.runId,
-      subject: logSubject(binding.runId),
-      live: this.connected ? liveLogSubject(binding.runId, binding.driver) : undefined,
+      run: subjectsOf(binding),
+      seq,
+      live: this.connected,
       bytes,
-      // Stored once even when a publish is retried after a lost PubAck, yet unique per delivery: a
-      // retried run, a shutdown rerun or a driver used twice in one pipeline (each its own message)
-      // restarts `seq`, and a bare `{run}:{driver}:{seq}` would make JetStream drop its lines.
-      msgId: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:${seq}`,
       cost,
       firstTry: Date.now(),
       attempt: 0,
@@ -232,13 +239,14 @@ export class ConveyorLogSink implements LogSink {
   /** One stored publish, with callbacks rather than promises: this runs once per log line. */
   private publish(item: Pending): void {
     this.publishLive(item);
-    this.publisher.send(item.subject, item.bytes, item.msgId, PUBLISH_TIMEOUT_MS, (err) => {
+    const msgId = item.run.msgIdPrefix + item.seq;
+    this.publisher.send(item.run.stored, item.bytes, msgId, PUBLISH_TIMEOUT_MS, (err) => {
       if (!err) return this.finished(item);
       if (this.stopped.signal.aborted) return this.finished(item, 'shutdown');
       item.attempt += 1;
       // A disconnect pauses the clock: the line is retried after the reconnect.
       if (this.connected && Date.now() - item.firstTry > RETRY_BUDGET_MS) {
-        this.logger.warn(`log line ${item.msgId} dropped after ${item.attempt} attempts: ${err.message}`);
+        this.logger.warn(`log line ${msgId} dropped after ${item.attempt} attempts: ${err.message}`);
         return this.finished(item, 'retries_exhausted');
       }
       void this.retryLater(item);
@@ -266,7 +274,7 @@ export class ConveyorLogSink implements LogSink {
     if (reason) this.stats.dropped[reason] += 1;
     else this.stats.sent += 1;
     this.budget.release(item.cost);
-    this.track(item.runId, -1);
+    this.track(item.run.runId, -1);
   }
 
   private track(runId: string, delta: number): void {
@@ -304,4 +312,20 @@ export class ConveyorLogSink implements LogSink {
       this.waiters.add(check);
     });
   }
+}
+
+const subjectsByRun = new WeakMap<RunBinding, RunSubjects>();
+
+function subjectsOf(binding: RunBinding): RunSubjects {
+  let subjects = subjectsByRun.get(binding);
+  if (!subjects) {
+    subjects = {
+      runId: binding.runId,
+      stored: logSubject(binding.runId),
+      live: liveLogSubject(binding.runId, binding.driver),
+      msgIdPrefix: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:`,
+    };
+    subjectsByRun.set(binding, subjects);
+  }
+  return subjects;
 }
