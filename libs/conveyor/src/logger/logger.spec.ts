@@ -76,3 +76,15 @@ describe('createLineStream', () => {
     expect(lines).toEqual(['one', 'two', 'thr€e', 'last without newline']);
   });
 });
+
+describe('formatRfc3339Nano across seconds', () => {
+  it('formats each instant on its own, whatever was formatted before', () => {
+    const at = (iso: string, nanos: bigint) => BigInt(Date.parse(iso)) * 1_000_000n + nanos;
+    expect(formatRfc3339Nano(at('2026-12-01T10:00:00.000Z', 999_999_999n))).toBe(
+      '2026-12-01T10:00:00.999999999Z',
+    );
+    expect(formatRfc3339Nano(at('2026-12-01T10:00:01.000Z', 1n))).toBe('2026-12-01T10:00:01.000000001Z');
+    expect(formatRfc3339Nano(at('2026-12-01T10:00:00.000Z', 5n))).toBe('2026-12-01T10:00:00.000000005Z');
+    expect(formatRfc3339Nano(at('1999-12-31T23:59:59.000Z', 0n))).toBe('1999-12-31T23:59:59.000000000Z');
+  });
+});

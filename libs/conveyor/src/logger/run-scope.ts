@@ -62,17 +62,25 @@ export function createRunBinding(
  * lose lines.
  */
 export function nextTimestampNs(binding: RunBinding): bigint {
-  const micros = Math.floor((performance.now() * 1000) % 1000);
-  const now = BigInt(Date.now()) * 1_000_000n + BigInt(micros) * 1000n;
+  // µs since the epoch stay below 2^53: one BigInt conversion per line.
+  const now = BigInt(Date.now() * 1000 + Math.floor((performance.now() * 1000) % 1000)) * 1000n;
   binding.lastNs = now > binding.lastNs ? now : binding.lastNs + 1n;
   return binding.lastNs;
 }
 
 /** RFC 3339 in UTC with 9 fraction digits, e.g. `2026-11-23T14:05:06.123456789Z`. */
 export function formatRfc3339Nano(ns: bigint): string {
-  const iso = new Date(Number(ns / 1_000_000n)).toISOString();
-  return `${iso.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+  const second = ns / 1_000_000_000n;
+  // Lines come thousands a second: the date part changes once a second.
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastSecondText = new Date(Number(second) * 1000).toISOString().slice(0, 19);
+  }
+  return `${lastSecondText}.${(ns - second * 1_000_000_000n).toString().padStart(9, '0')}Z`;
 }
+
+let lastSecond = -1n;
+let lastSecondText = '';
 
 /** Go runtime's format: unix seconds as a decimal string. */
 export function formatUnixSeconds(ns: bigint): string {

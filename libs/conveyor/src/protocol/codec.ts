@@ -1,4 +1,4 @@
-import type { DriverMessage, DriverResult, PipelineEvent, Resource } from './wire.types';
+import type { ConveyorLog, DriverMessage, DriverResult, PipelineEvent, Resource } from './wire.types';
 import { RESULT_EVENT, isSubjectToken } from './subjects';
 
 /**
@@ -155,6 +155,20 @@ export function toPipelineEvent(
       driver,
     },
   };
+}
+
+/**
+ * The Log JSON (contract §3.7) of one line, byte-identical to `encodeWire({runid, driver, pipeline,
+ * timestamp, message})`, from a prefix made once per run by {@link logLinePrefix}: only the
+ * timestamp and the message are encoded per line.
+ */
+export function encodeLogLine(prefix: string, timestamp: string, message: string): Uint8Array {
+  return Buffer.from(`${prefix}${encodeGoJson(timestamp)},"message":${encodeGoJson(message)}}`, 'utf8');
+}
+
+/** `{"runid":…,"driver":…,"pipeline":…,"timestamp":` for {@link encodeLogLine}. */
+export function logLinePrefix(log: Pick<ConveyorLog, 'runid' | 'driver' | 'pipeline'>): string {
+  return `${encodeGoJson({ runid: log.runid, driver: log.driver, pipeline: log.pipeline }).slice(0, -1)},"timestamp":`;
 }
 
 /** UTF-8 bytes of `encodeGoJson(value)`. */

@@ -5,7 +5,15 @@ import {
   PIPELINE_INIT_EVENT_BYTES,
   PIPELINE_RESULT_EVENT,
 } from './fixtures';
-import { MalformedMessageError, decodeDriverMessage, encodeGoJson, toPipelineEvent } from './codec';
+import {
+  MalformedMessageError,
+  decodeDriverMessage,
+  encodeGoJson,
+  encodeLogLine,
+  encodeWire,
+  logLinePrefix,
+  toPipelineEvent,
+} from './codec';
 import {
   assertSubjectToken,
   consumerFilterSubjects,
@@ -214,5 +222,26 @@ describe('subjects (contract §5.2)', () => {
     });
     expect(parseMessageSubject('events.d.x')).toBeNull();
     expect(parseMessageSubject('resources.a.b')).toBeNull();
+  });
+});
+
+describe('encodeLogLine', () => {
+  it.each([
+    ['plain text'],
+    ['html <b>&amp;</b> and "quotes" \\ backslashes'],
+    ['line\u2028separator\u2029 and emoji 🚀 and tab\t'],
+    [''],
+  ])('is byte-identical to encoding the whole Log JSON: %j', (message) => {
+    const log = {
+      runid: 'r-1',
+      driver: 'd',
+      pipeline: 'p <&>',
+      timestamp: '2026-12-01T10:00:00.123456789Z',
+      message,
+    };
+    const prefix = logLinePrefix(log);
+    expect(Buffer.from(encodeLogLine(prefix, log.timestamp, message)).toString()).toBe(
+      Buffer.from(encodeWire(log)).toString(),
+    );
   });
 });

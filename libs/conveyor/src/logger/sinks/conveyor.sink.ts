@@ -1,7 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import type { LogConfig } from '../../module/log.options';
-import { ConveyorLog, encodeWire, liveLogSubject, logSubject } from '../../protocol';
+import { encodeLogLine, liveLogSubject, logLinePrefix, logSubject } from '../../protocol';
 import { backoffDelay, sleep } from '../../transport/backoff';
 import { JetStreamPublisher } from '../../transport/jetstream.publisher';
 import { LINE_OVERHEAD_BYTES, LogBudget } from '../log-budget';
@@ -27,6 +27,8 @@ interface RunSubjects {
    * own message) restarts `seq`, and a bare `{run}:{driver}:{seq}` would make JetStream drop its lines.
    */
   msgIdPrefix: string;
+  /** The Log JSON up to the timestamp: the run's fields, encoded once. */
+  logPrefix: string;
 }
 
 interface Pending {
@@ -165,14 +167,9 @@ export class ConveyorLogSink implements LogSink {
   }
 
   private encode(binding: RunBinding, message: string, tsNs: bigint): Uint8Array {
-    const log: ConveyorLog = {
-      runid: binding.runId,
-      driver: binding.driver,
-      pipeline: binding.pipeline,
-      timestamp: this.config.timestampFormat === 'unix' ? formatUnixSeconds(tsNs) : formatRfc3339Nano(tsNs),
-      message,
-    };
-    return encodeWire(log);
+    const timestamp =
+      this.config.timestampFormat === 'unix' ? formatUnixSeconds(tsNs) : formatRfc3339Nano(tsNs);
+    return encodeLogLine(subjectsOf(binding).logPrefix, timestamp, message);
   }
 
   private enqueue(binding: RunBinding, bytes: Uint8Array, seq: number | string, cost: number): void {
@@ -324,6 +321,7 @@ function subjectsOf(binding: RunBinding): RunSubjects {
       stored: logSubject(binding.runId),
       live: liveLogSubject(binding.runId, binding.driver),
       msgIdPrefix: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:`,
+      logPrefix: logLinePrefix({ runid: binding.runId, driver: binding.driver, pipeline: binding.pipeline }),
     };
     subjectsByRun.set(binding, subjects);
   }
