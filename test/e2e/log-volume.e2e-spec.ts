@@ -12,14 +12,14 @@ import { LOGS_ENGINE_STREAM, type PipelineEvent } from '@conveyor-ci/nestjs';
 import { startReferenceDriver } from '../support/reference-driver';
 
 const DRIVER = 'shell-runner-volume';
-/** The logger's default total budget (`logs.maxTotalBytes`). */
-const BUDGET_MB = 64;
+/** The logger's total budget for this test (`CONVEYOR_LOG_MAX_BYTES`; the default is 64 MiB). */
+const BUDGET_MB = 32;
 /**
  * Peak RSS may grow by the budget plus what V8 leaves uncollected under a 192 MB heap (measured
- * 2026-12-01: +118 MB with the 64 MiB budget, +72 MB with 16 MiB, on a 95 MB baseline). Before byte
- * budgets the same run reached 629 MB, and died of OOM at 160 MB.
+ * 2026-12-01 on a 95 MB baseline: +152 MB with 64 MiB, +115 MB with 32 MiB, +72 MB with 16 MiB).
+ * Before byte budgets the same run reached 629 MB, and died of OOM at 160 MB.
  */
-const HEADROOM_MB = BUDGET_MB + 96;
+const HEADROOM_MB = BUDGET_MB + 112;
 
 let env: ConveyorTestEnv;
 let driver: DriverProcess;
@@ -27,7 +27,10 @@ let driver: DriverProcess;
 beforeAll(async () => {
   env = await ConveyorTestEnv.start();
   // The heap is capped below what 200 MB of output would take if anything buffered it all.
-  driver = await startReferenceDriver(env, DRIVER, { NODE_OPTIONS: '--max-old-space-size=192' });
+  driver = await startReferenceDriver(env, DRIVER, {
+    NODE_OPTIONS: '--max-old-space-size=192',
+    CONVEYOR_LOG_MAX_BYTES: String(BUDGET_MB * 1024 * 1024),
+  });
   await waitForConsumer(env.jsm, DRIVER);
 });
 

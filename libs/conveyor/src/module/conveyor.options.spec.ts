@@ -29,7 +29,7 @@ describe('resolveConveyorConfig', () => {
         maxLineBytes: 32 * 1024,
         oversize: 'split',
         maxBufferLines: 100_000,
-        maxBufferBytes: 32 * 1024 * 1024,
+        maxBufferBytes: 64 * 1024 * 1024,
         maxTotalBytes: 64 * 1024 * 1024,
         streamsToProcessLog: false,
         processLogBytesPerSecond: 256 * 1024,

@@ -15,7 +15,10 @@ export interface ConveyorLogOptions {
   oversize?: 'split' | 'truncate';
   /** Lines each sink buffers before it drops (counted). Default 100 000. */
   maxBufferLines?: number;
-  /** Bytes each sink buffers before it drops (counted, announced in the run's log). Default 32 MiB. */
+  /**
+   * Bytes each sink buffers before it drops (counted, announced in the run's log), within
+   * `maxTotalBytes`. Default 64 MiB: one sink may use the whole budget.
+   */
   maxBufferBytes?: number;
   /**
    * Bytes the whole logger buffers across sinks: no amount of step output grows the heap past it.
@@ -145,7 +148,7 @@ export function resolveLogConfig(
     ),
     oversize: oversize === 'truncate' ? 'truncate' : 'split',
     maxBufferLines: number('logs.maxBufferLines', logs.maxBufferLines, undefined, 100_000, 1),
-    maxBufferBytes: number('logs.maxBufferBytes', logs.maxBufferBytes, undefined, 32 * 1024 * 1024, 4096),
+    maxBufferBytes: number('logs.maxBufferBytes', logs.maxBufferBytes, undefined, 64 * 1024 * 1024, 4096),
     maxTotalBytes: number(
       'logs.maxTotalBytes',
       logs.maxTotalBytes,
