@@ -4,7 +4,7 @@
  */
 import { BenchBroker, makeBenchEvents, type BenchEvent, type BrokerTally } from './broker';
 import { DriverChild, type DriverKind } from './driver-child';
-import { fmtInt, fmtRatio, median, table, type Machine } from './report';
+import { fmtInt, fmtRatio, median, runConditions, table, type Machine } from './report';
 
 export interface DispatchOptions {
   rounds: number;
@@ -198,11 +198,7 @@ function render(
     'framework (`@conveyor-ci/nestjs`) against a hand-written nats.js loop doing the same at-least-once',
     'wire work, on the same nats-server and the same event bytes.',
     '',
-    `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, ${machine.os}`,
-    `- Node ${machine.node}, nats.js ${machine.natsJs}, nats-server ${machine.natsServer}`,
-    `- Command: \`${command}\``,
-    `- Date: ${date}`,
-    `- ${options.rounds} round${options.rounds === 1 ? '' : 's'} per scenario, interleaved; the median round is the figure`,
+    ...runConditions(machine, command, date, options.rounds),
     '',
     '**Method.** Each round starts from new streams (as the Conveyor server creates them) and a new',
     'driver name. The orchestrator creates the durable consumer as the runtime does (filters',

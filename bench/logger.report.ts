@@ -4,7 +4,7 @@
  */
 import type { DriverKind } from './driver-child';
 import { logLine, type LineAudit } from './log-lines';
-import { fmtInt, fmtRatio, median, table, type Machine } from './report';
+import { fmtInt, fmtRatio, median, runConditions, table, type Machine } from './report';
 
 export interface LoggerScenario {
   key: string;
@@ -212,11 +212,7 @@ export function renderLogger(
     "the framework's `ctx.logger` against a Go-style logger that awaits each line's PubAck, on the",
     'same nats-server with the same line texts.',
     '',
-    `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, ${machine.os}`,
-    `- Node ${machine.node}, nats.js ${machine.natsJs}, nats-server ${machine.natsServer}`,
-    `- Command: \`${command}\``,
-    `- Date: ${date}`,
-    `- ${options.rounds} round${options.rounds === 1 ? '' : 's'} per scenario, interleaved; the median round is the figure`,
+    ...runConditions(machine, command, date, options.rounds),
     '',
     `**Method.** Each round is one run that logs ${n} distinct lines of a compiler step's output, the`,
     `last one \`${sample}\` (${Buffer.byteLength(sample)} bytes). Every round starts from new streams`,

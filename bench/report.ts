@@ -38,6 +38,17 @@ export function describeMachine(natsServer: string): Machine {
   };
 }
 
+/** The lines every section starts with: where, with what, how, when, how many rounds. */
+export function runConditions(machine: Machine, command: string, date: string, rounds: number): string[] {
+  return [
+    `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, ${machine.os}`,
+    `- Node ${machine.node}, nats.js ${machine.natsJs}, nats-server ${machine.natsServer}`,
+    `- Command: \`${command}\``,
+    `- Date: ${date}`,
+    `- ${rounds} round${rounds === 1 ? '' : 's'} per scenario, interleaved; the median round is the figure`,
+  ];
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
