@@ -5,6 +5,7 @@ import type { LokiConfig } from '../../module/log.options';
 import { backoffDelay, sleep } from '../../transport/backoff';
 import { LINE_OVERHEAD_BYTES, LogBudget } from '../log-budget';
 import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
+import type { RunBinding } from '../run-scope';
 
 const gzipAsync = promisify(gzip);
 /** Attempts per batch on 429/5xx/network errors before it is dropped (Promtail's default). */
@@ -33,6 +34,10 @@ export class LokiLogSink implements LogSink {
   private timer?: NodeJS.Timeout;
   private sending?: Promise<void>;
   private readonly stopping = new AbortController();
+  private readonly streams = new WeakMap<
+    RunBinding,
+    Map<LogEntry['level'], { labels: Record<string, string>; key: string }>
+  >();
 
   constructor(
     private readonly config: LokiConfig,
@@ -49,9 +54,7 @@ export class LokiLogSink implements LogSink {
     const bytes = Buffer.byteLength(entry.message) + 64;
     if (!this.budget.tryReserve(bytes + LINE_OVERHEAD_BYTES)) return void (this.stats.dropped.budget += 1);
     const { binding } = entry;
-    const labels: Record<string, string> = this.config.legacyLabels
-      ? { driver: binding.driver, event: binding.event, id: binding.messageId, run_id: binding.runId }
-      : { driver: binding.driver, event: binding.event, level: entry.level };
+    const { labels, key } = this.streamOf(binding, entry.level);
     const ts = entry.tsNs.toString();
     // Per-run ids are structured metadata, not labels: each label set is a Loki stream (5,000 max).
     const value: Buffered['value'] = this.config.legacyLabels
@@ -65,10 +68,27 @@ export class LokiLogSink implements LogSink {
             ...(entry.traceId ? { trace_id: entry.traceId, span_id: entry.spanId! } : {}),
           },
         ];
-    this.buffer.push({ labels, key: JSON.stringify(labels), value, bytes });
+    this.buffer.push({ labels, key, value, bytes });
     this.bufferBytes += bytes;
     if (this.bufferBytes >= this.config.batchBytes) this.kick();
     else this.timer ??= setTimeout(() => this.kick(), this.config.batchIntervalMs);
+  }
+
+  /** A run's Loki stream (labels and their key) per level, made once rather than per line. */
+  private streamOf(
+    binding: RunBinding,
+    level: LogEntry['level'],
+  ): { labels: Record<string, string>; key: string } {
+    let byLevel = this.streams.get(binding);
+    if (!byLevel) this.streams.set(binding, (byLevel = new Map()));
+    let stream = byLevel.get(level);
+    if (!stream) {
+      const labels: Record<string, string> = this.config.legacyLabels
+        ? { driver: binding.driver, event: binding.event, id: binding.messageId, run_id: binding.runId }
+        : { driver: binding.driver, event: binding.event, level };
+      byLevel.set(level, (stream = { labels, key: JSON.stringify(labels) }));
+    }
+    return stream;
   }
 
   async close(timeoutMs: number): Promise<void> {
