@@ -50,6 +50,4 @@ export interface LogSink {
   /** Sends what is buffered, up to `timeoutMs`; what is left is dropped as `shutdown`. */
   close(timeoutMs: number): Promise<void>;
   readonly stats: SinkStats;
-  /** Lines of `runId` this sink dropped so far (for the run's own accounting). */
-  droppedOf?(runId: string): number;
 }

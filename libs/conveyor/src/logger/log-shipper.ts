@@ -93,12 +93,12 @@ export class LogShipper {
     fromStream = false,
   ): void {
     const text = typeof message === 'string' ? message : String(message);
-    const { mask, maxLineBytes, oversize } = this.config.logs;
+    const { maxLineBytes, oversize } = this.config.logs;
     if (!binding) {
       writeProcessLog(
         'DriverLogger',
         level,
-        mask ? mask(text) : text,
+        this.maskText(undefined, text),
         this.maskFields(undefined, fields) ?? {},
       );
       return;

@@ -1,5 +1,6 @@
 /**
- * Counts run slots. The pull loop asks for exactly `free` messages, so no message waits in a local
+ * Counts run slots. The consumer session pulls for the free slots (plus a small prefetch only while
+ * handlers are quick), and every message held is heartbeated from arrival: nothing waits in a local
  * buffer while its AckWait runs out (nats.go#1929: prefetched messages expire under long handlers).
  */
 export class ConcurrencyGate {

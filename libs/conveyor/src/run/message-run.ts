@@ -354,7 +354,7 @@ export class MessageRun {
     this.transition('error');
     try {
       // Publishing: the result may be stored, so acking beats a rerun; anywhere else report the failure.
-      if (this.current === 'publishing') this.finish(this.final ?? internalFailure(err));
+      if (this.current === 'publishing') this.finish(internalFailure(err));
       else await this.report(internalFailure(err));
     } catch (again) {
       logger.error(`${this.where()}: settling failed too (${(again as Error)?.message}): nak`);

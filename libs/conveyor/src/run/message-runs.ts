@@ -187,7 +187,7 @@ export class MessageRuns {
     this.env.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
     const level = settlement.level;
     // Formatting a line per message costs real time at thousands of messages a second.
-    if (!Logger.isLevelEnabled(level === 'debug' ? 'debug' : level === 'log' ? 'log' : level)) return;
+    if (!Logger.isLevelEnabled(level)) return;
     const verb = `${settlement.action}${settlement.delayMs !== undefined ? ` in ${settlement.delayMs} ms` : ''}`;
     const line = `${settlement.kind} ${where()}: ${settlement.reason} -> ${verb}`;
     const { logger } = this.env;
@@ -198,7 +198,8 @@ export class MessageRuns {
   }
 
   private trackUnrouted(streamSequence: number, held: boolean, delayMs = 0): void {
-    if (held) this.unroutedHeld.set(streamSequence, Date.now() + delayMs + 2 * this.tickerMs * 2 + 1000);
+    // Expected back after its delay, give or take two AckWaits (the ticker runs at half of one).
+    if (held) this.unroutedHeld.set(streamSequence, Date.now() + delayMs + 4 * this.tickerMs + 1000);
     else if (this.unroutedHeld.size > 0) this.unroutedHeld.delete(streamSequence);
   }
 }

@@ -40,12 +40,6 @@ export class RunSlots {
     return (await gate.take(signal)) ? once(() => gate.release()) : undefined;
   }
 
-  /** True when the handler's own limit is used up right now (its message would have to wait). */
-  handlerBusy(meta: ReconcileHandlerMeta): boolean {
-    const gate = this.perHandler.get(meta.handler);
-    return gate !== undefined && gate.free <= 0;
-  }
-
   /** Waits for an instance slot; undefined when `signal` aborts first. */
   async takeRunSlot(signal: AbortSignal): Promise<SlotRelease | undefined> {
     if (!(await this.instance.take(signal))) return undefined;

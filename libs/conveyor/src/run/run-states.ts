@@ -105,8 +105,3 @@ export function nextRunState(state: RunStateName, event: RunEvent): RunStateName
   const next = RUN_TRANSITIONS[state][event];
   return next === 'stay' ? state : next;
 }
-
-/** True while a message waits for a slot: the only states a shutdown ends at once. */
-export function isWaiting(state: RunStateName): boolean {
-  return state === 'received' || state === 'waiting-for-handler' || state === 'waiting-for-slot';
-}
