@@ -290,6 +290,11 @@ describe('dispatch and results', () => {
     const coreServer = other.serverInstance;
     const patterns = [...coreServer.getHandlers().keys()];
     expect(patterns).toEqual(['plain.core.event']);
+    // Nest's NATS server subscribes after its own connect; a flush of its connection is the point
+    // where the server holds those subscriptions (publishing earlier was a CI flake).
+    const subscribed = Date.now() + 5000;
+    while (!coreServer.natsClient && Date.now() < subscribed) await new Promise((r) => setTimeout(r, 25));
+    await coreServer.natsClient.flush();
     // And behaviourally: publishing on the Conveyor handler's Nest pattern reaches nothing on core NATS.
     suite.env.nc.publish(`conveyor.reconcile.mixed.MixedController.reconcile`, '{}');
     suite.env.nc.publish('plain.core.event', JSON.stringify({ pattern: 'plain.core.event', data: {} }));
