@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
-import { ConveyorHealthModule, ConveyorMetricsModule, ConveyorModule } from '@conveyor-ci/nestjs';
+import { ConveyorModule } from '@conveyor-ci/nestjs';
+import { ConveyorHealthModule } from '@conveyor-ci/nestjs/health';
+import { ConveyorMetricsModule } from '@conveyor-ci/nestjs/metrics';
 import { ShellDriver } from './shell/shell.driver';
 
 @Module({

@@ -30,6 +30,8 @@ describe('no line lost on redelivery', () => {
     const lines = (await storedRunLogs(suite.env.jsm, sent.message.run_id)).map((l) => l.log.message);
     expect(lines).toEqual([
       ...[1, 2, 3, 4, 5].map((i) => `delivery 1 line ${i}`),
+      // The runtime ends a run that did not succeed with why, in the run's own log.
+      expect.stringMatching(/^retried: attempt 1 of \d+ asks for a retry in 50 ms: once more$/),
       ...[1, 2, 3, 4, 5].map((i) => `delivery 2 line ${i}`),
     ]);
     await expectSettled(name, 2);
@@ -207,9 +209,12 @@ describe('masking everywhere', () => {
     );
     await eventually(() => records.length === 1, 'the dead-letter record', 10_000);
     const stored = (await storedRunLogs(suite.env.jsm, sent.message.run_id)).map((l) => l.raw);
-    expect(stored).toEqual([expect.stringContaining('logging in with ***')]);
+    expect(stored).toEqual([
+      expect.stringContaining('logging in with ***'),
+      expect.stringContaining('failed: handler failed: login failed for token ***'),
+    ]);
     expect(processLog.join('\n')).toContain('logging in with ***');
-    await eventually(() => loki.entries({ driver: name }).length === 1, 'the line in Loki', 10_000);
+    await eventually(() => loki.entries({ driver: name }).length === 2, 'the lines in Loki', 10_000);
     const inLoki = JSON.stringify(loki.entries({ driver: name }));
     expect(inLoki).toContain('logging in with ***');
     const everything = [

@@ -8,13 +8,9 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
-import {
-  ConveyorHealthModule,
-  ConveyorMetricsModule,
-  Reconcile,
-  ReconcileContext,
-  Resource,
-} from '@conveyor-ci/nestjs';
+import { Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
+import { ConveyorHealthModule } from '@conveyor-ci/nestjs/health';
+import { ConveyorMetricsModule } from '@conveyor-ci/nestjs/metrics';
 import { LokiServer, eventually, makeResource, publishDriverMessage } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 import { samples } from '../support/prometheus';
@@ -93,13 +89,14 @@ describe('metrics and tracing', () => {
       ]),
     );
     expect(samples(text, 'conveyor_runs_in_flight')).toEqual([{ labels: '', value: 0 }]);
+    // One line per run, and each failed run's log ends with why.
     expect(samples(text, 'conveyor_log_lines_total')).toContainEqual({
       labels: '{kind="shipped"}',
-      value: 5,
+      value: 7,
     });
     expect(samples(text, 'conveyor_log_sink_lines_total')).toContainEqual({
       labels: '{sink="conveyor",outcome="sent",reason=""}',
-      value: 5,
+      value: 7,
     });
     for (const s of sent) {
       expect(text).not.toContain(s.message.run_id);
@@ -117,7 +114,7 @@ describe('metrics and tracing', () => {
       'conveyor.outcome': 'failed',
     });
     // Log lines carry the trace of their run.
-    await eventually(() => loki.entries({ driver: name }).length === 5, 'the log lines in Loki');
+    await eventually(() => loki.entries({ driver: name }).length === 7, 'the log lines in Loki');
     for (const entry of loki.entries({ driver: name })) {
       const span = spans.find((s) => s.attributes['conveyor.run_id'] === entry.metadata?.run_id)!;
       expect(entry.metadata?.trace_id).toBe(span.spanContext().traceId);

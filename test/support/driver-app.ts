@@ -1,4 +1,4 @@
-import { INestApplication, Module, ModuleMetadata, Type } from '@nestjs/common';
+import { INestApplication, LogLevel, Module, ModuleMetadata, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import {
   ConveyorModule,
@@ -19,6 +19,8 @@ export async function startDriverApp(opts: {
   imports?: ModuleMetadata['imports'];
   /** Runs before connectConveyor, e.g. to add global enhancers or another microservice. */
   configure?: (app: INestApplication) => void | Promise<void>;
+  /** Nest's logger levels (default: errors and warnings). */
+  logger?: LogLevel[];
 }): Promise<{ app: INestApplication; strategy: ConveyorStrategy }> {
   @Module({
     imports: [ConveyorModule.forRoot(opts.options), ...(opts.imports ?? [])],
@@ -26,7 +28,10 @@ export async function startDriverApp(opts: {
     providers: opts.providers ?? [],
   })
   class TestDriverModule {}
-  const app = await NestFactory.create(TestDriverModule, { logger: ['error', 'warn'], abortOnError: false });
+  const app = await NestFactory.create(TestDriverModule, {
+    logger: opts.logger ?? ['error', 'warn'],
+    abortOnError: false,
+  });
   try {
     await opts.configure?.(app);
     const strategy = await connectConveyor(app);

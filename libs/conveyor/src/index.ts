@@ -1,11 +1,9 @@
 /**
  * Public API of @conveyor-ci/nestjs: only what driver authors need. Internals stay importable by
- * path for the project's own tests, not through this barrel.
+ * path for the project's own tests, not through this barrel. Health (`@conveyor-ci/nestjs/health`)
+ * and metrics (`@conveyor-ci/nestjs/metrics`) are subpaths: their optional peers are needed only there.
  */
 export { ConveyorModule } from './module/conveyor.module';
-export { ConveyorHealthModule } from './health/conveyor-health.module';
-export { ConveyorMetricsModule, type ConveyorMetricsOptions } from './metrics/conveyor-metrics.module';
-export { CONVEYOR_METRICS_REGISTRY } from './metrics/conveyor-metrics.constants';
 export type { RunObserver } from './run/run-events';
 export { ConveyorClient } from './client/conveyor.client';
 export { ConveyorApiError } from './client/conveyor-api.error';

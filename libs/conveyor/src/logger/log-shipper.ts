@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { isSpanContextValid, trace } from '@opentelemetry/api';
 import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
+import { activeTraceIds } from '../tracing/optional-tracing';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { createLineStream } from './line-stream';
 import { limitLine, maskSecrets } from './line-limits';
@@ -39,6 +39,9 @@ export interface RunLogCounts {
   /** Of those, lines the Conveyor sink could not store (announced by a marker line in the run's log). */
   dropped: number;
 }
+
+/** Who wrote a run line: the handler's logger, its step output, or the runtime itself. */
+export type LineOrigin = 'call' | 'stream' | 'runtime';
 
 /**
  * Stamps, masks and limits each run line once, then hands it to every sink. Sinks never wait on
@@ -82,15 +85,16 @@ export class LogShipper {
   }
 
   /**
-   * Logs for `binding`'s run, or to the process log only when there is no run. `fromStream` marks
-   * step output (`logger.stream()`), which stays out of the process log unless configured.
+   * Logs for `binding`'s run, or to the process log only when there is no run. `origin` `stream`
+   * marks step output (`logger.stream()`), which stays out of the process log unless configured;
+   * `runtime` marks a line the runtime adds to the run's log that the process log already has.
    */
   write(
     binding: RunBinding | undefined,
     level: LogLevel,
     message: unknown,
     fields?: LogFields,
-    fromStream = false,
+    origin: LineOrigin = 'call',
   ): void {
     const text = typeof message === 'string' ? message : String(message);
     const { maxLineBytes, oversize } = this.config.logs;
@@ -109,9 +113,9 @@ export class LogShipper {
     if (pieces.length > 1) this.counts.split += 1;
     else if (pieces[0] !== masked) this.counts.truncated += 1;
     const late = binding.resultSent;
-    const span = trace.getActiveSpan()?.spanContext();
-    const ids = span && isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : {};
-    const toProcessLog = !fromStream || this.config.logs.streamsToProcessLog;
+    const ids = activeTraceIds();
+    const fromStream = origin === 'stream';
+    const toProcessLog = origin === 'call' || (fromStream && this.config.logs.streamsToProcessLog);
     for (const piece of pieces) {
       binding.seq += 1;
       const entry = {
@@ -142,7 +146,9 @@ export class LogShipper {
       warn: (m, f) => this.write(binding, 'warn', m, f),
       error: (m, f) => this.write(binding, 'error', m, f),
       stream: (options: LogStreamOptions = {}) =>
-        createLineStream((line) => this.write(binding, options.level ?? 'info', line, options.fields, true)),
+        createLineStream((line) =>
+          this.write(binding, options.level ?? 'info', line, options.fields, 'stream'),
+        ),
       mask: (...values) => {
         if (!binding) return;
         for (const v of values) if (typeof v === 'string' && v) binding.secrets.add(v);

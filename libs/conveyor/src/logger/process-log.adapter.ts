@@ -1,10 +1,20 @@
 import { Logger } from '@nestjs/common';
-import { PinoLogger } from 'nestjs-pino';
+import type { PinoLogger as PinoLoggerType } from 'nestjs-pino';
+import { optionalPeer } from '../module/optional-peer';
 import type { LogLevel } from './log-entry';
 import type { LogFields } from './run-logger';
 import type { RunBinding } from './run-scope';
 
-let pino: PinoLogger | undefined;
+let pino: PinoLoggerType | undefined;
+
+/** The app's out-of-request pino logger, when the app uses nestjs-pino's LoggerModule (an optional peer). */
+function appPino(): PinoLoggerType | undefined {
+  const PinoLogger = optionalPeer<{ PinoLogger: typeof PinoLoggerType }>('nestjs-pino')?.PinoLogger;
+  if (!PinoLogger?.root) return undefined;
+  // Constructed after the app's LoggerModule: it reuses the app's logger instead of making one.
+  pino ??= new PinoLogger({});
+  return pino;
+}
 
 /** Writes one line of a run to the process log. */
 export type ProcessLogWriter = (
@@ -23,10 +33,9 @@ export type ProcessLogWriter = (
  * nestjs-pino, Nest's Logger gets the fields as an object. The only file that knows pino.
  */
 export function writeProcessLog(context: string, level: LogLevel, message: string, fields: LogFields): void {
-  if (PinoLogger.root) {
-    // Constructed after the app's LoggerModule: it reuses the app's logger instead of making one.
-    pino ??= new PinoLogger({});
-    pino.logger.child({ context, ...fields })[level](message);
+  const app = appPino();
+  if (app) {
+    app.logger.child({ context, ...fields })[level](message);
     return;
   }
   nestWrite(new Logger(context), level, message, fields);
@@ -46,29 +55,63 @@ export function processLogOf(binding: RunBinding): ProcessLogWriter {
     resource_type: binding.resourceType,
   };
   let writer: ProcessLogWriter;
-  if (PinoLogger.root) {
-    pino ??= new PinoLogger({});
-    const child = pino.logger.child({ context: binding.driver, ...runFields });
+  const app = appPino();
+  if (app) {
+    const child = app.logger.child({ context: binding.driver, ...runFields });
     writer = (level, message, fields, extra, late) => {
       if (!fields && !extra && !late) child[level](message);
       else child[level]({ ...extra, ...fields, ...(late ? { late: true } : {}) }, message);
     };
   } else {
     const logger = new Logger(binding.driver);
-    writer = (level, message, fields, extra, late) =>
-      nestWrite(logger, level, message, {
-        ...runFields,
-        ...extra,
-        ...fields,
-        ...(late ? { late: true } : {}),
-      });
+    // The driver is the logger's context already; the run's fields close each line.
+    const runSuffix = formatFields({
+      run: binding.runId,
+      resource: `${binding.resourceType}/${binding.resource}`,
+      event: binding.event,
+    });
+    writer = (level, message, fields, extra, late) => {
+      const own =
+        fields || extra || late ? formatFields({ ...fields, ...extra, ...(late ? { late: true } : {}) }) : '';
+      nestLine(logger, level, message + own + runSuffix);
+    };
   }
   binding.processLog = writer;
   return writer;
 }
 
+/**
+ * Nest's ConsoleLogger prints an object as a multi-line inspection (`Object(6) { msg: ... }`): one
+ * entry becomes eight lines. One line instead, the fields appended as `key=value`.
+ */
 function nestWrite(logger: Logger, level: LogLevel, message: string, fields: LogFields): void {
-  const line = { msg: message, ...fields };
+  nestLine(logger, level, message + formatFields(fields));
+}
+
+function nestLine(logger: Logger, level: LogLevel, line: string): void {
   if (level === 'info') logger.log(line);
   else logger[level](line);
+}
+
+/** ` run=… resource=pipeline/build key=value`: strings with spaces or quotes JSON-quoted. */
+export function formatFields(fields: LogFields): string {
+  let out = '';
+  for (const key in fields) {
+    const value = fields[key];
+    if (value === undefined || value === '') continue;
+    out += ` ${key}=${formatValue(value)}`;
+  }
+  return out;
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  if (typeof value === 'object' && value !== null) {
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return String(value);
+    }
+  }
+  return String(value);
 }

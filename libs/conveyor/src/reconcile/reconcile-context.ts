@@ -3,6 +3,7 @@ import { BaseRpcContext } from '@nestjs/microservices';
 import type { Resource } from '../protocol';
 import type { RunLogger } from '../logger/run-logger';
 import { validRetryDelay } from './retryable.error';
+import { markReported } from './handler-error-log';
 
 /** Fields of a {@link ReconcileContext}. */
 export interface ReconcileContextInit {
@@ -104,7 +105,9 @@ const thrown = new WeakMap<ReconcileContext, { error: unknown }>();
 
 /** Records what the handler (or a pipe) threw, before Nest's exception layer replaces it. */
 export function recordThrown(ctx: ReconcileContext, error: unknown): void {
-  if (!thrown.has(ctx)) thrown.set(ctx, { error });
+  if (thrown.has(ctx)) return;
+  thrown.set(ctx, { error });
+  markReported(error);
 }
 
 /** What the handler threw, if anything. */

@@ -1,14 +1,12 @@
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { createRunBinding, runScope } from '../logger/run-scope';
+import { Logger } from '@nestjs/common';
+import { inRunSpan } from '../tracing/optional-tracing';
+import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
 import type { ReconcileContext } from '../reconcile/reconcile-context';
 import { createReconcileContext, effectiveMaxAttempts, runReconcile } from '../reconcile/reconcile-runner';
 import { MessageOutcome, Settlement, decideSettlement } from '../settlement/settlement.policy';
 import type { InboundMessage } from './message-port';
 import type { RoutedMessage } from './message-routing';
 import type { RunEnvironment } from './run-environment';
-
-/** No-op unless the app registers an OpenTelemetry SDK. */
-const tracer = trace.getTracer('@conveyor-ci/nestjs');
 
 /** A run that ignores its abort signal this long after its timeout gets a second, louder warning. */
 const OVERDUE_WARNING_MS = 5000;
@@ -93,49 +91,65 @@ export async function reconcileStep(
         'messaging.system': 'nats',
         'messaging.destination.name': message.subject,
       };
-      return tracer.startActiveSpan(
-        `reconcile ${route.resource}`,
-        { kind: SpanKind.CONSUMER, attributes },
-        async (span) => {
-          try {
-            const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
-            const report = await runReconcile({
-              handler: routed.handler,
-              ctx,
-              meta,
-              abort: hooks.abort,
-              timeoutMs,
-              around: env.around,
-            });
-            const { timedOutAfterMs, shutdownAborted } = report;
-            if (timedOutAfterMs !== undefined) {
-              env.logger.warn(
-                `run ${binding.runId} exceeded ${timedOutAfterMs} ms: aborted, reporting it timed out`,
-              );
-            }
-            const settlement = decideSettlement(report.outcome, {
-              ...state,
-              alreadyAcked,
-              timedOutAfterMs,
-              shutdownAborted,
-            });
-            span.setAttribute('conveyor.outcome', settlement.kind);
-            if (settlement.kind !== 'succeeded')
-              span.setStatus({ code: SpanStatusCode.ERROR, message: settlement.kind });
-            const overdue =
-              timedOutAfterMs !== undefined
-                ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
-                : undefined;
-            return { outcome: report.outcome, settlement, overdue, startedAt, mask };
-          } finally {
-            span.end();
+      return inRunSpan(`reconcile ${route.resource}`, attributes, async (span) => {
+        try {
+          const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
+          const report = await runReconcile({
+            handler: routed.handler,
+            ctx,
+            meta,
+            abort: hooks.abort,
+            timeoutMs,
+            around: env.around,
+          });
+          const { timedOutAfterMs, shutdownAborted } = report;
+          if (timedOutAfterMs !== undefined) {
+            env.logger.warn(
+              `run ${binding.runId} exceeded ${timedOutAfterMs} ms: aborted, reporting it timed out`,
+            );
           }
-        },
-      );
+          const settlement = decideSettlement(report.outcome, {
+            ...state,
+            alreadyAcked,
+            timedOutAfterMs,
+            shutdownAborted,
+          });
+          span.setAttribute('conveyor.outcome', settlement.kind);
+          if (settlement.kind !== 'succeeded') {
+            span.fail(settlement.kind);
+            noteUnsuccessful(env, binding, report.outcome, settlement);
+          }
+          const overdue =
+            timedOutAfterMs !== undefined
+              ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
+              : undefined;
+          return { outcome: report.outcome, settlement, overdue, startedAt, mask };
+        } finally {
+          span.end();
+        }
+      });
     });
   } finally {
     // Lines an overdue handler logs from here on are late.
     binding.resultSent = true;
+  }
+}
+
+/**
+ * Why the run did not succeed, as the last line of its own log (`GET /logs` shows why a step
+ * failed), but not again in the process log: its settlement line says it there, once. The stack of
+ * a thrown error goes to the process log at debug only.
+ */
+function noteUnsuccessful(
+  env: RunEnvironment,
+  binding: RunBinding,
+  outcome: MessageOutcome,
+  settlement: Settlement,
+): void {
+  const level = settlement.kind === 'retried' ? 'warn' : 'error';
+  env.logs.write(binding, level, `${settlement.kind}: ${settlement.reason}`, undefined, 'runtime');
+  if (outcome.kind === 'threw' && outcome.error instanceof Error && Logger.isLevelEnabled('debug')) {
+    env.logger.debug?.(`run ${binding.runId}: ${outcome.error.stack}`);
   }
 }
 

@@ -27,6 +27,7 @@ import { RunSlots } from '../run/run-slots';
 import { ConsumerSession, SessionStatus } from './consumer-session';
 import { connectWithRetry } from './nats-connection';
 import { NatsResultPort } from './nats-result.port';
+import { logRunErrorsOnce } from '../reconcile/handler-error-log';
 
 /**
  * Where the transport is in its life; `consuming` means the consumer is bound and pulled, and
@@ -93,6 +94,7 @@ export class ConveyorStrategy
     @Inject(LogShipper) private readonly logs: LogShipper,
   ) {
     super();
+    logRunErrorsOnce();
     this.slots = new RunSlots(config.concurrency, () => this.session?.schedulePull());
     this.consuming = new Promise((resolve) => (this.markConsuming = resolve));
   }

@@ -1,0 +1,43 @@
+import type * as OtelApi from '@opentelemetry/api';
+import { optionalPeer } from '../module/optional-peer';
+
+/** What a run does with its span: the part of OpenTelemetry's `Span` the runtime uses. */
+export interface RunSpan {
+  setAttribute(key: string, value: string | number): void;
+  /** Marks the span failed with a short, bounded description (the settlement kind). */
+  fail(description: string): void;
+  end(): void;
+}
+
+const noSpan: RunSpan = { setAttribute: () => undefined, fail: () => undefined, end: () => undefined };
+
+/** `@opentelemetry/api` when the app has it installed (an optional peer). */
+const otel = () => optionalPeer<typeof OtelApi>('@opentelemetry/api');
+
+/**
+ * Runs `fn` inside an active CONSUMER span named `name` (a no-op span without OpenTelemetry, or
+ * without an SDK registered: the API's own tracer is then a no-op too).
+ */
+export function inRunSpan<T>(
+  name: string,
+  attributes: Record<string, string | number>,
+  fn: (span: RunSpan) => Promise<T>,
+): Promise<T> {
+  const o = otel();
+  if (!o) return fn(noSpan);
+  const tracer = o.trace.getTracer('@conveyor-ci/nestjs');
+  return tracer.startActiveSpan(name, { kind: o.SpanKind.CONSUMER, attributes }, (span) =>
+    fn({
+      setAttribute: (key, value) => void span.setAttribute(key, value),
+      fail: (description) => void span.setStatus({ code: o.SpanStatusCode.ERROR, message: description }),
+      end: () => span.end(),
+    }),
+  );
+}
+
+/** The active span's trace and span ids, for log lines (none outside a valid span). */
+export function activeTraceIds(): { traceId?: string; spanId?: string } {
+  const o = otel();
+  const span = o?.trace.getActiveSpan()?.spanContext();
+  return span && o!.isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : {};
+}
