@@ -9,6 +9,7 @@ import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
 import { CONVEYOR_CONFIG } from './conveyor.constants';
 import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
+import { ConveyorStartupError } from './startup.error';
 
 /**
  * The Conveyor driver runtime. `ConveyorModule.forRoot({ driverName })` or `forRootAsync({ useFactory })`;
@@ -44,13 +45,13 @@ export class ConveyorModule extends ConfigurableConveyorModule implements OnAppl
     const handlers = this.explorer.explore();
     const misplaced = handlers.filter((h) => !h.inController).map((h) => h.meta.handler);
     if (misplaced.length > 0) {
-      throw new Error(
+      throw new ConveyorStartupError(
         `@Reconcile works on controllers only, but ${misplaced.join(', ')} ${misplaced.length > 1 ? 'are' : 'is'} on a provider: ` +
           "list the class in a module's `controllers`.",
       );
     }
     if (handlers.length > 0 && !this.strategy.isAttached) {
-      throw new Error(
+      throw new ConveyorStartupError(
         `Found @Reconcile handlers (${handlers.map((h) => h.meta.handler).join(', ')}) but the Conveyor transport was never attached: ` +
           'call `await connectConveyor(app)` in main.ts (it runs app.init() itself) before app.listen().',
       );

@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { ConveyorConfigError, resolveConveyorConfig } from './conveyor.options';
 
 describe('resolveConveyorConfig', () => {
@@ -84,8 +85,8 @@ describe('resolveConveyorConfig', () => {
       ),
     ).toThrow(
       new ConveyorConfigError([
-        'option "maxAttempts": must be a whole number >= 1',
-        'option "deadLetterSubject": must be a NATS subject of dot-separated tokens without wildcards or whitespace',
+        'option "maxAttempts" (env CONVEYOR_MAX_ATTEMPTS): must be a whole number >= 1',
+        'option "deadLetterSubject" (env CONVEYOR_DEAD_LETTER_SUBJECT): must be a NATS subject of dot-separated tokens without wildcards or whitespace',
         'option "backoff": maxMs (100) is below initialMs (500)',
         'option "onDeadLetter": must be a function (record) => void | Promise<void>',
       ]),
@@ -161,13 +162,30 @@ describe('resolveConveyorConfig', () => {
     expect(error).toBeInstanceOf(ConveyorConfigError);
     expect(error!.problems).toEqual([
       'option "driverName" (env CONVEYOR_DRIVER_NAME) is required',
-      'option "servers": "http://wrong:80" is not a NATS URL (nats://host:port or tls://host:port)',
+      'option "servers" (env CONVEYOR_NATS_URL): "http://wrong:80" is not a NATS URL (nats://host:port or tls://host:port)',
       'option "apiUrl" from env CONVEYOR_API_URL="ftp://x": must be an http(s) URL such as http://localhost:8080',
-      'option "concurrency": must be a whole number >= 1',
+      'option "concurrency" (env CONVEYOR_CONCURRENCY): must be a whole number >= 1',
       'option "ackMode" from env CONVEYOR_ACK_MODE="sometimes": must be one of "afterResult", "onReceive"',
       'option "ackWaitMs" from env CONVEYOR_ACK_WAIT_MS="10": must be a whole number >= 1000',
     ]);
     expect(error!.message).toMatch(/^Invalid Conveyor configuration:\n {2}- option "driverName"/);
+  });
+
+  it('prints as its message alone when Nest logs it: no injector stack, no second copy of the list', () => {
+    let error: unknown;
+    try {
+      resolveConveyorConfig({ driverName: 'd', concurrency: 0 }, {});
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConveyorConfigError);
+    expect((error as ConveyorConfigError).problems).toEqual([
+      'option "concurrency" (env CONVEYOR_CONCURRENCY): must be a whole number >= 1',
+    ]);
+    expect(inspect(error)).toBe(
+      'ConveyorConfigError: Invalid Conveyor configuration:\n' +
+        '  - option "concurrency" (env CONVEYOR_CONCURRENCY): must be a whole number >= 1',
+    );
   });
 
   it('reads the log and Loki settings from options and env, and checks them', () => {

@@ -10,6 +10,7 @@ import {
   parseFlag,
   resolveLogConfig,
 } from './log.options';
+import { ConveyorStartupError } from './startup.error';
 
 /**
  * `afterResult` (default): ack only after the result's PubAck: at-least-once, nothing lost on a crash.
@@ -132,10 +133,13 @@ export interface ConveyorConfig {
 }
 
 /** Thrown at startup for invalid configuration; lists every problem with the option and env var. */
-export class ConveyorConfigError extends Error {
-  constructor(readonly problems: string[]) {
+export class ConveyorConfigError extends ConveyorStartupError {
+  /** Each problem found, one line each (also the message's list). */
+  declare readonly problems: string[];
+  constructor(problems: string[]) {
     super(`Invalid Conveyor configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConveyorConfigError';
+    // Not enumerable: Nest's logger would print the list a second time after the message.
+    Object.defineProperty(this, 'problems', { value: problems, enumerable: false });
   }
 }
 
@@ -278,7 +282,7 @@ export function resolveConveyorConfig(
     let input: unknown;
     let source: string;
     if (options[key] !== undefined) {
-      [input, source] = [options[key], `option "${key}"`];
+      [input, source] = [options[key], `option "${key}"${spec.env ? ` (env ${spec.env})` : ''}`];
       explicit.add(key);
     } else if (fromEnv !== undefined) {
       [input, source] = [fromEnv, `option "${key}" from env ${spec.env}=${JSON.stringify(fromEnv)}`];

@@ -1,9 +1,10 @@
 import { MessageRoute, parseMessageSubject } from '../protocol';
+import { ConveyorStartupError } from '../module/startup.error';
 import type { MessageOutcome } from '../settlement/settlement.policy';
 import type { ReconcileHandlerMeta } from './reconcile.decorator';
 
 /** Thrown at startup when two handlers would both receive some (resource, event). */
-export class DuplicateReconcileHandlerError extends Error {
+export class DuplicateReconcileHandlerError extends ConveyorStartupError {
   constructor(a: ReconcileHandlerMeta, b: ReconcileHandlerMeta) {
     const shared = !a.events
       ? b.events
@@ -15,7 +16,6 @@ export class DuplicateReconcileHandlerError extends Error {
       `Duplicate @Reconcile handlers for resource "${a.resource}" and ${events}: ${a.handler} and ${b.handler}. ` +
         'Each (resource, event) must have exactly one handler; split them with distinct `events` lists.',
     );
-    this.name = 'DuplicateReconcileHandlerError';
   }
 }
 

@@ -2,6 +2,7 @@ import type { INestApplication } from '@nestjs/common';
 import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
 import { applyOutcomeInterceptors } from '../reconcile/reconcile-errors';
 import { ConveyorStrategy } from './conveyor.strategy';
+import { ConveyorStartupError } from '../module/startup.error';
 
 /**
  * Attaches the Conveyor transport to a Nest app and starts it.
@@ -17,7 +18,7 @@ export async function connectConveyor(app: INestApplication): Promise<ConveyorSt
   try {
     strategy = app.get(ConveyorStrategy, { strict: false });
   } catch {
-    throw new Error(
+    throw new ConveyorStartupError(
       'connectConveyor(app): ConveyorModule is not imported; add ConveyorModule.forRoot({ driverName }) to your AppModule',
     );
   }
