@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Resource } from '../../conveyor/src/protocol';
+import type { Resource } from '@conveyor-ci/nestjs/internal';
 import { fiberNotFound, handleApiRoute, readBody } from './control-plane/api.routes';
 import { ControlPlaneStore } from './control-plane/control-plane.store';
 

@@ -16,8 +16,10 @@ import {
   encodeGoJson,
   pipelineStepSubject,
   resourceSubject,
-} from '../../conveyor/src/protocol';
-import type { DriverMessage, PipelineEvent, Resource } from '../../conveyor/src/protocol';
+  type DriverMessage,
+  type PipelineEvent,
+  type Resource,
+} from '@conveyor-ci/nestjs/internal';
 
 /**
  * Creates the three streams exactly as the Conveyor server does at startup (`InitiateStreams`,

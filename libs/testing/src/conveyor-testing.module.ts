@@ -1,21 +1,23 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { INestApplication, LogLevel, Module, ModuleMetadata, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ConveyorModule } from '../../conveyor/src/module/conveyor.module';
-import { CONVEYOR_CONFIG } from '../../conveyor/src/module/conveyor.constants';
-import type { ConveyorConfig, ConveyorModuleOptions } from '../../conveyor/src/module/conveyor.options';
 import {
+  ConveyorModule,
+  CONVEYOR_CONFIG,
   PipelineEvent,
   Resource,
   encodeGoJson,
   pipelineStepSubject,
   resourceSubject,
-} from '../../conveyor/src/protocol';
-import type { ReconcileContext } from '../../conveyor/src/reconcile/reconcile-context';
-import type { MessageOutcome, Settlement } from '../../conveyor/src/settlement/settlement.policy';
-import { ConveyorStrategy } from '../../conveyor/src/transport/conveyor.strategy';
-import { prepareReconcileHandlers } from '../../conveyor/src/transport/connect-conveyor';
-import { LogShipper } from '../../conveyor/src/logger/log-shipper';
+  ConveyorStrategy,
+  prepareReconcileHandlers,
+  LogShipper,
+  type ConveyorConfig,
+  type ConveyorModuleOptions,
+  type ReconcileContext,
+  type MessageOutcome,
+  type Settlement,
+} from '@conveyor-ci/nestjs/internal';
 import { InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
 
 /** What to build: a driver module's parts, like `Test.createTestingModule`. */

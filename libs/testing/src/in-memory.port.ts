@@ -1,8 +1,11 @@
-import type { LogShipper } from '../../conveyor/src/logger/log-shipper';
-import type { ConveyorConfig } from '../../conveyor/src/module/conveyor.options';
-import { MESSAGES_STREAM } from '../../conveyor/src/protocol';
-import type { InboundMessage, ResultPort } from '../../conveyor/src/run/message-port';
-import type { DeadLetterRecord } from '../../conveyor/src/settlement/dead-letter';
+import {
+  MESSAGES_STREAM,
+  type LogShipper,
+  type ConveyorConfig,
+  type InboundMessage,
+  type ResultPort,
+  type DeadLetterRecord,
+} from '@conveyor-ci/nestjs/internal';
 
 /** The verb a message got, as the broker would have seen it. */
 export type RecordedVerb =

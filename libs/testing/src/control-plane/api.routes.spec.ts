@@ -1,6 +1,6 @@
 import { Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Resource } from '../../../conveyor/src/protocol';
+import type { Resource } from '@conveyor-ci/nestjs/internal';
 import { ApiDeps, fiberNotFound, handleApiRoute } from './api.routes';
 import { ControlPlaneStore } from './control-plane.store';
 

@@ -13,7 +13,7 @@ import {
   Resource,
   ResourceDefinition,
   encodeGoJson,
-} from '../../../conveyor/src/protocol';
+} from '@conveyor-ci/nestjs/internal';
 import type { ControlPlaneStore } from './control-plane.store';
 
 export interface ApiDeps {

@@ -10,7 +10,7 @@ import {
   encodeGoJson,
   pipelineStepSubject,
   resourceSubject,
-} from '../../../conveyor/src/protocol';
+} from '@conveyor-ci/nestjs/internal';
 import type { ControlPlaneStore } from './control-plane.store';
 
 /** Subject of the API's pipeline start event (contract §5.2). */

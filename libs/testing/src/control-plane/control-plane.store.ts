@@ -7,7 +7,7 @@ import {
   Resource,
   ResourceDefinition,
   encodeGoJson,
-} from '../../../conveyor/src/protocol';
+} from '@conveyor-ci/nestjs/internal';
 
 /**
  * What the Conveyor server keeps in etcd and BadgerDB, in memory: resources (latest and every

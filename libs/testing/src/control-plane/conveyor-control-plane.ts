@@ -1,7 +1,7 @@
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { JetStreamManager, NatsConnection, connect } from 'nats';
-import type { Resource } from '../../../conveyor/src/protocol';
+import type { Resource } from '@conveyor-ci/nestjs/internal';
 import { createConveyorStreams } from '../conveyor-nats';
 import { NatsServer } from '../nats-server.harness';
 import { fiberNotFound, handleApiRoute, readBody } from './api.routes';

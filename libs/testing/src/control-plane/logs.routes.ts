@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NatsConnection } from 'nats';
-import { ConveyorLog, encodeGoJson } from '../../../conveyor/src/protocol';
+import { ConveyorLog, encodeGoJson } from '@conveyor-ci/nestjs/internal';
 import type { ControlPlaneStore } from './control-plane.store';
 
 export interface LogRouteDeps {
