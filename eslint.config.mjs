@@ -3,7 +3,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'libs/*/dist/**', 'node_modules/**', '.tools/**', 'eslint.config.mjs', 'test/packaging/templates/**'] },
+  { ignores: ['dist/**', 'libs/*/dist/**', 'node_modules/**', '.tools/**', 'eslint.config.mjs', 'test/packaging/templates/**', 'test/docs-samples.generated/**'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

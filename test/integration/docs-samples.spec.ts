@@ -1,0 +1,78 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The guides' code samples are the guides' promise: each `<!-- sample: file.ts -->` block is written
+ * out as that file, compiled with the repo's compiler settings, and its tests are run by a separate
+ * jest (the samples include jest specs of their own, which cannot run inside this test).
+ */
+const repo = join(__dirname, '../..');
+const guides = ['docs/guides/writing-a-driver.md', 'docs/guides/testing-your-driver.md'];
+const out = join(repo, 'test/docs-samples.generated');
+
+function samplesOf(markdown: string): { file: string; code: string }[] {
+  const found: { file: string; code: string }[] = [];
+  for (const m of markdown.matchAll(/<!-- sample: (\S+) -->\s*```ts\n([\s\S]*?)```/g)) {
+    found.push({ file: m[1], code: m[2] });
+  }
+  return found;
+}
+
+const samples = guides.flatMap((guide) => samplesOf(readFileSync(join(repo, guide), 'utf8')));
+
+beforeAll(() => {
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  for (const { file, code } of samples) writeFileSync(join(out, file), code);
+  writeFileSync(
+    join(out, 'tsconfig.json'),
+    JSON.stringify({
+      extends: '../../tsconfig.json',
+      compilerOptions: { noEmit: true },
+      include: ['*.ts'],
+      exclude: [], // the repo's tsconfig excludes this folder from its own build
+    }),
+  );
+});
+
+it('finds every sample the guides announce', () => {
+  expect(samples.map((s) => s.file).sort()).toEqual([
+    'app.module.ts',
+    'build.driver.e2e-spec.ts',
+    'build.driver.spec.ts',
+    'build.driver.ts',
+    'main.ts',
+  ]);
+});
+
+it('compiles the samples', () => {
+  const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', out], {
+    encoding: 'utf8',
+  });
+  expect(tsc.stdout + tsc.stderr).toBe('');
+  expect(tsc.status).toBe(0);
+});
+
+it("runs the samples' tests: the testing module and a real nats-server", () => {
+  const config = {
+    rootDir: repo,
+    testEnvironment: 'node',
+    testMatch: ['<rootDir>/test/docs-samples.generated/*.{spec,e2e-spec}.ts'],
+    transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', diagnostics: false }] },
+    moduleNameMapper: {
+      '^@conveyor-ci/nestjs$': '<rootDir>/libs/conveyor/src',
+      '^@conveyor-ci/nestjs/(.*)$': '<rootDir>/libs/conveyor/src/$1',
+      '^@conveyor-ci/testing$': '<rootDir>/libs/testing/src',
+    },
+    testTimeout: 30_000,
+  };
+  const jest = spawnSync(
+    process.execPath,
+    [require.resolve('jest/bin/jest'), '--ci', '--runInBand', '--config', JSON.stringify(config)],
+    { cwd: repo, encoding: 'utf8', env: { ...process.env, CONVEYOR_NATS_URL: '' } },
+  );
+  const report = jest.stdout + jest.stderr;
+  expect(report).toMatch(/Tests:\s+4 passed, 4 total/);
+  expect(jest.status).toBe(0);
+}, 120_000);
