@@ -40,6 +40,8 @@ export class ShellDriver {
       const report = await runStep(step, {
         env: spec.env,
         signal: ctx.signal,
+        // However the run ends (cancelled, timed out, shutdown), nothing of the step outlives it.
+        onSpawn: (killGroup) => ctx.onCleanup(killGroup),
         output: {
           stdout: ctx.logger.stream({ fields: { step: step.name, stream: 'stdout' } }),
           stderr: ctx.logger.stream({ fields: { step: step.name, stream: 'stderr' } }),

@@ -22,6 +22,8 @@ export interface RunStepOptions {
   output: { stdout: Writable; stderr: Writable };
   /** Between SIGTERM and SIGKILL of the process group. */
   killGraceMs?: number;
+  /** Hears the step's group killer once the shell started (the driver hands it to `ctx.onCleanup`). */
+  onSpawn?: (killGroup: () => void) => void;
 }
 
 /**
@@ -47,6 +49,7 @@ export function runStep(step: StepSpec, options: RunStepOptions): Promise<StepRe
       /* the group is gone */
     }
   };
+  options.onSpawn?.(() => killGroup('SIGKILL'));
   const stop = () => {
     killGroup('SIGTERM');
     setTimeout(() => killGroup('SIGKILL'), options.killGraceMs ?? 2000).unref();

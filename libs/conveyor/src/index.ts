@@ -38,6 +38,10 @@ export type {
   Settlement,
   SettlementKind,
 } from './settlement/settlement.policy';
+export { RunControl, publishCancel, progressReports } from './run-control/run-control';
+export type { RunEnding, CleanupHook, CleanupOptions } from './run-control/run-cleanup';
+export type { ProgressValue } from './run-control/run-progress';
+export { RunCancelledError } from './reconcile/reconcile-runner';
 export { Reconcile, type ReconcileOptions } from './reconcile/reconcile.decorator';
 export { ReconcileContext, isConveyorContext } from './reconcile/reconcile-context';
 export { DuplicateReconcileHandlerError } from './reconcile/reconcile-handler.registry';
@@ -60,4 +64,10 @@ export {
   type DriverResultEvent,
   type PipelineEvent,
   type Resource,
+  RUN_CONTROL_PREFIX,
+  RUN_CANCELS_BUCKET,
+  cancelSubject,
+  progressSubject,
+  type RunCancelRequest,
+  type RunProgress,
 } from './protocol';

@@ -15,3 +15,4 @@ export type { InboundMessage, ResultPort } from './run/message-port';
 export { ConveyorStrategy } from './transport/conveyor.strategy';
 export { prepareReconcileHandlers } from './transport/connect-conveyor';
 export { LogShipper } from './logger/log-shipper';
+export { RunCancellations } from './run-control/run-cancellations';

@@ -10,6 +10,8 @@ import {
   pipelineStepSubject,
   resourceSubject,
   ConveyorStrategy,
+  RunCancellations,
+  type RunProgress,
   prepareReconcileHandlers,
   LogShipper,
   type ConveyorConfig,
@@ -58,6 +60,8 @@ export interface ReconcileTestRun {
   verb: RecordedVerb;
   /** The `Nats-Msg-Id` of the published result, if any. */
   resultMsgId?: string;
+  /** The run's progress reports (`ctx.progress()`), in order, throttled as on NATS. */
+  progress: RunProgress[];
 }
 
 /**
@@ -112,6 +116,15 @@ export class ConveyorTestingModule {
     }
   }
 
+  /**
+   * Cancels run `runId` as `RunControl.cancel` would from another process: a `reconcile()` of that
+   * run still in flight is aborted (its handler's `ctx.signal`), and one started later is cancelled
+   * as it starts.
+   */
+  cancel(runId: string, reason = 'cancelled by request'): void {
+    this.app.get(RunCancellations).cancelled(runId, reason);
+  }
+
   /** A provider or controller of the app. */
   get<T>(token: Type<T> | string | symbol): T {
     return this.app.get(token, { strict: false });
@@ -140,7 +153,9 @@ export class ConveyorTestingModule {
     );
     const port = new InMemoryResultPort(config, this.logs, this.maxPayload);
     const runs = this.strategy.createRuns(port, () => ({ maxDeliver: -1, heartbeatMs: 60_000 }));
-    const run = await runs.start(inbound);
+    // Cancels (`cancel()`) reach this run while it is in flight, as they would on a replica.
+    const stopHearing = this.app.get(RunCancellations).addListener(runs);
+    const run = await runs.start(inbound).finally(stopHearing);
     const published = port.results[0];
     return {
       outcome: run.outcome!,
@@ -151,6 +166,7 @@ export class ConveyorTestingModule {
       resultMsgId: published?.msgId,
       ctx: run.ctx,
       verb: inbound.verbs[0],
+      progress: port.progress,
     };
   }
 

@@ -5,6 +5,7 @@ import {
   type InboundMessage,
   type ResultPort,
   type DeadLetterRecord,
+  type RunProgress,
 } from '@conveyor-ci/nestjs/internal';
 
 /** The verb a message got, as the broker would have seen it. */
@@ -44,6 +45,8 @@ export class InMemoryMessage implements InboundMessage {
 export class InMemoryResultPort implements ResultPort {
   readonly results: { bytes: Uint8Array; msgId: string }[] = [];
   readonly deadLetters: DeadLetterRecord[] = [];
+  /** Every progress report, in the order the run sent them (throttled as on NATS). */
+  readonly progress: RunProgress[] = [];
 
   constructor(
     private readonly config: ConveyorConfig,
@@ -68,5 +71,9 @@ export class InMemoryResultPort implements ResultPort {
 
   flushRunLogs(runId: string): Promise<void> {
     return this.logs.flushRun(runId);
+  }
+
+  publishProgress(report: RunProgress): void {
+    this.progress.push(report);
   }
 }

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { LogShipper } from '../logger/log-shipper';
+import { phaseLabel } from '../run-control/run-progress';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_METRICS_REGISTRY } from './conveyor-metrics.constants';
 
@@ -131,6 +132,16 @@ export class ConveyorMetrics {
         }
       },
     });
+    const cleanupFailures = counter(
+      'conveyor_cleanup_failures_total',
+      'ctx.onCleanup() hooks that threw or did not finish within their deadline',
+    );
+    const inPhase = new Gauge({
+      name: 'conveyor_runs_in_phase',
+      help: 'Runs in flight by the phase of their last ctx.progress() report (at most 32 phases, then "other")',
+      labelNames: ['phase'],
+      registers,
+    });
     strategy.observe({
       runStarted: ({ resourceType, deliveryCount }) => {
         started.inc({ resource: resourceType });
@@ -145,6 +156,11 @@ export class ConveyorMetrics {
       resultPublishFailed: ({ errorClass }) => publishErrors.inc({ class: errorClass }),
       sessionRestarted: () => sessionRestarts.inc(),
       reconnected: () => reconnects.inc(),
+      cleanupFailed: () => cleanupFailures.inc(),
+      runPhaseChanged: ({ from, to }) => {
+        if (from !== undefined) inPhase.dec({ phase: phaseLabel(from) });
+        if (to !== undefined) inPhase.inc({ phase: phaseLabel(to) });
+      },
     });
   }
 }

@@ -5,6 +5,8 @@ import { ConveyorClient } from '../client/conveyor.client';
 import { DriverLogger } from '../logger/driver-logger';
 import { LogShipper } from '../logger/log-shipper';
 import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
+import { RunCancellations } from '../run-control/run-cancellations';
+import { RunControl } from '../run-control/run-control';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
 import { CONVEYOR_CONFIG } from './conveyor.constants';
@@ -29,8 +31,10 @@ import { ConveyorStartupError } from './startup.error';
     LogShipper,
     DriverLogger,
     ReconcileExplorer,
+    RunCancellations,
+    RunControl,
   ],
-  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient, DriverLogger, LogShipper],
+  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient, DriverLogger, LogShipper, RunControl],
 })
 export class ConveyorModule extends ConfigurableConveyorModule implements OnApplicationBootstrap {
   constructor(

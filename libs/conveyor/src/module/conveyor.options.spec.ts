@@ -18,6 +18,8 @@ describe('resolveConveyorConfig', () => {
       ackWaitMs: 30_000,
       maxAttempts: 3,
       reconcileTimeoutMs: 3_600_000,
+      cleanupTimeoutMs: 10_000,
+      cancelTtlMs: 3_600_000,
       shutdownTimeoutMs: 25_000,
       unroutedDeadLetterMs: 3_600_000,
       incompatibleConsumer: 'warn',

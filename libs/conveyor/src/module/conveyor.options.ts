@@ -78,6 +78,13 @@ export interface ConveyorModuleOptions {
   reconcileTimeoutMs?: number;
   /** How long shutdown waits for in-flight runs. Env `CONVEYOR_SHUTDOWN_TIMEOUT_MS`. Default 25 000. */
   shutdownTimeoutMs?: number;
+  /** Default deadline of each `ctx.onCleanup()` hook in ms. Env `CONVEYOR_CLEANUP_TIMEOUT_MS`. Default 10 000. */
+  cleanupTimeoutMs?: number;
+  /**
+   * How long a cancel for a run not started yet is remembered (the TTL of the `conveyor-run-cancels`
+   * KV bucket, set when the bucket is created). Env `CONVEYOR_CANCEL_TTL_MS`. Default 3 600 000 (1 h).
+   */
+  cancelTtlMs?: number;
   /**
    * A message on a subject no handler here serves (a retired resource still in merged filters) is
    * nak'd with a growing delay, and dead-lettered once it is this old (ms since it was stored); 0
@@ -121,6 +128,8 @@ export interface ConveyorConfig {
   onDeadLetter?: (record: DeadLetterRecord) => void | Promise<void>;
   reconcileTimeoutMs: number;
   shutdownTimeoutMs: number;
+  cleanupTimeoutMs: number;
+  cancelTtlMs: number;
   unroutedDeadLetterMs: number;
   incompatibleConsumer: IncompatibleConsumerPolicy;
   consumerFilters: ConsumerFilterPolicy;
@@ -240,6 +249,8 @@ const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   },
   reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
+  cleanupTimeoutMs: { env: 'CONVEYOR_CLEANUP_TIMEOUT_MS', parse: wholeNumber(1), fallback: 10_000 },
+  cancelTtlMs: { env: 'CONVEYOR_CANCEL_TTL_MS', parse: wholeNumber(1000), fallback: 3_600_000 },
   unroutedDeadLetterMs: {
     env: 'CONVEYOR_UNROUTED_DEAD_LETTER_MS',
     parse: wholeNumber(0),

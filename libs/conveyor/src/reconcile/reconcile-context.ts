@@ -4,6 +4,8 @@ import type { Resource } from '../protocol';
 import type { RunLogger } from '../logger/run-logger';
 import { validRetryDelay } from './retryable.error';
 import { markReported } from './handler-error-log';
+import type { CleanupHook, CleanupOptions, RunCleanups } from '../run-control/run-cleanup';
+import type { ProgressValue, RunProgressReporter } from '../run-control/run-progress';
 
 /** Fields of a {@link ReconcileContext}. */
 export interface ReconcileContextInit {
@@ -20,6 +22,8 @@ export interface ReconcileContextInit {
   resource: Resource;
   signal: AbortSignal;
   logger: RunLogger;
+  /** Cleanup hooks and progress of the run (without them, `onCleanup` and `progress` do nothing). */
+  controls?: { cleanups: RunCleanups; progress: RunProgressReporter };
 }
 
 /**
@@ -49,7 +53,10 @@ export class ReconcileContext extends BaseRpcContext<[string]> {
   readonly payload: string;
   /** A private copy of the decoded resource (the same object `@Payload()` gives). */
   readonly resource: Resource;
-  /** Aborted when the run must stop (timeout, shutdown). Pass it to child processes and fetches. */
+  /**
+   * Aborted when the run must stop: its timeout, a cancel (`RunControl.cancel`; the reason is a
+   * `RunCancelledError`), or the shutdown deadline. Pass it to child processes and fetches.
+   */
   readonly signal: AbortSignal;
   /** Logger bound to this run. */
   readonly logger: RunLogger;
@@ -69,6 +76,28 @@ export class ReconcileContext extends BaseRpcContext<[string]> {
     this.resource = init.resource;
     this.signal = init.signal;
     this.logger = init.logger;
+    this.controls = init.controls;
+  }
+
+  private readonly controls?: ReconcileContextInit['controls'];
+
+  /**
+   * Runs `fn` once when this run ends, however it ends (success, failure, timeout, cancel, the
+   * shutdown deadline), before the message's final verb, last registered first. Each hook has its own
+   * deadline (`options.timeoutMs`, default `cleanupTimeoutMs`); a failing hook is logged and counted
+   * and never changes the result.
+   */
+  onCleanup(fn: CleanupHook, options?: CleanupOptions): void {
+    this.controls?.cleanups.add(fn, options);
+  }
+
+  /**
+   * Reports how far the run is: a fraction (0..1) or `{ done, total }`, and an optional phase (keep
+   * phases few: they are a metric label). Published at most every 500 ms (the latest wins) on
+   * `conveyor-run.progress.{runId}.{driver}`; `RunControl.watchProgress(runId)` reads it.
+   */
+  progress(value: ProgressValue, phase?: string): void {
+    this.controls?.progress.report(value, phase);
   }
 
   /** True when a retry would give up: this delivery is the last attempt. */

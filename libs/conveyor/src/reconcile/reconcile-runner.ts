@@ -3,7 +3,7 @@ import { isObservable, lastValueFrom } from 'rxjs';
 import type { RunLogger } from '../logger/run-logger';
 import type { DecodedMessage, MessageRoute } from '../protocol';
 import type { ReconcileOutcome } from '../settlement/settlement.policy';
-import { ReconcileContext, retryRequestedBy, thrownBy } from './reconcile-context';
+import { ReconcileContext, ReconcileContextInit, retryRequestedBy, thrownBy } from './reconcile-context';
 import type { ReconcileHandlerMeta } from './reconcile.decorator';
 
 /** Where a message came from, beyond its decoded body. */
@@ -18,7 +18,13 @@ export function createReconcileContext(
   decoded: DecodedMessage,
   route: MessageRoute,
   envelope: MessageEnvelope,
-  run: { driverName: string; maxAttempts: number; signal: AbortSignal; logger: RunLogger },
+  run: {
+    driverName: string;
+    maxAttempts: number;
+    signal: AbortSignal;
+    logger: RunLogger;
+    controls?: ReconcileContextInit['controls'];
+  },
 ): ReconcileContext {
   const { message, payload } = decoded;
   return new ReconcileContext({
@@ -36,6 +42,7 @@ export function createReconcileContext(
     resource: JSON.parse(payload),
     signal: run.signal,
     logger: run.logger,
+    controls: run.controls,
   });
 }
 
@@ -73,6 +80,14 @@ export class ShutdownDeadlineError extends Error {
   }
 }
 
+/** Why `ctx.signal` aborts when someone cancels the run (`RunControl.cancel`): distinct from a timeout. */
+export class RunCancelledError extends Error {
+  constructor(readonly reason: string) {
+    super(`cancelled: ${reason}`);
+    this.name = 'RunCancelledError';
+  }
+}
+
 /** How a run ended for settlement, and when the handler actually let go. */
 export interface ReconcileRunReport {
   outcome: ReconcileOutcome;
@@ -80,6 +95,8 @@ export interface ReconcileRunReport {
   timedOutAfterMs?: number;
   /** Set when the shutdown deadline (an abort with {@link ShutdownDeadlineError}) decided the run. */
   shutdownAborted?: boolean;
+  /** Set when a cancel (an abort with {@link RunCancelledError}) decided the run: its reason. */
+  cancelledReason?: string;
   /** Resolves once the handler has settled, whatever it returned. Never rejects. */
   settled: Promise<ReconcileOutcome>;
 }
@@ -91,6 +108,15 @@ export interface ReconcileRunReport {
  * until `settled`.
  */
 export async function runReconcile(inv: ReconcileInvocation): Promise<ReconcileRunReport> {
+  if (inv.abort.signal.aborted) {
+    // Cancelled (or past the deadline) before the handler was called: it is not called at all.
+    const outcome: ReconcileOutcome = {
+      kind: 'threw',
+      error: inv.abort.signal.reason,
+      handler: inv.meta.handler,
+    };
+    return abortedReport(inv, outcome, Promise.resolve(outcome));
+  }
   const call = () => invokeHandler(inv.handler, inv.ctx.resource, inv.ctx, inv.meta.handler);
   const settled = (inv.around ? inv.around(inv.ctx, call) : call()).catch(
     (error: unknown): ReconcileOutcome => ({ kind: 'threw', error, handler: inv.meta.handler }),
@@ -112,11 +138,20 @@ export async function runReconcile(inv: ReconcileInvocation): Promise<ReconcileR
   clearTimeout(timer);
   signal.removeEventListener('abort', onAbort!);
   if (first) return { outcome: first, settled };
-  const reason: unknown = signal.reason;
-  const outcome: ReconcileOutcome = { kind: 'threw', error: reason, handler: inv.meta.handler };
-  return reason instanceof ShutdownDeadlineError
-    ? { outcome, shutdownAborted: true, settled }
-    : { outcome, timedOutAfterMs: inv.timeoutMs, settled };
+  const outcome: ReconcileOutcome = { kind: 'threw', error: signal.reason, handler: inv.meta.handler };
+  return abortedReport(inv, outcome, settled);
+}
+
+/** The run was decided by its abort: the shutdown deadline, a cancel, or else its timeout. */
+function abortedReport(
+  inv: ReconcileInvocation,
+  outcome: ReconcileOutcome,
+  settled: Promise<ReconcileOutcome>,
+): ReconcileRunReport {
+  const reason: unknown = inv.abort.signal.reason;
+  if (reason instanceof ShutdownDeadlineError) return { outcome, shutdownAborted: true, settled };
+  if (reason instanceof RunCancelledError) return { outcome, cancelledReason: reason.reason, settled };
+  return { outcome, timedOutAfterMs: inv.timeoutMs, settled };
 }
 
 /** Calls the Nest-wrapped handler and collapses Promise/Observable results into one outcome. */

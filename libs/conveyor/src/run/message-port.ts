@@ -1,4 +1,5 @@
 import type { DeadLetterRecord } from '../settlement/dead-letter';
+import type { RunProgress } from '../protocol';
 
 /**
  * One pulled message and the verbs that settle it: what a {@link MessageRun} needs of the broker
@@ -49,4 +50,6 @@ export interface ResultPort {
   deadLetter(record: DeadLetterRecord): Promise<boolean>;
   /** Waits until the run's log lines are stored, so they precede its result. */
   flushRunLogs(runId: string, signal: AbortSignal): Promise<void>;
+  /** Publishes a progress report (core NATS, best effort: may throw, never waits). */
+  publishProgress(report: RunProgress): void;
 }

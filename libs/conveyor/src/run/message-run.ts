@@ -1,5 +1,5 @@
 import type { ReconcileContext } from '../reconcile/reconcile-context';
-import { ShutdownDeadlineError } from '../reconcile/reconcile-runner';
+import { RunCancelledError, ShutdownDeadlineError } from '../reconcile/reconcile-runner';
 import {
   ResultTarget,
   classifyPublishError,
@@ -17,15 +17,24 @@ import {
 } from '../settlement/settlement.policy';
 import { backoffDelay, sleep } from '../transport/backoff';
 import { InboundMessage, ResultRefusedError } from './message-port';
-import { RoutedMessage, routeMessage } from './message-routing';
+import { routeMessage } from './message-routing';
 import { ReconcileStep, reconcileStep } from './reconcile-step';
 import type { RunEnvironment } from './run-environment';
 import { RunEvent, RunStateName, nextRunState } from './run-states';
-import { deadLetterOrKeep, errorText, noResultReason, runIdOf, sendVerb } from './settlement.steps';
-import type { SlotRelease } from './run-slots';
+import {
+  deadLetterOrKeep,
+  errorText,
+  maskSettlement,
+  noResultReason,
+  runIdOf,
+  sendVerb,
+} from './settlement.steps';
 
 /** How long the deadline lets a result publish already on the wire wait for its PubAck. */
 export const PUBLISH_GRACE_MS = 2000;
+
+/** Where a cancel still changes the outcome: before a decision exists. */
+const CANCELLABLE: RunStateName[] = ['waiting-for-handler', 'waiting-for-slot', 'running'];
 
 /** What happened to a run's result publish. */
 type Published = 'stored' | 'maybe-stored' | 'not-stored' | ResultRefusedError;
@@ -55,6 +64,7 @@ export class MessageRun {
   private startedAt?: number;
   private resourceType = '';
   readonly receivedAt = Date.now();
+  private cancelReason?: string;
   /** The run's timeout elapsed but its handler still holds its slot. */
   overdue = false;
 
@@ -95,6 +105,19 @@ export class MessageRun {
     }
   }
 
+  /** The run id, once decoded. */
+  get runId(): string | undefined {
+    return this.target?.runId;
+  }
+
+  /** Cancelled by request: a running handler is aborted, a waiting run never starts. False once reported. */
+  cancel(reason: string): boolean {
+    if (!CANCELLABLE.includes(this.current)) return false;
+    this.handlerAbort?.abort(new RunCancelledError(reason));
+    this.cancelReason ??= reason;
+    return true;
+  }
+
   /** Shutdown began: a message still waiting for a slot is nak'd now; a running one finishes. */
   shutdown(): void {
     this.transition('shutdown');
@@ -126,8 +149,14 @@ export class MessageRun {
     this.target = routed.target;
     this.transition('routed');
     // waiting-for-handler, then waiting-for-slot.
-    const slots = await this.takeSlots(routed);
+    const slots = await this.env.slots.takeBoth(routed.meta, this.env.stopWaiting, (e) => this.transition(e));
     if (!slots) return this.report(this.decide({ kind: 'not-started' }));
+    // A cancel that came first (here while it waited, or remembered from before it was delivered).
+    const cancelled = this.cancelReason ?? this.env.cancelReasonOf?.(routed.target.runId);
+    if (cancelled !== undefined) {
+      slots();
+      return this.report(this.decide({ kind: 'cancelled', reason: cancelled }));
+    }
     // running
     let step: ReconcileStep;
     try {
@@ -162,27 +191,9 @@ export class MessageRun {
     }
   }
 
-  /** The handler's own slot, then an instance slot; undefined (nothing held) when shutdown came first. */
-  private async takeSlots(routed: RoutedMessage): Promise<SlotRelease | undefined> {
-    const signal = this.env.stopWaiting;
-    const handlerSlot = await this.env.slots.takeHandlerSlot(routed.meta, signal);
-    if (!handlerSlot) return undefined;
-    this.transition('handler-slot-taken');
-    const runSlot = await this.env.slots.takeRunSlot(signal);
-    if (!runSlot) {
-      handlerSlot();
-      return undefined;
-    }
-    this.transition('run-slot-taken');
-    return () => {
-      runSlot();
-      handlerSlot();
-    };
-  }
-
   /** reporting: dead-letter record, then the result (when there is one), then the verb. */
   private async report(settlement: Settlement): Promise<void> {
-    settlement = this.masked(settlement);
+    settlement = maskSettlement(settlement, this.mask);
     if (settlement.deadLetter) settlement = await this.recordDeadLetter(settlement);
     const target = this.target;
     if (!settlement.result || !target) return this.finish(settlement);
@@ -294,18 +305,6 @@ export class MessageRun {
     if (published !== 'stored')
       logger.warn(`${this.where()}: result not confirmed stored (${String(published)})`);
     this.finish(settlement);
-  }
-
-  /** A thrown error's text can carry a secret: the server persists results in `driverresults.*`. */
-  private masked(settlement: Settlement): Settlement {
-    const message = settlement.result?.message;
-    const reason = this.mask(settlement.reason);
-    if (message === undefined && reason === settlement.reason) return settlement;
-    return {
-      ...settlement,
-      reason,
-      ...(settlement.result ? { result: { ...settlement.result, message: this.mask(message ?? '') } } : {}),
-    };
   }
 
   private deadlineNak(): Settlement {

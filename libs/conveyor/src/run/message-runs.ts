@@ -24,6 +24,7 @@ const SETTLEMENT_KINDS: SettlementKind[] = [
   'unrouted',
   'dead-lettered',
   'stale',
+  'cancelled',
   'shutdown',
 ];
 
@@ -105,6 +106,15 @@ export class MessageRuns {
       overdue,
       unroutedHeld: this.unroutedHeld.size,
     };
+  }
+
+  /** Cancels every live message of run `runId` here: a running handler is aborted, a waiting one never starts. */
+  cancel(runId: string, reason: string): number {
+    let cancelled = 0;
+    for (const run of this.live) {
+      if (run.runId === runId && run.cancel(reason)) cancelled += 1;
+    }
+    return cancelled;
   }
 
   /** Starts the run of `message`; resolves when it settled (never rejects). */

@@ -1,5 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { inRunSpan } from '../tracing/optional-tracing';
+import { RunCleanups } from '../run-control/run-cleanup';
+import { RunProgressReporter } from '../run-control/run-progress';
 import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
 import type { ReconcileContext } from '../reconcile/reconcile-context';
 import { createReconcileContext, effectiveMaxAttempts, runReconcile } from '../reconcile/reconcile-runner';
@@ -60,6 +62,7 @@ export async function reconcileStep(
     return await runScope.run(binding, async (): Promise<ReconcileStep> => {
       const stale = await env.checkStale?.(decoded, route);
       if (stale) return { outcome: stale, settlement: decideSettlement(stale, state), mask };
+      const controls = runControlsOf(env, binding.runId);
       const ctx = createReconcileContext(
         decoded,
         route,
@@ -73,6 +76,7 @@ export async function reconcileStep(
           maxAttempts,
           signal: hooks.abort.signal,
           logger: env.logs.loggerFor(binding),
+          controls,
         },
       );
       hooks.ctx(ctx);
@@ -102,7 +106,7 @@ export async function reconcileStep(
             timeoutMs,
             around: env.around,
           });
-          const { timedOutAfterMs, shutdownAborted } = report;
+          const { timedOutAfterMs, shutdownAborted, cancelledReason } = report;
           if (timedOutAfterMs !== undefined) {
             env.logger.warn(
               `run ${binding.runId} exceeded ${timedOutAfterMs} ms: aborted, reporting it timed out`,
@@ -113,16 +117,25 @@ export async function reconcileStep(
             alreadyAcked,
             timedOutAfterMs,
             shutdownAborted,
+            cancelledReason,
           });
+          if (cancelledReason !== undefined)
+            env.logger.warn(`run ${binding.runId} cancelled: ${cancelledReason}`);
           span.setAttribute('conveyor.outcome', settlement.kind);
+          controls.progress.end();
+          const progress = controls.progress.last;
+          if (progress) span.setAttribute('conveyor.progress', progress.fraction);
+          if (progress?.phase !== undefined) span.setAttribute('conveyor.phase', progress.phase);
           if (settlement.kind !== 'succeeded') {
             span.fail(settlement.kind);
             noteUnsuccessful(env, binding, report.outcome, settlement);
           }
-          const overdue =
-            timedOutAfterMs !== undefined
-              ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
-              : undefined;
+          // The run ended, whatever its handler still does: cleanups before the result and verb.
+          await controls.cleanups.run({ outcome: settlement.kind, reason: settlement.reason });
+          const decidedEarly = timedOutAfterMs !== undefined || cancelledReason !== undefined;
+          const overdue = decidedEarly
+            ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
+            : undefined;
           return { outcome: report.outcome, settlement, overdue, startedAt, mask };
         } finally {
           span.end();
@@ -153,22 +166,39 @@ function noteUnsuccessful(
   }
 }
 
-/** Resolves when a timed-out handler finally lets go, warning once if it keeps ignoring its signal. */
+/** Resolves when a timed-out or cancelled handler finally lets go, warning once if it keeps ignoring its signal. */
 async function awaitOverdue(
   env: RunEnvironment,
   settled: Promise<unknown>,
   runId: string,
-  timedOutAfterMs: number,
+  timedOutAfterMs: number | undefined,
 ): Promise<void> {
   const since = Date.now();
+  const after = timedOutAfterMs !== undefined ? `its ${timedOutAfterMs} ms timeout` : 'its cancel';
   const warning = setTimeout(
     () =>
       env.logger.warn(
-        `run ${runId} ignores its abort signal: still holding a run slot ${OVERDUE_WARNING_MS} ms after its ${timedOutAfterMs} ms timeout`,
+        `run ${runId} ignores its abort signal: still holding a run slot ${OVERDUE_WARNING_MS} ms after ${after}`,
       ),
     OVERDUE_WARNING_MS,
   );
   await settled;
   clearTimeout(warning);
-  env.logger.log(`run ${runId} let go of its slot ${Date.now() - since} ms after its timeout`);
+  env.logger.log(`run ${runId} let go of its slot ${Date.now() - since} ms after ${after}`);
+}
+
+/** The run's cleanup hooks and progress reporter (`ctx.onCleanup`, `ctx.progress`). */
+function runControlsOf(env: RunEnvironment, runId: string) {
+  const { config, observers, port, logger } = env;
+  return {
+    cleanups: new RunCleanups(config.cleanupTimeoutMs, `run ${runId}`, logger, () =>
+      observers.cleanupFailed(),
+    ),
+    progress: new RunProgressReporter(
+      runId,
+      config.driverName,
+      (report) => port.publishProgress(report),
+      (from, to) => observers.runPhaseChanged({ from, to }),
+    ),
+  };
 }

@@ -32,6 +32,8 @@ export interface RunEnvironment {
   around?: ReconcileInvocation['around'];
   /** The stale-event guard, when enabled: an outcome that ends the message before its handler runs. */
   checkStale?: (decoded: DecodedMessage, route: MessageRoute) => Promise<MessageOutcome | undefined>;
+  /** The reason a cancel for run `runId` was requested, if one is remembered (run control). */
+  cancelReasonOf?: (runId: string) => string | undefined;
   /** Aborted when shutdown begins: runs still waiting for a slot stop waiting (shared by every run). */
   stopWaiting: AbortSignal;
   /** Aborted at the shutdown deadline (shared by every run). */

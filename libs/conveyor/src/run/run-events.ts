@@ -16,6 +16,10 @@ export interface RunObserver {
   sessionRestarted?(e: { reason: string }): void;
   /** The NATS connection came back. */
   reconnected?(): void;
+  /** A run entered a progress phase and/or left one (`ctx.progress(value, phase)`; undefined: none). */
+  runPhaseChanged?(e: { from?: string; to?: string }): void;
+  /** A cleanup hook threw or did not finish within its deadline. */
+  cleanupFailed?(): void;
 }
 
 /** Fans one event out to every observer; an observer that throws never disturbs the transport. */
@@ -56,5 +60,11 @@ export class RunObservers implements Required<RunObserver> {
   }
   reconnected(): void {
     this.emit('reconnected');
+  }
+  runPhaseChanged(e: Parameters<Required<RunObserver>['runPhaseChanged']>[0]): void {
+    this.emit('runPhaseChanged', e);
+  }
+  cleanupFailed(): void {
+    this.emit('cleanupFailed');
   }
 }

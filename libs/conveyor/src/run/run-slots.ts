@@ -40,6 +40,30 @@ export class RunSlots {
     return (await gate.take(signal)) ? once(() => gate.release()) : undefined;
   }
 
+  /**
+   * The handler's own slot, then an instance slot (`took` hears each); undefined, holding nothing,
+   * when `signal` aborts first.
+   */
+  async takeBoth(
+    meta: ReconcileHandlerMeta,
+    signal: AbortSignal,
+    took: (event: 'handler-slot-taken' | 'run-slot-taken') => void,
+  ): Promise<SlotRelease | undefined> {
+    const handlerSlot = await this.takeHandlerSlot(meta, signal);
+    if (!handlerSlot) return undefined;
+    took('handler-slot-taken');
+    const runSlot = await this.takeRunSlot(signal);
+    if (!runSlot) {
+      handlerSlot();
+      return undefined;
+    }
+    took('run-slot-taken');
+    return () => {
+      runSlot();
+      handlerSlot();
+    };
+  }
+
   /** Waits for an instance slot; undefined when `signal` aborts first. */
   async takeRunSlot(signal: AbortSignal): Promise<SlotRelease | undefined> {
     if (!(await this.instance.take(signal))) return undefined;

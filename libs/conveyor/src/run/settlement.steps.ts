@@ -65,3 +65,15 @@ export function sendVerb(message: InboundMessage, settlement: Settlement, env: R
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A thrown error's text can carry a secret: the server persists results in `driverresults.*`. */
+export function maskSettlement(settlement: Settlement, mask: (text: string) => string): Settlement {
+  const message = settlement.result?.message;
+  const reason = mask(settlement.reason);
+  if (message === undefined && reason === settlement.reason) return settlement;
+  return {
+    ...settlement,
+    reason,
+    ...(settlement.result ? { result: { ...settlement.result, message: mask(message ?? '') } } : {}),
+  };
+}

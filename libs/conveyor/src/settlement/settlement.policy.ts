@@ -26,7 +26,9 @@ export type MessageOutcome =
   /** The stale-event guard found the resource deleted or replaced since the event. */
   | { kind: 'stale'; reason: string }
   /** The stale-event guard could not reach the API. */
-  | { kind: 'lookup-failed'; reason: string };
+  | { kind: 'lookup-failed'; reason: string }
+  /** Cancelled (`RunControl.cancel`) before its handler started. */
+  | { kind: 'cancelled'; reason: string };
 
 /** What the transport knows about the message beyond the outcome. */
 export interface RunState {
@@ -40,6 +42,8 @@ export interface RunState {
   alreadyAcked?: boolean;
   /** Set when the run's timeout elapsed and it was aborted. */
   timedOutAfterMs?: number;
+  /** Set when a cancel aborted the run: its reason. */
+  cancelledReason?: string;
   /** The shutdown deadline aborted the run: another replica must rerun it. */
   shutdownAborted?: boolean;
   /** How long ago the message was stored in the stream (bounds how long nobody may handle it). */
@@ -59,6 +63,7 @@ export type SettlementKind =
   | 'unrouted'
   | 'dead-lettered'
   | 'stale'
+  | 'cancelled'
   | 'shutdown';
 
 /** What to do with a message: an optional dead-letter record and result first, then one final verb. */
@@ -222,6 +227,8 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
     case 'stale':
       // Reconciling a deleted or replaced resource would act on something that no longer exists.
       return { kind: 'stale', action: 'ack', reason: outcome.reason, level: 'log' };
+    case 'cancelled':
+      return failure('cancelled', `cancelled: ${outcome.reason}`);
     case 'lookup-failed':
       return {
         kind: 'retried',
@@ -243,6 +250,10 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
       reason: 'aborted at the shutdown deadline: another replica reruns it',
       level: 'warn',
     };
+  }
+  if (state.cancelledReason !== undefined) {
+    // Cancelled on purpose: the pipeline hears why, and the message is never rerun.
+    return failure('cancelled', `cancelled: ${state.cancelledReason}`);
   }
   if (state.timedOutAfterMs !== undefined) {
     return failure('timed-out', `timed out after ${state.timedOutAfterMs} ms`);

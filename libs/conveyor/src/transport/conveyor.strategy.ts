@@ -28,6 +28,7 @@ import { ConsumerSession, SessionStatus } from './consumer-session';
 import { connectWithRetry } from './nats-connection';
 import { NatsResultPort } from './nats-result.port';
 import { logRunErrorsOnce } from '../reconcile/handler-error-log';
+import { RunCancellations } from '../run-control/run-cancellations';
 
 /**
  * Where the transport is in its life; `consuming` means the consumer is bound and pulled, and
@@ -92,6 +93,7 @@ export class ConveyorStrategy
     @Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig,
     @Inject(ConveyorClient) private readonly client: ConveyorClient,
     @Inject(LogShipper) private readonly logs: LogShipper,
+    @Inject(RunCancellations) private readonly cancels: RunCancellations,
   ) {
     super();
     logRunErrorsOnce();
@@ -156,11 +158,6 @@ export class ConveyorStrategy
     this.attachExpected = true;
   }
 
-  /** @internal The route table of registered `@Reconcile` handlers. */
-  get handlerRegistry(): ReconcileHandlerRegistry<MessageHandler> {
-    return this.registry;
-  }
-
   /** @internal True once the transport was (or is about to be) attached to the app. */
   get isAttached(): boolean {
     return this.attachExpected || this.registry.size > 0;
@@ -185,6 +182,7 @@ export class ConveyorStrategy
         checkStale: this.config.staleEventGuard
           ? (decoded, route) => checkStaleEvent(this.client, decoded, route)
           : undefined,
+        cancelReasonOf: (runId) => this.cancels.reasonOf(runId),
       },
       onLeave,
     );
@@ -321,6 +319,7 @@ export class ConveyorStrategy
     this.nc = nc;
     this.connected = true;
     this.logs.attach(nc);
+    this.cancels.listen(nc, this.config.cancelTtlMs);
     void this.watchConnection(nc);
 
     this.setState('binding');
@@ -330,6 +329,7 @@ export class ConveyorStrategy
       () => this.session!.consumer,
       () => this.session!.schedulePull(),
     ));
+    this.cancels.addListener(runs);
     const session: ConsumerSession = (this.session = new ConsumerSession({
       nc,
       jsm: await nc.jetstreamManager(),

@@ -2,7 +2,7 @@ import type { LoggerService } from '@nestjs/common';
 import { ErrorCode, JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { LogShipper } from '../logger/log-shipper';
 import type { ConveyorConfig } from '../module/conveyor.options';
-import { RESULT_SUBJECT } from '../protocol';
+import { RESULT_SUBJECT, RunProgress, encodeGoJson, progressSubject } from '../protocol';
 import { ResultPort, ResultRefusedError } from '../run/message-port';
 import { DeadLetterRecord, recordDeadLetter } from '../settlement/dead-letter';
 import { JetStreamPublisher } from './jetstream.publisher';
@@ -59,6 +59,10 @@ export class NatsResultPort implements ResultPort {
       js: this.js,
       logger: this.logger,
     });
+  }
+
+  publishProgress(report: RunProgress): void {
+    this.nc.publish(progressSubject(report.run_id, report.driver), encodeGoJson(report));
   }
 
   async flushRunLogs(runId: string, signal: AbortSignal): Promise<void> {

@@ -1,0 +1,48 @@
+import { assertSubjectToken } from './subjects';
+
+/**
+ * Run control (cancel, progress) is this runtime's addition to Conveyor 0.6.x, so it lives outside
+ * every subject space the server's streams capture (`resources.>`, `events.>`, `drivers.>`,
+ * `pipelines.>`, `logs.>`, `live.logs.>`): nothing here is stored by the server, and a Go driver
+ * sharing the deployment never sees it.
+ */
+export const RUN_CONTROL_PREFIX = 'conveyor-run';
+
+/** JetStream KV bucket remembering cancels for runs not started yet (an entry expires after its TTL). */
+export const RUN_CANCELS_BUCKET = 'conveyor-run-cancels';
+
+/** Every replica of every driver subscribes here; the run id is the last token. */
+export const CANCEL_SUBJECTS = `${RUN_CONTROL_PREFIX}.cancel.*`;
+
+/** `conveyor-run.cancel.{runId}`: core NATS, published by `RunControl.cancel`. */
+export function cancelSubject(runId: string): string {
+  return `${RUN_CONTROL_PREFIX}.cancel.${assertSubjectToken('run id', runId)}`;
+}
+
+/** `conveyor-run.progress.{runId}.{driver}`: core NATS, published by `ctx.progress()`. */
+export function progressSubject(runId: string, driver: string): string {
+  return `${RUN_CONTROL_PREFIX}.progress.${assertSubjectToken('run id', runId)}.${assertSubjectToken('driver name', driver)}`;
+}
+
+/** A cancel request on {@link cancelSubject} and in {@link RUN_CANCELS_BUCKET} (key: the run id). */
+export interface RunCancelRequest {
+  run_id: string;
+  reason: string;
+  /** RFC 3339, when it was requested. */
+  requested_at: string;
+}
+
+/** A progress report on {@link progressSubject}. */
+export interface RunProgress {
+  run_id: string;
+  driver: string;
+  /** 0 to 1. */
+  fraction: number;
+  done?: number;
+  total?: number;
+  phase?: string;
+  /** Increases by one per report of the run on this delivery: a consumer can drop stale ones. */
+  seq: number;
+  /** RFC 3339. */
+  at: string;
+}

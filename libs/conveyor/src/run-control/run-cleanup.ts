@@ -1,0 +1,70 @@
+import type { LoggerService } from '@nestjs/common';
+import type { SettlementKind } from '../settlement/settlement.policy';
+
+/** How the run ended, as a cleanup hook sees it. */
+export interface RunEnding {
+  /** The settlement row: `succeeded`, `failed`, `timed-out`, `cancelled`, `shutdown`, `retried`… */
+  outcome: SettlementKind;
+  reason: string;
+}
+
+/** A function `ctx.onCleanup()` registered. */
+export type CleanupHook = (ending: RunEnding) => unknown;
+
+export interface CleanupOptions {
+  /** How long this hook may take before the run goes on without it. Default: `cleanupTimeoutMs` (10 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * The cleanup hooks of one run. They run once, last registered first (like `defer`), after the run
+ * ended in any way and before its final verb; each within its own deadline, so a hung hook cannot
+ * hold the message. A failing hook is logged and counted and never changes the result.
+ */
+export class RunCleanups {
+  private readonly hooks: { fn: CleanupHook; timeoutMs: number }[] = [];
+  private ending?: RunEnding;
+
+  constructor(
+    private readonly defaultTimeoutMs: number,
+    private readonly where: string,
+    private readonly log: LoggerService,
+    private readonly failed: () => void,
+  ) {}
+
+  add(fn: CleanupHook, options: CleanupOptions = {}): void {
+    if (typeof fn !== 'function') throw new TypeError('ctx.onCleanup(fn): fn must be a function');
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    // Registered after the run ended (a handler that ignored its signal): it still runs, once.
+    if (this.ending) void this.runOne({ fn, timeoutMs }, this.ending);
+    else this.hooks.push({ fn, timeoutMs });
+  }
+
+  /** Runs every hook once; resolves when all have finished or timed out. Never rejects. */
+  async run(ending: RunEnding): Promise<void> {
+    if (this.ending) return;
+    this.ending = ending;
+    for (const hook of this.hooks.splice(0).reverse()) await this.runOne(hook, ending);
+  }
+
+  private async runOne(hook: { fn: CleanupHook; timeoutMs: number }, ending: RunEnding): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timed-out'>((resolve) => {
+      timer = setTimeout(() => resolve('timed-out'), hook.timeoutMs);
+    });
+    try {
+      const done = await Promise.race([Promise.resolve().then(() => hook.fn(ending)), timedOut]);
+      if (done === 'timed-out') {
+        this.failed();
+        this.log.warn(
+          `${this.where}: a cleanup hook did not finish within ${hook.timeoutMs} ms; going on without it`,
+        );
+      }
+    } catch (err) {
+      this.failed();
+      this.log.warn(`${this.where}: a cleanup hook failed: ${(err as Error)?.message ?? String(err)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
