@@ -7,8 +7,24 @@ export { ConveyorHealthModule } from './health/conveyor-health.module';
 export { ConveyorMetricsModule, type ConveyorMetricsOptions } from './metrics/conveyor-metrics.module';
 export { CONVEYOR_METRICS_REGISTRY } from './metrics/conveyor-metrics.constants';
 export type { RunObserver } from './run/run-events';
-export { ConveyorClient } from './client/conveyor.client';
+export {
+  ConveyorClient,
+  type ApiHealth,
+  type BroadcastMessage,
+  type CreatedResource,
+  type LogQuery,
+} from './client/conveyor.client';
+export { ConveyorClientModule } from './client/conveyor-client.module';
 export { ConveyorApiError } from './client/conveyor-api.error';
+export { InvalidApiNameError } from './client/api-paths';
+export type { ApiCallOptions } from './client/api-request';
+export { LogStream, type LiveLogOptions } from './client/log-stream';
+export { previousResult } from './client/driver-results';
+export type {
+  AuthorizationProvider,
+  ConveyorClientConfig,
+  ConveyorClientOptions,
+} from './module/client.options';
 export { CONVEYOR_CONFIG } from './module/conveyor.constants';
 export {
   ConveyorConfigError,
@@ -60,6 +76,9 @@ export {
   type DriverMessage,
   type DriverResult,
   type DriverResultEvent,
+  type Pipeline,
   type PipelineEvent,
+  type PipelineStep,
   type Resource,
+  type ResourceDefinition,
 } from './protocol';

@@ -1,6 +1,7 @@
 import { Inject, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { HttpModule } from '@nestjs/axios';
 import { DiscoveryModule } from '@nestjs/core';
+import { CONVEYOR_CLIENT_CONFIG } from '../client/client.constants';
 import { ConveyorClient } from '../client/conveyor.client';
 import { DriverLogger } from '../logger/driver-logger';
 import { LogShipper } from '../logger/log-shipper';
@@ -8,7 +9,7 @@ import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
 import { CONVEYOR_CONFIG } from './conveyor.constants';
-import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
+import { ConveyorConfig, ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
 
 /**
  * The Conveyor driver runtime. `ConveyorModule.forRoot({ driverName })` or `forRootAsync({ useFactory })`;
@@ -22,6 +23,11 @@ import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options
       // Resolved once at startup: invalid configuration stops the app with every problem listed.
       useFactory: (options: ConveyorModuleOptions) => resolveConveyorConfig(options),
       inject: [CONVEYOR_MODULE_OPTIONS],
+    },
+    {
+      provide: CONVEYOR_CLIENT_CONFIG,
+      useFactory: (config: ConveyorConfig) => config.client,
+      inject: [CONVEYOR_CONFIG],
     },
     ConveyorStrategy,
     ConveyorClient,

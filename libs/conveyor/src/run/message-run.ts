@@ -367,6 +367,7 @@ export class MessageRun {
       deliveryCount: this.message.deliveryCount,
       maxAttempts: this.env.config.maxAttempts,
       retryDelayMs: this.env.config.retryDelayMs,
+      retryApiErrors: this.env.config.retryApiErrors,
       alreadyAcked: this.acked,
       shutdownAborted,
     });
