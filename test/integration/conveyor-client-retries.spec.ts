@@ -1,4 +1,5 @@
-import { ConveyorApiError, ConveyorClient } from '@conveyor-ci/nestjs';
+import { ConveyorClient } from '@conveyor-ci/nestjs';
+import { rejectionOf } from '../support/api-error';
 import { FlakyHttpServer } from '../support/flaky-http.server';
 
 /** Retries, timeouts, aborts and the authorization header against a real HTTP server that fails on cue. */
@@ -10,17 +11,6 @@ beforeAll(async () => {
   server = await FlakyHttpServer.start();
 });
 afterAll(() => server.close());
-
-const failure = (promise: Promise<unknown>) =>
-  promise.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (err: unknown) => {
-      expect(err).toBeInstanceOf(ConveyorApiError);
-      return err as ConveyorApiError;
-    },
-  );
 
 describe('retries', () => {
   it('retries an idempotent call through 5xx and dropped connections, then succeeds', async () => {
@@ -45,21 +35,23 @@ describe('retries', () => {
   it('never sends a create twice: 5xx and a dropped connection are thrown at once', async () => {
     const client = clientWith();
     server.failNext({ status: 503 });
-    expect((await failure(client.createResource({ name: 'n', resource: 't', spec: {} }))).status).toBe(503);
+    expect((await rejectionOf(client.createResource({ name: 'n', resource: 't', spec: {} }))).status).toBe(
+      503,
+    );
     expect(server.requests).toHaveLength(1);
     server.failNext('reset');
-    const reset = await failure(client.createResourceDefinition({ name: 't', schema: {} }));
+    const reset = await rejectionOf(client.createResourceDefinition({ name: 't', schema: {} }));
     expect(reset).toMatchObject({ status: 0, code: 'ECONNRESET' });
     expect(reset.isTransient()).toBe(true);
     expect(server.requests).toHaveLength(1);
     server.failNext({ status: 503 });
-    await failure(client.broadcastMessage({ event: 'e', payload: '', run_id: 'r' }));
+    await rejectionOf(client.broadcastMessage({ event: 'e', payload: '', run_id: 'r' }));
     expect(server.requests).toHaveLength(1);
   });
 
   it('gives up after `retries` extra attempts with the last error', async () => {
     server.failNext(...Array(10).fill({ status: 503, body: 'still down' }));
-    const error = await failure(clientWith({ retries: 2 }).getResource('t', 'n'));
+    const error = await rejectionOf(clientWith({ retries: 2 }).getResource('t', 'n'));
     expect(error).toMatchObject({ status: 503, body: 'still down' });
     expect(server.requests).toHaveLength(3);
   });
@@ -73,7 +65,7 @@ describe('retries', () => {
     await expect(client.getResource('t', 'n')).resolves.toBeNull();
     expect(server.requests).toHaveLength(1);
     server.failNext({ status: 400, body: 'Invalid request payload' });
-    await failure(client.updateResource({ name: 'n', resource: 't', spec: {} }));
+    await rejectionOf(client.updateResource({ name: 'n', resource: 't', spec: {} }));
     expect(server.requests).toHaveLength(1);
   });
 });
@@ -82,7 +74,7 @@ describe('timeouts and aborts', () => {
   it('times out an attempt that gets no answer, and retries it when idempotent', async () => {
     server.failNext('hang', 'hang');
     const started = Date.now();
-    const error = await failure(clientWith({ timeoutMs: 200, retries: 1 }).getResource('t', 'n'));
+    const error = await rejectionOf(clientWith({ timeoutMs: 200, retries: 1 }).getResource('t', 'n'));
     expect(error).toMatchObject({ status: 0, code: 'ETIMEDOUT', body: 'no response within 200 ms' });
     expect(server.requests).toHaveLength(2);
     expect(Date.now() - started).toBeLessThan(2000);
@@ -90,7 +82,7 @@ describe('timeouts and aborts', () => {
 
   it("a per-call timeout wins over the client's", async () => {
     server.failNext('hang');
-    const error = await failure(
+    const error = await rejectionOf(
       clientWith({ timeoutMs: 60_000 }).getResource('t', 'n', { timeoutMs: 100, retries: 0 }),
     );
     expect(error.code).toBe('ETIMEDOUT');
@@ -99,7 +91,9 @@ describe('timeouts and aborts', () => {
   it('stops at once, without retrying, when the caller aborts', async () => {
     server.failNext('hang', 'hang');
     const abort = new AbortController();
-    const call = failure(clientWith({ timeoutMs: 60_000 }).getResource('t', 'n', { signal: abort.signal }));
+    const call = rejectionOf(
+      clientWith({ timeoutMs: 60_000 }).getResource('t', 'n', { signal: abort.signal }),
+    );
     setTimeout(() => abort.abort(), 100);
     const error = await call;
     expect(error).toMatchObject({ status: 0, code: 'ABORTED' });
@@ -113,7 +107,7 @@ describe('authorization', () => {
     let issued = 0;
     const client = clientWith({ retries: 1, authorization: async () => `Bearer token-${++issued}` });
     server.failNext({ status: 503 }, { status: 503 });
-    const error = await failure(client.getResource('t', 'n'));
+    const error = await rejectionOf(client.getResource('t', 'n'));
     expect(server.requests.map((r) => r.authorization)).toEqual(['Bearer token-1', 'Bearer token-2']);
     expect(`${error.message} ${error.body} ${JSON.stringify(error)} ${String(error.stack)}`).not.toMatch(
       /token-/,

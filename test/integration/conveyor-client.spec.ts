@@ -1,8 +1,9 @@
 import { Agent } from 'node:http';
 import { HttpService } from '@nestjs/axios';
 import axios from 'axios';
-import { ConveyorApiError, ConveyorClient, ConveyorLog, ResourceDefinition } from '@conveyor-ci/nestjs';
+import { ConveyorClient, ConveyorLog, ResourceDefinition } from '@conveyor-ci/nestjs';
 import { ConveyorControlPlane } from '@conveyor-ci/testing';
+import { rejectionOf } from '../support/api-error';
 
 /**
  * Every ConveyorClient method against the local control plane (the server's routes, status codes
@@ -25,17 +26,6 @@ beforeAll(async () => {
   await client.createOrUpdateResourceDefinition(widget);
 });
 afterAll(() => plane.stop());
-
-const apiError = (promise: Promise<unknown>) =>
-  promise.then(
-    () => {
-      throw new Error('expected a ConveyorApiError');
-    },
-    (err: unknown) => {
-      expect(err).toBeInstanceOf(ConveyorApiError);
-      return err as ConveyorApiError;
-    },
-  );
 
 describe('server metadata', () => {
   it('knows its URL, host and port, and reads /health, / and /metrics', async () => {
@@ -65,16 +55,16 @@ describe('resource definitions', () => {
   });
 
   it('reports a duplicate create and a missing definition as the server does', async () => {
-    const duplicate = await apiError(client.createResourceDefinition(widget));
+    const duplicate = await rejectionOf(client.createResourceDefinition(widget));
     expect(duplicate).toMatchObject({ status: 500, method: 'POST', path: '/resource-definitions/' });
     expect(duplicate.body).toBe(
       'Failed to insert resource definition: resource definition with name widget already exists',
     );
     expect(duplicate.isTransient()).toBe(false);
-    const missing = await apiError(client.deleteResourceDefinition('nothing-here'));
+    const missing = await rejectionOf(client.deleteResourceDefinition('nothing-here'));
     expect(missing.isNotFound()).toBe(true);
     expect(
-      await apiError(client.updateResourceDefinition({ name: 'nothing-here', schema: {} })),
+      await rejectionOf(client.updateResourceDefinition({ name: 'nothing-here', schema: {} })),
     ).toMatchObject({
       status: 500,
     });
@@ -112,7 +102,7 @@ describe('resources', () => {
   });
 
   it('recognises the 500 "not found" of an unknown type', async () => {
-    const error = await apiError(client.createResource({ name: 'x', resource: 'no-such-type', spec: {} }));
+    const error = await rejectionOf(client.createResource({ name: 'x', resource: 'no-such-type', spec: {} }));
     expect(error).toMatchObject({
       status: 500,
       body: 'Failed to find resource definition: resource definition with name no-such-type not found',
@@ -123,14 +113,14 @@ describe('resources', () => {
 
   it('reports a duplicate create (500) and a schema violation (400 with the server text)', async () => {
     await client.createResource({ name: 'dup', resource: 'widget', spec: { size: 1 } });
-    const duplicate = await apiError(
+    const duplicate = await rejectionOf(
       client.createResource({ name: 'dup', resource: 'widget', spec: { size: 1 } }),
     );
     expect(duplicate).toMatchObject({
       status: 500,
       body: 'Failed to insert resource: resource with name dup and type widget already exists',
     });
-    const invalid = await apiError(
+    const invalid = await rejectionOf(
       client.createResource({ name: 'bad', resource: 'widget', spec: { size: 'x' } }),
     );
     expect(invalid.status).toBe(400);
@@ -197,7 +187,7 @@ describe('pipelines, logs and broadcasts', () => {
       spec: { size: 1 },
     });
     expect(run.runid).toMatch(/^[0-9a-f-]{36}$/);
-    const unknown = await apiError(
+    const unknown = await rejectionOf(
       client.createResource({ name: 'p2', resource: 'widget', pipeline: 'nope', spec: { size: 1 } }),
     );
     expect(unknown.body).toBe('Failed to get pipeline: pipeline not found');
