@@ -31,11 +31,11 @@ export class LogStream implements AsyncIterable<ConveyorLog> {
   ) {}
 
   async *[Symbol.asyncIterator](): AsyncGenerator<ConveyorLog> {
-    const local = new AbortController();
     const outer = this.options.signal;
+    if (outer?.aborted) return;
+    const local = new AbortController();
     const stop = () => local.abort();
     outer?.addEventListener('abort', stop, { once: true });
-    if (outer?.aborted) return;
     const call: ApiCall = { method: 'GET', path: this.path, idempotent: false };
     let body: IncomingMessage | undefined;
     try {
