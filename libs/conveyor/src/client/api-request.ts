@@ -7,6 +7,9 @@ import { ReconcileContext } from '../reconcile/reconcile-context';
 import { sleep } from '../transport/backoff';
 import { ConveyorApiError } from './conveyor-api.error';
 
+/** Default floor of the wait for a stream's headers: above the server's 15 s heartbeat. */
+const STREAM_HEADERS_MIN_MS = 30_000;
+
 /** Per-call overrides of the client's settings. */
 export interface ApiCallOptions {
   /** Aborts the call (and its retries). Inside a run, the run's `ctx.signal` applies as well. */
@@ -65,7 +68,8 @@ export class ApiRequester {
    * Not retried: a stream's caller decides whether to open it again.
    */
   async open(call: ApiCall, signal: AbortSignal, timeoutMs?: number): Promise<IncomingMessage> {
-    const response = await this.attempt(call, 'stream', callSignal(signal), timeoutMs);
+    const headersWithinMs = timeoutMs ?? Math.max(this.config.timeoutMs, STREAM_HEADERS_MIN_MS);
+    const response = await this.attempt(call, 'stream', callSignal(signal), headersWithinMs);
     return response.data as IncomingMessage;
   }
 

@@ -13,7 +13,10 @@ export interface LiveLogOptions {
    * driver on the resource, or the result on `pipelines.driver.result`), then aborts.
    */
   signal?: AbortSignal;
-  /** Ceiling of the wait for the response headers. Default the client's `timeoutMs`. */
+  /**
+   * Ceiling of the wait for the response headers. Default the client's `timeoutMs`, at least 30 s: a
+   * server that sends its headers with the first line or heartbeat (every 15 s) must not time out.
+   */
   timeoutMs?: number;
 }
 
