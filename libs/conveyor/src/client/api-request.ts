@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { HttpService } from '@nestjs/axios';
+import { Logger } from '@nestjs/common';
 import type { AxiosResponse } from 'axios';
 import { runScope } from '../logger/run-scope';
 import type { ConveyorClientConfig } from '../module/client.options';
@@ -42,6 +43,8 @@ export interface ApiResponse<T> {
  * run's abort signals.
  */
 export class ApiRequester {
+  private readonly logger = new Logger('ConveyorClient');
+
   constructor(
     private readonly http: HttpService,
     private readonly config: ConveyorClientConfig,
@@ -57,7 +60,10 @@ export class ApiRequester {
         return { status: response.status, data: parseBody(response) as T };
       } catch (err) {
         if (!(err instanceof ConveyorApiError) || !err.isTransient() || attempt >= retries) throw err;
-        await sleep(this.config.retryDelayMs(attempt + 1), signal);
+        const delayMs = this.config.retryDelayMs(attempt + 1);
+        // The error names method, path, status and the server's text only: never a header.
+        this.logger.warn(`${err.message}: retry ${attempt + 1} of ${retries} in ${delayMs} ms`);
+        await sleep(delayMs, signal);
         if (signal?.aborted) throw apiError(call, 0, 'aborted by the caller', 'ABORTED');
       }
     }
