@@ -14,6 +14,7 @@ import {
   readEventStream,
   waitForConsumer,
 } from '@conveyor-ci/testing';
+import { REPORT_WRITER, printReport, startReportWriter } from './report-step';
 
 const DRIVER = 'shell-runner';
 const ENTRY = resolve(__dirname, '../../src/main.js');
@@ -42,12 +43,13 @@ function streamLogs(base: string, runId: string, signal: AbortSignal): Promise<v
   );
 }
 
-function waitForResult(plane: ConveyorControlPlane, runId: string): Promise<PipelineEvent> {
+/** The result of `driver`'s step of the run (the last step's ends the run). */
+function waitForResult(plane: ConveyorControlPlane, runId: string, driver: string): Promise<PipelineEvent> {
   return new Promise((resolvePromise) => {
     const sub = plane.nc.subscribe('pipelines.driver.result', {
       callback: (_err, msg) => {
         const event = JSON.parse(new TextDecoder().decode(msg.data)) as PipelineEvent;
-        if (event.run_id !== runId) return;
+        if (event.run_id !== runId || event.driverresult.driver !== driver) return;
         sub.unsubscribe();
         resolvePromise(event);
       },
@@ -74,10 +76,12 @@ async function main(): Promise<number> {
     },
   );
   console.log(`reference driver "${DRIVER}" started (pid ${driver.pid})`);
+  const reportWriter = await startReportWriter(plane, DRIVER);
+  console.log(`example driver "${REPORT_WRITER}" started (pid ${reportWriter.pid})`);
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      await driver.stop('SIGTERM');
+      await Promise.all([driver.stop('SIGTERM'), reportWriter.stop('SIGTERM')]);
       await plane.stop();
     })());
   process.on('SIGINT', () => void stop().then(() => process.exit(0)));
@@ -85,7 +89,8 @@ async function main(): Promise<number> {
   try {
     // Interest retention: an event published before the driver's consumer exists is dropped.
     await waitForConsumer(plane.jsm, DRIVER, { timeoutMs: 30_000 });
-    console.log(`driver "${DRIVER}" is consuming`);
+    await waitForConsumer(plane.jsm, REPORT_WRITER, { timeoutMs: 30_000 });
+    console.log(`drivers "${DRIVER}" and "${REPORT_WRITER}" are consuming`);
     await api(plane.apiUrl, 'POST', '/resource-definitions/apply', {
       name: 'pipeline',
       version: '0.0.1',
@@ -98,7 +103,10 @@ async function main(): Promise<number> {
     await api(plane.apiUrl, 'POST', '/pipelines/', {
       name: 'hello-pipeline',
       resource: 'pipeline',
-      steps: [{ name: 'run', driver: DRIVER }],
+      steps: [
+        { name: 'run', driver: DRIVER },
+        { name: 'report', driver: REPORT_WRITER },
+      ],
     });
     const created = await api(plane.apiUrl, 'POST', '/resources/', {
       name: `hello-${Date.now()}`,
@@ -115,17 +123,24 @@ async function main(): Promise<number> {
     });
     console.log(`submitted ${created.name}: run ${created.runid}; its log:`);
     const streaming = new AbortController();
-    const result = waitForResult(plane, created.runid);
+    const [shellResult, reportResult] = [DRIVER, REPORT_WRITER].map((name) =>
+      waitForResult(plane, created.runid, name),
+    );
     void streamLogs(plane.apiUrl, created.runid, streaming.signal);
-    const { driverresult } = await result;
+    const { driverresult } = await shellResult;
+    // The engine stops a pipeline at a failed step: the report step runs only after a success.
+    const report = driverresult.success ? (await reportResult).driverresult : undefined;
     // Let the last live lines reach the terminal before the summary.
     await new Promise((r) => setTimeout(r, 200));
     streaming.abort();
     console.log(`\nresult: ${driverresult.success ? 'success' : 'failure'}: ${driverresult.message}`);
     console.log(JSON.stringify(driverresult.data, null, 2));
+    if (report)
+      console.log(`\n${REPORT_WRITER}: ${report.success ? 'success' : 'failure'}: ${report.message}`);
+    const reported = report?.success === true && (await printReport(plane.apiUrl, `${created.name}-report`));
     if (once) {
       await stop();
-      return driverresult.success ? 0 : 1;
+      return reported ? 0 : 1;
     }
     console.log(
       `\nStill running. Submit more: curl -X POST ${plane.apiUrl}/resources/ -H 'Content-Type: application/json' -d '{...}'. Ctrl-C stops.`,

@@ -16,11 +16,11 @@ function listening(url: string): Promise<boolean> {
   });
 }
 
-/** The nats-server URL and the driver pid the dev script printed. */
-function started(dev: DriverProcess): { natsUrl: string; driverPid: number } {
-  const nats = /NATS (nats:\/\/\S+)/.exec(dev.lines.map((l) => l.raw).join('\n'))![1];
-  const pid = Number(/\(pid (\d+)\)/.exec(dev.lines.map((l) => l.raw).join('\n'))![1]);
-  return { natsUrl: nats, driverPid: pid };
+/** The nats-server URL and the pids of both drivers the dev script printed. */
+function started(out: string): { natsUrl: string; driverPids: number[] } {
+  const nats = /NATS (nats:\/\/\S+)/.exec(out)![1];
+  const driverPids = [...out.matchAll(/started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  return { natsUrl: nats, driverPids };
 }
 
 describe('npm run dev (built, as a child process)', () => {
@@ -41,19 +41,24 @@ describe('npm run dev (built, as a child process)', () => {
     expect(out).not.toContain('s3cr3t-token');
     expect(out).toContain('[shell-runner] tick 3');
     expect(out).toContain('result: success: 2 step(s) passed');
-    const natsUrl = /NATS (nats:\/\/\S+)/.exec(out)![1];
-    const driverPid = Number(/\(pid (\d+)\)/.exec(out)![1]);
-    expect(await waitForExit(driverPid)).toBe(true);
+    // The second step: report-writer read the shell runner's result and created a report through the API.
+    expect(out).toMatch(/report-writer: success: report hello-\d+-report created/);
+    expect(out).toMatch(/report resource report\/hello-\d+-report \(version 1\):/);
+    expect(out).toContain('"summary": "shell-runner: succeeded: 2 step(s) passed"');
+    const { natsUrl, driverPids } = started(out);
+    expect(driverPids).toHaveLength(2);
+    for (const pid of driverPids) expect(await waitForExit(pid)).toBe(true);
     expect(await listening(natsUrl)).toBe(false);
   });
 
   it('keeps running until SIGTERM (Ctrl-C), then stops the driver and the stack', async () => {
     const dev = new DriverProcess(DEV, {});
     await dev.waitForLine((l) => l.raw.startsWith('Still running.'), 60_000);
-    const { natsUrl, driverPid } = started(dev);
-    expect(isProcessAlive(driverPid)).toBe(true);
+    const { natsUrl, driverPids } = started(dev.lines.map((l) => l.raw).join('\n'));
+    expect(driverPids).toHaveLength(2);
+    for (const pid of driverPids) expect(isProcessAlive(pid)).toBe(true);
     expect(await dev.stop('SIGTERM')).toEqual({ code: 0, signal: null });
-    expect(await waitForExit(driverPid)).toBe(true);
+    for (const pid of driverPids) expect(await waitForExit(pid)).toBe(true);
     expect(await listening(natsUrl)).toBe(false);
   });
 });

@@ -3,6 +3,7 @@ import { Ctx, Payload } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, connect } from 'nats';
 import {
+  ConveyorModuleOptions,
   MESSAGES_STREAM,
   Reconcile,
   ReconcileContext,
@@ -277,6 +278,19 @@ describe('rolling deploys', () => {
 });
 
 describe('stale-event guard', () => {
+  /** A driver with the guard on against `api`, without client-side retries: the transport's nak-and-redeliver path is what is under test. */
+  const guarded = (name: string, api: ConveyorApiServer, extra: Partial<ConveyorModuleOptions> = {}) => ({
+    options: {
+      driverName: name,
+      servers: suite.env.url,
+      apiUrl: api.url,
+      client: { retries: 0 },
+      staleEventGuard: true,
+      backoff: { initialMs: 200, maxMs: 200 },
+      ...extra,
+    },
+  });
+
   it('skips pipeline steps for deleted or replaced resources, and retries while the API is down', async () => {
     const api = await ConveyorApiServer.start();
     closeAfterTest(() => api.close());
@@ -290,15 +304,7 @@ describe('stale-event guard', () => {
       }
     }
     const name = uniqueDriverName();
-    const { strategy } = await start(name, [GuardedDriver], {
-      options: {
-        driverName: name,
-        servers: suite.env.url,
-        apiUrl: api.url,
-        staleEventGuard: true,
-        backoff: { initialMs: 200, maxMs: 200 },
-      },
-    });
+    const { strategy } = await start(name, [GuardedDriver], guarded(name, api));
     const step = (resource: Resource) => publishDriverMessage(suite.env.js, { driver: name, resource });
     const current = api.put(makeResource({ name: 'current', resource: 'pipeline', spec: {} }));
     const replaced = makeResource({ name: 'replaced', resource: 'pipeline', spec: {} });
@@ -321,5 +327,30 @@ describe('stale-event guard', () => {
       suite.env.results.results.filter((r) => ['replaced', 'deleted'].includes(r.event.resource.name)),
     ).toEqual([]);
     await expectSettled(name, 6); // three steps, then one retried twice while the API was down
+  });
+
+  it('settles a step as failed once the stale-event lookup has failed maxAttempts times', async () => {
+    const api = await ConveyorApiServer.start();
+    closeAfterTest(() => api.close());
+    @Controller()
+    class NeverRuns {
+      @Reconcile({ resource: 'pipeline' })
+      run() {
+        throw new Error('must not run: the resource could not be checked');
+      }
+    }
+    const name = uniqueDriverName();
+    await start(name, [NeverRuns], guarded(name, api, { maxAttempts: 2 }));
+    const resource = api.put(makeResource({ name: 'unreachable', resource: 'pipeline', spec: {} }));
+    api.failNext(503, 10);
+    const sent = await publishDriverMessage(suite.env.js, { driver: name, resource });
+    const result = await suite.env.results.waitForRun(sent.message.run_id);
+    expect(result.driverresult).toMatchObject({
+      success: false,
+      message: expect.stringMatching(
+        /^gave up after 2 attempts: stale-event check failed: GET \/resources\/pipeline\/unreachable -> 503/,
+      ),
+    });
+    expect(api.requests.filter((r) => r === 'GET /resources/pipeline/unreachable')).toHaveLength(2);
   });
 });

@@ -5,8 +5,24 @@
  */
 export { ConveyorModule } from './module/conveyor.module';
 export type { RunObserver } from './run/run-events';
-export { ConveyorClient } from './client/conveyor.client';
+export {
+  ConveyorClient,
+  type ApiHealth,
+  type BroadcastMessage,
+  type CreatedResource,
+  type LogQuery,
+} from './client/conveyor.client';
+export { ConveyorClientModule } from './client/conveyor-client.module';
 export { ConveyorApiError } from './client/conveyor-api.error';
+export { InvalidApiNameError } from './client/api-paths';
+export type { ApiCallOptions } from './client/api-request';
+export { LogStream, type LiveLogOptions } from './client/log-stream';
+export { previousResult } from './client/driver-results';
+export type {
+  AuthorizationProvider,
+  ConveyorClientConfig,
+  ConveyorClientOptions,
+} from './module/client.options';
 export { CONVEYOR_CONFIG } from './module/conveyor.constants';
 export {
   ConveyorConfigError,
@@ -62,7 +78,9 @@ export {
   type DriverMessage,
   type DriverResult,
   type DriverResultEvent,
+  type Pipeline,
   type PipelineEvent,
+  type PipelineStep,
   type Resource,
   RUN_CONTROL_PREFIX,
   RUN_CANCELS_BUCKET,
@@ -70,4 +88,5 @@ export {
   progressSubject,
   type RunCancelRequest,
   type RunProgress,
+  type ResourceDefinition,
 } from './protocol';

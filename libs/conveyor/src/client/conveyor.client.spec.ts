@@ -1,8 +1,10 @@
-import { HttpService } from '@nestjs/axios';
 import { ConveyorApiServer } from '@conveyor-ci/testing';
-import { resolveConveyorConfig } from '../module/conveyor.options';
-import { ConveyorApiError } from './conveyor-api.error';
+import { resolveClientConfig } from '../module/client.options';
+import { ConveyorConfigError, resolveConveyorConfig } from '../module/conveyor.options';
+import { InvalidApiNameError, resourcePath } from './api-paths';
+import { ConveyorApiError, isTransientApiError } from './conveyor-api.error';
 import { ConveyorClient } from './conveyor.client';
+import { previousResult, withServerMetadata } from './driver-results';
 
 describe('ConveyorClient against the server-faithful API', () => {
   let api: ConveyorApiServer;
@@ -10,10 +12,7 @@ describe('ConveyorClient against the server-faithful API', () => {
 
   beforeAll(async () => {
     api = await ConveyorApiServer.start();
-    client = new ConveyorClient(
-      new HttpService(),
-      resolveConveyorConfig({ driverName: 'd', apiUrl: api.url }, {}),
-    );
+    client = new ConveyorClient({ apiUrl: api.url, retries: 0 });
   });
   afterAll(() => api.close());
 
@@ -31,18 +30,161 @@ describe('ConveyorClient against the server-faithful API', () => {
     api.failNext(503);
     const error = await client.getResource('pipeline', 'p1').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConveyorApiError);
-    expect(error).toMatchObject({ status: 503, body: 'injected failure', isNotFound: false });
+    expect(error).toMatchObject({ status: 503, body: 'injected failure', method: 'GET' });
+    expect((error as ConveyorApiError).isNotFound()).toBe(false);
+    expect((error as ConveyorApiError).isTransient()).toBe(true);
   });
 
-  it('reports an unreachable server as status 0', async () => {
-    const down = new ConveyorClient(
-      new HttpService(),
-      resolveConveyorConfig({ driverName: 'd', apiUrl: 'http://127.0.0.1:9' }, {}),
-    );
-    await expect(down.getResource('pipeline', 'p1')).rejects.toMatchObject({ status: 0 });
+  it('reports an unreachable server as status 0 with the socket error code', async () => {
+    const down = new ConveyorClient({ apiUrl: 'http://127.0.0.1:9', retries: 0 });
+    await expect(down.getResource('pipeline', 'p1')).rejects.toMatchObject({
+      status: 0,
+      code: 'ECONNREFUSED',
+    });
   });
 
-  it('refuses a resource type that would change the route', async () => {
+  it('refuses a resource type that would change the route or a subject, before sending', async () => {
+    const before = api.requests.length;
     await expect(client.getResource('a/b', 'x')).rejects.toThrow(/cannot be used in a NATS subject/);
+    await expect(client.getResource('pipeline', 'a/b')).rejects.toThrow(InvalidApiNameError);
+    expect(api.requests.length).toBe(before);
+  });
+});
+
+describe('API paths', () => {
+  it('sends names raw, as Fiber reads its route params', () => {
+    expect(resourcePath('t', "a:b@c+d=e,f$g&h!'()*;~")).toBe("/resources/t/a:b@c+d=e,f$g&h!'()*;~");
+    expect(resourcePath('t', 'n', 3)).toBe('/resources/t/n/3');
+  });
+
+  it.each(['', '.', '..', 'a/b', 'a b', 'a%20b', 'a?b', 'a#b', 'é', 'a\\b'])(
+    'refuses %j, which no raw path segment can carry',
+    (name) => {
+      expect(() => resourcePath('t', name)).toThrow(InvalidApiNameError);
+    },
+  );
+});
+
+describe('client options', () => {
+  const resolve = (options: Parameters<typeof resolveClientConfig>[0], env: Record<string, string> = {}) => {
+    const problems: string[] = [];
+    const config = resolveClientConfig(options, env, problems);
+    return { config, problems };
+  };
+
+  it('defaults to localhost:8080, 10 s per attempt, 3 retries', () => {
+    const { config, problems } = resolve({});
+    expect(problems).toEqual([]);
+    expect(config).toMatchObject({
+      apiUrl: 'http://localhost:8080',
+      host: 'localhost',
+      port: 8080,
+      timeoutMs: 10_000,
+      retries: 3,
+    });
+  });
+
+  it.each([
+    [{ CONVEYOR_API_URL: 'https://conveyor.test/' }, 'https://conveyor.test', 'conveyor.test', 443],
+    [{ CONVEYOR_SERVER_HOST: 'http://10.0.0.5:9000' }, 'http://10.0.0.5:9000', '10.0.0.5', 9000],
+    [
+      { CONVEYOR_SERVER_HOST: 'api.local', CONVEYOR_SERVER_PORT: '8181' },
+      'http://api.local:8181',
+      'api.local',
+      8181,
+    ],
+  ])('reads %j', (env, apiUrl, host, port) => {
+    expect(resolve({}, env).config).toMatchObject({ apiUrl, host, port });
+  });
+
+  it('reads timeouts and retries from the environment and lists every bad value', () => {
+    const env = { CONVEYOR_API_TIMEOUT_MS: '2500', CONVEYOR_API_RETRIES: '1' };
+    expect(resolve({}, env).config).toMatchObject({ timeoutMs: 2500, retries: 1 });
+    const { problems } = resolve(
+      { retryBackoff: { initialMs: 500, maxMs: 100 } },
+      { CONVEYOR_API_TIMEOUT_MS: 'soon', CONVEYOR_API_URL: 'ftp://x' },
+    );
+    expect(problems).toEqual([
+      'option "apiUrl" from env CONVEYOR_API_URL="ftp://x": must be an http(s) URL such as http://localhost:8080',
+      'option "client.retryBackoff": maxMs (100) is below initialMs (500)',
+      'option "client.timeoutMs" from env CONVEYOR_API_TIMEOUT_MS="soon": must be a whole number >= 1',
+    ]);
+  });
+
+  it("a standalone client with bad options throws the module's configuration error", () => {
+    expect(() => new ConveyorClient({ apiUrl: 'nope' })).toThrow(ConveyorConfigError);
+  });
+
+  it('the module passes its apiUrl and client options through, retryApiErrors on by default', () => {
+    const authorization = async () => 'Bearer x';
+    const config = resolveConveyorConfig(
+      { driverName: 'd', apiUrl: 'http://api:1', client: { retries: 0, authorization } },
+      {},
+    );
+    expect(config.client).toMatchObject({ apiUrl: 'http://api:1', port: 1, retries: 0, authorization });
+    expect(config.retryApiErrors).toBe(true);
+    expect(
+      resolveConveyorConfig({ driverName: 'd' }, { CONVEYOR_RETRY_API_ERRORS: 'false' }).retryApiErrors,
+    ).toBe(false);
+  });
+});
+
+describe('ConveyorApiError', () => {
+  const error = (status: number, body: string, code?: string) =>
+    new ConveyorApiError(status, body, 'GET', '/x', code);
+
+  it('knows the server\'s 500 "not found" and deterministic 500s from outages', () => {
+    expect(
+      error(500, 'Failed to find resource: resource with name a and type b not found').isNotFound(),
+    ).toBe(true);
+    expect(error(404, 'Cannot GET /x').isNotFound()).toBe(true);
+    expect(error(500, 'Failed to find resource: x not found').isTransient()).toBe(false);
+    expect(
+      error(500, 'Failed to insert resource: resource with name a and type b already exists').isTransient(),
+    ).toBe(false);
+    expect(error(500, 'Failed to publish resource event: nats: timeout').isTransient()).toBe(true);
+    expect(error(502, '').isTransient()).toBe(true);
+    expect(error(429, '').isTransient()).toBe(true);
+    expect(error(400, 'Invalid request payload').isTransient()).toBe(false);
+    expect(error(0, 'connect ECONNREFUSED', 'ECONNREFUSED').isTransient()).toBe(true);
+    expect(error(0, 'aborted by the caller', 'ABORTED').isTransient()).toBe(false);
+  });
+
+  it('is recognised across package copies by name', () => {
+    const foreign = Object.assign(new Error('x'), { name: 'ConveyorApiError', isTransient: () => true });
+    expect(isTransientApiError(foreign)).toBe(true);
+    expect(isTransientApiError(new Error('x'))).toBe(false);
+  });
+});
+
+describe('driver results on a resource', () => {
+  const result = { success: true, message: 'ok', data: { exitCodes: [0] }, driver: 'shell-runner' };
+
+  it('reads the 0.6.x JSON string and the newer object layout', () => {
+    expect(
+      previousResult({ metadata: { 'driverresults.shell-runner': JSON.stringify(result) } }, 'shell-runner'),
+    ).toEqual(result);
+    expect(
+      previousResult({ metadata: { driverresults: { 'shell-runner': result } } }, 'shell-runner'),
+    ).toEqual(result);
+  });
+
+  it('is undefined when there is none or it is not a result', () => {
+    expect(previousResult({ metadata: { version: '1' } }, 'shell-runner')).toBeUndefined();
+    expect(previousResult({ metadata: null }, 'shell-runner')).toBeUndefined();
+    expect(
+      previousResult({ metadata: { 'driverresults.shell-runner': '{oops' } }, 'shell-runner'),
+    ).toBeUndefined();
+    expect(
+      previousResult({ metadata: { 'driverresults.shell-runner': '{"message":"x"}' } }, 'shell-runner'),
+    ).toBeUndefined();
+  });
+
+  it("an update keeps the stored driverresults, the body wins, version is the server's", () => {
+    const current = { metadata: { version: '3', 'driverresults.a': '{}', owner: 'old' } };
+    expect(withServerMetadata(current, { metadata: { owner: 'new', version: '9' } })).toEqual({
+      'driverresults.a': '{}',
+      owner: 'new',
+    });
   });
 });

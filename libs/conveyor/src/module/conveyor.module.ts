@@ -1,6 +1,7 @@
 import { Inject, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { HttpModule } from '@nestjs/axios';
 import { DiscoveryModule } from '@nestjs/core';
+import { CONVEYOR_CLIENT_CONFIG } from '../client/client.constants';
 import { ConveyorClient } from '../client/conveyor.client';
 import { DriverLogger } from '../logger/driver-logger';
 import { LogShipper } from '../logger/log-shipper';
@@ -10,7 +11,7 @@ import { RunControl } from '../run-control/run-control';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
 import { CONVEYOR_CONFIG } from './conveyor.constants';
-import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
+import { ConveyorConfig, ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
 import { ConveyorStartupError } from './startup.error';
 
 /**
@@ -25,6 +26,11 @@ import { ConveyorStartupError } from './startup.error';
       // Resolved once at startup: invalid configuration stops the app with every problem listed.
       useFactory: (options: ConveyorModuleOptions) => resolveConveyorConfig(options),
       inject: [CONVEYOR_MODULE_OPTIONS],
+    },
+    {
+      provide: CONVEYOR_CLIENT_CONFIG,
+      useFactory: (config: ConveyorConfig) => config.client,
+      inject: [CONVEYOR_CONFIG],
     },
     ConveyorStrategy,
     ConveyorClient,

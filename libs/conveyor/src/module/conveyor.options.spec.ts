@@ -12,6 +12,8 @@ describe('resolveConveyorConfig', () => {
       driverName: 'd',
       servers: ['nats://127.0.0.1:4222'],
       apiUrl: 'http://localhost:8080',
+      client: expect.objectContaining({ apiUrl: 'http://localhost:8080', timeoutMs: 10_000, retries: 3 }),
+      retryApiErrors: true,
       concurrency: 1,
       ackMode: 'afterResult',
       maxAckPending: 1000,
@@ -165,10 +167,10 @@ describe('resolveConveyorConfig', () => {
     expect(error!.problems).toEqual([
       'option "driverName" (env CONVEYOR_DRIVER_NAME) is required',
       'option "servers" (env CONVEYOR_NATS_URL): "http://wrong:80" is not a NATS URL (nats://host:port or tls://host:port)',
-      'option "apiUrl" from env CONVEYOR_API_URL="ftp://x": must be an http(s) URL such as http://localhost:8080',
       'option "concurrency" (env CONVEYOR_CONCURRENCY): must be a whole number >= 1',
       'option "ackMode" from env CONVEYOR_ACK_MODE="sometimes": must be one of "afterResult", "onReceive"',
       'option "ackWaitMs" from env CONVEYOR_ACK_WAIT_MS="10": must be a whole number >= 1000',
+      'option "apiUrl" from env CONVEYOR_API_URL="ftp://x": must be an http(s) URL such as http://localhost:8080',
     ]);
     expect(error!.message).toMatch(/^Invalid Conveyor configuration:\n {2}- option "driverName"/);
   });

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { isPublishSubject, isSubjectToken } from '../protocol';
 import type { DeadLetterRecord } from '../settlement/dead-letter';
 import { backoffDelay } from '../transport/backoff';
+import { ConveyorClientConfig, ConveyorClientOptions, resolveClientConfig } from './client.options';
 import {
   ConveyorLogOptions,
   ConveyorLokiOptions,
@@ -51,6 +52,14 @@ export interface ConveyorModuleOptions {
   servers?: string | string[];
   /** Conveyor API base URL. Env `CONVEYOR_API_URL`, else `CONVEYOR_SERVER_HOST`/`CONVEYOR_SERVER_PORT`. */
   apiUrl?: string;
+  /** The ConveyorClient's timeouts, retries and `authorization` header (its `apiUrl` yields to the one above). */
+  client?: ConveyorClientOptions;
+  /**
+   * A network error or 5xx from the API that a handler throws (after the client's own retries) is
+   * retried later like a `RetryableError` instead of becoming a failure result: an API outage must
+   * not fail the step for good. Env `CONVEYOR_RETRY_API_ERRORS`. Default true.
+   */
+  retryApiErrors?: boolean;
   /** Runs in flight per instance. Env `CONVEYOR_CONCURRENCY`. Default 1. */
   concurrency?: number;
   /** Env `CONVEYOR_ACK_MODE`. Default `afterResult`. */
@@ -117,6 +126,8 @@ export interface ConveyorConfig {
   driverName: string;
   servers: string[];
   apiUrl: string;
+  client: ConveyorClientConfig;
+  retryApiErrors: boolean;
   concurrency: number;
   ackMode: AckMode;
   maxAckPending: number;
@@ -178,18 +189,6 @@ const bool: Parse<boolean> = (input) => {
   return value === undefined ? { error: 'must be true or false' } : { value };
 };
 
-const httpUrl: Parse<string> = (input) => {
-  try {
-    const url = new URL(String(input));
-    if (typeof input === 'string' && (url.protocol === 'http:' || url.protocol === 'https:')) {
-      return { value: input.replace(/\/+$/, '') };
-    }
-  } catch {
-    /* reported below */
-  }
-  return { error: 'must be an http(s) URL such as http://localhost:8080' };
-};
-
 const natsServers: Parse<string[]> = (input) => {
   const list = (Array.isArray(input) ? input : typeof input === 'string' ? input.split(',') : [])
     .map((s) => (typeof s === 'string' ? s.trim() : ''))
@@ -229,13 +228,14 @@ const publishSubject: Parse<string | undefined> = (input) =>
     : { error: 'must be a NATS subject of dot-separated tokens without wildcards or whitespace' };
 
 /** Options resolved outside the scalar table (objects, functions). */
-type StructuredKey = 'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter' | 'logs' | 'loki';
+type StructuredKey =
+  'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter' | 'logs' | 'loki' | 'apiUrl' | 'client';
 type TableKey = Exclude<keyof ConveyorConfig, StructuredKey>;
 
 const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   driverName: { env: 'CONVEYOR_DRIVER_NAME', parse: subjectToken, fallback: () => undefined },
   servers: { env: 'CONVEYOR_NATS_URL', parse: natsServers, fallback: ['nats://127.0.0.1:4222'] },
-  apiUrl: { env: 'CONVEYOR_API_URL', parse: httpUrl, fallback: legacyApiUrl },
+  retryApiErrors: { env: 'CONVEYOR_RETRY_API_ERRORS', parse: bool, fallback: true },
   concurrency: { env: 'CONVEYOR_CONCURRENCY', parse: wholeNumber(1), fallback: 1 },
   ackMode: { env: 'CONVEYOR_ACK_MODE', parse: oneOf('afterResult', 'onReceive'), fallback: 'afterResult' },
   maxAckPending: { env: 'CONVEYOR_MAX_ACK_PENDING', parse: wholeNumber(1), fallback: 1000 },
@@ -268,17 +268,6 @@ const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
     fallback: 'warn',
   },
 };
-
-/**
- * `CONVEYOR_SERVER_HOST` held a full URL in the server's own code but a bare host in the Python SDK
- * (contract §2.3), so accept both: a value with `://` is a URL, anything else a host joined with
- * `CONVEYOR_SERVER_PORT` (default 8080).
- */
-function legacyApiUrl(env: Env): string {
-  const host = env.CONVEYOR_SERVER_HOST?.trim();
-  if (!host) return 'http://localhost:8080';
-  return host.includes('://') ? host : `http://${host}:${env.CONVEYOR_SERVER_PORT?.trim() || '8080'}`;
-}
 
 /** Applies env fallbacks and defaults, and validates. @throws ConveyorConfigError listing every problem. */
 export function resolveConveyorConfig(
@@ -314,6 +303,11 @@ export function resolveConveyorConfig(
   }
   const tls = resolveTls(options.tls, env, problems);
   const retryDelayMs = resolveBackoff(options.backoff, env, problems);
+  const client = resolveClientConfig(
+    { ...options.client, apiUrl: options.apiUrl ?? options.client?.apiUrl },
+    env,
+    problems,
+  );
   const logging = resolveLogConfig(options.logs, options.loki, env, problems);
   if (options.onDeadLetter !== undefined && typeof options.onDeadLetter !== 'function')
     problems.push('option "onDeadLetter": must be a function (record) => void | Promise<void>');
@@ -321,6 +315,8 @@ export function resolveConveyorConfig(
   return {
     ...(resolved as Omit<ConveyorConfig, StructuredKey>),
     retryDelayMs,
+    apiUrl: client.apiUrl,
+    client,
     ...logging,
     ...(options.onDeadLetter ? { onDeadLetter: options.onDeadLetter } : {}),
     ...(tls ? { tls } : {}),

@@ -366,6 +366,7 @@ export class MessageRun {
       deliveryCount: this.message.deliveryCount,
       maxAttempts: this.env.config.maxAttempts,
       retryDelayMs: this.env.config.retryDelayMs,
+      retryApiErrors: this.env.config.retryApiErrors,
       alreadyAcked: this.acked,
       shutdownAborted,
     });

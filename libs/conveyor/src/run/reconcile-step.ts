@@ -56,7 +56,12 @@ export async function reconcileStep(
     resourceType: decoded.resource.resource,
   });
   const maxAttempts = effectiveMaxAttempts(meta, config, env.consumer().maxDeliver);
-  const state = { deliveryCount: message.deliveryCount, maxAttempts, retryDelayMs: config.retryDelayMs };
+  const state = {
+    deliveryCount: message.deliveryCount,
+    maxAttempts,
+    retryDelayMs: config.retryDelayMs,
+    retryApiErrors: config.retryApiErrors,
+  };
   const mask = (text: string) => env.logs.maskText(binding, text);
   try {
     return await runScope.run(binding, async (): Promise<ReconcileStep> => {

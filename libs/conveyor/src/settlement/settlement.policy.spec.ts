@@ -1,5 +1,6 @@
 import { BadRequestException } from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
+import { ConveyorApiError } from '../client/conveyor-api.error';
 import { RetryableError } from '../reconcile/retryable.error';
 import {
   MessageOutcome,
@@ -220,6 +221,38 @@ const TABLE: [string, MessageOutcome, RunState, Partial<Settlement>][] = [
     { kind: 'lookup-failed', reason: 'GET /resources/pipeline/p -> 0' },
     state({ deliveryCount: 2 }),
     { kind: 'retried', action: 'nak', delayMs: 2000, result: undefined },
+  ],
+  [
+    'stale-event guard: API still unreachable at the last attempt',
+    { kind: 'lookup-failed', reason: 'GET /resources/pipeline/p -> ECONNREFUSED' },
+    state({ deliveryCount: 3 }),
+    {
+      kind: 'gave-up',
+      action: 'ack',
+      result: {
+        success: false,
+        message:
+          'gave up after 3 attempts: stale-event check failed: GET /resources/pipeline/p -> ECONNREFUSED',
+      },
+    },
+  ],
+  [
+    'handler throws an API outage (retryApiErrors)',
+    threw(new ConveyorApiError(503, 'busy', 'GET', '/resources/t/n')),
+    state({ retryApiErrors: true }),
+    { kind: 'retried', action: 'nak', delayMs: 1000, result: undefined },
+  ],
+  [
+    'handler throws an API outage, retryApiErrors off',
+    threw(new ConveyorApiError(503, 'busy', 'GET', '/resources/t/n')),
+    state({ retryApiErrors: false }),
+    { kind: 'failed', action: 'ack', result: { success: false, message: 'GET /resources/t/n -> 503: busy' } },
+  ],
+  [
+    'handler throws a deterministic API error (retryApiErrors)',
+    threw(new ConveyorApiError(400, 'Invalid request payload', 'POST', '/resources/')),
+    state({ retryApiErrors: true }),
+    { kind: 'failed', action: 'ack' },
   ],
   [
     'undecodable, run unknown',

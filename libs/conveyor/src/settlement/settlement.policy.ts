@@ -1,5 +1,6 @@
 import type { DriverResult, Resource } from '../protocol';
 import type { RetryRequest } from '../reconcile/reconcile-context';
+import { isTransientApiError } from '../client/conveyor-api.error';
 import { isRetryableError } from '../reconcile/retryable.error';
 
 /** How a handler run ended, as seen by the transport. */
@@ -50,6 +51,8 @@ export interface RunState {
   messageAgeMs?: number;
   /** A message no handler here serves is dead-lettered once it is this old (0: never). */
   unroutedDeadLetterMs?: number;
+  /** A transient ConveyorApiError thrown by the handler is retried like a RetryableError (`retryApiErrors`). */
+  retryApiErrors?: boolean;
 }
 
 /** The row of the settlement table a message ended in: a bounded label for logs and metrics. */
@@ -122,11 +125,19 @@ function failure(kind: SettlementKind, message: string, reason = message): Settl
   return { kind, result: { success: false, message }, action: 'ack', reason, level: 'warn' };
 }
 
-/** The retry a handler asked for, through `RetryableError` or `ctx.retry()`. */
-function retryOf(outcome: ReconcileOutcome): RetryRequest | undefined {
+/**
+ * The retry a handler asked for, through `RetryableError` or `ctx.retry()`, or (with
+ * `retryApiErrors`) an API outage it ran into: a network error or 5xx the client's own retries did
+ * not get past says nothing about the step, so it must not fail it for good.
+ */
+function retryOf(outcome: ReconcileOutcome, state: RunState): RetryRequest | undefined {
   if (outcome.retry) return outcome.retry;
-  if (outcome.kind === 'threw' && isRetryableError(outcome.error)) {
+  if (outcome.kind !== 'threw') return undefined;
+  if (isRetryableError(outcome.error)) {
     return { delayMs: outcome.error.delayMs, reason: errorMessage(outcome.error) };
+  }
+  if (state.retryApiErrors && isTransientApiError(outcome.error)) {
+    return { reason: `the Conveyor API failed: ${errorMessage(outcome.error)}` };
   }
   return undefined;
 }
@@ -230,13 +241,8 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
     case 'cancelled':
       return failure('cancelled', `cancelled: ${outcome.reason}`);
     case 'lookup-failed':
-      return {
-        kind: 'retried',
-        action: 'nak',
-        delayMs: state.retryDelayMs(state.deliveryCount),
-        reason: `stale-event check failed, trying again later: ${outcome.reason}`,
-        level: 'warn',
-      };
+      // Bounded like any retry: an API that stays down ends in a failure result, not a stalled pipeline.
+      return decideRetry({ reason: `stale-event check failed: ${outcome.reason}` }, state);
   }
   if (state.shutdownAborted && state.alreadyAcked) {
     // ackMode 'onReceive' acked it on receipt: no replica will rerun it, so the pipeline must hear why.
@@ -262,7 +268,7 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
     // An exception filter mapped the error to a result on purpose: it wins over the error and retries.
     return decideReturned(outcome.handler, outcome.recovered);
   }
-  const retry = retryOf(outcome);
+  const retry = retryOf(outcome, state);
   if (retry) return decideRetry(retry, state);
   if (outcome.kind === 'threw') {
     const message = errorMessage(outcome.error);

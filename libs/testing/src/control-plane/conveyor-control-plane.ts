@@ -67,6 +67,13 @@ export class ConveyorControlPlane {
     return this.nats.url;
   }
 
+  /** Open HTTP connections (a log stream holds one until its client goes): tests check that a client frees them. */
+  openConnections(): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.http.getConnections((err, count) => (err ? reject(err) : resolve(count))),
+    );
+  }
+
   /** What `POST /resources/` publishes after storing a resource; returns the run id. */
   publishResourceEvent(resource: Resource<unknown>): Promise<string> {
     return this.engine.publishResourceEvent(resource);

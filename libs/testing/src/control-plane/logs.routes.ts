@@ -74,6 +74,9 @@ function stream(res: ServerResponse, deps: LogRouteDeps, runid: string, driver?:
     Connection: 'keep-alive',
     'Transfer-Encoding': 'chunked',
   });
+  // The headers go out now, as a streaming server flushes them, not with the first line: a run
+  // with nothing stored yet must still look like an open stream to the client.
+  res.flushHeaders();
   const subject = `live.logs.${runid}.${driver ?? '*'}`;
   const replayed = new Set<string>();
   const sub = deps.nc.subscribe(subject, {

@@ -1,0 +1,16 @@
+import { Module } from '@nestjs/common';
+import { ConveyorModule } from '@conveyor-ci/nestjs';
+import { ConveyorHealthModule } from '@conveyor-ci/nestjs/health';
+import { REPORT_SOURCE_DRIVER, ReportWriterDriver } from './report-writer.driver';
+
+@Module({
+  imports: [
+    ConveyorModule.forRoot({ driverName: process.env.CONVEYOR_DRIVER_NAME || 'report-writer' }),
+    ConveyorHealthModule, // /health, /health/live, /health/ready
+  ],
+  controllers: [ReportWriterDriver],
+  providers: [
+    { provide: REPORT_SOURCE_DRIVER, useValue: process.env.REPORT_SOURCE_DRIVER || 'shell-runner' },
+  ],
+})
+export class ReportWriterModule {}
