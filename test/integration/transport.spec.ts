@@ -412,7 +412,7 @@ describe('startup checks', () => {
         controllers: [EchoDriver],
       }),
     ).rejects.toThrow(
-      /option "driverName": must be a non-empty name[\s\S]*option "concurrency": must be a whole number >= 1/,
+      /option "driverName" \(env CONVEYOR_DRIVER_NAME\): must be a non-empty name[\s\S]*option "concurrency" \(env CONVEYOR_CONCURRENCY\): must be a whole number >= 1/,
     );
   });
 });

@@ -16,3 +16,4 @@ export { ConveyorStrategy } from './transport/conveyor.strategy';
 export { prepareReconcileHandlers } from './transport/connect-conveyor';
 export { LogShipper } from './logger/log-shipper';
 export { RunCancellations } from './run-control/run-cancellations';
+export { MemoryLeaseStore, type LeaseStore } from './run-control/resource-leases';

@@ -218,3 +218,60 @@ describe('ConveyorTestingModule', () => {
     expect(unknown.settlement).toMatchObject({ kind: 'unrouted', action: 'nak', delayMs: 5000 });
   });
 });
+
+@Controller()
+class ControlledDriver {
+  static cleanups: string[] = [];
+
+  @Reconcile({ resource: 'held', perResource: 'serialize' })
+  async held(@Ctx() ctx: ReconcileContext) {
+    ctx.onCleanup((ending) => void ControlledDriver.cleanups.push(`${ctx.runId}:${ending.outcome}`));
+    for (let i = 1; i <= 4; i++) ctx.progress(i / 4, 'build');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 300);
+      ctx.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+    return { success: true, message: 'built' };
+  }
+}
+
+describe('ConveyorTestingModule run control', () => {
+  let testing: ConveyorTestingModule;
+  const held = (name = 'r') => ({
+    id: name,
+    name,
+    resource: 'held',
+    metadata: {},
+    spec: {},
+  });
+
+  beforeAll(async () => {
+    testing = await ConveyorTestingModule.create({
+      controllers: [ControlledDriver],
+      options: { driverName: 'unit-control' },
+      logger: false,
+    });
+  });
+  afterAll(() => testing.close());
+
+  it('cancels a run in flight, runs its cleanup once, and publishes the cancelled result', async () => {
+    const running = testing.reconcile(held('a'), { runId: 'run-a' });
+    await new Promise((r) => setTimeout(r, 50));
+    testing.cancel('run-a', 'stop');
+    const run = await running;
+    expect(run.result?.driverresult).toMatchObject({ success: false, message: 'cancelled: stop' });
+    expect(run.verb).toEqual({ verb: 'ack' });
+    expect(ControlledDriver.cleanups.filter((c) => c.startsWith('run-a:'))).toEqual(['run-a:cancelled']);
+    // Throttled: the first report at once, the latest when the run ended.
+    expect(run.progress.map((p) => p.fraction)).toEqual([0.25, 1]);
+  });
+
+  it('serializes two events of one resource: the second waits (nak) while the first runs', async () => {
+    const first = testing.reconcile(held('b'));
+    await new Promise((r) => setTimeout(r, 50));
+    const second = await testing.reconcile(held('b'));
+    expect(second.settlement).toMatchObject({ kind: 'waiting', action: 'nak', delayMs: 1000 });
+    expect((await first).settlement.kind).toBe('succeeded');
+    expect((await testing.reconcile(held('b'))).settlement.kind).toBe('succeeded');
+  });
+});

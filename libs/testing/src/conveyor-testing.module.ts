@@ -11,6 +11,7 @@ import {
   resourceSubject,
   ConveyorStrategy,
   RunCancellations,
+  MemoryLeaseStore,
   type RunProgress,
   prepareReconcileHandlers,
   LogShipper,
@@ -72,6 +73,7 @@ export interface ReconcileTestRun {
  */
 export class ConveyorTestingModule {
   private sequence = 0;
+  private readonly leases = new MemoryLeaseStore();
 
   private constructor(
     readonly app: INestApplication,
@@ -151,7 +153,9 @@ export class ConveyorTestingModule {
       message.deliveryCount ?? 1,
       ++this.sequence,
     );
-    const port = new InMemoryResultPort(config, this.logs, this.maxPayload);
+    const port = new InMemoryResultPort(config, this.logs, this.maxPayload, this.leases, (id, reason) =>
+      this.cancel(id, reason),
+    );
     const runs = this.strategy.createRuns(port, () => ({ maxDeliver: -1, heartbeatMs: 60_000 }));
     // Cancels (`cancel()`) reach this run while it is in flight, as they would on a replica.
     const stopHearing = this.app.get(RunCancellations).addListener(runs);

@@ -6,6 +6,8 @@ import {
   type ResultPort,
   type DeadLetterRecord,
   type RunProgress,
+  type LeaseStore,
+  MemoryLeaseStore,
 } from '@conveyor-ci/nestjs/internal';
 
 /** The verb a message got, as the broker would have seen it. */
@@ -53,7 +55,14 @@ export class InMemoryResultPort implements ResultPort {
     private readonly logs: LogShipper,
     /** nats-server's default `max_payload`. */
     readonly maxPayload = 1024 * 1024,
+    /** Shared by every run of a testing module, as the KV bucket is by every replica. */
+    readonly leases: LeaseStore = new MemoryLeaseStore(),
+    private readonly cancel: (runId: string, reason: string) => void = () => undefined,
   ) {}
+
+  async cancelRun(runId: string, reason: string): Promise<void> {
+    this.cancel(runId, reason);
+  }
 
   async publishResult(bytes: Uint8Array, msgId: string): Promise<void> {
     this.results.push({ bytes, msgId });

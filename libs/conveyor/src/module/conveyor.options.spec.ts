@@ -22,6 +22,7 @@ describe('resolveConveyorConfig', () => {
       reconcileTimeoutMs: 3_600_000,
       cleanupTimeoutMs: 10_000,
       cancelTtlMs: 3_600_000,
+      leaseTtlMs: 30_000,
       shutdownTimeoutMs: 25_000,
       unroutedDeadLetterMs: 3_600_000,
       incompatibleConsumer: 'warn',

@@ -95,6 +95,12 @@ export interface ConveyorModuleOptions {
    */
   cancelTtlMs?: number;
   /**
+   * TTL of a resource lease (`@Reconcile({ perResource })`) that is not renewed: how long a crashed
+   * replica's lease blocks its resource (the `conveyor-run-leases` bucket's TTL, set when the bucket is
+   * created; holders renew every third of it). Env `CONVEYOR_LEASE_TTL_MS`. Default 30 000.
+   */
+  leaseTtlMs?: number;
+  /**
    * A message on a subject no handler here serves (a retired resource still in merged filters) is
    * nak'd with a growing delay, and dead-lettered once it is this old (ms since it was stored); 0
    * keeps it forever. Env `CONVEYOR_UNROUTED_DEAD_LETTER_MS`. Default 3 600 000 (1 h).
@@ -141,6 +147,7 @@ export interface ConveyorConfig {
   shutdownTimeoutMs: number;
   cleanupTimeoutMs: number;
   cancelTtlMs: number;
+  leaseTtlMs: number;
   unroutedDeadLetterMs: number;
   incompatibleConsumer: IncompatibleConsumerPolicy;
   consumerFilters: ConsumerFilterPolicy;
@@ -251,6 +258,7 @@ const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
   cleanupTimeoutMs: { env: 'CONVEYOR_CLEANUP_TIMEOUT_MS', parse: wholeNumber(1), fallback: 10_000 },
   cancelTtlMs: { env: 'CONVEYOR_CANCEL_TTL_MS', parse: wholeNumber(1000), fallback: 3_600_000 },
+  leaseTtlMs: { env: 'CONVEYOR_LEASE_TTL_MS', parse: wholeNumber(1000), fallback: 30_000 },
   unroutedDeadLetterMs: {
     env: 'CONVEYOR_UNROUTED_DEAD_LETTER_MS',
     parse: wholeNumber(0),

@@ -46,3 +46,26 @@ export interface RunProgress {
   /** RFC 3339. */
   at: string;
 }
+
+/**
+ * JetStream KV bucket of per-resource leases (`@Reconcile({ perResource })`): key
+ * `{driver}.{resource type}.{resource name}`, each part base64url-encoded (resource names may hold
+ * characters a KV key cannot), value a {@link ResourceLeaseHolder}. Entries expire after the bucket's
+ * TTL unless renewed, so a crashed replica's lease frees itself.
+ */
+export const RUN_LEASES_BUCKET = 'conveyor-run-leases';
+
+/** Who holds a resource's lease. */
+export interface ResourceLeaseHolder {
+  run_id: string;
+  message_id: string;
+  /** Stream sequence of the held message in `messages`: the newer event is the higher one. */
+  stream_seq: number;
+  /** RFC 3339, last renewal. */
+  renewed_at: string;
+}
+
+/** The KV key of the lease of resource `type`/`name` for driver `driver`. */
+export function resourceLeaseKey(driver: string, type: string, name: string): string {
+  return [driver, type, name].map((part) => Buffer.from(part, 'utf8').toString('base64url')).join('.');
+}

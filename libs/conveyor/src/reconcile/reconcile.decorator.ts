@@ -22,7 +22,18 @@ export interface ReconcileOptions {
   timeoutMs?: number;
   /** This handler's `maxAttempts` for retryable failures, instead of the module's. */
   maxAttempts?: number;
+  /**
+   * One run per resource (type + name) at a time, across every replica of the driver, through
+   * leases in the `conveyor-run-leases` KV bucket. `serialize`: a second event waits (nak'd with a
+   * short delay, not counted as an attempt) until the first finishes. `supersede`: the newer event
+   * cancels the older run in flight (its result says `cancelled: superseded by run …`), then runs.
+   * Default: off.
+   */
+  perResource?: PerResourcePolicy;
 }
+
+/** See {@link ReconcileOptions.perResource}. */
+export type PerResourcePolicy = 'serialize' | 'supersede';
 
 /** What the transport knows about one handler. */
 export interface ReconcileHandlerMeta {
@@ -31,6 +42,7 @@ export interface ReconcileHandlerMeta {
   concurrency?: number;
   timeoutMs?: number;
   maxAttempts?: number;
+  perResource?: PerResourcePolicy;
   /** `Class.method`, for error messages. */
   handler: string;
 }
@@ -59,6 +71,11 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
     );
   }
   const events = options.events ? [...new Set(options.events)] : undefined;
+  if (options.perResource !== undefined && !['serialize', 'supersede'].includes(options.perResource)) {
+    throw new TypeError(
+      `@Reconcile({ resource: '${resource}' }): "perResource" must be 'serialize' or 'supersede'`,
+    );
+  }
   const limits = {
     concurrency: wholeNumberOption(resource, 'concurrency', options.concurrency, 1),
     timeoutMs: wholeNumberOption(resource, 'timeoutMs', options.timeoutMs, 0),
@@ -70,6 +87,7 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
       resource,
       events,
       ...Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined)),
+      ...(options.perResource ? { perResource: options.perResource } : {}),
       handler: `${target.constructor.name}.${String(key)}`,
     };
     // The pattern is unique per method: Nest chains event handlers that share a pattern, and we

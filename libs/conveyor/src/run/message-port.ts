@@ -1,5 +1,6 @@
 import type { DeadLetterRecord } from '../settlement/dead-letter';
 import type { RunProgress } from '../protocol';
+import type { LeaseStore } from '../run-control/resource-leases';
 
 /**
  * One pulled message and the verbs that settle it: what a {@link MessageRun} needs of the broker
@@ -52,4 +53,8 @@ export interface ResultPort {
   flushRunLogs(runId: string, signal: AbortSignal): Promise<void>;
   /** Publishes a progress report (core NATS, best effort: may throw, never waits). */
   publishProgress(report: RunProgress): void;
+  /** Per-resource leases (`@Reconcile({ perResource })`). */
+  readonly leases: LeaseStore;
+  /** Cancels run `runId` wherever it runs (a superseded run). */
+  cancelRun(runId: string, reason: string): Promise<void>;
 }

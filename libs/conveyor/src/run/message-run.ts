@@ -18,6 +18,8 @@ import {
 import { backoffDelay, sleep } from '../transport/backoff';
 import { InboundMessage, ResultRefusedError } from './message-port';
 import { routeMessage } from './message-routing';
+import { takeResourceLease } from './resource-gate';
+import type { ResourceLease } from '../run-control/resource-leases';
 import { ReconcileStep, reconcileStep } from './reconcile-step';
 import type { RunEnvironment } from './run-environment';
 import { RunEvent, RunStateName, nextRunState } from './run-states';
@@ -65,6 +67,8 @@ export class MessageRun {
   private resourceType = '';
   readonly receivedAt = Date.now();
   private cancelReason?: string;
+  /** `perResource`: the resource's lease, released after the final verb. */
+  private lease?: ResourceLease;
   /** The run's timeout elapsed but its handler still holds its slot. */
   overdue = false;
 
@@ -153,10 +157,17 @@ export class MessageRun {
     if (!slots) return this.report(this.decide({ kind: 'not-started' }));
     // A cancel that came first (here while it waited, or remembered from before it was delivered).
     const cancelled = this.cancelReason ?? this.env.cancelReasonOf?.(routed.target.runId);
-    if (cancelled !== undefined) {
+    const gate =
+      cancelled === undefined
+        ? await takeResourceLease(this.env, routed, this.message)
+        : { outcome: { kind: 'cancelled' as const, reason: cancelled } };
+    if (gate.outcome) {
       slots();
-      return this.report(this.decide({ kind: 'cancelled', reason: cancelled }));
+      this.handlerOutcome = gate.outcome;
+      this.transition('handler-finished'); // decided without the handler: running -> reporting
+      return this.report(this.decide(gate.outcome));
     }
+    this.lease = gate.lease;
     // running
     let step: ReconcileStep;
     try {
@@ -326,6 +337,7 @@ export class MessageRun {
     const { message, env } = this;
     if (!this.acked) sendVerb(message, settlement, env);
     this.transition('verb-sent');
+    void this.lease?.release();
     env.record(settlement, () => this.where());
     env.unrouted(message.streamSequence, settlement.kind === 'unrouted', settlement.delayMs);
     if (this.startedAt !== undefined) {

@@ -25,6 +25,7 @@ const SETTLEMENT_KINDS: SettlementKind[] = [
   'dead-lettered',
   'stale',
   'cancelled',
+  'waiting',
   'shutdown',
 ];
 

@@ -29,7 +29,9 @@ export type MessageOutcome =
   /** The stale-event guard could not reach the API. */
   | { kind: 'lookup-failed'; reason: string }
   /** Cancelled (`RunControl.cancel`) before its handler started. */
-  | { kind: 'cancelled'; reason: string };
+  | { kind: 'cancelled'; reason: string }
+  /** `perResource`: another run holds the resource's lease; this event waits its turn. */
+  | { kind: 'resource-busy'; resource: string; holderRunId: string; delayMs: number };
 
 /** What the transport knows about the message beyond the outcome. */
 export interface RunState {
@@ -67,6 +69,7 @@ export type SettlementKind =
   | 'dead-lettered'
   | 'stale'
   | 'cancelled'
+  | 'waiting'
   | 'shutdown';
 
 /** What to do with a message: an optional dead-letter record and result first, then one final verb. */
@@ -240,6 +243,15 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
       return { kind: 'stale', action: 'ack', reason: outcome.reason, level: 'log' };
     case 'cancelled':
       return failure('cancelled', `cancelled: ${outcome.reason}`);
+    case 'resource-busy':
+      // Not an attempt of its own: nothing ran. Heartbeat-free, since the message goes back to the server.
+      return {
+        kind: 'waiting',
+        action: 'nak',
+        delayMs: outcome.delayMs,
+        reason: `${outcome.resource} is busy with run ${outcome.holderRunId}: waiting for its turn`,
+        level: 'debug',
+      };
     case 'lookup-failed':
       // Bounded like any retry: an API that stays down ends in a failure result, not a stalled pipeline.
       return decideRetry({ reason: `stale-event check failed: ${outcome.reason}` }, state);

@@ -6,12 +6,14 @@ import { RESULT_SUBJECT, RunProgress, encodeGoJson, progressSubject } from '../p
 import { ResultPort, ResultRefusedError } from '../run/message-port';
 import { DeadLetterRecord, recordDeadLetter } from '../settlement/dead-letter';
 import { JetStreamPublisher } from './jetstream.publisher';
+import { KvLeaseStore, LeaseStore } from '../run-control/resource-leases';
+import { publishCancel } from '../run-control/run-control.nats';
 
 const PUBLISH_TIMEOUT_MS = 5000;
 /** nats-server's default `max_payload`, until the server's INFO says otherwise. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
-/** Results, dead letters and log flushes of the runs on one NATS connection. */
+/** Results, dead letters, log flushes, progress and resource leases of the runs on one NATS connection. */
 export class NatsResultPort implements ResultPort {
   private readonly js: JetStreamClient;
   private readonly publisher: JetStreamPublisher;
@@ -25,6 +27,13 @@ export class NatsResultPort implements ResultPort {
   ) {
     this.js = nc.jetstream();
     this.publisher = new JetStreamPublisher(nc);
+    this.leases = new KvLeaseStore(nc, config.leaseTtlMs, logger);
+  }
+
+  readonly leases: LeaseStore;
+
+  async cancelRun(runId: string, reason: string): Promise<void> {
+    await publishCancel(this.nc, runId, reason, this.config.cancelTtlMs);
   }
 
   /** From the INFO of the server we are connected to now (it can change with a reconnect). */
