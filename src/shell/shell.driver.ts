@@ -48,6 +48,7 @@ export class ShellDriver {
         },
       });
       steps.push(report);
+      ctx.progress({ done: steps.length, total: spec.steps.length }); // watch: RunControl.watchProgress(runId)
       ctx.logger.info(
         `step ${step.name}: exit ${report.exitCode ?? report.signal} in ${report.durationMs} ms`,
         { step: step.name },
