@@ -27,6 +27,15 @@ for candidate in "${NATS_SERVER_BIN:-}" "$BIN" "$(command -v nats-server || true
   fi
 done
 
+supply_hint="install nats-server >= $MIN_VERSION yourself (a release binary of the NATS project, or your package manager) and put it on PATH or set NATS_SERVER_BIN=/path/to/nats-server"
+for tool in apt-get dpkg; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "install-nats-server: no nats-server >= $MIN_VERSION found, and this machine has no $tool to fetch Debian's package: $supply_hint" >&2
+    exit 1
+  fi
+done
+echo "install-nats-server: fetching Debian trixie's nats-server package (apt-get download with a private apt state, unpacked with dpkg -x into .tools/; nothing is installed system-wide)" >&2
+
 mirror=""
 for f in /etc/apt/sources.list.d/*.sources; do
   [ -f "$f" ] || continue
@@ -37,7 +46,7 @@ if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
   mirror="$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list)"
 fi
 if [ -z "$mirror" ]; then
-  echo "install-nats-server: no Debian mirror found in /etc/apt/sources.list(.d); install nats-server >= $MIN_VERSION yourself and set NATS_SERVER_BIN" >&2
+  echo "install-nats-server: no Debian mirror found in /etc/apt/sources.list(.d): $supply_hint" >&2
   exit 1
 fi
 
