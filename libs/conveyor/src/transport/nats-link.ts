@@ -1,0 +1,157 @@
+import type { LoggerService } from '@nestjs/common';
+import { NatsConnection, connect } from 'nats';
+import type { ConveyorConfig } from '../module/conveyor.options';
+import { backoffDelay, sleep } from './backoff';
+import { handshakeTimeoutMs, natsConnectionOptions } from './nats-connection';
+import { describeNatsFailure } from './nats-errors';
+
+/** Failed attempts are all logged for this long, then at most once per this period. */
+const EVERY_ATTEMPT_MS = 60_000;
+
+/** What the link knows of NATS right now (readiness and `/health` show it). */
+export interface NatsLinkStatus {
+  connected: boolean;
+  /** The server connected to or being tried, without credentials. */
+  server: string;
+  /** The last connection failure in plain words, until a connection succeeds. */
+  lastError?: string;
+}
+
+/** Callbacks of {@link NatsLink.watch}. */
+export interface NatsLinkEvents {
+  disconnect(server: string): void;
+  reconnect(server: string): void;
+  error(error: string): void;
+}
+
+/**
+ * Decides which failed attempts are logged: every one in the first minute of an outage, then one a
+ * minute with the count of those left out, so a long outage neither floods the log nor goes quiet.
+ */
+export class AttemptLogSchedule {
+  private since?: number;
+  private lastLogged = 0;
+  private skipped = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Whether to log this failure; `skipped` is how many were left out since the last logged one. */
+  next(): { log: boolean; skipped: number } {
+    const now = this.now();
+    this.since ??= now;
+    if (now - this.since < EVERY_ATTEMPT_MS || now - this.lastLogged >= EVERY_ATTEMPT_MS) {
+      const skipped = this.skipped;
+      this.skipped = 0;
+      this.lastLogged = now;
+      return { log: true, skipped };
+    }
+    this.skipped += 1;
+    return { log: false, skipped: this.skipped };
+  }
+
+  /** Connected: the next failure starts a new outage. */
+  reset(): void {
+    this.since = undefined;
+    this.skipped = 0;
+  }
+}
+
+/**
+ * The driver's link to NATS: dials until connected (logging failures plainly, on a decaying
+ * schedule), follows the connection's status, and tells when nats.js closed it for good.
+ */
+export class NatsLink {
+  private readonly schedule = new AttemptLogSchedule();
+  private current: NatsLinkStatus;
+
+  constructor(
+    private readonly config: ConveyorConfig,
+    private readonly logger: LoggerService,
+  ) {
+    this.current = { connected: false, server: this.serverList() };
+  }
+
+  get status(): NatsLinkStatus {
+    return this.current;
+  }
+
+  /** Dials with backoff until connected or `signal` aborts (then `undefined`). */
+  async connect(signal: AbortSignal): Promise<NatsConnection | undefined> {
+    for (let attempt = 1; !signal.aborted; attempt++) {
+      try {
+        const nc = await connect(natsConnectionOptions(this.config, attempt));
+        this.connected(nc.getServer());
+        this.logger.log(`connected to NATS ${this.redact(nc.getServer())}`);
+        return nc;
+      } catch (err) {
+        const delay = backoffDelay(attempt, 500, 10_000);
+        this.failed(this.serverList(), this.describe(err, attempt), `attempt ${attempt}`, delay);
+        await sleep(delay, signal);
+      }
+    }
+    return undefined;
+  }
+
+  /** Follows `nc`'s status until it closes. nats.js reports only the error code of a failed reconnect. */
+  async watch(nc: NatsConnection, on: NatsLinkEvents): Promise<void> {
+    let reconnects = 0;
+    for await (const status of nc.status()) {
+      const server = this.redact(String(status.data));
+      if (status.type === 'disconnect') {
+        this.current = { ...this.current, connected: false, server };
+        this.logger.warn(`disconnected from NATS ${server}`);
+        on.disconnect(server);
+      } else if (status.type === 'reconnecting') {
+        reconnects += 1;
+        this.current = { ...this.current, server };
+      } else if (status.type === 'reconnect') {
+        reconnects = 0;
+        this.connected(String(status.data));
+        this.logger.log(`reconnected to NATS ${server}`);
+        on.reconnect(server);
+      } else if (status.type === 'error') {
+        const text = this.describe(status.data, reconnects);
+        if (this.current.connected) this.logger.error(`NATS error: ${text}`);
+        else this.failed(this.current.server, text, `reconnect attempt ${reconnects}`, 1000);
+        this.current = { ...this.current, lastError: text };
+        on.error(text);
+      }
+    }
+  }
+
+  /** Resolves when `nc` is closed, with why in words (nothing when we closed it). */
+  async closed(nc: NatsConnection): Promise<string | undefined> {
+    const err = await nc.closed();
+    this.current = { ...this.current, connected: false };
+    return err ? this.describe(err, 0) : undefined;
+  }
+
+  private connected(server: string): void {
+    this.schedule.reset();
+    this.current = { connected: true, server: this.redact(server) };
+  }
+
+  private failed(server: string, text: string, attempt: string, delayMs: number): void {
+    this.current = { connected: false, server, lastError: text };
+    const { log, skipped } = this.schedule.next();
+    if (!log) return;
+    const left = skipped > 0 ? ` (${skipped} failed attempt(s) not logged since the last line)` : '';
+    this.logger.warn(
+      `cannot connect to NATS ${server} (${attempt}): ${text}; next attempt in ${(delayMs / 1000).toFixed(1)} s${left}`,
+    );
+  }
+
+  private describe(err: unknown, attempt: number): string {
+    const text = describeNatsFailure(err, this.config);
+    const timedOut = /no answer from the server in time/.test(text);
+    return this.redact(timedOut && attempt > 0 ? `${text} after ${handshakeTimeoutMs(attempt)} ms` : text);
+  }
+
+  private serverList(): string {
+    return this.config.servers.map((s) => this.redact(s)).join(', ');
+  }
+
+  private redact(text: string): string {
+    return this.config.redactor.redact(text);
+  }
+}
