@@ -64,3 +64,7 @@ export {
   type PipelineEvent,
   type Resource,
 } from './protocol';
+export { PopTokenSigner, popAlgorithmOf } from './security/pop-token.signer';
+export { SecretRedactor, redactText, redactUrl } from './security/redact';
+export type { ConveyorNatsAuthOptions, NatsAuthConfig } from './module/nats-auth.options';
+export type { ConveyorApiAuthOptions, ApiAuthConfig } from './module/api-auth.options';

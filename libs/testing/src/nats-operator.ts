@@ -30,7 +30,15 @@ export async function createNatsOperator(): Promise<NatsOperatorSetup> {
     'CONVEYOR',
     account,
     // JetStream is off for an account unless its JWT grants storage.
-    { limits: { mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 } },
+    {
+      limits: {
+        ...{ subs: -1, data: -1, payload: -1, conn: -1, leaf: -1, imports: -1, exports: -1, wildcards: true },
+        mem_storage: -1,
+        disk_storage: -1,
+        streams: -1,
+        consumer: -1,
+      },
+    },
     { signer: operator },
   );
   const config = [

@@ -101,9 +101,13 @@ export interface NatsServerOptions {
   config?: string;
 }
 
-/** The config file the harness writes: limits and the caller's blocks (the port and store stay flags). */
-function configText(options: Pick<NatsServerOptions, 'maxPayload' | 'config'>): string {
-  const lines: string[] = [];
+/**
+ * The config file the harness writes: JetStream, limits and the caller's blocks. JetStream goes in
+ * the file, not in `-js`: a reload compares the file with the running config and would shut down a
+ * JetStream enabled only by the flag.
+ */
+function configText(storeDir: string, options: Pick<NatsServerOptions, 'maxPayload' | 'config'>): string {
+  const lines: string[] = [`jetstream { store_dir: ${JSON.stringify(storeDir)} }`];
   if (options.maxPayload !== undefined) lines.push(`max_payload: ${Math.floor(options.maxPayload)}`);
   if (options.config) lines.push(options.config);
   return `${lines.join('\n')}\n`;
@@ -136,7 +140,7 @@ export class NatsServer {
     if (options.maxPayload !== undefined || options.config) {
       // max_payload and the auth/TLS blocks have no command-line flags: they go in a config file next to the store.
       const file = join(storeDir, 'server.conf');
-      writeFileSync(file, configText(options));
+      writeFileSync(file, configText(storeDir, options));
       extraArgs.push('-c', file);
     }
     const server = new NatsServer(
@@ -162,7 +166,14 @@ export class NatsServer {
   private async boot(): Promise<void> {
     const child = spawn(
       this.binary,
-      [...this.extraArgs, '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
+      [
+        ...this.extraArgs,
+        '-a',
+        '127.0.0.1',
+        '-p',
+        String(this.port),
+        ...(this.extraArgs.includes('-c') ? [] : ['-js', '-sd', this.storeDir]),
+      ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
@@ -211,7 +222,7 @@ export class NatsServer {
   async reload(config: string, options: Pick<NatsServerOptions, 'maxPayload'> = {}): Promise<void> {
     const index = this.extraArgs.indexOf('-c');
     if (index < 0) throw new Error('reload needs a server started with `config` (or `maxPayload`)');
-    writeFileSync(this.extraArgs[index + 1], configText({ ...options, config }));
+    writeFileSync(this.extraArgs[index + 1], configText(this.storeDir, { ...options, config }));
     const before = { ...this.reloads };
     this.child!.kill('SIGHUP');
     const deadline = Date.now() + 10_000;

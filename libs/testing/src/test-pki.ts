@@ -107,7 +107,10 @@ export function createTestPki(dir: string, clientName = 'conveyor-driver'): Test
 }
 
 /** nats-server's `tls { … }` block for `pki`; `verify` requires and checks client certificates. */
-export function natsTlsConfig(pki: TestPki, verify: boolean): string {
+export function natsTlsConfig(
+  pki: Pick<TestPki, 'ca' | 'serverCert' | 'serverKey'>,
+  verify: boolean,
+): string {
   return [
     'tls {',
     `  cert_file: ${JSON.stringify(pki.serverCert)}`,

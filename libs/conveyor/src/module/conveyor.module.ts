@@ -5,10 +5,11 @@ import { ConveyorClient } from '../client/conveyor.client';
 import { DriverLogger } from '../logger/driver-logger';
 import { LogShipper } from '../logger/log-shipper';
 import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
+import { PopTokenSigner } from '../security/pop-token.signer';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
 import { CONVEYOR_CONFIG } from './conveyor.constants';
-import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
+import { ConveyorConfig, ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options';
 
 /**
  * The Conveyor driver runtime. `ConveyorModule.forRoot({ driverName })` or `forRootAsync({ useFactory })`;
@@ -28,8 +29,14 @@ import { ConveyorModuleOptions, resolveConveyorConfig } from './conveyor.options
     LogShipper,
     DriverLogger,
     ReconcileExplorer,
+    // API auth off: a signer that says so (`enabled` false), so the client can always inject it.
+    {
+      provide: PopTokenSigner,
+      useFactory: (c: ConveyorConfig) => new PopTokenSigner(c.apiAuth),
+      inject: [CONVEYOR_CONFIG],
+    },
   ],
-  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient, DriverLogger, LogShipper],
+  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient, DriverLogger, LogShipper, PopTokenSigner],
 })
 export class ConveyorModule extends ConfigurableConveyorModule implements OnApplicationBootstrap {
   constructor(

@@ -350,7 +350,8 @@ export class ConveyorStrategy
     ));
     const session: ConsumerSession = (this.session = new ConsumerSession({
       nc,
-      jsm: await nc.jetstreamManager(),
+      // No API check here: JetStream may be down right now, and binding retries until it answers.
+      jsm: await nc.jetstreamManager({ checkAPI: false }),
       config: this.config,
       resources,
       runs,

@@ -4,6 +4,7 @@ import type { ConveyorConfig } from '../module/conveyor.options';
 import { backoffDelay, sleep } from './backoff';
 import { handshakeTimeoutMs, natsConnectionOptions } from './nats-connection';
 import { describeNatsFailure } from './nats-errors';
+import { probeTlsFailure } from './tls-probe';
 
 /** Failed attempts are all logged for this long, then at most once per this period. */
 const EVERY_ATTEMPT_MS = 60_000;
@@ -85,7 +86,8 @@ export class NatsLink {
         return nc;
       } catch (err) {
         const delay = backoffDelay(attempt, 500, 10_000);
-        this.failed(this.serverList(), this.describe(err, attempt), `attempt ${attempt}`, delay);
+        const cause = (await this.tlsCause(err)) ?? err;
+        this.failed(this.serverList(), this.describe(cause, attempt), `attempt ${attempt}`, delay);
         await sleep(delay, signal);
       }
     }
@@ -124,6 +126,19 @@ export class NatsLink {
     const err = await nc.closed();
     this.current = { ...this.current, connected: false };
     return err ? this.describe(err, 0) : undefined;
+  }
+
+  /**
+   * A TIMEOUT says nothing: when it may be a TLS refusal nats.js could not see (a missing or
+   * untrusted client certificate), ask the server directly.
+   */
+  private async tlsCause(err: unknown): Promise<Error | undefined> {
+    if ((err as { code?: string })?.code !== 'TIMEOUT') return undefined;
+    for (const server of this.config.servers) {
+      const refusal = await probeTlsFailure(server, this.config.tls);
+      if (refusal) return refusal;
+    }
+    return undefined;
   }
 
   private connected(server: string): void {
