@@ -21,7 +21,8 @@ let plane: ConveyorControlPlane;
 
 beforeAll(async () => {
   pki = createTestPki(join(dir, 'pki'), 'api-driver');
-  plane = await ConveyorControlPlane.start({ auth: pki });
+  // A short SSE heartbeat: the stream's headers go out with the first one.
+  plane = await ConveyorControlPlane.start({ auth: pki, heartbeatMs: 200 });
 });
 afterAll(async () => {
   await plane?.stop();
@@ -45,13 +46,9 @@ async function craftToken(
   const certPem = options.certPem ?? readFileSync(pki.clientCert, 'utf8');
   const leaf = new X509Certificate(certPem);
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({
-    cnf: { 'x5t#S256': createHash('sha256').update(leaf.raw).digest('base64url') },
-    ...claims,
-  })
+  const cnf = { 'x5t#S256': createHash('sha256').update(leaf.raw).digest('base64url') };
+  return new SignJWT({ cnf, iat: now - 5, exp: now + 60, ...claims })
     .setProtectedHeader({ alg: options.alg ?? 'RS256', x5c: [leaf.raw.toString('base64')] })
-    .setIssuedAt(now - 5)
-    .setExpirationTime(now + 60)
     .sign(createPrivateKey(options.key ?? readFileSync(pki.clientKey)));
 }
 
