@@ -35,3 +35,4 @@ export { readEventStream } from './control-plane/event-stream.client';
 export { createTestPki, issueCertificate, natsTlsConfig, type TestPki } from './test-pki';
 export { createNatsOperator, type NatsOperatorSetup } from './nats-operator';
 export { ApiAuthVerifier, type ApiAuthError } from './control-plane/api-auth.verifier';
+export { createLocalAuth, type LocalAuth } from './control-plane/local-auth';

@@ -16,6 +16,7 @@ import {
   ConveyorTlsOptions,
   NatsAuthConfig,
   parseNatsServers,
+  privateKeyLines,
   resolveNatsSecurity,
 } from './nats-auth.options';
 
@@ -316,6 +317,7 @@ export function resolveConveyorConfig(
   const logging = resolveLogConfig(options.logs, options.loki, env, problems);
   const redactor = new SecretRedactor([
     ...security.secrets,
+    ...(apiAuth && apiAuth.key !== security.tls?.key ? privateKeyLines(apiAuth.key) : []),
     logging.loki?.password,
     logging.loki?.bearerToken,
   ]);

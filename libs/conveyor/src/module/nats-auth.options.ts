@@ -112,6 +112,7 @@ export function resolveNatsSecurity(
   if (natsAuth?.mode === 'nkey') secrets.push(...fileSecrets(natsAuth.nkeyFile, 'nkey', problems));
   if (natsAuth?.mode === 'creds') secrets.push(...fileSecrets(natsAuth.credsFile, 'creds', problems));
   const tls = resolveTls(tlsOptions, env, problems);
+  if (tls?.key) secrets.push(...privateKeyLines(tls.key));
   return { servers: fromUrls.servers, secrets, ...(natsAuth ? { natsAuth } : {}), ...(tls ? { tls } : {}) };
 }
 
@@ -187,6 +188,21 @@ function fileSecrets(file: string, kind: 'nkey' | 'creds', problems: string[]): 
     );
   }
   return seeds;
+}
+
+/**
+ * The base64 lines of a PEM private key: a step that prints the key file writes it line by line, so
+ * each line must be hidden on its own (a whole-PEM pattern never sees them together).
+ */
+export function privateKeyLines(file: string): string[] {
+  try {
+    return readFileSync(file, 'utf8')
+      .split(/\r?\n/)
+      .map((line) => line.trim())
+      .filter((line) => line.length >= 16 && !line.startsWith('-----'));
+  } catch {
+    return [];
+  }
 }
 
 function resolveTls(
