@@ -13,7 +13,7 @@ import {
   natsTlsConfig,
   publishDriverMessage,
 } from '@conveyor-ci/testing';
-import { REFERENCE_DRIVER_ENTRY } from '../support/reference-driver';
+import { REFERENCE_DRIVER_ENTRY, whenConsuming } from '../support/reference-driver';
 import { storedRunLogs } from '../support/stored-logs';
 
 const NATS_PASSWORD = 'nats-Pa55-9f2c1e';
@@ -105,7 +105,7 @@ describe('no secret in any output of the reference driver', () => {
     expect(bodies).toContain('authorization violation');
 
     await env.server.reload(`${natsTlsConfig(pki, true)}\n${users(NATS_PASSWORD)}`);
-    await eventually(() => output(driver).includes('consuming "'), 'the driver to consume');
+    await whenConsuming(driver);
     const sent = await publishDriverMessage(env.js, {
       driver: `secret-driver-${port}`,
       resource: makeResource({
@@ -128,6 +128,7 @@ describe('no secret in any output of the reference driver', () => {
     // The step really printed them: the masked forms are there.
     expect(stored).toContain('url=nats://driver:***@');
     expect(stored).toContain('loki=http://loki-user:***@');
+    expect(stored).toContain('-----BEGIN PRIVATE KEY-----');
     expect(leaks(stored)).toEqual([]);
     expect(leaks(JSON.stringify(result))).toEqual([]);
     expect(leaks(output(driver))).toEqual([]);
