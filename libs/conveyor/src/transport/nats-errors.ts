@@ -7,9 +7,12 @@ const CLIENT_CERT_ENV = 'set CONVEYOR_TLS_CERT and CONVEYOR_TLS_KEY';
 function errorParts(err: unknown): { codes: string[]; text: string } {
   const codes: string[] = [];
   const texts: string[] = [];
-  for (let e = err as { code?: unknown; message?: unknown; chainedError?: unknown } | undefined; e;) {
+  type Failure = { code?: unknown; message?: unknown; reason?: unknown; chainedError?: unknown };
+  for (let e = err as Failure | undefined; e;) {
     if (typeof e.code === 'string') codes.push(e.code);
-    if (typeof e.message === 'string') texts.push(e.message);
+    // OpenSSL's message is a long internal trace; its `reason` says the same in a few words.
+    if (typeof e.reason === 'string') texts.push(e.reason);
+    else if (typeof e.message === 'string') texts.push(e.message);
     e = (e.chainedError ?? undefined) as typeof e;
   }
   if (typeof err === 'string') texts.push(err);

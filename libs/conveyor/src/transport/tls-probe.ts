@@ -45,6 +45,8 @@ export async function probeTlsFailure(
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port || 4222);
   const socket = tcpConnect({ host, port });
+  // A probe must never crash the driver: late socket errors (after the answer) are ignored.
+  socket.on('error', () => undefined);
   try {
     const info = await readInfoLine(socket, timeoutMs);
     if (!info?.startsWith('INFO ')) return undefined;
