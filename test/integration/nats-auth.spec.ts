@@ -222,6 +222,24 @@ describe('failures are named plainly, and the driver recovers without a restart'
     expect(driver.logs.matching(/closed for good/)).toEqual([]);
   });
 
+  it('a server that goes away: each reconnect attempt is logged with the probed cause, and readiness says it', async () => {
+    const env = await secureEnv('', {});
+    const driver = await startSecuredDriver(env, {});
+    await expectReconciles(env, driver.strategy, driver.name);
+    await env.server.halt();
+    const refused =
+      /cannot connect to NATS 127\.0\.0\.1:\d+ \(reconnect attempt \d+\): connection refused .*; next attempt in 1\.0 s/;
+    await eventually(() => expect(driver.logs.matching(refused).length).toBeGreaterThanOrEqual(2), 10_000);
+    const ready = await readiness(driver.health);
+    expect(ready.status).toBe(503);
+    expect(ready.body).toMatch(
+      /disconnected from NATS, reconnecting to NATS 127\.0\.0\.1:\d+: connection refused/,
+    );
+    await env.server.resume();
+    await expectReconciles(env, driver.strategy, driver.name);
+    expect((await readiness(driver.health)).status).toBe(200);
+  });
+
   it('a connection closed for good is dialed again', async () => {
     const env = await secureEnv(usersConfig('pw-one'), admin);
     const driver = await startSecuredDriver(env, { natsAuth: { user: 'driver', password: 'pw-one' } });

@@ -7,6 +7,8 @@ import type { NatsAuthConfig } from '../module/nats-auth.options';
 const QUICK_ATTEMPTS = 3;
 const QUICK_TIMEOUT_MS = 3000;
 const STEADY_TIMEOUT_MS = 10_000;
+/** nats.js's wait between its own reconnect attempts. */
+export const RECONNECT_WAIT_MS = 1000;
 
 /**
  * NATS connection options for a driver: reconnect forever (auth errors included), fast dead-link
@@ -22,7 +24,7 @@ export function natsConnectionOptions(config: ConveyorConfig, attempt = 1): Conn
     // ...and it also gives up after the same auth error twice in a row, whatever the line above says:
     // credentials fixed on the server (a reload) must let the driver back in without a restart.
     ignoreAuthErrorAbort: true,
-    reconnectTimeWait: 1000,
+    reconnectTimeWait: RECONNECT_WAIT_MS,
     // nats.js waits 20 s for a handshake by default: a server that stalls it would say nothing for that long.
     timeout: attempt <= QUICK_ATTEMPTS ? QUICK_TIMEOUT_MS : STEADY_TIMEOUT_MS,
     // The default 2 min ping leaves a half-open link unnoticed for minutes.

@@ -2,9 +2,9 @@ import type { LoggerService } from '@nestjs/common';
 import { NatsConnection, connect } from 'nats';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { backoffDelay, sleep } from './backoff';
-import { handshakeTimeoutMs, natsConnectionOptions } from './nats-connection';
+import { RECONNECT_WAIT_MS, handshakeTimeoutMs, natsConnectionOptions } from './nats-connection';
 import { describeNatsFailure } from './nats-errors';
-import { probeTlsFailure } from './tls-probe';
+import { probeConnectFailure } from './tls-probe';
 
 /** Failed attempts are all logged for this long, then at most once per this period. */
 const EVERY_ATTEMPT_MS = 60_000;
@@ -38,16 +38,24 @@ export class AttemptLogSchedule {
 
   /** Whether to log this failure; `skipped` is how many were left out since the last logged one. */
   next(): { log: boolean; skipped: number } {
+    const log = this.due;
     const now = this.now();
     this.since ??= now;
-    if (now - this.since < EVERY_ATTEMPT_MS || now - this.lastLogged >= EVERY_ATTEMPT_MS) {
-      const skipped = this.skipped;
-      this.skipped = 0;
-      this.lastLogged = now;
-      return { log: true, skipped };
-    }
-    this.skipped += 1;
-    return { log: false, skipped: this.skipped };
+    if (!log) return { log, skipped: (this.skipped += 1) };
+    const skipped = this.skipped;
+    this.skipped = 0;
+    this.lastLogged = now;
+    return { log, skipped };
+  }
+
+  /** Whether the next failure would be logged (without counting it). */
+  get due(): boolean {
+    const now = this.now();
+    return (
+      this.since === undefined ||
+      now - this.since < EVERY_ATTEMPT_MS ||
+      now - this.lastLogged >= EVERY_ATTEMPT_MS
+    );
   }
 
   /** Connected: the next failure starts a new outage. */
@@ -94,9 +102,13 @@ export class NatsLink {
     return undefined;
   }
 
-  /** Follows `nc`'s status until it closes. nats.js reports only the error code of a failed reconnect. */
+  /**
+   * Follows `nc`'s status until it closes. nats.js reports a failed reconnect only by the next
+   * attempt (and an auth failure by its error code), so the cause of the others is probed.
+   */
   async watch(nc: NatsConnection, on: NatsLinkEvents): Promise<void> {
     let reconnects = 0;
+    let reported = false;
     for await (const status of nc.status()) {
       const server = this.redact(String(status.data));
       if (status.type === 'disconnect') {
@@ -104,7 +116,9 @@ export class NatsLink {
         this.logger.warn(`disconnected from NATS ${server}`);
         on.disconnect(server);
       } else if (status.type === 'reconnecting') {
+        if (reconnects > 0 && !reported) void this.reconnectFailed(String(status.data), reconnects);
         reconnects += 1;
+        reported = false;
         this.current = { ...this.current, server };
       } else if (status.type === 'reconnect') {
         reconnects = 0;
@@ -114,7 +128,8 @@ export class NatsLink {
       } else if (status.type === 'error') {
         const text = this.describe(status.data, reconnects);
         if (this.current.connected) this.logger.error(`NATS error: ${text}`);
-        else this.failed(this.current.server, text, `reconnect attempt ${reconnects}`, 1000);
+        else this.failed(this.current.server, text, `reconnect attempt ${reconnects}`, RECONNECT_WAIT_MS);
+        reported = true;
         this.current = { ...this.current, lastError: text };
         on.error(text);
       }
@@ -135,10 +150,20 @@ export class NatsLink {
   private async tlsCause(err: unknown): Promise<Error | undefined> {
     if ((err as { code?: string })?.code !== 'TIMEOUT') return undefined;
     for (const server of this.config.servers) {
-      const refusal = await probeTlsFailure(server, this.config.tls);
+      const refusal = await probeConnectFailure(server, this.config.tls);
       if (refusal) return refusal;
     }
     return undefined;
+  }
+
+  /** A reconnect attempt failed without an error from the server: find out why, when it will be logged. */
+  private async reconnectFailed(server: string, attempt: number): Promise<void> {
+    const cause = this.schedule.due ? await probeConnectFailure(server, this.config.tls) : undefined;
+    if (this.current.connected) return;
+    const text = cause
+      ? this.describe(cause, 0)
+      : (this.current.lastError ?? 'no connection (the server is down, unreachable or stalls the handshake)');
+    this.failed(this.redact(server), text, `reconnect attempt ${attempt}`, RECONNECT_WAIT_MS);
   }
 
   private connected(server: string): void {

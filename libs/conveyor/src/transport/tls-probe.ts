@@ -10,33 +10,34 @@ function readOptional(file: string | undefined): Buffer | undefined {
   return file ? readFileSync(file) : undefined;
 }
 
-/** The server's first line (INFO), or undefined when it sends none in time. */
-function readInfoLine(socket: Socket, timeoutMs: number): Promise<string | undefined> {
+/** The server's first line (INFO), the socket's error (connection refused…), or neither in time. */
+function readInfoLine(socket: Socket, timeoutMs: number): Promise<{ line?: string; error?: Error }> {
   return new Promise((resolve) => {
     let text = '';
-    const done = (line?: string) => {
+    const done = (result: { line?: string; error?: Error }) => {
       clearTimeout(timer);
       socket.removeAllListeners('data');
-      resolve(line);
+      resolve(result);
     };
-    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const timer = setTimeout(() => done({}), timeoutMs);
     socket.on('data', (chunk) => {
       text += chunk.toString('latin1');
       const end = text.indexOf('\r\n');
-      if (end >= 0) done(text.slice(0, end));
+      if (end >= 0) done({ line: text.slice(0, end) });
     });
-    socket.once('error', () => done(undefined));
+    socket.once('error', (error) => done({ error }));
   });
 }
 
 /**
- * Finds out why a TLS connection to a NATS server fails when nats.js can only say TIMEOUT: under TLS
- * 1.3 the client's handshake completes before the server checks the client certificate, and the
- * server's refusal (an alert) then reaches a socket nats.js no longer listens to. This dials like
- * nats.js (INFO in clear, then the TLS upgrade) and reports the alert or handshake error as Node's
- * error (code and message), or undefined when the handshake holds.
+ * Finds out why a connection to a NATS server fails when nats.js cannot say: it reports only TIMEOUT
+ * when, under TLS 1.3, the client's handshake completes before the server checks the client
+ * certificate and the server's refusal (an alert) reaches a socket nats.js no longer listens to;
+ * and its reconnect loop reports no socket errors at all. This dials like nats.js (INFO in clear,
+ * then the TLS upgrade) and returns Node's error (connection refused, the TLS alert, an untrusted
+ * server certificate), or undefined when the connection and handshake hold.
  */
-export async function probeTlsFailure(
+export async function probeConnectFailure(
   server: string,
   tls: ConveyorTlsOptions | undefined,
   timeoutMs = 3000,
@@ -48,7 +49,8 @@ export async function probeTlsFailure(
   // A probe must never crash the driver: late socket errors (after the answer) are ignored.
   socket.on('error', () => undefined);
   try {
-    const info = await readInfoLine(socket, timeoutMs);
+    const { line: info, error } = await readInfoLine(socket, timeoutMs);
+    if (error) return error;
     if (!info?.startsWith('INFO ')) return undefined;
     const { tls_required: required } = JSON.parse(info.slice(5)) as { tls_required?: boolean };
     if (!required && !tls) return undefined;
