@@ -98,10 +98,10 @@ describe('no secret in any output of the reference driver', () => {
     let bodies = '';
     await eventually(async () => {
       bodies += await healthBodies(port);
-      return output(driver).includes(
-        'authorization violation: check CONVEYOR_NATS_USER / CONVEYOR_NATS_PASSWORD',
-      );
-    }, 'the refused connection in the log');
+      const plain = 'authorization violation: check CONVEYOR_NATS_USER / CONVEYOR_NATS_PASSWORD';
+      // The first failure is logged before HTTP listens: wait for both.
+      return output(driver).includes(plain) && bodies.includes(plain);
+    }, 'the refused connection in the log and /health');
     expect(bodies).toContain('authorization violation');
 
     await env.server.reload(`${natsTlsConfig(pki, true)}\n${users(NATS_PASSWORD)}`);
@@ -152,8 +152,9 @@ describe('no secret in any output of the reference driver', () => {
     let bodies = '';
     await eventually(async () => {
       bodies += await healthBodies(port);
-      return output(driver).includes('authorization violation: check CONVEYOR_NATS_TOKEN');
-    }, 'the refused connection in the log');
+      const plain = 'authorization violation: check CONVEYOR_NATS_TOKEN';
+      return output(driver).includes(plain) && bodies.includes(plain) && bodies.includes('GET /ready -> 401');
+    }, 'the refused connection in the log and /health');
     expect(bodies).toContain('authorization violation: check CONVEYOR_NATS_TOKEN');
     expect(bodies).toContain('GET /ready -> 401');
     expect(leaks(output(driver))).toEqual([]);
