@@ -1,3 +1,6 @@
+import type { SessionStatus } from './consumer-session';
+import type { NatsLinkStatus } from './nats-link';
+
 /**
  * Where the transport is in its life; `consuming` means the consumer is bound and pulled, and
  * `recovering` that the consumer session restarts after a failure (readiness says why).
@@ -33,4 +36,23 @@ export class TransportListeners {
   emit(event: ConveyorTransportEvent, arg: string): void {
     this.byEvent.get(event)?.forEach((cb) => cb(arg));
   }
+}
+
+/** Readiness from where the transport is: shutdown first, then NATS, then the consumer session. */
+export function transportReadiness(now: {
+  stopping: boolean;
+  state: ConveyorTransportState;
+  /** A connection was made (it may be down now). */
+  connection: boolean;
+  nats: NatsLinkStatus;
+  session: SessionStatus;
+}): ConveyorReadiness {
+  const nats = (what: string) =>
+    `${what} NATS ${now.nats.server}${now.nats.lastError ? `: ${now.nats.lastError}` : ''}`;
+  if (now.stopping) return { ready: false, reason: 'shutting down' };
+  if (now.state === 'idle') return { ready: false, reason: 'not started' };
+  if (!now.connection || now.state === 'connecting') return { ready: false, reason: nats('connecting to') };
+  if (!now.nats.connected) return { ready: false, reason: nats('disconnected from NATS, reconnecting to') };
+  if (!now.session.pulling) return { ready: false, reason: now.session.reason ?? 'not pulling' };
+  return { ready: true };
 }

@@ -34,6 +34,7 @@ import {
   ConveyorTransportEvents,
   ConveyorTransportState,
   TransportListeners,
+  transportReadiness,
 } from './conveyor-transport.types';
 
 /**
@@ -101,25 +102,18 @@ export class ConveyorStrategy
 
   /** Readiness with the reason when not ready (what `/health/ready` reports). */
   get readiness(): ConveyorReadiness {
-    if (this.stopping.signal.aborted) return { ready: false, reason: 'shutting down' };
-    if (this.current === 'idle') return { ready: false, reason: 'not started' };
-    if (!this.nc || this.current === 'connecting')
-      return { ready: false, reason: this.natsReason('connecting to') };
-    if (!this.link.status.connected)
-      return { ready: false, reason: this.natsReason('disconnected from NATS, reconnecting to') };
-    if (!this.sessionStatus.pulling)
-      return { ready: false, reason: this.sessionStatus.reason ?? 'not pulling' };
-    return { ready: true };
+    return transportReadiness({
+      stopping: this.stopping.signal.aborted,
+      state: this.current,
+      connection: this.nc !== undefined,
+      nats: this.link.status,
+      session: this.sessionStatus,
+    });
   }
 
   /** The NATS server (without credentials), whether connected, and the last connection failure. */
   get natsStatus(): NatsLinkStatus {
     return this.link.status;
-  }
-
-  private natsReason(what: string): string {
-    const { server, lastError } = this.link.status;
-    return `${what} NATS ${server}${lastError ? `: ${lastError}` : ''}`;
   }
 
   /** Info of the bound consumer, once bound (refreshed every few seconds). */
@@ -300,7 +294,10 @@ export class ConveyorStrategy
     this._status$.next(state);
   }
 
-  /** Dials, serves the consumer session, and dials again if nats.js ever closes the connection for good. */
+  /**
+   * Dials, serves the consumer session, and dials again whatever ends it (nats.js closing the
+   * connection for good, a session that fails): the transport never stops by itself.
+   */
   private async run(resources: string[]): Promise<void> {
     const signal = this.stopping.signal;
     for (let dial = 1; !signal.aborted; dial++) {
@@ -312,7 +309,10 @@ export class ConveyorStrategy
         await nc.close();
         return;
       }
-      const why = await this.serve(nc, resources, signal);
+      const why = await this.serve(nc, resources, signal).catch(async (err: unknown) => {
+        await nc.close().catch(() => undefined);
+        return `its session failed: ${this.config.redactor.redact(String((err as Error)?.message ?? err))}`;
+      });
       if (signal.aborted) return;
       this.log.error(`the NATS connection was closed for good (${why ?? 'no reason given'}): dialing again`);
       await sleep(backoffDelay(dial, 500, 10_000), signal);

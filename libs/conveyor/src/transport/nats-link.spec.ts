@@ -1,5 +1,6 @@
 import { AttemptLogSchedule } from './nats-link';
 import { describeNatsFailure } from './nats-errors';
+import { transportReadiness } from './conveyor-transport.types';
 
 describe('AttemptLogSchedule', () => {
   it('logs every failure for the first minute, then one a minute with the count left out', () => {
@@ -52,5 +53,41 @@ describe('describeNatsFailure', () => {
       code: 'SELF_SIGNED_CERT_IN_CHAIN',
     });
     expect(describeNatsFailure(untrusted, {})).toMatch(/not trusted: set CONVEYOR_TLS_CA/);
+  });
+});
+
+describe('transportReadiness', () => {
+  const base = {
+    stopping: false,
+    state: 'consuming' as const,
+    connection: true,
+    nats: { connected: true, server: 'nats://h:4222' },
+    session: { pulling: true },
+  };
+
+  it('names the server and the last connection error while connecting or reconnecting', () => {
+    const refused = {
+      connected: false,
+      server: 'nats://h:4222',
+      lastError: 'authorization violation: check X',
+    };
+    expect(transportReadiness({ ...base, state: 'connecting', connection: false, nats: refused })).toEqual({
+      ready: false,
+      reason: 'connecting to NATS nats://h:4222: authorization violation: check X',
+    });
+    expect(transportReadiness({ ...base, nats: refused }).reason).toBe(
+      'disconnected from NATS, reconnecting to NATS nats://h:4222: authorization violation: check X',
+    );
+  });
+
+  it('is ready only when connected and pulling, and never while shutting down', () => {
+    expect(transportReadiness(base)).toEqual({ ready: true });
+    expect(
+      transportReadiness({ ...base, session: { pulling: false, reason: 'binding the consumer' } }),
+    ).toEqual({
+      ready: false,
+      reason: 'binding the consumer',
+    });
+    expect(transportReadiness({ ...base, stopping: true }).reason).toBe('shutting down');
   });
 });
