@@ -2,7 +2,7 @@
  * `npm run conveyor:dev`: a local Conveyor control plane on the server's default ports (API 8080,
  * NATS 4222; override with CONVEYOR_DEV_API_PORT / CONVEYOR_DEV_NATS_PORT), until Ctrl-C.
  */
-import { ConveyorControlPlane } from '@conveyor-ci/testing';
+import { ConveyorControlPlane, createLocalAuth } from '@conveyor-ci/testing';
 
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -13,7 +13,10 @@ function port(name: string, fallback: number): number {
 }
 
 async function main(): Promise<void> {
+  // --auth: as with `api.auth_enabled: true` (NATS mTLS + PoP JWTs), with certificates made here.
+  const auth = process.argv.includes('--auth') ? createLocalAuth() : undefined;
   const plane = await ConveyorControlPlane.start({
+    auth: auth?.pki,
     apiPort: port('CONVEYOR_DEV_API_PORT', 8080),
     natsPort: port('CONVEYOR_DEV_NATS_PORT', 4222),
     onEvent: (line) => console.log(`[engine] ${line}`),
@@ -25,11 +28,19 @@ async function main(): Promise<void> {
     plane.natsUrl,
     plane.apiUrl,
   );
+  if (auth) {
+    console.log(
+      `Secured: point a driver at it with ${Object.entries(auth.driverEnv)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    );
+  }
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     await plane.stop();
+    auth?.remove();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());

@@ -10,6 +10,7 @@ import type { PipelineEvent } from '@conveyor-ci/nestjs';
 import {
   ConveyorControlPlane,
   DriverProcess,
+  createLocalAuth,
   freePort,
   readEventStream,
   waitForConsumer,
@@ -19,11 +20,13 @@ import { REPORT_WRITER, printReport, startReportWriter } from './report-step';
 const DRIVER = 'shell-runner';
 const ENTRY = resolve(__dirname, '../../src/main.js');
 const once = process.argv.includes('--once');
+// --auth: the control plane as with `api.auth_enabled: true` (NATS mTLS + PoP JWTs), certificates made here.
+const auth = process.argv.includes('--auth') ? createLocalAuth() : undefined;
 
 async function api(base: string, method: string, path: string, body: unknown): Promise<any> {
   const response = await fetch(`${base}${path}`, {
     method,
-    headers: { 'Content-Type': 'application/json' },
+    headers: { 'Content-Type': 'application/json', ...(await auth?.headers()) },
     body: JSON.stringify(body),
   });
   const text = await response.text();
@@ -32,7 +35,7 @@ async function api(base: string, method: string, path: string, body: unknown): P
 }
 
 /** Prints the run's log lines as the API streams them (SSE, replay then live), until `signal` aborts. */
-function streamLogs(base: string, runId: string, signal: AbortSignal): Promise<void> {
+async function streamLogs(base: string, runId: string, signal: AbortSignal): Promise<void> {
   return readEventStream(
     `${base}/logs/pipeline/${runId}`,
     (data) => {
@@ -40,6 +43,7 @@ function streamLogs(base: string, runId: string, signal: AbortSignal): Promise<v
       console.log(`  [${log.driver}] ${log.message}`);
     },
     signal,
+    await auth?.headers(),
   );
 }
 
@@ -58,8 +62,13 @@ function waitForResult(plane: ConveyorControlPlane, runId: string, driver: strin
 }
 
 async function main(): Promise<number> {
-  const plane = await ConveyorControlPlane.start({ onEvent: (line) => console.log(`[engine] ${line}`) });
-  console.log(`Conveyor API ${plane.apiUrl}, NATS ${plane.natsUrl}`);
+  const plane = await ConveyorControlPlane.start({
+    onEvent: (line) => console.log(`[engine] ${line}`),
+    auth: auth?.pki,
+  });
+  console.log(
+    `Conveyor API ${plane.apiUrl}, NATS ${plane.natsUrl}${auth ? ` (secured: certificates in ${auth.pki.dir})` : ''}`,
+  );
   const driver = new DriverProcess(
     ENTRY,
     {
@@ -68,6 +77,7 @@ async function main(): Promise<number> {
       CONVEYOR_DRIVER_NAME: DRIVER,
       PORT: String(await freePort()),
       HOST: '127.0.0.1',
+      ...auth?.driverEnv,
     },
     // The driver's own log is JSON for machines; show only its warnings and errors here.
     {
@@ -83,6 +93,7 @@ async function main(): Promise<number> {
     (stopping ??= (async () => {
       await Promise.all([driver.stop('SIGTERM'), reportWriter.stop('SIGTERM')]);
       await plane.stop();
+      auth?.remove();
     })());
   process.on('SIGINT', () => void stop().then(() => process.exit(0)));
   process.on('SIGTERM', () => void stop().then(() => process.exit(0)));

@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
-import { DriverProcess, isProcessAlive, registerSpawned, waitForExit } from '@conveyor-ci/testing';
+import { DriverProcess, isProcessAlive, waitForExit } from '@conveyor-ci/testing';
+import { runDev } from '../support/dev-run';
 
 const DEV = resolve(__dirname, '../../dist/apps/dev/main.js');
 
@@ -29,12 +29,7 @@ describe('npm run dev (built, as a child process)', () => {
   });
 
   it('--once: runs the sample pipeline through the API, streams its logs, prints the result, leaves nothing running', async () => {
-    const child = spawn(process.execPath, [DEV, '--once'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    registerSpawned({ pid: child.pid });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const code = await new Promise<number | null>((done) => child.once('exit', (c) => done(c)));
+    const { code, out } = await runDev(DEV, ['--once']);
     expect({ code, out }).toMatchObject({ code: 0 });
     expect(out).toMatch(/submitted hello-\d+: run [0-9a-f-]{36}; its log:/);
     expect(out).toContain('[shell-runner] Hello from Conveyor (token: ***)');

@@ -36,13 +36,14 @@ export {
   type RetryBackoff,
 } from './module/conveyor.options';
 export { connectConveyor } from './transport/connect-conveyor';
-export {
-  ConveyorStrategy,
-  type ConveyorTransportState,
-  type ConveyorReadiness,
-  type ConveyorTransportEvent,
-  type ConveyorTransportEvents,
-} from './transport/conveyor.strategy';
+export { ConveyorStrategy } from './transport/conveyor.strategy';
+export type {
+  ConveyorTransportState,
+  ConveyorReadiness,
+  ConveyorTransportEvent,
+  ConveyorTransportEvents,
+} from './transport/conveyor-transport.types';
+export type { NatsLinkStatus } from './transport/nats-link';
 export { ConsumerBindingError, deleteDriverConsumer } from './transport/consumer-binding';
 export type { DispatchStats } from './run/message-runs';
 export { ResultRefusedError } from './run/message-port';
@@ -91,3 +92,7 @@ export {
   type RunProgress,
   type ResourceDefinition,
 } from './protocol';
+export { PopTokenSigner, popAlgorithmOf } from './security/pop-token.signer';
+export { SecretRedactor, redactText, redactUrl } from './security/redact';
+export type { ConveyorNatsAuthOptions, NatsAuthConfig } from './module/nats-auth.options';
+export type { ConveyorApiAuthOptions, ApiAuthConfig } from './module/api-auth.options';

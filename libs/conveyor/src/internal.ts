@@ -17,3 +17,4 @@ export { prepareReconcileHandlers } from './transport/connect-conveyor';
 export { LogShipper } from './logger/log-shipper';
 export { RunCancellations } from './run-control/run-cancellations';
 export { MemoryLeaseStore, type LeaseStore } from './run-control/resource-leases';
+export { PopTokenSigner } from './security/pop-token.signer';

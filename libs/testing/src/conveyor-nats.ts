@@ -5,6 +5,7 @@ import {
   NatsConnection,
   RetentionPolicy,
   Subscription,
+  ConnectionOptions,
   connect,
 } from 'nats';
 import { NatsServer, NatsServerOptions } from './nats-server.harness';
@@ -214,9 +215,18 @@ export class ConveyorTestEnv {
     readonly results: ResultCollector,
   ) {}
 
-  static async start(options: NatsServerOptions = {}): Promise<ConveyorTestEnv> {
+  /** `connection`: what the env's own client needs on a secured server (credentials, TLS). */
+  static async start(
+    options: NatsServerOptions = {},
+    connection: Partial<ConnectionOptions> = {},
+  ): Promise<ConveyorTestEnv> {
     const server = await NatsServer.start(options);
-    const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const nc = await connect({
+      servers: server.url,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 100,
+      ...connection,
+    });
     const jsm = await nc.jetstreamManager();
     await createConveyorStreams(jsm);
     return new ConveyorTestEnv(server, nc, jsm, nc.jetstream(), new ResultCollector(nc));

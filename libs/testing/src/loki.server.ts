@@ -89,12 +89,30 @@ export class LokiServer {
   private constructor(
     private readonly server: Server,
     private readonly maxLineBytes: number,
+    /** The `Authorization` header every request must carry (a gateway in front of Loki), if any. */
+    private readonly authorization?: string,
   ) {}
 
-  /** Listens on `127.0.0.1:port` (a free port by default); `maxLineBytes` is Loki's `max_line_size`. */
-  static async start(options: { port?: number; maxLineBytes?: number } = {}): Promise<LokiServer> {
+  /**
+   * Listens on `127.0.0.1:port` (a free port by default); `maxLineBytes` is Loki's `max_line_size`.
+   * `auth` makes it answer 401 to any request without these credentials, as the authenticating
+   * gateway in front of a hosted Loki does.
+   */
+  static async start(
+    options: {
+      port?: number;
+      maxLineBytes?: number;
+      auth?: { username: string; password: string } | { bearerToken: string };
+    } = {},
+  ): Promise<LokiServer> {
     const server = createServer();
-    const loki = new LokiServer(server, options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
+    const { auth } = options;
+    const authorization = !auth
+      ? undefined
+      : 'bearerToken' in auth
+        ? `Bearer ${auth.bearerToken}`
+        : `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
+    const loki = new LokiServer(server, options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES, authorization);
     server.on('request', (req: IncomingMessage, res: ServerResponse) =>
       loki.handle(req, res).catch((err: unknown) => {
         if (res.headersSent) res.destroy();
@@ -181,6 +199,12 @@ export class LokiServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://loki');
     const route = `${req.method} ${url.pathname}`;
+    if (this.authorization && req.headers.authorization !== this.authorization) {
+      if (route === 'POST /loki/api/v1/push') this.received += 1;
+      this.rejected.push({ status: 401, reason: 'unauthorized' });
+      req.resume();
+      return text(res, 401, 'Unauthorized');
+    }
     if (route === 'POST /loki/api/v1/push') return this.push(req, res);
     if (route === 'GET /loki/api/v1/query_range') return this.queryRange(url.searchParams, res);
     if (route === 'GET /ready') return text(res, 200, 'ready');

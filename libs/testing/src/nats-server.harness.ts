@@ -94,6 +94,23 @@ export interface NatsServerOptions {
   binary?: string;
   /** Largest message the server accepts (`max_payload`); default nats-server's 1 MiB. */
   maxPayload?: number;
+  /**
+   * More server configuration, in nats-server's config syntax: `authorization { … }`, `accounts`,
+   * `tls { … }`, `operator` + `resolver: MEMORY`… Change it later with {@link NatsServer.reload}.
+   */
+  config?: string;
+}
+
+/**
+ * The config file the harness writes: JetStream, limits and the caller's blocks. JetStream goes in
+ * the file, not in `-js`: a reload compares the file with the running config and would shut down a
+ * JetStream enabled only by the flag.
+ */
+function configText(storeDir: string, options: Pick<NatsServerOptions, 'maxPayload' | 'config'>): string {
+  const lines: string[] = [`jetstream { store_dir: ${JSON.stringify(storeDir)} }`];
+  if (options.maxPayload !== undefined) lines.push(`max_payload: ${Math.floor(options.maxPayload)}`);
+  if (options.config) lines.push(options.config);
+  return `${lines.join('\n')}\n`;
 }
 
 /**
@@ -103,6 +120,9 @@ export interface NatsServerOptions {
 export class NatsServer {
   private child?: ChildProcess;
   private exited?: Promise<void>;
+  /** The last lines the server printed (its errors when a reload fails). */
+  private stderrTail = '';
+  private reloads = { done: 0, failed: 0 };
 
   private constructor(
     readonly binary: string,
@@ -117,10 +137,10 @@ export class NatsServer {
     if (options.binary) assertNewEnough(options.binary);
     const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'conveyor-nats-'));
     const extraArgs: string[] = [];
-    if (options.maxPayload !== undefined) {
-      // max_payload has no command-line flag: it goes in a config file next to the store.
-      const file = join(storeDir, 'limits.conf');
-      writeFileSync(file, `max_payload: ${Math.floor(options.maxPayload)}\n`);
+    if (options.maxPayload !== undefined || options.config) {
+      // max_payload and the auth/TLS blocks have no command-line flags: they go in a config file next to the store.
+      const file = join(storeDir, 'server.conf');
+      writeFileSync(file, configText(storeDir, options));
       extraArgs.push('-c', file);
     }
     const server = new NatsServer(
@@ -146,7 +166,14 @@ export class NatsServer {
   private async boot(): Promise<void> {
     const child = spawn(
       this.binary,
-      [...this.extraArgs, '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
+      [
+        ...this.extraArgs,
+        '-a',
+        '127.0.0.1',
+        '-p',
+        String(this.port),
+        ...(this.extraArgs.includes('-c') ? [] : ['-js', '-sd', this.storeDir]),
+      ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
@@ -161,6 +188,12 @@ export class NatsServer {
       }),
     );
     let log = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString();
+      this.stderrTail = (this.stderrTail + text).slice(-8000);
+      if (text.includes('Reloaded server configuration')) this.reloads.done += 1;
+      if (text.includes('Failed to reload server configuration')) this.reloads.failed += 1;
+    });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`nats-server did not become ready in 15 s:\n${log}`)),
@@ -179,6 +212,27 @@ export class NatsServer {
       });
     });
     child.stderr!.resume();
+  }
+
+  /**
+   * Rewrites the server's config blocks and reloads them without a restart (SIGHUP, what
+   * `nats-server --signal reload` sends): clients stay connected unless the new auth refuses them.
+   * @throws when the server refuses the new configuration (its own error text).
+   */
+  async reload(config: string, options: Pick<NatsServerOptions, 'maxPayload'> = {}): Promise<void> {
+    const index = this.extraArgs.indexOf('-c');
+    if (index < 0) throw new Error('reload needs a server started with `config` (or `maxPayload`)');
+    writeFileSync(this.extraArgs[index + 1], configText(this.storeDir, { ...options, config }));
+    const before = { ...this.reloads };
+    this.child!.kill('SIGHUP');
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (this.reloads.done > before.done) return;
+      if (this.reloads.failed > before.failed)
+        throw new Error(`nats-server refused the new configuration:\n${this.stderrTail.slice(-1000)}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`nats-server did not reload in 10 s:\n${this.stderrTail.slice(-1000)}`);
   }
 
   /** Stops the server (SIGTERM: a clean JetStream shutdown; SIGKILL: a crash). Keeps the store. */

@@ -4,6 +4,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
 import type { ConveyorConfig } from '../module/conveyor.options';
+import { lokiAuthHeaders } from '../logger/sinks/loki.sink';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 
 /** A probe must answer quickly even when NATS or Loki hang. */
@@ -52,18 +53,23 @@ export class ConveyorHealthIndicators implements OnModuleDestroy {
   /** Connected to NATS, with the round trip measured on the live connection. */
   async nats(): Promise<HealthIndicatorResult> {
     const session = this.indicator.check('nats');
-    let nc: NatsConnection;
+    // The server as the link reports it: without credentials, with the last connection failure.
+    const { server, connected, lastError } = this.strategy.natsStatus;
+    let nc: NatsConnection | undefined;
     try {
       nc = this.strategy.unwrap<NatsConnection>();
     } catch {
-      return session.down({ message: 'not connected yet' });
+      nc = undefined;
     }
-    if (nc.isClosed()) return session.down({ message: 'connection closed' });
+    if (!nc || nc.isClosed() || !connected) {
+      const message = lastError ?? (nc ? 'disconnected, reconnecting' : 'not connected yet');
+      return session.down({ server, message });
+    }
     try {
       const rttMs = await withTimeout(nc.rtt(), PROBE_TIMEOUT_MS, 'NATS rtt');
-      return session.up({ server: nc.getServer(), rttMs });
+      return session.up({ server, rttMs });
     } catch (err) {
-      return session.down({ server: nc.getServer(), message: (err as Error).message });
+      return session.down({ server, message: this.config.redactor.redact((err as Error).message) });
     }
   }
 
@@ -81,11 +87,12 @@ export class ConveyorHealthIndicators implements OnModuleDestroy {
     const session = this.indicator.check('loki');
     try {
       const response = await fetch(`${this.config.loki.url}/ready`, {
+        headers: lokiAuthHeaders(this.config.loki),
         signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
       });
       return response.ok ? session.up() : session.down({ message: `GET /ready -> ${response.status}` });
     } catch (err) {
-      return session.down({ message: (err as Error).message });
+      return session.down({ message: this.config.redactor.redact((err as Error).message) });
     }
   }
 }

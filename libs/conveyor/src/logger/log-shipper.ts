@@ -52,6 +52,7 @@ export type LineOrigin = 'call' | 'stream' | 'runtime';
 export class LogShipper {
   private readonly sinks: LogSink[] = [];
   private conveyor?: ConveyorLogSink;
+  private attachedTo?: NatsConnection;
   private readonly log = new Logger('DriverLogger');
   private readonly counts = { lines: 0, late: 0, split: 0, truncated: 0 };
   private readonly budget: LogBudget;
@@ -73,8 +74,19 @@ export class LogShipper {
     }
   }
 
-  /** Adds the NATS sinks once the transport is connected (runs only happen after that). */
+  /**
+   * Adds the NATS sinks once the transport is connected (runs only happen after that). A new
+   * connection (the old one was closed for good) replaces them; lines still buffered in the old
+   * ones are counted as dropped at shutdown.
+   */
   attach(nc: NatsConnection): void {
+    if (this.attachedTo && this.attachedTo !== nc) {
+      const old = this.sinks.filter((s) => s === this.conveyor || s.name === 'legacy');
+      for (const sink of old) this.sinks.splice(this.sinks.indexOf(sink), 1);
+      this.conveyor = undefined;
+      for (const sink of old) void sink.close(0);
+    }
+    this.attachedTo = nc;
     if (this.config.logs.conveyor && !this.conveyor) {
       this.conveyor = new ConveyorLogSink(nc, this.config.logs, this.budget, this.log);
       this.sinks.push(this.conveyor);

@@ -8,6 +8,7 @@ import { LogShipper } from '../logger/log-shipper';
 import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
 import { RunCancellations } from '../run-control/run-cancellations';
 import { RunControl } from '../run-control/run-control';
+import { PopTokenSigner } from '../security/pop-token.signer';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { CONVEYOR_MODULE_OPTIONS, ConfigurableConveyorModule } from './conveyor-module-definition';
 import { CONVEYOR_CONFIG } from './conveyor.constants';
@@ -29,8 +30,13 @@ import { ConveyorStartupError } from './startup.error';
     },
     {
       provide: CONVEYOR_CLIENT_CONFIG,
-      useFactory: (config: ConveyorConfig) => config.client,
-      inject: [CONVEYOR_CONFIG],
+      // With API auth on (contract §10.4), every request carries a fresh proof-of-possession JWT,
+      // unless the app brings its own `client.authorization`.
+      useFactory: (config: ConveyorConfig, signer: PopTokenSigner) =>
+        signer.enabled && !config.client.authorization
+          ? { ...config.client, authorization: () => signer.authorizationHeader() }
+          : config.client,
+      inject: [CONVEYOR_CONFIG, PopTokenSigner],
     },
     ConveyorStrategy,
     ConveyorClient,
@@ -39,8 +45,22 @@ import { ConveyorStartupError } from './startup.error';
     ReconcileExplorer,
     RunCancellations,
     RunControl,
+    // API auth off: a signer that says so (`enabled` false), so the client can always inject it.
+    {
+      provide: PopTokenSigner,
+      useFactory: (c: ConveyorConfig) => new PopTokenSigner(c.apiAuth),
+      inject: [CONVEYOR_CONFIG],
+    },
   ],
-  exports: [CONVEYOR_CONFIG, ConveyorStrategy, ConveyorClient, DriverLogger, LogShipper, RunControl],
+  exports: [
+    CONVEYOR_CONFIG,
+    ConveyorStrategy,
+    ConveyorClient,
+    DriverLogger,
+    LogShipper,
+    RunControl,
+    PopTokenSigner,
+  ],
 })
 export class ConveyorModule extends ConfigurableConveyorModule implements OnApplicationBootstrap {
   constructor(

@@ -7,7 +7,8 @@ import { ConveyorConfigError, resolveConveyorConfig } from './conveyor.options';
 describe('resolveConveyorConfig', () => {
   it('applies the documented defaults', () => {
     const config = resolveConveyorConfig({ driverName: 'd' }, {});
-    const { retryDelayMs, ...rest } = config;
+    const { retryDelayMs, redactor, ...rest } = config;
+    expect(redactor.secrets).toEqual([]);
     expect(rest).toEqual({
       driverName: 'd',
       servers: ['nats://127.0.0.1:4222'],

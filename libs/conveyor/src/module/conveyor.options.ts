@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
 import { isPublishSubject, isSubjectToken } from '../protocol';
+import { SecretRedactor, redactUrl } from '../security/redact';
 import type { DeadLetterRecord } from '../settlement/dead-letter';
 import { backoffDelay } from '../transport/backoff';
 import { ConveyorClientConfig, ConveyorClientOptions, resolveClientConfig } from './client.options';
@@ -12,6 +12,17 @@ import {
   resolveLogConfig,
 } from './log.options';
 import { ConveyorStartupError } from './startup.error';
+import { ApiAuthConfig, ConveyorApiAuthOptions, resolveApiAuth } from './api-auth.options';
+import {
+  ConveyorNatsAuthOptions,
+  ConveyorTlsOptions,
+  NatsAuthConfig,
+  parseNatsServers,
+  privateKeyLines,
+  resolveNatsSecurity,
+} from './nats-auth.options';
+
+export type { ConveyorTlsOptions } from './nats-auth.options';
 
 /**
  * `afterResult` (default): ack only after the result's PubAck: at-least-once, nothing lost on a crash.
@@ -27,13 +38,6 @@ export type ConsumerFilterPolicy = 'merge' | 'replace';
 
 /** What to do when the existing consumer was made by another runtime with settings we cannot fix. */
 export type IncompatibleConsumerPolicy = 'warn' | 'refuse';
-
-/** PEM file paths for mutual TLS to the Conveyor server's NATS (contract §10.4). */
-export interface ConveyorTlsOptions {
-  cert?: string;
-  key?: string;
-  ca?: string;
-}
 
 /**
  * Delay before a retry, by the delivery count that failed: exponential from `initialMs`, doubling,
@@ -119,8 +123,12 @@ export interface ConveyorModuleOptions {
   staleEventGuard?: boolean;
   /** Existing consumer that is not durable or has max_ack_pending 1. Env `CONVEYOR_INCOMPATIBLE_CONSUMER`. Default `warn`. */
   incompatibleConsumer?: IncompatibleConsumerPolicy;
-  /** mTLS files. Env `CONVEYOR_TLS_CERT`, `CONVEYOR_TLS_KEY`, `CONVEYOR_TLS_CA`. Default off. */
+  /** TLS files (`ca` alone, or mTLS). Env `CONVEYOR_TLS_CERT`, `CONVEYOR_TLS_KEY`, `CONVEYOR_TLS_CA`. Default off. */
   tls?: ConveyorTlsOptions;
+  /** NATS credentials (one mode). Env `CONVEYOR_NATS_USER`/`_PASSWORD`, `_TOKEN`, `_NKEY`, `_CREDS`. Default none. */
+  natsAuth?: ConveyorNatsAuthOptions;
+  /** Proof-of-possession JWTs for an API with `auth_enabled`. Env `CONVEYOR_API_AUTH`. Default off. */
+  apiAuth?: ConveyorApiAuthOptions;
   /** The DriverLogger's Conveyor, legacy and process sinks: timestamps, line limits, masking. */
   logs?: ConveyorLogOptions;
   /** The Grafana Loki sink, on when `url` (env `LOKI_URL`) is set. */
@@ -153,6 +161,10 @@ export interface ConveyorConfig {
   consumerFilters: ConsumerFilterPolicy;
   staleEventGuard: boolean;
   tls?: ConveyorTlsOptions;
+  natsAuth?: NatsAuthConfig;
+  apiAuth?: ApiAuthConfig;
+  /** Hides the configured secrets (and credentials in URLs) in every text meant for output. */
+  redactor: SecretRedactor;
   logs: LogConfig;
   loki?: LokiConfig;
   /** Options given in code or env rather than defaulted: only these may change an existing consumer. */
@@ -196,22 +208,6 @@ const bool: Parse<boolean> = (input) => {
   return value === undefined ? { error: 'must be true or false' } : { value };
 };
 
-const natsServers: Parse<string[]> = (input) => {
-  const list = (Array.isArray(input) ? input : typeof input === 'string' ? input.split(',') : [])
-    .map((s) => (typeof s === 'string' ? s.trim() : ''))
-    .filter(Boolean);
-  if (list.length === 0) return { error: 'must name at least one NATS server URL' };
-  for (const server of list) {
-    try {
-      const url = new URL(server.includes('://') ? server : `nats://${server}`);
-      if (!['nats:', 'tls:', 'ws:', 'wss:'].includes(url.protocol) || !url.hostname) throw new Error(server);
-    } catch {
-      return { error: `"${server}" is not a NATS URL (nats://host:port or tls://host:port)` };
-    }
-  }
-  return { value: list };
-};
-
 const subjectToken: Parse<string> = (input) =>
   isSubjectToken(input)
     ? { value: input }
@@ -236,12 +232,22 @@ const publishSubject: Parse<string | undefined> = (input) =>
 
 /** Options resolved outside the scalar table (objects, functions). */
 type StructuredKey =
-  'explicit' | 'tls' | 'retryDelayMs' | 'onDeadLetter' | 'logs' | 'loki' | 'apiUrl' | 'client';
+  | 'explicit'
+  | 'tls'
+  | 'natsAuth'
+  | 'apiAuth'
+  | 'redactor'
+  | 'retryDelayMs'
+  | 'onDeadLetter'
+  | 'logs'
+  | 'loki'
+  | 'apiUrl'
+  | 'client';
 type TableKey = Exclude<keyof ConveyorConfig, StructuredKey>;
 
 const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   driverName: { env: 'CONVEYOR_DRIVER_NAME', parse: subjectToken, fallback: () => undefined },
-  servers: { env: 'CONVEYOR_NATS_URL', parse: natsServers, fallback: ['nats://127.0.0.1:4222'] },
+  servers: { env: 'CONVEYOR_NATS_URL', parse: parseNatsServers, fallback: ['nats://127.0.0.1:4222'] },
   retryApiErrors: { env: 'CONVEYOR_RETRY_API_ERRORS', parse: bool, fallback: true },
   concurrency: { env: 'CONVEYOR_CONCURRENCY', parse: wholeNumber(1), fallback: 1 },
   ackMode: { env: 'CONVEYOR_ACK_MODE', parse: oneOf('afterResult', 'onReceive'), fallback: 'afterResult' },
@@ -293,7 +299,10 @@ export function resolveConveyorConfig(
       [input, source] = [options[key], `option "${key}"${spec.env ? ` (env ${spec.env})` : ''}`];
       explicit.add(key);
     } else if (fromEnv !== undefined) {
-      [input, source] = [fromEnv, `option "${key}" from env ${spec.env}=${JSON.stringify(fromEnv)}`];
+      [input, source] = [
+        fromEnv,
+        `option "${key}" from env ${spec.env}=${JSON.stringify(redactUrl(fromEnv))}`,
+      ];
       explicit.add(key);
     } else {
       input =
@@ -309,7 +318,14 @@ export function resolveConveyorConfig(
     if ('error' in parsed) problems.push(`${source}: ${parsed.error}`);
     else resolved[key] = parsed.value;
   }
-  const tls = resolveTls(options.tls, env, problems);
+  const security = resolveNatsSecurity(
+    (resolved.servers as string[] | undefined) ?? [],
+    options.natsAuth,
+    options.tls,
+    env,
+    problems,
+  );
+  const apiAuth = resolveApiAuth(options.apiAuth, security.tls, env, problems);
   const retryDelayMs = resolveBackoff(options.backoff, env, problems);
   const client = resolveClientConfig(
     { ...options.client, apiUrl: options.apiUrl ?? options.client?.apiUrl },
@@ -317,17 +333,28 @@ export function resolveConveyorConfig(
     problems,
   );
   const logging = resolveLogConfig(options.logs, options.loki, env, problems);
+  const redactor = new SecretRedactor([
+    ...security.secrets,
+    ...(apiAuth && apiAuth.key !== security.tls?.key ? privateKeyLines(apiAuth.key) : []),
+    logging.loki?.password,
+    logging.loki?.bearerToken,
+  ]);
   if (options.onDeadLetter !== undefined && typeof options.onDeadLetter !== 'function')
     problems.push('option "onDeadLetter": must be a function (record) => void | Promise<void>');
   if (problems.length > 0) throw new ConveyorConfigError(problems);
   return {
     ...(resolved as Omit<ConveyorConfig, StructuredKey>),
+    servers: security.servers,
     retryDelayMs,
     apiUrl: client.apiUrl,
     client,
     ...logging,
+    logs: withSecretsMasked(logging.logs, redactor),
     ...(options.onDeadLetter ? { onDeadLetter: options.onDeadLetter } : {}),
-    ...(tls ? { tls } : {}),
+    ...(security.tls ? { tls: security.tls } : {}),
+    ...(security.natsAuth ? { natsAuth: security.natsAuth } : {}),
+    ...(apiAuth ? { apiAuth } : {}),
+    redactor,
     explicit,
   };
 }
@@ -364,23 +391,9 @@ function resolveBackoff(
   return (n) => backoffDelay(n, initialMs, maxMs);
 }
 
-function resolveTls(
-  given: ConveyorTlsOptions | undefined,
-  env: Env,
-  problems: string[],
-): ConveyorTlsOptions | undefined {
-  const tls: ConveyorTlsOptions = {
-    cert: given?.cert ?? (env.CONVEYOR_TLS_CERT || undefined),
-    key: given?.key ?? (env.CONVEYOR_TLS_KEY || undefined),
-    ca: given?.ca ?? (env.CONVEYOR_TLS_CA || undefined),
-  };
-  if (!tls.cert && !tls.key && !tls.ca) return undefined;
-  if (!tls.cert !== !tls.key)
-    problems.push('option "tls": cert and key must be given together (CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY)');
-  for (const part of ['cert', 'key', 'ca'] as const) {
-    const file = tls[part];
-    if (file && !existsSync(file))
-      problems.push(`option "tls.${part}": file ${JSON.stringify(file)} does not exist`);
-  }
-  return tls;
+/** The driver's own secrets never reach a run's log, result or dead letter either (a step may print its env). */
+function withSecretsMasked(logs: LogConfig, redactor: SecretRedactor): LogConfig {
+  if (redactor.secrets.length === 0) return logs;
+  const own = logs.mask;
+  return { ...logs, mask: own ? (line) => own(redactor.redact(line)) : (line) => redactor.redact(line) };
 }

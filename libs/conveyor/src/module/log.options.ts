@@ -1,3 +1,5 @@
+import { redactUrl } from '../security/redact';
+
 /** Options of the DriverLogger's sinks (`logs` in {@link ConveyorModuleOptions}). */
 export interface ConveyorLogOptions {
   /** Conveyor sink: JetStream `logs.{runId}` + core `live.logs.{runId}.{driver}`. Default true. */
@@ -44,6 +46,12 @@ export interface ConveyorLokiOptions {
   url?: string;
   /** `X-Scope-OrgID` for multi-tenant Loki. Env `LOKI_TENANT`. */
   tenant?: string;
+  /** Basic auth user (with `password`). Env `LOKI_USERNAME`. Credentials in `url` are taken out and used as these. */
+  username?: string;
+  /** Basic auth password. Env `LOKI_PASSWORD`. */
+  password?: string;
+  /** `Authorization: Bearer` token instead of basic auth. Env `LOKI_BEARER_TOKEN`. */
+  bearerToken?: string;
   /**
    * The seed's label layout (`driver`, `event`, `id`, `run_id` as labels) instead of `driver`, `level`,
    * `event` labels with `run_id` and the message id as structured metadata. Env `LOKI_LEGACY_LABELS`.
@@ -75,6 +83,9 @@ export interface LogConfig {
 export interface LokiConfig {
   url: string;
   tenant?: string;
+  username?: string;
+  password?: string;
+  bearerToken?: string;
   legacyLabels: boolean;
   batchBytes: number;
   batchIntervalMs: number;
@@ -172,27 +183,57 @@ export function resolveLogConfig(
     flushTimeoutMs: number('logs.flushTimeoutMs', logs.flushTimeoutMs, undefined, 5000, 0),
     ...(typeof logs.mask === 'function' ? { mask: logs.mask } : {}),
   };
-  const url = loki.url ?? (env.LOKI_URL?.trim() || undefined);
-  if (url === undefined) return { logs: resolvedLogs };
-  let valid = false;
-  try {
-    valid = ['http:', 'https:'].includes(new URL(url).protocol);
-  } catch {
-    valid = false;
-  }
-  if (!valid)
+  const given = loki.url ?? (env.LOKI_URL?.trim() || undefined);
+  if (given === undefined) return { logs: resolvedLogs };
+  const { url, username: urlUser, password: urlPassword } = splitLokiUrl(given, problems);
+  const read = (value: string | undefined, envName: string) => value ?? (env[envName] || undefined);
+  const username = read(loki.username, 'LOKI_USERNAME') ?? urlUser;
+  const password = read(loki.password, 'LOKI_PASSWORD') ?? urlPassword;
+  const bearerToken = read(loki.bearerToken, 'LOKI_BEARER_TOKEN');
+  if ((username === undefined) !== (password === undefined))
     problems.push(
-      `option "loki.url" (env LOKI_URL): ${JSON.stringify(url)} must be an http(s) URL such as http://loki:3100`,
+      'option "loki": username and password must be given together (LOKI_USERNAME, LOKI_PASSWORD)',
+    );
+  if (bearerToken !== undefined && username !== undefined)
+    problems.push(
+      'option "loki": set either basic auth (LOKI_USERNAME/LOKI_PASSWORD) or LOKI_BEARER_TOKEN, not both',
     );
   return {
     logs: resolvedLogs,
     loki: {
-      url: url.replace(/\/+$/, ''),
+      url,
       tenant: loki.tenant ?? (env.LOKI_TENANT?.trim() || undefined),
+      ...(username !== undefined && password !== undefined ? { username, password } : {}),
+      ...(bearerToken !== undefined ? { bearerToken } : {}),
       legacyLabels: bool('loki.legacyLabels', loki.legacyLabels, 'LOKI_LEGACY_LABELS', false),
       batchBytes: number('loki.batchBytes', loki.batchBytes, undefined, 1024 * 1024, 1),
       batchIntervalMs: number('loki.batchIntervalMs', loki.batchIntervalMs, undefined, 1000, 1),
       timeoutMs: number('loki.timeoutMs', loki.timeoutMs, undefined, 10_000, 1),
     },
+  };
+}
+
+/** Validates the Loki URL and takes credentials out of it (`fetch` would put them in its error text). */
+function splitLokiUrl(
+  given: string,
+  problems: string[],
+): { url: string; username?: string; password?: string } {
+  let url: URL;
+  try {
+    url = new URL(given);
+    if (!['http:', 'https:'].includes(url.protocol)) throw new Error('scheme');
+  } catch {
+    problems.push(
+      `option "loki.url" (env LOKI_URL): ${JSON.stringify(redactUrl(given))} must be an http(s) URL such as http://loki:3100`,
+    );
+    return { url: given };
+  }
+  const username = url.username ? decodeURIComponent(url.username) : undefined;
+  const password = url.password ? decodeURIComponent(url.password) : undefined;
+  url.username = '';
+  url.password = '';
+  return {
+    url: url.toString().replace(/\/+$/, ''),
+    ...(username !== undefined ? { username, password: password ?? '' } : {}),
   };
 }

@@ -25,32 +25,19 @@ import type { LiveConsumer } from '../run/run-environment';
 import { RunObserver, RunObservers } from '../run/run-events';
 import { RunSlots } from '../run/run-slots';
 import { ConsumerSession, SessionStatus } from './consumer-session';
-import { connectWithRetry } from './nats-connection';
+import { backoffDelay, sleep } from './backoff';
+import { NatsLink, NatsLinkStatus } from './nats-link';
 import { NatsResultPort } from './nats-result.port';
 import { logRunErrorsOnce } from '../reconcile/handler-error-log';
 import { RunCancellations } from '../run-control/run-cancellations';
-
-/**
- * Where the transport is in its life; `consuming` means the consumer is bound and pulled, and
- * `recovering` that the consumer session restarts after a failure (readiness says why).
- */
-export type ConveyorTransportState =
-  'idle' | 'connecting' | 'binding' | 'consuming' | 'recovering' | 'draining' | 'closed';
-
-/** Whether the driver takes work, and why not. */
-export interface ConveyorReadiness {
-  ready: boolean;
-  /** Why not ready, in words for a person (never a secret). */
-  reason?: string;
-}
-
-/** Events `on()` accepts, with the callback each one gets (the NATS server, or the error text). */
-export type ConveyorTransportEvents = {
-  disconnect: (server: string) => void;
-  reconnect: (server: string) => void;
-  error: (error: string) => void;
-};
-export type ConveyorTransportEvent = keyof ConveyorTransportEvents;
+import {
+  ConveyorReadiness,
+  ConveyorTransportEvent,
+  ConveyorTransportEvents,
+  ConveyorTransportState,
+  TransportListeners,
+  transportReadiness,
+} from './conveyor-transport.types';
 
 /**
  * The Conveyor transport: a Nest microservice `Server` that binds the driver's durable pull
@@ -71,10 +58,12 @@ export class ConveyorStrategy
   private readonly registry = new ReconcileHandlerRegistry<MessageHandler>();
   private readonly log = new Logger('ConveyorTransport');
   private readonly stopping = new AbortController();
-  private readonly listeners = new Map<ConveyorTransportEvent, Set<(arg: string) => void>>();
+  private readonly listeners = new TransportListeners();
   private readonly observers = new RunObservers();
   private readonly slots: RunSlots;
+  private readonly link: NatsLink;
   private nc?: NatsConnection;
+  private port?: NatsResultPort;
   private runs?: MessageRuns;
   private session?: ConsumerSession;
   private loop?: Promise<void>;
@@ -83,7 +72,6 @@ export class ConveyorStrategy
   private sessionStatus: SessionStatus = { pulling: false, reason: 'not started' };
   private consuming!: Promise<void>;
   private markConsuming!: () => void;
-  private connected = false;
   private runsDrained?: Promise<void>;
   private closing?: Promise<void>;
   /** Nest's own pass-through start hook: when still in place, a run skips the hook wrapper. */
@@ -97,6 +85,7 @@ export class ConveyorStrategy
   ) {
     super();
     logRunErrorsOnce();
+    this.link = new NatsLink(config, this.log);
     this.slots = new RunSlots(config.concurrency, () => this.session?.schedulePull());
     this.consuming = new Promise((resolve) => (this.markConsuming = resolve));
   }
@@ -117,13 +106,18 @@ export class ConveyorStrategy
 
   /** Readiness with the reason when not ready (what `/health/ready` reports). */
   get readiness(): ConveyorReadiness {
-    if (this.stopping.signal.aborted) return { ready: false, reason: 'shutting down' };
-    if (!this.nc)
-      return { ready: false, reason: this.current === 'idle' ? 'not started' : 'connecting to NATS' };
-    if (!this.connected) return { ready: false, reason: 'disconnected from NATS (reconnecting)' };
-    if (!this.sessionStatus.pulling)
-      return { ready: false, reason: this.sessionStatus.reason ?? 'not pulling' };
-    return { ready: true };
+    return transportReadiness({
+      stopping: this.stopping.signal.aborted,
+      state: this.current,
+      connection: this.nc !== undefined,
+      nats: this.link.status,
+      session: this.sessionStatus,
+    });
+  }
+
+  /** The NATS server (without credentials), whether connected, and the last connection failure. */
+  get natsStatus(): NatsLinkStatus {
+    return this.link.status;
   }
 
   /** Info of the bound consumer, once bound (refreshed every few seconds). */
@@ -253,12 +247,12 @@ export class ConveyorStrategy
       await this.logs.close();
       if (this.nc && !this.nc.isClosed()) {
         // drain() cannot flush while disconnected and would leave the reconnect loop running.
-        await (this.connected ? this.nc.drain() : Promise.reject(new Error('not connected'))).catch(
-          async (err) => {
-            this.log.warn(`NATS drain failed (${(err as Error).message}): closing the connection`);
-            await this.nc!.close();
-          },
-        );
+        await (
+          this.link.status.connected ? this.nc.drain() : Promise.reject(new Error('not connected'))
+        ).catch(async (err) => {
+          this.log.warn(`NATS drain failed (${(err as Error).message}): closing the connection`);
+          await this.nc!.close();
+        });
       }
       if (this.current !== 'idle') this.setState('closed');
     })();
@@ -286,9 +280,7 @@ export class ConveyorStrategy
   }
 
   on<K extends ConveyorTransportEvent>(event: K, callback: ConveyorTransportEvents[K]): void {
-    const set = this.listeners.get(event) ?? new Set();
-    set.add(callback);
-    this.listeners.set(event, set);
+    this.listeners.add(event, callback);
   }
 
   /** The live NATS connection. @throws when not connected yet. */
@@ -302,37 +294,66 @@ export class ConveyorStrategy
     this._status$.next(state);
   }
 
-  private emit(event: ConveyorTransportEvent, arg: string): void {
-    this.listeners.get(event)?.forEach((cb) => cb(arg));
-  }
-
+  /**
+   * Dials, serves the consumer session, and dials again whatever ends it (nats.js closing the
+   * connection for good, a session that fails): the transport never stops by itself.
+   */
   private async run(resources: string[]): Promise<void> {
     const signal = this.stopping.signal;
-    this.setState('connecting');
-    const nc = await connectWithRetry(this.config, this.log, signal);
-    if (!nc) return;
-    if (signal.aborted) {
-      // Shutdown began while the connect was in flight: nobody would close this connection.
-      await nc.close();
-      return;
+    for (let dial = 1; !signal.aborted; dial++) {
+      this.setState('connecting');
+      const nc = await this.link.connect(signal);
+      if (!nc) return;
+      if (signal.aborted) {
+        // Shutdown began while the connect was in flight: nobody would close this connection.
+        await nc.close();
+        return;
+      }
+      const why = await this.serve(nc, resources, signal).catch(async (err: unknown) => {
+        await nc.close().catch(() => undefined);
+        return `its session failed: ${this.config.redactor.redact(String((err as Error)?.message ?? err))}`;
+      });
+      if (signal.aborted) return;
+      this.log.error(`the NATS connection was closed for good (${why ?? 'no reason given'}): dialing again`);
+      await sleep(backoffDelay(dial, 500, 10_000), signal);
     }
+  }
+
+  /** Runs the consumer session over `nc` until shutdown or until `nc` closes; returns why it closed. */
+  private async serve(
+    nc: NatsConnection,
+    resources: string[],
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
     this.nc = nc;
-    this.connected = true;
     this.logs.attach(nc);
     this.cancels.listen(nc, this.config.cancelTtlMs);
-    void this.watchConnection(nc);
+    void this.link.watch(nc, {
+      disconnect: (server) => this.listeners.emit('disconnect', server),
+      reconnect: (server) => {
+        // The server forgot our pull requests with the old connection: pull again right away.
+        this.session?.reconnected();
+        this.observers.reconnected();
+        this.listeners.emit('reconnect', server);
+      },
+      error: (error) => this.listeners.emit('error', error),
+    });
+    const closedForGood = new AbortController();
+    const closed = this.link.closed(nc).finally(() => closedForGood.abort());
 
     this.setState('binding');
-    const port = new NatsResultPort(nc, this.config, this.logs, this.log);
-    const runs: MessageRuns = (this.runs = this.createRuns(
+    const port = this.port ?? (this.port = new NatsResultPort(nc, this.config, this.logs, this.log));
+    port.use(nc);
+    const runs: MessageRuns = (this.runs ??= this.createRuns(
       port,
       () => this.session!.consumer,
-      () => this.session!.schedulePull(),
+      () => this.session?.schedulePull(),
     ));
     this.cancels.addListener(runs);
     const session: ConsumerSession = (this.session = new ConsumerSession({
       nc,
-      jsm: await nc.jetstreamManager(),
+      // No API check here: JetStream may be down right now, and binding retries until it answers.
+      jsm: await nc.jetstreamManager({ checkAPI: false }),
       config: this.config,
       resources,
       runs,
@@ -341,7 +362,8 @@ export class ConveyorStrategy
       observers: this.observers,
       onStatus: (status) => this.onSessionStatus(status),
     }));
-    await session.run(signal);
+    await session.run(AbortSignal.any([signal, closedForGood.signal]));
+    return signal.aborted ? undefined : closed;
   }
 
   private onSessionStatus(status: SessionStatus): void {
@@ -374,25 +396,5 @@ export class ConveyorStrategy
         }
       });
     });
-  }
-
-  private async watchConnection(nc: NatsConnection): Promise<void> {
-    for await (const status of nc.status()) {
-      if (status.type === 'disconnect') {
-        this.connected = false;
-        this.log.warn(`disconnected from NATS ${status.data}`);
-        this.emit('disconnect', String(status.data));
-      } else if (status.type === 'reconnect') {
-        this.connected = true;
-        // The server forgot our pull requests with the old connection: pull again right away.
-        this.session?.reconnected();
-        this.observers.reconnected();
-        this.log.log(`reconnected to NATS ${status.data}`);
-        this.emit('reconnect', String(status.data));
-      } else if (status.type === 'error') {
-        this.log.error(`NATS error: ${status.data}`);
-        this.emit('error', String(status.data));
-      }
-    }
   }
 }

@@ -15,12 +15,12 @@ const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 /** Results, dead letters, log flushes, progress and resource leases of the runs on one NATS connection. */
 export class NatsResultPort implements ResultPort {
-  private readonly js: JetStreamClient;
-  private readonly publisher: JetStreamPublisher;
+  private js: JetStreamClient;
+  private publisher: JetStreamPublisher;
   private jsm?: Promise<JetStreamManager>;
 
   constructor(
-    private readonly nc: NatsConnection,
+    private nc: NatsConnection,
     private readonly config: ConveyorConfig,
     private readonly logs: LogShipper,
     private readonly logger: LoggerService,
@@ -30,10 +30,24 @@ export class NatsResultPort implements ResultPort {
     this.leases = new KvLeaseStore(nc, config.leaseTtlMs, logger);
   }
 
-  readonly leases: LeaseStore;
+  /** On the current connection (leases held on a closed one stop renewing and expire). */
+  leases: LeaseStore;
 
   async cancelRun(runId: string, reason: string): Promise<void> {
     await publishCancel(this.nc, runId, reason, this.config.cancelTtlMs);
+  }
+
+  /**
+   * Publishes over `nc` from now on: nats.js closed the old connection for good and the transport
+   * dialed a new one. Results being retried go out on the new one.
+   */
+  use(nc: NatsConnection): void {
+    if (nc === this.nc) return;
+    this.nc = nc;
+    this.js = nc.jetstream();
+    this.publisher = new JetStreamPublisher(nc);
+    this.leases = new KvLeaseStore(nc, this.config.leaseTtlMs, this.logger);
+    this.jsm = undefined;
   }
 
   /** From the INFO of the server we are connected to now (it can change with a reconnect). */

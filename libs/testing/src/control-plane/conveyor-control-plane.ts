@@ -8,6 +8,8 @@ import { fiberNotFound, handleApiRoute, readBody } from './api.routes';
 import { ControlPlaneEngine } from './control-plane.engine';
 import { ControlPlaneStore } from './control-plane.store';
 import { handleLogRoute } from './logs.routes';
+import { natsTlsConfig, type TestPki } from '../test-pki';
+import { ApiAuthVerifier, refuseUnauthorized } from './api-auth.verifier';
 
 /** Options of {@link ConveyorControlPlane.start}. */
 export interface ControlPlaneOptions {
@@ -21,6 +23,12 @@ export interface ControlPlaneOptions {
   heartbeatMs?: number;
   /** Called with a line per engine event (step dispatched, result received). */
   onEvent?: (line: string) => void;
+  /**
+   * `api.auth_enabled: true`: NATS requires mutual TLS (`tls { verify: true }`) and every API route
+   * but `/health`, `/swagger`, `/metrics` a proof-of-possession JWT, checked as the server does.
+   * Certificates from {@link createTestPki}.
+   */
+  auth?: Pick<TestPki, 'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'clientKey'>;
 }
 
 /**
@@ -37,18 +45,29 @@ export class ConveyorControlPlane {
     readonly jsm: JetStreamManager,
     private readonly engine: ControlPlaneEngine,
     private readonly http: Server,
+    private readonly verifier?: ApiAuthVerifier,
   ) {}
 
   static async start(options: ControlPlaneOptions = {}): Promise<ConveyorControlPlane> {
-    const nats = await NatsServer.start({ port: options.natsPort });
-    const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const { auth } = options;
+    const nats = await NatsServer.start({
+      port: options.natsPort,
+      config: auth && natsTlsConfig(auth, true),
+    });
+    const nc = await connect({
+      servers: nats.url,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 100,
+      ...(auth ? { tls: { caFile: auth.ca, certFile: auth.clientCert, keyFile: auth.clientKey } } : {}),
+    });
     const jsm = await nc.jetstreamManager();
     await createConveyorStreams(jsm);
     const store = new ControlPlaneStore();
     const engine = new ControlPlaneEngine(nc, store, options.onEvent);
     await engine.start(jsm);
     const http = createServer();
-    const plane = new ConveyorControlPlane(store, nats, nc, jsm, engine, http);
+    const verifier = auth && ApiAuthVerifier.fromCaFile(auth.ca);
+    const plane = new ConveyorControlPlane(store, nats, nc, jsm, engine, http, verifier);
     const heartbeatMs = options.heartbeatMs ?? 15_000;
     http.on('request', (req, res) => void plane.handle(req, res, heartbeatMs));
     await new Promise<void>((resolve, reject) => {
@@ -89,6 +108,7 @@ export class ConveyorControlPlane {
 
   private async handle(req: IncomingMessage, res: ServerResponse, heartbeatMs: number): Promise<void> {
     try {
+      if (this.verifier && (await refuseUnauthorized(req, res, this.verifier))) return;
       const body = await readBody(req);
       if (await handleApiRoute(req, res, body, this.apiDeps())) return;
       if (handleLogRoute(req, res, body, { store: this.store, nc: this.nc, heartbeatMs })) return;

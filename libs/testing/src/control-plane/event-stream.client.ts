@@ -7,9 +7,10 @@ export async function readEventStream(
   url: string,
   onData: (data: string) => void,
   signal: AbortSignal,
+  headers: Record<string, string> = {},
 ): Promise<void> {
   try {
-    const response = await fetch(url, { signal });
+    const response = await fetch(url, { signal, headers });
     const decoder = new TextDecoder();
     let pending = '';
     for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {

@@ -151,7 +151,7 @@ export class LokiLogSink implements LogSink {
       'Content-Type': 'application/json',
       'Content-Encoding': 'gzip',
     };
-    if (this.config.tenant) headers['X-Scope-OrgID'] = this.config.tenant;
+    Object.assign(headers, lokiAuthHeaders(this.config));
     for (let attempt = 1; ; attempt++) {
       let failure: string;
       try {
@@ -191,4 +191,16 @@ export class LokiLogSink implements LogSink {
       await sleep(backoffDelay(attempt, 500, 30_000), this.stopping.signal);
     }
   }
+}
+
+/** Tenant and auth headers of every request to Loki (pushes and the health probe). */
+export function lokiAuthHeaders(config: LokiConfig): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (config.tenant) headers['X-Scope-OrgID'] = config.tenant;
+  if (config.bearerToken !== undefined) headers.Authorization = `Bearer ${config.bearerToken}`;
+  else if (config.username !== undefined) {
+    const pair = `${config.username}:${config.password ?? ''}`;
+    headers.Authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
+  }
+  return headers;
 }
