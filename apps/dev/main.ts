@@ -3,7 +3,8 @@
  * (nats-server + API + engines), the built reference driver, applies a sample resource definition and
  * pipeline, submits a `pipeline` resource through the API, streams the run's logs from the API's SSE
  * endpoint, prints the result, and keeps running until Ctrl-C (`--once`: exits after the run, 0 when
- * it succeeded). Nothing is left running afterwards.
+ * it succeeded; `--cancel`: cancels the run once its first step is done, 0 when it ended cancelled).
+ * Nothing is left running afterwards.
  */
 import { resolve } from 'node:path';
 import type { PipelineEvent } from '@conveyor-ci/nestjs';
@@ -16,6 +17,7 @@ import {
   waitForConsumer,
 } from '@conveyor-ci/testing';
 import { REPORT_WRITER, printReport, startReportWriter } from './report-step';
+import { cancelHint, cancelRequested, printProgress } from './run-control-step';
 
 const DRIVER = 'shell-runner';
 const ENTRY = resolve(__dirname, '../../src/main.js');
@@ -137,7 +139,9 @@ async function main(): Promise<number> {
     const [shellResult, reportResult] = [DRIVER, REPORT_WRITER].map((name) =>
       waitForResult(plane, created.runid, name),
     );
+    console.log(`  ${cancelHint(plane.natsUrl, created.runid)}`);
     void streamLogs(plane.apiUrl, created.runid, streaming.signal);
+    void printProgress(plane.nc, created.runid, streaming.signal);
     const { driverresult } = await shellResult;
     // The engine stops a pipeline at a failed step: the report step runs only after a success.
     const report = driverresult.success ? (await reportResult).driverresult : undefined;
@@ -151,6 +155,8 @@ async function main(): Promise<number> {
     const reported = report?.success === true && (await printReport(plane.apiUrl, `${created.name}-report`));
     if (once) {
       await stop();
+      // --cancel: success is the run ending as cancelled, with its step's processes gone.
+      if (cancelRequested) return driverresult.message?.startsWith('cancelled: ') ? 0 : 1;
       return reported ? 0 : 1;
     }
     console.log(

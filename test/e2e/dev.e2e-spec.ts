@@ -46,6 +46,21 @@ describe('npm run dev (built, as a child process)', () => {
     expect(await listening(natsUrl)).toBe(false);
   });
 
+  it('--once --cancel: prints progress, cancels the run after its first step, the step is stopped', async () => {
+    const { code, out } = await runDev(DEV, ['--once', '--cancel']);
+    expect({ code, out }).toMatchObject({ code: 0 });
+    expect(out).toMatch(
+      /cancel it from another shell: nats --server nats:\/\/\S+ pub conveyor-run\.cancel\.[0-9a-f-]{36} /,
+    );
+    expect(out).toContain('progress [shell-runner] 1/2 (50 %)');
+    expect(out).toContain('result: failure: cancelled: cancelled from npm run dev -- --cancel');
+    // The run's own log ends with why (once, not "cancelled: cancelled: ...").
+    expect(out).toContain('[shell-runner] cancelled: cancelled from npm run dev -- --cancel');
+    expect(out).not.toContain('[shell-runner] tick 3');
+    const { driverPids } = started(out);
+    for (const pid of driverPids) expect(await waitForExit(pid)).toBe(true);
+  });
+
   it('keeps running until SIGTERM (Ctrl-C), then stops the driver and the stack', async () => {
     const dev = new DriverProcess(DEV, {});
     await dev.waitForLine((l) => l.raw.startsWith('Still running.'), 60_000);

@@ -165,7 +165,10 @@ function noteUnsuccessful(
   settlement: Settlement,
 ): void {
   const level = settlement.kind === 'retried' ? 'warn' : 'error';
-  env.logs.write(binding, level, `${settlement.kind}: ${settlement.reason}`, undefined, 'runtime');
+  const reason = settlement.reason.startsWith(`${settlement.kind}: `)
+    ? settlement.reason
+    : `${settlement.kind}: ${settlement.reason}`;
+  env.logs.write(binding, level, reason, undefined, 'runtime');
   if (outcome.kind === 'threw' && outcome.error instanceof Error && Logger.isLevelEnabled('debug')) {
     env.logger.debug?.(`run ${binding.runId}: ${outcome.error.stack}`);
   }
