@@ -88,7 +88,7 @@ async function main(): Promise<number> {
     },
   );
   console.log(`reference driver "${DRIVER}" started (pid ${driver.pid})`);
-  const reportWriter = await startReportWriter(plane, DRIVER);
+  const reportWriter = await startReportWriter(plane, DRIVER, auth?.driverEnv);
   console.log(`example driver "${REPORT_WRITER}" started (pid ${reportWriter.pid})`);
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -152,7 +152,13 @@ async function main(): Promise<number> {
     console.log(JSON.stringify(driverresult.data, null, 2));
     if (report)
       console.log(`\n${REPORT_WRITER}: ${report.success ? 'success' : 'failure'}: ${report.message}`);
-    const reported = report?.success === true && (await printReport(plane.apiUrl, `${created.name}-report`));
+    const reported =
+      report?.success === true &&
+      (await printReport(
+        plane.apiUrl,
+        `${created.name}-report`,
+        auth && (async () => (await auth.headers()).Authorization),
+      ));
     if (once) {
       await stop();
       // --cancel: success is the run ending as cancelled, with its step's processes gone.

@@ -10,6 +10,8 @@ const ENTRY = resolve(__dirname, '../report-writer/main.js');
 export async function startReportWriter(
   plane: ConveyorControlPlane,
   sourceDriver: string,
+  /** `--auth`: the driver's certificates (NATS mTLS, PoP JWTs on the API). */
+  authEnv: Record<string, string> = {},
 ): Promise<DriverProcess> {
   return new DriverProcess(
     ENTRY,
@@ -20,14 +22,19 @@ export async function startReportWriter(
       REPORT_SOURCE_DRIVER: sourceDriver,
       PORT: String(await freePort()),
       HOST: '127.0.0.1',
+      ...authEnv,
     },
     { onLine: ({ raw }) => /\b(WARN|ERROR)\b/.test(raw) && console.log(`  [${REPORT_WRITER}] ${raw}`) },
   );
 }
 
 /** Prints the `report` resource report-writer created for `resourceName`, read back through the API. */
-export async function printReport(apiUrl: string, reportName: string): Promise<boolean> {
-  const report = await new ConveyorClient({ apiUrl }).getResource('report', reportName);
+export async function printReport(
+  apiUrl: string,
+  reportName: string,
+  authorization?: () => Promise<string | undefined>,
+): Promise<boolean> {
+  const report = await new ConveyorClient({ apiUrl, authorization }).getResource('report', reportName);
   if (!report) {
     console.log(`\nno report resource "${reportName}" was created`);
     return false;
