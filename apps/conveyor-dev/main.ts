@@ -2,7 +2,7 @@
  * `npm run conveyor:dev`: a local Conveyor control plane on the server's default ports (API 8080,
  * NATS 4222; override with CONVEYOR_DEV_API_PORT / CONVEYOR_DEV_NATS_PORT), until Ctrl-C.
  */
-import { ConveyorControlPlane, createLocalAuth } from '@conveyor-ci/testing';
+import { ConveyorControlPlane, PortInUseError, createLocalAuth } from '@conveyor-ci/testing';
 
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -48,6 +48,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error(err instanceof Error ? err.message : err);
+  if (err instanceof PortInUseError) {
+    const setting = err.service === 'api' ? 'CONVEYOR_DEV_API_PORT' : 'CONVEYOR_DEV_NATS_PORT';
+    console.error(`${err.message}: set ${setting} to a free port (e.g. ${setting}=0 for any)`);
+  } else console.error(err instanceof Error ? err.message : err);
   process.exit(1);
 });

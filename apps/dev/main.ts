@@ -63,6 +63,11 @@ function waitForResult(plane: ConveyorControlPlane, runId: string, driver: strin
   });
 }
 
+/** Where a driver's probes and metrics answer. */
+function probes(port: number): string {
+  return `http://127.0.0.1:${port}/health, http://127.0.0.1:${port}/metrics`;
+}
+
 async function main(): Promise<number> {
   const plane = await ConveyorControlPlane.start({
     onEvent: (line) => console.log(`[engine] ${line}`),
@@ -71,13 +76,14 @@ async function main(): Promise<number> {
   console.log(
     `Conveyor API ${plane.apiUrl}, NATS ${plane.natsUrl}${auth ? ` (secured: certificates in ${auth.pki.dir})` : ''}`,
   );
+  const [driverPort, writerPort] = [await freePort(), await freePort()];
   const driver = new DriverProcess(
     ENTRY,
     {
       CONVEYOR_NATS_URL: plane.natsUrl,
       CONVEYOR_API_URL: plane.apiUrl,
       CONVEYOR_DRIVER_NAME: DRIVER,
-      PORT: String(await freePort()),
+      PORT: String(driverPort),
       HOST: '127.0.0.1',
       ...auth?.driverEnv,
     },
@@ -87,9 +93,9 @@ async function main(): Promise<number> {
         (!json || Number(json.level) >= 40) && console.log(`  [driver] ${json?.msg ?? raw}`),
     },
   );
-  console.log(`reference driver "${DRIVER}" started (pid ${driver.pid})`);
-  const reportWriter = await startReportWriter(plane, DRIVER, auth?.driverEnv);
-  console.log(`example driver "${REPORT_WRITER}" started (pid ${reportWriter.pid})`);
+  console.log(`reference driver "${DRIVER}" started (pid ${driver.pid}): ${probes(driverPort)}`);
+  const reportWriter = await startReportWriter(plane, DRIVER, writerPort, auth?.driverEnv);
+  console.log(`example driver "${REPORT_WRITER}" started (pid ${reportWriter.pid}): ${probes(writerPort)}`);
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {

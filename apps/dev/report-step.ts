@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { ConveyorClient } from '@conveyor-ci/nestjs';
-import { ConveyorControlPlane, DriverProcess, freePort } from '@conveyor-ci/testing';
+import { ConveyorControlPlane, DriverProcess } from '@conveyor-ci/testing';
 
 /** The second step of the sample pipeline: the report-writer example driver (apps/report-writer). */
 export const REPORT_WRITER = 'report-writer';
@@ -10,6 +10,8 @@ const ENTRY = resolve(__dirname, '../report-writer/main.js');
 export async function startReportWriter(
   plane: ConveyorControlPlane,
   sourceDriver: string,
+  /** Its HTTP port (`/health`, `/metrics`). */
+  port: number,
   /** `--auth`: the driver's certificates (NATS mTLS, PoP JWTs on the API). */
   authEnv: Record<string, string> = {},
 ): Promise<DriverProcess> {
@@ -20,7 +22,7 @@ export async function startReportWriter(
       CONVEYOR_API_URL: plane.apiUrl,
       CONVEYOR_DRIVER_NAME: REPORT_WRITER,
       REPORT_SOURCE_DRIVER: sourceDriver,
-      PORT: String(await freePort()),
+      PORT: String(port),
       HOST: '127.0.0.1',
       ...authEnv,
     },

@@ -1,12 +1,14 @@
 import { Module } from '@nestjs/common';
 import { ConveyorModule } from '@conveyor-ci/nestjs';
 import { ConveyorHealthModule } from '@conveyor-ci/nestjs/health';
+import { ConveyorMetricsModule } from '@conveyor-ci/nestjs/metrics';
 import { REPORT_SOURCE_DRIVER, ReportWriterDriver } from './report-writer.driver';
 
 @Module({
   imports: [
     ConveyorModule.forRoot({ driverName: process.env.CONVEYOR_DRIVER_NAME || 'report-writer' }),
     ConveyorHealthModule, // /health, /health/live, /health/ready
+    ConveyorMetricsModule.register(), // /metrics
   ],
   controllers: [ReportWriterDriver],
   providers: [

@@ -40,6 +40,13 @@ describe('npm run dev (built, as a child process)', () => {
     expect(out).toMatch(/report-writer: success: report hello-\d+-report created/);
     expect(out).toMatch(/report resource report\/hello-\d+-report \(version 1\):/);
     expect(out).toContain('"summary": "shell-runner: succeeded: 2 step(s) passed"');
+    // Both drivers' probes and metrics are announced.
+    expect(out).toMatch(
+      /reference driver "shell-runner" started \(pid \d+\): http:\/\/127\.0\.0\.1:\d+\/health, http:\/\/127\.0\.0\.1:\d+\/metrics/,
+    );
+    expect(out).toMatch(
+      /example driver "report-writer" started \(pid \d+\): http:\/\/127\.0\.0\.1:\d+\/health, /,
+    );
     const { natsUrl, driverPids } = started(out);
     expect(driverPids).toHaveLength(2);
     for (const pid of driverPids) expect(await waitForExit(pid)).toBe(true);
@@ -64,6 +71,11 @@ describe('npm run dev (built, as a child process)', () => {
   it('keeps running until SIGTERM (Ctrl-C), then stops the driver and the stack', async () => {
     const dev = new DriverProcess(DEV, {});
     await dev.waitForLine((l) => l.raw.startsWith('Still running.'), 60_000);
+    // The announced probe answers while it runs.
+    const health = /reference driver "shell-runner" started \(pid \d+\): (\S+),/.exec(
+      dev.lines.map((l) => l.raw).join('\n'),
+    )![1];
+    expect((await fetch(health)).status).toBe(200);
     const { natsUrl, driverPids } = started(dev.lines.map((l) => l.raw).join('\n'));
     expect(driverPids).toHaveLength(2);
     for (const pid of driverPids) expect(isProcessAlive(pid)).toBe(true);

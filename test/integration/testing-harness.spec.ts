@@ -1,9 +1,17 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AckPolicy, RetentionPolicy, StorageType } from 'nats';
 import { DRIVER_MESSAGE_BYTES } from '../../libs/conveyor/src/protocol/fixtures';
-import { ConveyorTestEnv, NatsServer, publishDriverMessage, waitForConsumer } from '@conveyor-ci/testing';
+import {
+  ConveyorControlPlane,
+  ConveyorTestEnv,
+  NatsServer,
+  PortInUseError,
+  publishDriverMessage,
+  waitForConsumer,
+} from '@conveyor-ci/testing';
 
 describe('NatsServer harness and Conveyor helpers', () => {
   let env: ConveyorTestEnv;
@@ -85,5 +93,43 @@ describe('NatsServer harness and Conveyor helpers', () => {
     await expect(NatsServer.start({ binary: fake })).rejects.toThrow(
       /nats-server 2\.9\.10: too old, need >= 2\.10\.27.*npm run nats:install/,
     );
+  });
+});
+
+describe('port conflicts', () => {
+  let busy: Server;
+  let port: number;
+  // A private temp folder: other suites running in parallel create stores of their own.
+  const temp = mkdtempSync(join(tmpdir(), 'port-conflicts-'));
+  const stores = () => readdirSync(temp);
+  const realTmp = process.env.TMPDIR;
+
+  beforeEach(() => void (process.env.TMPDIR = temp));
+  afterEach(() => {
+    if (realTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = realTmp;
+  });
+
+  beforeAll(async () => {
+    busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    port = (busy.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+
+  it('nats-server on a taken port: a PortInUseError naming the port, and no store left behind', async () => {
+    const error = await NatsServer.start({ port }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PortInUseError);
+    expect(error).toMatchObject({ port, service: 'nats' });
+    expect((error as Error).message).toBe(
+      `port ${port} is already in use: the local nats-server cannot listen there`,
+    );
+    expect(stores()).toEqual([]);
+  });
+
+  it("the control plane's API on a taken port: a PortInUseError, and its nats-server and store are gone", async () => {
+    const error = await ConveyorControlPlane.start({ apiPort: port }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ port, service: 'api' });
+    expect(stores()).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 export {
   NatsServer,
+  PortInUseError,
   findNatsServer,
   freePort,
   natsServerVersion,

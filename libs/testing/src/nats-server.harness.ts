@@ -145,13 +145,20 @@ export class NatsServer {
     }
     const server = new NatsServer(
       binary,
-      options.port ?? (await freePort()),
+      // 0 means any free port, as for a listening socket.
+      options.port || (await freePort()),
       storeDir,
       !options.storeDir,
       extraArgs,
     );
     if (server.ownsStore) registerSpawned({ dir: storeDir });
-    await server.boot();
+    try {
+      await server.boot();
+    } catch (err) {
+      // A server that never came up leaves no store behind (nor a process).
+      if (server.ownsStore) rmSync(storeDir, { recursive: true, force: true });
+      throw err;
+    }
     return server;
   }
 
@@ -208,7 +215,7 @@ export class NatsServer {
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        reject(new Error(`nats-server exited before it was ready (code ${code}, signal ${signal}):\n${log}`));
+        reject(startFailure(this.port, code, signal, log));
       });
     });
     child.stderr!.resume();
@@ -258,4 +265,28 @@ export class NatsServer {
     await this.halt('SIGTERM');
     if (this.ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
   }
+}
+
+/** Thrown when a local server (nats-server, the control plane's API) cannot listen: its port is taken. */
+export class PortInUseError extends Error {
+  constructor(
+    readonly port: number,
+    readonly service: 'nats' | 'api',
+  ) {
+    super(
+      `port ${port} is already in use: the local ${service === 'nats' ? 'nats-server' : 'API'} cannot listen there`,
+    );
+    this.name = 'PortInUseError';
+  }
+}
+
+/**
+ * Why nats-server exited before it was ready: its fatal line (`[FTL] ...`) rather than the whole
+ * 25-line banner, and a port conflict as its own error so a tool can name the setting that moves it.
+ */
+function startFailure(port: number, code: number | null, signal: string | null, log: string): Error {
+  if (/address already in use/.test(log)) return new PortInUseError(port, 'nats');
+  const fatal = log.split('\n').find((line) => line.includes('[FTL]'));
+  const why = fatal ? fatal.replace(/^.*\[FTL\]\s*/, '') : `code ${code}, signal ${signal}`;
+  return new Error(`nats-server exited before it was ready: ${why}`);
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { JetStreamManager, NatsConnection, connect } from 'nats';
 import type { Resource } from '@conveyor-ci/nestjs/internal';
 import { createConveyorStreams } from '../conveyor-nats';
-import { NatsServer } from '../nats-server.harness';
+import { NatsServer, PortInUseError } from '../nats-server.harness';
 import { fiberNotFound, handleApiRoute, readBody } from './api.routes';
 import { ControlPlaneEngine } from './control-plane.engine';
 import { ControlPlaneStore } from './control-plane.store';
@@ -70,10 +70,18 @@ export class ConveyorControlPlane {
     const plane = new ConveyorControlPlane(store, nats, nc, jsm, engine, http, verifier);
     const heartbeatMs = options.heartbeatMs ?? 15_000;
     http.on('request', (req, res) => void plane.handle(req, res, heartbeatMs));
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(options.apiPort ?? 0, options.host ?? '127.0.0.1', resolve);
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        http.once('error', reject);
+        http.listen(options.apiPort ?? 0, options.host ?? '127.0.0.1', resolve);
+      });
+    } catch (err) {
+      // Nothing of a plane that cannot serve its API stays behind: its nats-server and store go too.
+      await plane.stop().catch(() => undefined);
+      throw (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
+        ? new PortInUseError(options.apiPort ?? 0, 'api')
+        : err;
+    }
     return plane;
   }
 
