@@ -119,7 +119,7 @@ describe('cancel', () => {
     await suite.env.results.waitForRun(second);
     expect(suite.env.results.forRun(first)).toHaveLength(1);
     await expectSettled(name, 2);
-    console.log(`cancel latency (publish to process group gone): ${latencyMs.toFixed(1)} ms`);
+    process.stdout.write(`cancel latency (publish to process group gone): ${latencyMs.toFixed(1)} ms\n`);
   });
 
   it('cancels a run that is not delivered yet as soon as it starts, without calling the handler', async () => {
