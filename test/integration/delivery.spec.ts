@@ -380,33 +380,3 @@ describe('result publishing', () => {
     expect((await suite.env.jsm.streams.info('pipeline-engine')).state.messages).toBe(before + 1);
   });
 });
-
-describe("ackMode 'onReceive' (Go parity, at-most-once)", () => {
-  it('acks before the handler runs and still publishes the result', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let started = false;
-    @Controller()
-    class EagerDriver {
-      @Reconcile({ resource: 'eager' })
-      async run() {
-        started = true;
-        await gate;
-        return { success: true, message: 'finished after the ack' };
-      }
-    }
-    const name = uniqueDriverName();
-    await start(name, [EagerDriver], {
-      options: { ackMode: 'onReceive' },
-    });
-    const sent = await publish('eager');
-    await waitForStarted(() => started);
-    const info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
-    expect([info.num_ack_pending, info.num_pending]).toEqual([0, 0]); // acked while still running
-    release();
-    expect((await suite.env.results.waitForRun(sent.message.run_id)).driverresult.message).toBe(
-      'finished after the ack',
-    );
-    await expectSettled(name, 1);
-  });
-});

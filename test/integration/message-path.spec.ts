@@ -5,6 +5,7 @@ import {
   DeadLetterRecord,
   Reconcile,
   ReconcileContext,
+  MESSAGES_STREAM,
   Resource,
   deleteDriverConsumer,
 } from '@conveyor-ci/nestjs';
@@ -241,5 +242,35 @@ describe('the consumer session', () => {
       30_000,
     );
     await waitForSettled(suite.env.jsm, name, 15_000);
+  });
+});
+
+describe("ackMode 'onReceive' (Go parity, at-most-once)", () => {
+  it('acks before the handler runs and still publishes the result', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started = false;
+    @Controller()
+    class EagerDriver {
+      @Reconcile({ resource: 'eager' })
+      async run() {
+        started = true;
+        await gate;
+        return { success: true, message: 'finished after the ack' };
+      }
+    }
+    const name = uniqueDriverName();
+    await start(name, [EagerDriver], {
+      options: { ackMode: 'onReceive' },
+    });
+    const sent = await publishStep(suite.env, name, 'eager');
+    await eventually(() => started, 'the handler started');
+    const info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
+    expect([info.num_ack_pending, info.num_pending]).toEqual([0, 0]); // acked while still running
+    release();
+    expect((await suite.env.results.waitForRun(sent.message.run_id)).driverresult.message).toBe(
+      'finished after the ack',
+    );
+    expect(await settledDeliveries(suite.env.jsm, name)).toBe(1);
   });
 });

@@ -24,7 +24,7 @@ import { makeResource, publishDriverMessage } from '@conveyor-ci/testing';
 import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 
 const suite = useDriverApps();
-const { start, expectSettled, closeAfterTest } = suite;
+const { start, expectSettled } = suite;
 
 @Controller()
 class EchoDriver {
@@ -357,62 +357,5 @@ describe('startup checks', () => {
     await suite.env.results.waitForRun(b.message.run_id);
     expect(suite.env.results.forRun(a.message.run_id)[0].driverresult.message).toBe('process handler');
     expect(suite.env.results.forRun(b.message.run_id)[0].driverresult.message).toBe('create handler');
-  });
-
-  it('fails startup when @Reconcile handlers exist but the transport was never attached', async () => {
-    const { NestFactory } = await import('@nestjs/core');
-    const { Module } = await import('@nestjs/common');
-    const { ConveyorModule } = await import('@conveyor-ci/nestjs');
-    @Module({
-      imports: [ConveyorModule.forRoot({ driverName: uniqueDriverName(), servers: suite.env.url })],
-      controllers: [EchoDriver],
-    })
-    class Forgetful {}
-    const app = await NestFactory.create(Forgetful, { logger: false, abortOnError: false });
-    await expect(app.init()).rejects.toThrow(/never attached: call `await connectConveyor\(app\)`/);
-    await app.close().catch(() => undefined);
-  });
-
-  it('configures through forRootAsync with an injected factory', async () => {
-    const { NestFactory } = await import('@nestjs/core');
-    const { Injectable, Module } = await import('@nestjs/common');
-    const { ConveyorModule, connectConveyor } = await import('@conveyor-ci/nestjs');
-    const name = uniqueDriverName('async');
-    @Injectable()
-    class Settings {
-      readonly natsUrl = suite.env.url;
-    }
-    @Module({ providers: [Settings], exports: [Settings] })
-    class SettingsModule {}
-    @Module({
-      imports: [
-        ConveyorModule.forRootAsync({
-          imports: [SettingsModule],
-          inject: [Settings],
-          useFactory: async (settings: Settings) => ({
-            driverName: name,
-            servers: settings.natsUrl,
-            maxAckPending: 5,
-          }),
-        }),
-      ],
-      controllers: [EchoDriver],
-    })
-    class AsyncApp {}
-    const app = await NestFactory.create(AsyncApp, { logger: false, abortOnError: false });
-    closeAfterTest(() => app.close());
-    await (await connectConveyor(app)).whenConsuming();
-    expect((await suite.env.jsm.consumers.info(MESSAGES_STREAM, name)).config.max_ack_pending).toBe(5);
-  });
-
-  it('fails startup with every invalid option named', async () => {
-    await expect(
-      startDriverApp({
-        options: { driverName: 'bad.name', servers: suite.env.url, concurrency: 0 },
-        controllers: [EchoDriver],
-      }),
-    ).rejects.toThrow(
-      /option "driverName" \(env CONVEYOR_DRIVER_NAME\): must be a non-empty name[\s\S]*option "concurrency" \(env CONVEYOR_CONCURRENCY\): must be a whole number >= 1/,
-    );
   });
 });
