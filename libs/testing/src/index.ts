@@ -7,6 +7,11 @@ export {
   type NatsServerOptions,
 } from './nats-server.harness';
 export {
+  NatsCluster,
+  type NatsClusterNode,
+  type NatsClusterOptions,
+} from './nats-cluster.harness';
+export {
   createConveyorStreams,
   makeResource,
   publishDriverMessage,

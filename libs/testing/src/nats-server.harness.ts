@@ -94,6 +94,12 @@ export interface NatsServerOptions {
   binary?: string;
   /** Largest message the server accepts (`max_payload`); default nats-server's 1 MiB. */
   maxPayload?: number;
+  /**
+   * More server configuration in nats-server's config syntax (`server_name`, a `cluster` block…),
+   * written to a file next to the store with the `jetstream { store_dir }` block. The address and
+   * port flags still win.
+   */
+  config?: string;
 }
 
 /**
@@ -116,12 +122,18 @@ export class NatsServer {
     const binary = options.binary ?? findNatsServer().binary;
     if (options.binary) assertNewEnough(options.binary);
     const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'conveyor-nats-'));
-    const extraArgs: string[] = [];
-    if (options.maxPayload !== undefined) {
-      // max_payload has no command-line flag: it goes in a config file next to the store.
-      const file = join(storeDir, 'limits.conf');
-      writeFileSync(file, `max_payload: ${Math.floor(options.maxPayload)}\n`);
-      extraArgs.push('-c', file);
+    const extraArgs = ['-js', '-sd', storeDir];
+    if (options.maxPayload !== undefined || options.config) {
+      // max_payload has no command-line flag: it goes in a config file next to the store, and then
+      // so does JetStream (nats-server refuses a store_dir given both ways).
+      const file = join(storeDir, 'server.conf');
+      const config = [
+        `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
+        ...(options.maxPayload !== undefined ? [`max_payload: ${Math.floor(options.maxPayload)}`] : []),
+        ...(options.config ? [options.config] : []),
+      ];
+      writeFileSync(file, `${config.join('\n')}\n`);
+      extraArgs.splice(0, extraArgs.length, '-c', file);
     }
     const server = new NatsServer(
       binary,
@@ -146,7 +158,7 @@ export class NatsServer {
   private async boot(): Promise<void> {
     const child = spawn(
       this.binary,
-      [...this.extraArgs, '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
+      [...this.extraArgs, '-a', '127.0.0.1', '-p', String(this.port)],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
@@ -188,6 +200,24 @@ export class NatsServer {
     await this.exited;
   }
 
+  /** Process id while running. */
+  get pid(): number | undefined {
+    return this.running ? this.child!.pid : undefined;
+  }
+
+  /**
+   * SIGSTOP: the process stays, its sockets stay open, and nothing answers (a stalled node, not a
+   * dead one: clients only notice through missed pings). {@link thaw} continues it.
+   */
+  freeze(): void {
+    if (this.running) this.child!.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after {@link freeze}. */
+  thaw(): void {
+    if (this.running) this.child!.kill('SIGCONT');
+  }
+
   /** Starts a halted server again on the same port and store. */
   async resume(): Promise<void> {
     if (!this.running) await this.boot();
@@ -201,6 +231,7 @@ export class NatsServer {
 
   /** Stops the server and removes the store it created. */
   async stop(): Promise<void> {
+    this.thaw(); // a frozen server would never act on the SIGTERM
     await this.halt('SIGTERM');
     if (this.ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
   }
