@@ -24,7 +24,12 @@ const common = {
 };
 
 /** The fault cases CI runs with `npm test` (cases 1, 2, 6 and 11); the rest need `npm run test:faults`. */
-const FAULT_CI_CASES = ['01-single-node-restarts', '02-cluster-node-loss', '06-handler-faults', '11-bad-input'];
+const FAULT_CI_CASES = [
+  '01-single-node-restarts',
+  '02-cluster-node-loss',
+  '06-handler-faults',
+  '11-bad-input',
+];
 const faultCases =
   process.env.CONVEYOR_FAULTS === 'all'
     ? ['<rootDir>/test/faults/**/*.fault-spec.ts']

@@ -111,7 +111,8 @@ export class NatsCluster {
   /** The node called `name` (`server_name`). */
   node(name: string): NatsClusterNode {
     const node = this.nodes.find((n) => n.name === name);
-    if (!node) throw new Error(`no cluster node named "${name}" (nodes: ${this.nodes.map((n) => n.name).join(', ')})`);
+    if (!node)
+      throw new Error(`no cluster node named "${name}" (nodes: ${this.nodes.map((n) => n.name).join(', ')})`);
     return node;
   }
 
@@ -150,20 +151,28 @@ export class NatsCluster {
    * Waits until `stream` has a leader and every replica on a running node is current (caught up),
    * so a node can be killed without losing the quorum's data; returns the leader node.
    */
-  async waitForStreamLeader(jsm: JetStreamManager, stream: string, timeoutMs = 30_000): Promise<NatsClusterNode> {
+  async waitForStreamLeader(
+    jsm: JetStreamManager,
+    stream: string,
+    timeoutMs = 30_000,
+  ): Promise<NatsClusterNode> {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer yet';
     for (;;) {
       try {
         const { cluster } = await jsm.streams.info(stream);
         const running = new Set(this.runningNodes.map((n) => n.name));
-        const lagging = (cluster?.replicas ?? []).filter((r) => running.has(r.name) && (!r.current || r.offline));
-        if (cluster?.leader && running.has(cluster.leader) && lagging.length === 0) return this.node(cluster.leader);
+        const lagging = (cluster?.replicas ?? []).filter(
+          (r) => running.has(r.name) && (!r.current || r.offline),
+        );
+        if (cluster?.leader && running.has(cluster.leader) && lagging.length === 0)
+          return this.node(cluster.leader);
         last = `leader ${cluster?.leader ?? 'none'}, lagging ${JSON.stringify(lagging.map((r) => r.name))}`;
       } catch (err) {
         last = (err as Error).message;
       }
-      if (Date.now() > deadline) throw new Error(`stream "${stream}" has no current leader in ${timeoutMs} ms (${last})`);
+      if (Date.now() > deadline)
+        throw new Error(`stream "${stream}" has no current leader in ${timeoutMs} ms (${last})`);
       await sleep(200);
     }
   }
@@ -182,8 +191,7 @@ export class NatsCluster {
   async nodeOfConnection(connectionName: string): Promise<NatsClusterNode | undefined> {
     for (const node of this.runningNodes) {
       const connz = (await this.monitor(node, '/connz?limit=1024').catch(() => undefined)) as
-        | { connections?: { name?: string }[] }
-        | undefined;
+        { connections?: { name?: string }[] } | undefined;
       if (connz?.connections?.some((c) => c.name === connectionName)) return node;
     }
     return undefined;

@@ -156,13 +156,9 @@ export class NatsServer {
   }
 
   private async boot(): Promise<void> {
-    const child = spawn(
-      this.binary,
-      [...this.extraArgs, '-a', '127.0.0.1', '-p', String(this.port)],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
+    const child = spawn(this.binary, [...this.extraArgs, '-a', '127.0.0.1', '-p', String(this.port)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     this.child = child;
     registerSpawned({ pid: child.pid });
     const forget = killOnExit(child);

@@ -8,6 +8,8 @@ import { DeadLetterRecord, recordDeadLetter } from '../settlement/dead-letter';
 import { JetStreamPublisher } from './jetstream.publisher';
 
 const PUBLISH_TIMEOUT_MS = 5000;
+/** An unanswered result is sent again this often within its timeout (a leader election drops it silently). */
+const RESEND_AFTER_MS = 1000;
 /** nats-server's default `max_payload`, until the server's INFO says otherwise. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
@@ -24,7 +26,7 @@ export class NatsResultPort implements ResultPort {
     private readonly logger: LoggerService,
   ) {
     this.js = nc.jetstream();
-    this.publisher = new JetStreamPublisher(nc);
+    this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
   }
 
   /** From the INFO of the server we are connected to now (it can change with a reconnect). */
