@@ -3,10 +3,13 @@ import { consumerBacklog, sleep } from '@conveyor-ci/testing';
 import type { LedgerEntry } from './event-feeder';
 import { AccountingRow, recordRow } from './fault-rows';
 import type { FaultEnv } from './fault-env';
-import { storedDeadLetters, storedResults } from './stored-records';
+import { StoredResult, storedDeadLetters, storedResults } from './stored-records';
 
 interface Outcome {
   row: AccountingRow;
+  /** Stored results by run id, and dead-letter records by `messages` sequence, for case-specific checks. */
+  results: Map<string, StoredResult[]>;
+  deadLetters: Map<number, { count: number; reason: string }>;
   /** Ledger entries that ended differently than expected (e.g. a good event that failed). */
   wrong: string[];
   /** Ledger entries with no outcome at all. */
@@ -27,11 +30,11 @@ export async function account(
   const ledger = env.feeder.ledger;
   const wantResults = ledger.filter((e) => e.expect === 'success' || e.expect === 'failure').length;
   const deadline = Date.now() + (options.timeoutMs ?? 120_000);
-  const complete = (stored: Map<string, boolean[]>) =>
+  const complete = (stored: Map<string, StoredResult[]>) =>
     ledger.every(
       (e) => !e.runId || e.expect === 'skipped' || e.expect === 'dead-letter' || stored.has(e.runId),
     );
-  let results = new Map<string, boolean[]>();
+  let results = new Map<string, StoredResult[]>();
   let idleSince: number | undefined;
   for (;;) {
     const backlog = await consumerBacklog(env.jsm, consumer).catch(() => undefined);
@@ -65,8 +68,8 @@ export async function account(
 function tally(
   caseName: string,
   ledger: LedgerEntry[],
-  results: Map<string, boolean[]>,
-  dead: { seqs: Map<number, number>; runIds: Set<string> },
+  results: Map<string, StoredResult[]>,
+  dead: Map<number, { count: number; reason: string }>,
   flow: {
     deliveries: number;
     unsettled: number;
@@ -84,7 +87,7 @@ function tally(
   let skipped = 0;
   for (const entry of ledger) {
     const stored = entry.runId ? results.get(entry.runId) : undefined;
-    const lettered = dead.seqs.has(entry.seq);
+    const lettered = dead.has(entry.seq);
     if (stored) reconciled += 1;
     if (lettered) deadLettered += 1;
     const what = `${entry.label} (seq ${entry.seq}${entry.runId ? `, run ${entry.runId}` : ''})`;
@@ -99,12 +102,14 @@ function tally(
       continue;
     }
     if (entry.expect === 'dead-letter' && !lettered) wrong.push(`${what}: expected a dead-letter record`);
-    if (entry.expect === 'success' && !stored?.[0]) wrong.push(`${what}: expected success, got ${stored}`);
-    if (entry.expect === 'failure' && stored?.[0] !== false) wrong.push(`${what}: expected a failure result`);
+    if (entry.expect === 'success' && !stored?.[0]?.success)
+      wrong.push(`${what}: expected success, got ${JSON.stringify(stored)}`);
+    if (entry.expect === 'failure' && stored?.[0]?.success !== false)
+      wrong.push(`${what}: expected a failure result, got ${JSON.stringify(stored)}`);
   }
   let storedDuplicates = 0;
   for (const list of results.values()) storedDuplicates += list.length - 1;
-  for (const count of dead.seqs.values()) storedDuplicates += count - 1;
+  for (const { count } of dead.values()) storedDuplicates += count - 1;
   if (flow.unsettled > 0) missing.push(`${flow.unsettled} message(s) still pending or unacknowledged`);
   const row: AccountingRow = {
     case: caseName,
@@ -122,7 +127,7 @@ function tally(
     ...(flow.resumeMs !== undefined ? { resumeMs: flow.resumeMs } : {}),
     ...(flow.notes ? { notes: flow.notes } : {}),
   };
-  return { row, wrong, missing };
+  return { row, wrong, missing, results, deadLetters: dead };
 }
 
 /** Records the row, then fails the case unless nothing was lost, nothing stored twice and every event ended as expected. */

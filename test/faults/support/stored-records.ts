@@ -32,30 +32,35 @@ async function readStream(jsm: JetStreamManager, stream: string): Promise<Stored
   return out;
 }
 
-/** Stored results per run id, and whether each one reported success. */
-export async function storedResults(jsm: JetStreamManager): Promise<Map<string, boolean[]>> {
-  const byRun = new Map<string, boolean[]>();
+/** What a stored result said. */
+export interface StoredResult {
+  success: boolean;
+  message: string;
+}
+
+/** Stored results per run id, in stream order. */
+export async function storedResults(jsm: JetStreamManager): Promise<Map<string, StoredResult[]>> {
+  const byRun = new Map<string, StoredResult[]>();
   for (const m of await readStream(jsm, PIPELINE_ENGINE_STREAM)) {
     const event = JSON.parse(new TextDecoder().decode(m.data)) as {
       run_id: string;
-      driverresult: { success: boolean };
+      driverresult: StoredResult;
     };
-    byRun.set(event.run_id, [...(byRun.get(event.run_id) ?? []), event.driverresult.success]);
+    const { success, message } = event.driverresult;
+    byRun.set(event.run_id, [...(byRun.get(event.run_id) ?? []), { success, message }]);
   }
   return byRun;
 }
 
-/** Stored dead-letter records: the `messages` sequences and run ids they name. */
+/** Stored dead-letter records by the `messages` sequence they name: how many, and the first one's reason. */
 export async function storedDeadLetters(
   jsm: JetStreamManager,
-): Promise<{ seqs: Map<number, number>; runIds: Set<string> }> {
-  const seqs = new Map<number, number>();
-  const runIds = new Set<string>();
+): Promise<Map<number, { count: number; reason: string }>> {
+  const bySeq = new Map<number, { count: number; reason: string }>();
   for (const m of await readStream(jsm, DEAD_LETTER_STREAM)) {
     const seq = Number(m.header.get(DEAD_LETTER_HEADERS.streamSequence));
-    seqs.set(seq, (seqs.get(seq) ?? 0) + 1);
-    const runId = m.header.get(DEAD_LETTER_HEADERS.runId);
-    if (runId) runIds.add(runId);
+    const reason = m.header.get(DEAD_LETTER_HEADERS.reason);
+    bySeq.set(seq, { count: (bySeq.get(seq)?.count ?? 0) + 1, reason: bySeq.get(seq)?.reason ?? reason });
   }
-  return { seqs, runIds };
+  return bySeq;
 }
