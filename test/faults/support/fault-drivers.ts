@@ -10,6 +10,8 @@ export const FAULT_DRIVER_ENTRY = resolve(__dirname, '../../../dist/apps/fault-d
 /** Driver lines with the time they were logged (pino's `time`), to relate faults and progress. */
 export interface TimedDriver {
   process: DriverProcess;
+  /** Its HTTP port on 127.0.0.1 (`/health/ready`, `/metrics`). */
+  port: number;
   /** When the driver logged a line starting with `prefix` at or after `since`. */
   loggedAt(prefix: string, since?: number): number | undefined;
 }
@@ -27,17 +29,19 @@ export async function startDriver(
 ): Promise<TimedDriver> {
   const entry = kind === 'reference' ? REFERENCE_DRIVER_ENTRY : FAULT_DRIVER_ENTRY;
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
+  const port = await freePort();
   const child = new DriverProcess(entry, {
     CONVEYOR_NATS_URL: servers.join(','),
     CONVEYOR_DRIVER_NAME: driverName,
     CONVEYOR_DEAD_LETTER_SUBJECT: deadLetterSubject(driverName),
-    PORT: String(await freePort()),
+    PORT: String(port),
     HOST: '127.0.0.1',
     ...env,
   });
   if (options.waitConsuming !== false) await whenConsuming(child, 30_000);
   return {
     process: child,
+    port,
     loggedAt(prefix, since = 0) {
       for (const line of child.lines) {
         const time = Number(line.json?.time);

@@ -22,10 +22,16 @@ export class FaultEnv {
     readonly cluster?: NatsCluster,
   ) {}
 
-  /** A single nats-server (file store). */
-  static async single(options: { maxPayload?: number } = {}): Promise<FaultEnv> {
+  /** A single nats-server (file store); with `streams: false` Conveyor's streams are left to {@link createStreams}. */
+  static async single(options: { maxPayload?: number; streams?: boolean } = {}): Promise<FaultEnv> {
     const server = await NatsServer.start(options);
-    return FaultEnv.open([server.url], 1, server, undefined);
+    return FaultEnv.open([server.url], 1, server, undefined, options.streams ?? true);
+  }
+
+  /** Conveyor's streams and the dead-letter stream, as the server creates them at startup. */
+  async createStreams(replicas = this.cluster ? 3 : 1): Promise<void> {
+    await createConveyorStreams(this.jsm, { replicas });
+    await addDeadLetterStream(this.jsm, replicas);
   }
 
   /** A 3-node cluster with every stream replicated three times, each stream's leader elected and current. */
@@ -42,6 +48,7 @@ export class FaultEnv {
     replicas: number,
     single?: NatsServer,
     cluster?: NatsCluster,
+    streams = true,
   ): Promise<FaultEnv> {
     const nc = await connect({
       servers,
@@ -50,11 +57,11 @@ export class FaultEnv {
       name: 'fault-suite',
     });
     const jsm = await nc.jetstreamManager();
-    await createConveyorStreams(jsm, { replicas });
-    await addDeadLetterStream(jsm, replicas);
     const js = nc.jetstream();
     const wire = await WireResults.open(servers);
-    return new FaultEnv(servers, nc, jsm, js, wire, new EventFeeder(js), single, cluster);
+    const env = new FaultEnv(servers, nc, jsm, js, wire, new EventFeeder(js), single, cluster);
+    if (streams) await env.createStreams(replicas);
+    return env;
   }
 
   /** Waits for a driver's durable consumer: `messages` keeps an event only if a consumer wants it. */
