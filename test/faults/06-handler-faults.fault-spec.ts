@@ -98,7 +98,7 @@ describe('case 6: handlers that throw, hang, outlive AckWait, return what cannot
     });
     outcome.row.notes =
       `fault driver, concurrency 4, AckWait 1 s, timeout 4 s; ${GOOD} good events mixed with ` +
-      `${TROUBLE.map((t) => `${t.count} that ${t.label}`).join(', ')} and ${POISON} poison messages; ` +
+      `${TROUBLE.map((t) => `${t.label} (${t.count})`).join(', ')}, poison (${POISON}); ` +
       'no message delivered twice';
     expectNothingLost(outcome);
     // "Runs once": no AckWait expired, even for runs three times longer than it.
