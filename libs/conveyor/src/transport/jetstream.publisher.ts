@@ -41,6 +41,8 @@ export class JetStreamPublisher {
   private readonly sweeper: NodeJS.Timeout;
   private token = 0;
   private closed = false;
+  /** False between a disconnect and the reconnect: a resend then would only fill nats.js's reconnect buffer. */
+  private connected = true;
   private readonly resendAfterMs: number;
 
   /**
@@ -108,7 +110,9 @@ export class JetStreamPublisher {
   private async resendAfterReconnects(): Promise<void> {
     for await (const status of this.nc.status()) {
       if (this.closed) return;
+      if (status.type === 'disconnect') this.connected = false;
       if (status.type !== 'reconnect') continue;
+      this.connected = true;
       const now = Date.now();
       for (const [token, w] of this.waiting) {
         w.deadline = now + w.timeoutMs;
@@ -168,7 +172,7 @@ export class JetStreamPublisher {
       if (w.deadline <= now) {
         this.waiting.delete(token);
         w.done(NatsError.errorForCode(ErrorCode.Timeout));
-      } else if (w.resendAt <= now) this.resend(token, w, now);
+      } else if (w.resendAt <= now && this.connected) this.resend(token, w, now);
     }
   }
 }
