@@ -4,6 +4,20 @@ import { DriverResult, Reconcile, ReconcileContext, Resource } from '@conveyor-c
 import { parsePipelineSpec } from './pipeline-spec';
 import { StepReport, describeFailure, runStep } from './step-runner';
 
+/**
+ * Events that run a pipeline's steps: `create` (a first step) and `process` (a later one), what
+ * Conveyor 0.6.x sends. Any other event (`update`, and above all `delete`, which newer Conveyor
+ * versions send) must not run a build: it is acked without running anything. `SHELL_RUNNER_EVENTS`
+ * (comma-separated) replaces the list; it is read when the module loads, as decorators are.
+ */
+export function stepEvents(raw = process.env.SHELL_RUNNER_EVENTS): string[] {
+  const events = (raw ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  return events.length > 0 ? events : ['create', 'process'];
+}
+
 /** Env values shorter than this are not masked in step output. */
 const MIN_MASKED_LENGTH = 6;
 
@@ -21,7 +35,7 @@ export interface ShellRunData {
  */
 @Controller()
 export class ShellDriver {
-  @Reconcile({ resource: 'pipeline' })
+  @Reconcile({ resource: 'pipeline', events: stepEvents() })
   async run(
     @Payload() resource: Resource,
     @Ctx() ctx: ReconcileContext,

@@ -25,8 +25,12 @@ import {
 /**
  * Creates the three streams exactly as the Conveyor server does at startup (`InitiateStreams`,
  * contract §5.1): only name, subjects and retention are set; everything else is the server default.
+ * On a cluster (`NatsCluster`) `replicas: 3` makes each stream a Raft group across three nodes.
  */
-export async function createConveyorStreams(jsm: JetStreamManager): Promise<void> {
+export async function createConveyorStreams(
+  jsm: JetStreamManager,
+  options: { replicas?: number } = {},
+): Promise<void> {
   const streams = [
     {
       name: MESSAGES_STREAM,
@@ -36,7 +40,7 @@ export async function createConveyorStreams(jsm: JetStreamManager): Promise<void
     { name: PIPELINE_ENGINE_STREAM, subjects: ['pipelines.>'], retention: RetentionPolicy.Workqueue },
     { name: LOGS_ENGINE_STREAM, subjects: ['logs.>'], retention: RetentionPolicy.Workqueue },
   ];
-  for (const stream of streams) await jsm.streams.add(stream);
+  for (const stream of streams) await jsm.streams.add({ ...stream, num_replicas: options.replicas ?? 1 });
 }
 
 /**

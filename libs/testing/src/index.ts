@@ -7,6 +7,7 @@ export {
   MIN_NATS_SERVER_VERSION,
   type NatsServerOptions,
 } from './nats-server.harness';
+export { NatsCluster, type NatsClusterNode, type NatsClusterOptions } from './nats-cluster.harness';
 export {
   createConveyorStreams,
   makeResource,

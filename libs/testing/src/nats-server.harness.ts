@@ -96,7 +96,9 @@ export interface NatsServerOptions {
   maxPayload?: number;
   /**
    * More server configuration, in nats-server's config syntax: `authorization { … }`, `accounts`,
-   * `tls { … }`, `operator` + `resolver: MEMORY`… Change it later with {@link NatsServer.reload}.
+   * `tls { … }`, `operator` + `resolver: MEMORY`, `server_name`, a `cluster` block… written to a file
+   * next to the store with the `jetstream { store_dir }` block; the address and port flags still win.
+   * Change it later with {@link NatsServer.reload}.
    */
   config?: string;
 }
@@ -249,6 +251,24 @@ export class NatsServer {
     await this.exited;
   }
 
+  /** Process id while running. */
+  get pid(): number | undefined {
+    return this.running ? this.child!.pid : undefined;
+  }
+
+  /**
+   * SIGSTOP: the process stays, its sockets stay open, and nothing answers (a stalled node, not a
+   * dead one: clients only notice through missed pings). {@link thaw} continues it.
+   */
+  freeze(): void {
+    if (this.running) this.child!.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after {@link freeze}. */
+  thaw(): void {
+    if (this.running) this.child!.kill('SIGCONT');
+  }
+
   /** Starts a halted server again on the same port and store. */
   async resume(): Promise<void> {
     if (!this.running) await this.boot();
@@ -262,6 +282,7 @@ export class NatsServer {
 
   /** Stops the server and removes the store it created. */
   async stop(): Promise<void> {
+    this.thaw(); // a frozen server would never act on the SIGTERM
     await this.halt('SIGTERM');
     if (this.ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
   }

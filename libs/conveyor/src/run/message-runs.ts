@@ -198,7 +198,7 @@ export class MessageRuns {
     this.env.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
     const level = settlement.level;
     // Formatting a line per message costs real time at thousands of messages a second.
-    if (!Logger.isLevelEnabled(level)) return;
+    if (!levelEnabled(level)) return;
     const verb = `${settlement.action}${settlement.delayMs !== undefined ? ` in ${settlement.delayMs} ms` : ''}`;
     const line = `${settlement.kind} ${where()}: ${settlement.reason} -> ${verb}`;
     const { logger } = this.env;
@@ -213,4 +213,14 @@ export class MessageRuns {
     if (held) this.unroutedHeld.set(streamSequence, Date.now() + delayMs + 4 * this.tickerMs + 1000);
     else if (this.unroutedHeld.size > 0) this.unroutedHeld.delete(streamSequence);
   }
+}
+
+/**
+ * Nest's `Logger.isLevelEnabled` answers false for every level while no level list was set, which
+ * is the case when an app installs its own logger (`app.useLogger(pinoLogger)`, as the reference
+ * driver does): every settlement line was then silently dropped. That logger filters by its own
+ * level, so each level is handed to it; with a level list (`logger: ['error', 'warn']`) it decides.
+ */
+function levelEnabled(level: Settlement['level']): boolean {
+  return Logger.isLevelEnabled(level) || !Logger.isLevelEnabled('fatal');
 }

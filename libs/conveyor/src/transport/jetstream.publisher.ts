@@ -13,6 +13,13 @@ export type StoredCallback = (err: Error | undefined, ack?: StoredAck) => void;
 interface Waiting {
   done: StoredCallback;
   deadline: number;
+  /** What was sent, to send it again after a reconnect. */
+  subject: string;
+  data: Uint8Array;
+  msgId: string;
+  timeoutMs: number;
+  /** When to send it again if still unanswered (with `resendAfterMs`). */
+  resendAt: number;
 }
 
 const decoder = new TextDecoder();
@@ -33,11 +40,26 @@ export class JetStreamPublisher {
   private readonly waiting = new Map<number, Waiting>();
   private readonly sweeper: NodeJS.Timeout;
   private token = 0;
+  private closed = false;
+  /** False between a disconnect and the reconnect: a resend then would only fill nats.js's reconnect buffer. */
+  private connected = true;
+  private readonly resendAfterMs: number;
 
-  constructor(private readonly nc: NatsConnection) {
+  /**
+   * @param options.resendAfterMs send a publish again while it is unanswered this long (same
+   *   `Nats-Msg-Id`, so it is stored once). A stream without a leader (an election on a cluster)
+   *   drops publishes without an answer; resending finds the new leader within this time instead
+   *   of after the full timeout. Default: only after a reconnect.
+   */
+  constructor(
+    private readonly nc: NatsConnection,
+    options: { resendAfterMs?: number } = {},
+  ) {
+    this.resendAfterMs = options.resendAfterMs ?? Infinity;
     this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_err, msg) => this.answer(msg) });
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
+    void this.resendAfterReconnects();
   }
 
   /** Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored. */
@@ -53,11 +75,19 @@ export class JetStreamPublisher {
    */
   send(subject: string, data: Uint8Array, msgId: string, timeoutMs: number, done: StoredCallback): void {
     const token = ++this.token;
-    const h: MsgHdrs = headers();
-    h.set('Nats-Msg-Id', msgId);
-    this.waiting.set(token, { done, deadline: Date.now() + timeoutMs });
+    const now = Date.now();
+    const waiting: Waiting = {
+      done,
+      deadline: now + timeoutMs,
+      subject,
+      data,
+      msgId,
+      timeoutMs,
+      resendAt: now + this.resendAfterMs,
+    };
+    this.waiting.set(token, waiting);
     try {
-      this.nc.publish(subject, data, { reply: `${this.prefix}.${token}`, headers: h });
+      this.transmit(token, waiting);
     } catch (err) {
       // Closed connection, or a payload over max_payload (nats.js checks before sending).
       this.waiting.delete(token);
@@ -65,8 +95,44 @@ export class JetStreamPublisher {
     }
   }
 
+  private transmit(token: number, w: Waiting): void {
+    const h: MsgHdrs = headers();
+    h.set('Nats-Msg-Id', w.msgId);
+    this.nc.publish(w.subject, w.data, { reply: `${this.prefix}.${token}`, headers: h });
+  }
+
+  /**
+   * What was written in the moment before a connection died is lost with it, and its PubAck never
+   * comes: waiting for the timeout would stall every run holding such a result (5 s after a node
+   * loss on a cluster). On a reconnect, what is still unanswered is sent again with a fresh
+   * timeout; the same `Nats-Msg-Id` makes a copy that did arrive a duplicate the stream drops.
+   */
+  private async resendAfterReconnects(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (this.closed) return;
+      if (status.type === 'disconnect') this.connected = false;
+      if (status.type !== 'reconnect') continue;
+      this.connected = true;
+      const now = Date.now();
+      for (const [token, w] of this.waiting) {
+        w.deadline = now + w.timeoutMs;
+        this.resend(token, w, now);
+      }
+    }
+  }
+
+  private resend(token: number, w: Waiting, now: number): void {
+    w.resendAt = now + this.resendAfterMs;
+    try {
+      this.transmit(token, w);
+    } catch {
+      /* the connection dropped again: the next reconnect, or the sweep, settles it */
+    }
+  }
+
   /** Fails what is still waiting (the connection is closing). */
   close(): void {
+    this.closed = true;
     clearInterval(this.sweeper);
     this.sub.unsubscribe();
     for (const [token, w] of this.waiting) {
@@ -106,7 +172,7 @@ export class JetStreamPublisher {
       if (w.deadline <= now) {
         this.waiting.delete(token);
         w.done(NatsError.errorForCode(ErrorCode.Timeout));
-      }
+      } else if (w.resendAt <= now && this.connected) this.resend(token, w, now);
     }
   }
 }

@@ -10,6 +10,8 @@ import { KvLeaseStore, LeaseStore } from '../run-control/resource-leases';
 import { publishCancel } from '../run-control/run-control.nats';
 
 const PUBLISH_TIMEOUT_MS = 5000;
+/** An unanswered result is sent again this often within its timeout (a leader election drops it silently). */
+const RESEND_AFTER_MS = 1000;
 /** nats-server's default `max_payload`, until the server's INFO says otherwise. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
@@ -26,7 +28,7 @@ export class NatsResultPort implements ResultPort {
     private readonly logger: LoggerService,
   ) {
     this.js = nc.jetstream();
-    this.publisher = new JetStreamPublisher(nc);
+    this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
     this.leases = new KvLeaseStore(nc, config.leaseTtlMs, logger);
   }
 
@@ -45,7 +47,7 @@ export class NatsResultPort implements ResultPort {
     if (nc === this.nc) return;
     this.nc = nc;
     this.js = nc.jetstream();
-    this.publisher = new JetStreamPublisher(nc);
+    this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
     this.leases = new KvLeaseStore(nc, this.config.leaseTtlMs, this.logger);
     this.jsm = undefined;
   }

@@ -6,6 +6,8 @@ import { NatsInboundMessage } from './nats-inbound.message';
 export const PULL_EXPIRES_MS = 10_000;
 /** The server sends a heartbeat this often on an idle pull request, so a lost request shows quickly. */
 export const PULL_HEARTBEAT_MS = 1000;
+/** How soon a pull is asked again after the server answered that the consumer has no leader. */
+const NO_LEADER_RETRY_MS = 250;
 /** Missing heartbeats for this long means the server forgot our requests (leader change, restart). */
 const STALE_AFTER_MS = 2.5 * PULL_HEARTBEAT_MS;
 
@@ -81,6 +83,14 @@ export class PullRequester {
     const code = msg.headers?.code ?? 0;
     const description = msg.headers?.description ?? '';
     if (code === 100) return; // idle heartbeat
+    if (code === 503) {
+      // No responders: the consumer has no leader (an election after its node died). The request
+      // is gone; ask again shortly, not after the heartbeat watchdog's 2.5 s, so work resumes
+      // as soon as a leader is elected.
+      this.owed = 0;
+      setTimeout(() => this.onOwedDropped(), NO_LEADER_RETRY_MS).unref();
+      return;
+    }
     if (code === 409 && /consumer deleted/i.test(description)) {
       this.owed = 0;
       this.events.consumerDeleted();

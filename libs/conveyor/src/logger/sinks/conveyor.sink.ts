@@ -13,6 +13,11 @@ const WINDOW = 512;
 /** A line whose publish keeps failing this long (while connected) is dropped (counted). */
 const RETRY_BUDGET_MS = 60_000;
 const PUBLISH_TIMEOUT_MS = 5000;
+/**
+ * An unanswered line is sent again this often within its timeout: a `logs-engine` without a leader
+ * (an election on a cluster) drops it silently, and the run's result waits for its lines.
+ */
+const RESEND_AFTER_MS = 1000;
 /** The Log JSON around a message: keys, run id, driver, pipeline, a 30-byte timestamp. */
 const ENVELOPE_BYTES = 192;
 
@@ -90,7 +95,7 @@ export class ConveyorLogSink implements LogSink {
     total: LogBudget,
     private readonly logger: LoggerService,
   ) {
-    this.publisher = new JetStreamPublisher(nc);
+    this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
     this.budget = new LogBudget(config.maxBufferBytes, total);
     void this.watch();
   }
