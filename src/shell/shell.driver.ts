@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
-import { DriverResult, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
+import { DriverResult, PerResourcePolicy, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
 import { parsePipelineSpec } from './pipeline-spec';
 import { StepReport, describeFailure, runStep } from './step-runner';
 
@@ -16,6 +16,19 @@ export function stepEvents(raw = process.env.SHELL_RUNNER_EVENTS): string[] {
     .map((e) => e.trim())
     .filter(Boolean);
   return events.length > 0 ? events : ['create', 'process'];
+}
+
+/**
+ * `SHELL_RUNNER_PER_RESOURCE=serialize|supersede`: one build per pipeline resource at a time across
+ * every replica (`@Reconcile({ perResource })`); unset: off. Read when the module loads.
+ */
+export function perResourcePolicy(
+  raw = process.env.SHELL_RUNNER_PER_RESOURCE,
+): PerResourcePolicy | undefined {
+  const value = raw?.trim();
+  if (!value) return undefined;
+  if (value === 'serialize' || value === 'supersede') return value;
+  throw new Error(`SHELL_RUNNER_PER_RESOURCE=${JSON.stringify(raw)} must be "serialize" or "supersede"`);
 }
 
 /** Env values shorter than this are not masked in step output. */
@@ -35,7 +48,7 @@ export interface ShellRunData {
  */
 @Controller()
 export class ShellDriver {
-  @Reconcile({ resource: 'pipeline', events: stepEvents() })
+  @Reconcile({ resource: 'pipeline', events: stepEvents(), perResource: perResourcePolicy() })
   async run(
     @Payload() resource: Resource,
     @Ctx() ctx: ReconcileContext,

@@ -60,7 +60,7 @@ export { publishCancel, progressReports } from './run-control/run-control.nats';
 export type { RunEnding, CleanupHook, CleanupOptions } from './run-control/run-cleanup';
 export type { ProgressValue } from './run-control/run-progress';
 export { RunCancelledError } from './reconcile/reconcile-runner';
-export { Reconcile, type ReconcileOptions } from './reconcile/reconcile.decorator';
+export { Reconcile, type PerResourcePolicy, type ReconcileOptions } from './reconcile/reconcile.decorator';
 export { ReconcileContext, isConveyorContext } from './reconcile/reconcile-context';
 export { DuplicateReconcileHandlerError } from './reconcile/reconcile-handler.registry';
 export { CONVEYOR_TRANSPORT } from './reconcile/reconcile.constants';
