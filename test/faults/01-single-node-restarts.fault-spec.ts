@@ -3,7 +3,7 @@ import { account, expectNothingLost } from './support/accounting';
 import { shellStep } from './support/event-feeder';
 import { startDriver } from './support/fault-drivers';
 import { FaultEnv } from './support/fault-env';
-import { streamEvents } from './support/fault-sizes';
+import { streamEvents, RESUME_LIMIT_MS } from './support/fault-sizes';
 
 const EVENTS = streamEvents();
 const DRIVER = 'faults-single';
@@ -52,7 +52,7 @@ describe('case 1: single nats-server (file store) restarted under a 10,000-event
       `${EVENTS} reference-driver runs (concurrency 8), published at up to 400/s (ahead of the driver: a backlog at each restart) with retries ` +
       `(${env.feeder.retries} publish retries); outages: ${outages.map((o) => `${((o.up! - o.down) / 1000).toFixed(1)} s`).join(', ')}`;
     expectNothingLost(outcome);
-    expect(resumes.every((ms) => ms <= 2000)).toBe(true);
+    expect(resumes.every((ms) => ms <= RESUME_LIMIT_MS)).toBe(true);
     expect(await driver.process.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   });
 });

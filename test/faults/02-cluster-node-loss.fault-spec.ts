@@ -5,7 +5,7 @@ import { account, expectNothingLost } from './support/accounting';
 import { shellStep } from './support/event-feeder';
 import { startDriver } from './support/fault-drivers';
 import { FaultEnv } from './support/fault-env';
-import { streamEvents } from './support/fault-sizes';
+import { streamEvents, RESUME_LIMIT_MS } from './support/fault-sizes';
 
 const EVENTS = streamEvents();
 const DRIVER = 'faults-cluster';
@@ -108,7 +108,7 @@ describe('case 2: 3-node cluster, R3 streams, nodes SIGKILLed under a 10,000-eve
       `each down ${DOWN_MS / 1000} s; resume = the driver's reconnect (or the re-election, if later) to its next result; ` +
       `after the first kill (driver still connected) the next result came ${(resumes[0] / 1000).toFixed(1)} s after the re-election`;
     expectNothingLost(outcome);
-    expect(outcome.row.resumeMs).toBeLessThanOrEqual(2000);
+    expect(outcome.row.resumeMs).toBeLessThanOrEqual(RESUME_LIMIT_MS);
     await eventually(
       async () => (await cluster.nodeOfConnection(connectionName)) !== undefined,
       'driver connected',

@@ -9,3 +9,11 @@ export function streamEvents(defaultCount = 10_000): number {
     throw new Error(`CONVEYOR_FAULT_EVENTS=${raw}: a whole number >= 12`);
   return value;
 }
+
+/**
+ * The most a resume may take in an assertion. The target is 2 s (the issue's), and that is what the
+ * full run (`npm run test:faults`, `CONVEYOR_FAULTS=all`) asserts and the table reports. The CI
+ * subset shares the machine with everything else CI runs, where timing is noisy (2.8 s seen once):
+ * it asserts 5 s, which still catches the 5 to 11 s stall this suite was built to catch.
+ */
+export const RESUME_LIMIT_MS = process.env.CONVEYOR_FAULTS === 'all' ? 2000 : 5000;
