@@ -40,10 +40,17 @@ export class RunCleanups {
     else this.hooks.push({ fn, timeoutMs });
   }
 
-  /** Runs every hook once; resolves when all have finished or timed out. Never rejects. */
-  async run(ending: RunEnding): Promise<void> {
-    if (this.ending) return;
+  /**
+   * Runs every hook once; the promise resolves when all have finished or timed out and never
+   * rejects. Nothing to wait for (no promise, no tick on the message path) when no hook was added.
+   */
+  run(ending: RunEnding): Promise<void> | undefined {
+    if (this.ending) return undefined;
     this.ending = ending;
+    return this.hooks.length > 0 ? this.runAll(ending) : undefined;
+  }
+
+  private async runAll(ending: RunEnding): Promise<void> {
     for (const hook of this.hooks.splice(0).reverse()) await this.runOne(hook, ending);
   }
 

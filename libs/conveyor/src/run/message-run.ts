@@ -155,12 +155,17 @@ export class MessageRun {
     // waiting-for-handler, then waiting-for-slot.
     const slots = await this.env.slots.takeBoth(routed.meta, this.env.stopWaiting, (e) => this.transition(e));
     if (!slots) return this.report(this.decide({ kind: 'not-started' }));
+    // running. The abort exists from here on: a cancel that comes while the lease is taken stops
+    // the run before its handler is called.
+    this.handlerAbort = new AbortController();
     // A cancel that came first (here while it waited, or remembered from before it was delivered).
     const cancelled = this.cancelReason ?? this.env.cancelReasonOf?.(routed.target.runId);
-    const gate =
-      cancelled === undefined
-        ? await takeResourceLease(this.env, routed, this.message)
-        : { outcome: { kind: 'cancelled' as const, reason: cancelled } };
+    const gate: { lease?: ResourceLease; outcome?: MessageOutcome } =
+      cancelled !== undefined
+        ? { outcome: { kind: 'cancelled', reason: cancelled } }
+        : routed.meta.perResource
+          ? await takeResourceLease(this.env, routed, this.message)
+          : {};
     if (gate.outcome) {
       slots();
       this.handlerOutcome = gate.outcome;
@@ -168,11 +173,10 @@ export class MessageRun {
       return this.report(this.decide(gate.outcome));
     }
     this.lease = gate.lease;
-    // running
     let step: ReconcileStep;
     try {
       step = await reconcileStep(this.env, routed, this.message, {
-        abort: (this.handlerAbort = new AbortController()),
+        abort: this.handlerAbort,
         ackOnReceive: () => this.ackOnReceive(),
         ctx: (ctx) => (this.context = ctx),
       });

@@ -136,7 +136,8 @@ export async function reconcileStep(
             noteUnsuccessful(env, binding, report.outcome, settlement);
           }
           // The run ended, whatever its handler still does: cleanups before the result and verb.
-          await controls.cleanups.run({ outcome: settlement.kind, reason: settlement.reason });
+          const cleaning = controls.cleanups.run({ outcome: settlement.kind, reason: settlement.reason });
+          if (cleaning) await cleaning;
           const decidedEarly = timedOutAfterMs !== undefined || cancelledReason !== undefined;
           const overdue = decidedEarly
             ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
