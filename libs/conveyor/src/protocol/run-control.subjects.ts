@@ -24,6 +24,11 @@ export function progressSubject(runId: string, driver: string): string {
   return `${RUN_CONTROL_PREFIX}.progress.${assertSubjectToken('run id', runId)}.${assertSubjectToken('driver name', driver)}`;
 }
 
+/** `conveyor-run.progress.{runId}.*`: every driver's progress reports of one run. */
+export function runProgressSubjects(runId: string): string {
+  return `${RUN_CONTROL_PREFIX}.progress.${assertSubjectToken('run id', runId)}.*`;
+}
+
 /** A cancel request on {@link cancelSubject} and in {@link RUN_CANCELS_BUCKET} (key: the run id). */
 export interface RunCancelRequest {
   run_id: string;

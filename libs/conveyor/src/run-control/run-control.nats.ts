@@ -1,11 +1,11 @@
 import type { NatsConnection } from 'nats';
 import {
   RUN_CANCELS_BUCKET,
-  RUN_CONTROL_PREFIX,
   RunCancelRequest,
   RunProgress,
   assertSubjectToken,
   cancelSubject,
+  runProgressSubjects,
   encodeGoJson,
 } from '../protocol';
 
@@ -42,7 +42,7 @@ export async function* progressReports(
   runId: string,
   signal?: AbortSignal,
 ): AsyncGenerator<RunProgress> {
-  const sub = nc.subscribe(`${RUN_CONTROL_PREFIX}.progress.${assertSubjectToken('run id', runId)}.*`);
+  const sub = nc.subscribe(runProgressSubjects(runId));
   const stop = () => sub.unsubscribe();
   signal?.addEventListener('abort', stop, { once: true });
   try {
