@@ -233,7 +233,14 @@ describe('the consumer session', () => {
     await eventually(() => settled.length >= 6, 'a few results before the restart', 10_000);
     await suite.env.server.restart('SIGTERM');
     await eventually(() => reconnectedAt > 0, 'the driver reconnecting', 15_000);
+    // A run in flight across the restart can settle after the reconnect before any new one starts:
+    // wait for both kinds of evidence, then check how soon each came.
     await eventually(() => settled.some((t) => t > reconnectedAt), 'a result after the reconnect', 10_000);
+    await eventually(
+      () => starts.some((t) => t > reconnectedAt),
+      'a run started after the reconnect',
+      10_000,
+    );
     expect(starts.find((t) => t > reconnectedAt)! - reconnectedAt).toBeLessThan(2000);
     expect(settled.find((t) => t > reconnectedAt)! - reconnectedAt).toBeLessThan(2000);
     await eventually(
