@@ -80,10 +80,13 @@ async function checkApp(name, appDir, env) {
     if (!r.success || r.driver !== driverName || r.data?.runtime !== name) {
       throw new Error(`unexpected result: ${JSON.stringify(r)}`);
     }
-    const metrics = await (await fetch(`${base}/metrics`)).text();
-    if (!/^conveyor_runs_finished_total\{resource="widget",outcome="succeeded"\} 1$/m.test(metrics)) {
-      throw new Error('/metrics does not count the run');
-    }
+    // A run is counted finished at its ack, just after its result is out: poll for it.
+    const counted = /^conveyor_runs_finished_total\{resource="widget",outcome="succeeded"\} 1$/m;
+    await waitFor(
+      '/metrics counting the run',
+      async () => counted.test(await (await fetch(`${base}/metrics`)).text()),
+      10_000,
+    );
     const health = await (await fetch(`${base}/health`)).json();
     if (health.status !== 'ok') throw new Error(`/health: ${JSON.stringify(health)}`);
     child.kill('SIGTERM');
