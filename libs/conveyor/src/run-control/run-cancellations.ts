@@ -10,6 +10,8 @@ export interface CancelListener {
 /** Remembered cancels beyond this many are dropped oldest first (a cancel storm must not grow the heap). */
 const MAX_REMEMBERED = 10_000;
 const MAX_REASON_CHARS = 500;
+/** The longest a starting transport waits for the remembered cancels before it pulls. */
+const REMEMBERED_LOAD_WAIT_MS = 2000;
 
 /**
  * The cancels this replica knows of. Live ones arrive on core NATS (`conveyor-run.cancel.*`, every
@@ -27,11 +29,24 @@ export class RunCancellations {
   private sub?: Subscription;
   private stopWatch?: () => void;
 
-  /** Starts listening on `nc` (core subject now, the KV bucket in the background). */
-  listen(nc: NatsConnection, ttlMs: number): void {
+  /**
+   * Starts listening on `nc`: the core subject at once, the KV bucket's watch in the background.
+   * Resolves once the bucket's remembered cancels are loaded, so runs pulled after it see them (a
+   * replica started after a cancel must not run the cancelled step), or after
+   * {@link REMEMBERED_LOAD_WAIT_MS} at the most: a slow or missing JetStream must not hold the driver.
+   */
+  async listen(nc: NatsConnection, ttlMs: number): Promise<void> {
     this.ttlMs = ttlMs;
     this.sub = nc.subscribe(CANCEL_SUBJECTS, { callback: (_err, msg) => this.receive(msg.data) });
-    void this.watchBucket(nc, ttlMs);
+    let loaded!: () => void;
+    const ready = new Promise<void>((resolve) => (loaded = resolve));
+    void this.watchBucket(nc, ttlMs, loaded);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      ready,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, REMEMBERED_LOAD_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Stops listening (the connection closes at shutdown anyway). */
@@ -85,7 +100,7 @@ export class RunCancellations {
     this.cancelled(request.run_id, typeof request.reason === 'string' ? request.reason : '');
   }
 
-  private async watchBucket(nc: NatsConnection, ttlMs: number): Promise<void> {
+  private async watchBucket(nc: NatsConnection, ttlMs: number, loaded: () => void): Promise<void> {
     let kv: KV;
     try {
       kv = await nc.jetstream().views.kv(RUN_CANCELS_BUCKET, { ttl: ttlMs, history: 1 });
@@ -94,16 +109,19 @@ export class RunCancellations {
         `cannot open the ${RUN_CANCELS_BUCKET} KV bucket (${(err as Error).message}): ` +
           'cancels reach runs in flight only, not runs delivered later',
       );
+      loaded();
       return;
     }
     try {
-      const watch = await kv.watch({ key: '>' });
+      const watch = await kv.watch({ key: '>', initializedFn: loaded });
       this.stopWatch = () => watch.stop();
       for await (const entry of watch) {
         if (entry.operation === 'PUT') this.receive(entry.value);
       }
     } catch (err) {
       if (!nc.isClosed()) this.log.warn(`watching ${RUN_CANCELS_BUCKET} stopped: ${(err as Error).message}`);
+    } finally {
+      loaded();
     }
   }
 }

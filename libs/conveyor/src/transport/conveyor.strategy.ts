@@ -327,7 +327,7 @@ export class ConveyorStrategy
   ): Promise<string | undefined> {
     this.nc = nc;
     this.logs.attach(nc);
-    this.cancels.listen(nc, this.config.cancelTtlMs);
+    const remembered = this.cancels.listen(nc, this.config.cancelTtlMs);
     void this.link.watch(nc, {
       disconnect: (server) => this.listeners.emit('disconnect', server),
       reconnect: (server) => {
@@ -340,7 +340,6 @@ export class ConveyorStrategy
     });
     const closedForGood = new AbortController();
     const closed = this.link.closed(nc).finally(() => closedForGood.abort());
-
     this.setState('binding');
     const port = this.port ?? (this.port = new NatsResultPort(nc, this.config, this.logs, this.log));
     port.use(nc);
@@ -362,6 +361,7 @@ export class ConveyorStrategy
       observers: this.observers,
       onStatus: (status) => this.onSessionStatus(status),
     }));
+    await remembered; // the first pull comes after the remembered cancels are known
     await session.run(AbortSignal.any([signal, closedForGood.signal]));
     return signal.aborted ? undefined : closed;
   }
