@@ -158,15 +158,15 @@ export function toPipelineEvent(
 }
 
 /**
- * The Log JSON (contract §3.7) of one line, byte-identical to `encodeWire({runid, driver, pipeline,
+ * The Log JSON (contract §3.7) of one line, identical to `encodeGoJson({runid, driver, pipeline,
  * timestamp, message})`, from a prefix made once per run by {@link logLinePrefix}: only the
- * timestamp and the message are encoded per line.
+ * message is escaped per line (`timestamp` is digits and `-:.TZ`, which need no escaping).
  */
-export function encodeLogLine(prefix: string, timestamp: string, message: string): Uint8Array {
-  return Buffer.from(`${prefix}${encodeGoJson(timestamp)},"message":${encodeGoJson(message)}}`, 'utf8');
+export function logLineJson(prefix: string, timestamp: string, message: string): string {
+  return `${prefix}"${timestamp}","message":${encodeGoJson(message)}}`;
 }
 
-/** `{"runid":…,"driver":…,"pipeline":…,"timestamp":` for {@link encodeLogLine}. */
+/** `{"runid":…,"driver":…,"pipeline":…,"timestamp":` for {@link logLineJson}. */
 export function logLinePrefix(log: Pick<ConveyorLog, 'runid' | 'driver' | 'pipeline'>): string {
   return `${encodeGoJson({ runid: log.runid, driver: log.driver, pipeline: log.pipeline }).slice(0, -1)},"timestamp":`;
 }

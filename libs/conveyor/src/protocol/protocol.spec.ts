@@ -9,7 +9,7 @@ import {
   MalformedMessageError,
   decodeDriverMessage,
   encodeGoJson,
-  encodeLogLine,
+  logLineJson,
   encodeWire,
   logLinePrefix,
   toPipelineEvent,
@@ -225,7 +225,7 @@ describe('subjects (contract §5.2)', () => {
   });
 });
 
-describe('encodeLogLine', () => {
+describe('logLineJson', () => {
   it.each([
     ['plain text'],
     ['html <b>&amp;</b> and "quotes" \\ backslashes'],
@@ -240,7 +240,7 @@ describe('encodeLogLine', () => {
       message,
     };
     const prefix = logLinePrefix(log);
-    expect(Buffer.from(encodeLogLine(prefix, log.timestamp, message)).toString()).toBe(
+    expect(logLineJson(prefix, log.timestamp, message)).toBe(
       Buffer.from(encodeWire(log)).toString(),
     );
   });

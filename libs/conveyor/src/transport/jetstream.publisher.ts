@@ -1,4 +1,5 @@
-import { ErrorCode, Msg, MsgHdrs, NatsConnection, NatsError, Subscription, createInbox, headers } from 'nats';
+import { ErrorCode, Msg, NatsConnection, NatsError, Subscription, createInbox } from 'nats';
+import { FrameWriter, frameWriterFor } from './nats-frames';
 
 /** What JetStream answers a stored publish with. */
 export interface StoredAck {
@@ -7,19 +8,31 @@ export interface StoredAck {
   duplicate?: boolean;
 }
 
-/** Called once with the PubAck, or with the error. */
+/** Called once with the PubAck (of a batch: its last line's), or with the error. */
 export type StoredCallback = (err: Error | undefined, ack?: StoredAck) => void;
 
+/** One message of a stored batch. */
+export interface StoredLine {
+  subject: string;
+  /** `Nats-Msg-Id`: the stream stores it once however often it is sent. */
+  msgId: string;
+  payload: string | Uint8Array;
+  /** UTF-8 length of `payload`. */
+  payloadBytes: number;
+  /** A core subject that gets a copy of the payload with the first send (never with a resend). */
+  liveSubject?: string;
+}
+
 interface Waiting {
+  lines: readonly StoredLine[];
   done: StoredCallback;
   deadline: number;
-  /** What was sent, to send it again after a reconnect. */
-  subject: string;
-  data: Uint8Array;
-  msgId: string;
   timeoutMs: number;
   /** When to send it again if still unanswered (with `resendAfterMs`). */
   resendAt: number;
+  /** PubAcks of the first and the last line (one line: only the first). */
+  acks: (StoredAck | undefined)[];
+  sends: number;
 }
 
 const decoder = new TextDecoder();
@@ -33,17 +46,31 @@ const SWEEP_MS = 250;
  * request: 5-9 % of a no-op run's CPU); here a publish is one plain publish with a reply subject,
  * and a single sweep times out what was not answered. Errors carry the codes nats.js uses, so
  * the publish-error classification reads them the same way.
+ *
+ * A batch asks for two PubAcks only, its first line's and its last line's. A stream handles the
+ * publishes of one connection in order, so the last line's answer comes after every line before
+ * it was handled; and the stream sequence grows by one per stored message, so fewer numbers
+ * between the two answers than lines between them means a line was lost on the way (a leader
+ * change on a cluster drops publishes silently): the batch is sent again, and `Nats-Msg-Id` makes
+ * what was stored the first time a duplicate the stream drops. (Another client's messages fill
+ * the gap too, so this catches a loss in the common case of one writer, not in every case.)
  */
 export class JetStreamPublisher {
   private readonly prefix = createInbox();
   private readonly sub: Subscription;
   private readonly waiting = new Map<number, Waiting>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly writer: FrameWriter;
   private token = 0;
   private closed = false;
   /** False between a disconnect and the reconnect: a resend then would only fill nats.js's reconnect buffer. */
   private connected = true;
   private readonly resendAfterMs: number;
+  /** Batches sent again because lines were missing between their two PubAcks. */
+  gapsResent = 0;
+  /** The newest publish that got an answer, and when the last answer came. */
+  private answeredToken = 0;
+  private answeredAt = Date.now();
 
   /**
    * @param options.resendAfterMs send a publish again while it is unanswered this long (same
@@ -53,9 +80,10 @@ export class JetStreamPublisher {
    */
   constructor(
     private readonly nc: NatsConnection,
-    options: { resendAfterMs?: number } = {},
+    options: { resendAfterMs?: number; writer?: FrameWriter } = {},
   ) {
     this.resendAfterMs = options.resendAfterMs ?? Infinity;
+    this.writer = options.writer ?? frameWriterFor(nc);
     this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_err, msg) => this.answer(msg) });
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
@@ -65,40 +93,60 @@ export class JetStreamPublisher {
   /** Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored. */
   publish(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<StoredAck> {
     return new Promise<StoredAck>((resolve, reject) =>
-      this.send(subject, data, msgId, timeoutMs, (err, ack) => (err ? reject(err) : resolve(ack!))),
+      this.sendBatch(
+        [{ subject, msgId, payload: data, payloadBytes: data.length }],
+        timeoutMs,
+        (err, ack) => (err ? reject(err) : resolve(ack!)),
+      ),
     );
   }
 
   /**
-   * {@link publish} with a callback: no promise per message, which matters at log-line rates (each
-   * promise also runs the async-context hooks of AsyncLocalStorage).
+   * Publishes `lines` in order as one write and calls `done` once all are stored, or with the
+   * error (the batch as a whole: a caller retrying sends every line again, stored once). With a
+   * callback, not a promise: this runs at log-line rates.
    */
-  send(subject: string, data: Uint8Array, msgId: string, timeoutMs: number, done: StoredCallback): void {
+  sendBatch(lines: readonly StoredLine[], timeoutMs: number, done: StoredCallback): void {
     const token = ++this.token;
     const now = Date.now();
     const waiting: Waiting = {
+      lines,
       done,
       deadline: now + timeoutMs,
-      subject,
-      data,
-      msgId,
       timeoutMs,
       resendAt: now + this.resendAfterMs,
+      acks: [],
+      sends: 0,
     };
     this.waiting.set(token, waiting);
     try {
       this.transmit(token, waiting);
     } catch (err) {
-      // Closed connection, or a payload over max_payload (nats.js checks before sending).
+      // Closed connection, or a payload over max_payload (checked before anything is sent).
       this.waiting.delete(token);
       done(err as Error);
     }
   }
 
   private transmit(token: number, w: Waiting): void {
-    const h: MsgHdrs = headers();
-    h.set('Nats-Msg-Id', w.msgId);
-    this.nc.publish(w.subject, w.data, { reply: `${this.prefix}.${token}`, headers: h });
+    const { lines } = w;
+    const last = lines.length - 1;
+    const live = w.sends === 0;
+    w.sends += 1;
+    w.acks = [];
+    try {
+      for (let i = 0; i <= last; i++) {
+        const line = lines[i];
+        // Reply tokens 2n (first line) and 2n+1 (last line) name the batch and the line.
+        const reply = i === 0 ? `${this.prefix}.${token * 2}` : i === last ? `${this.prefix}.${token * 2 + 1}` : '';
+        this.writer.stored(line.subject, reply, line.msgId, line.payload, line.payloadBytes);
+        if (live && line.liveSubject) this.writer.core(line.liveSubject, line.payload as string, line.payloadBytes);
+      }
+    } catch (err) {
+      this.writer.discard();
+      throw err;
+    }
+    this.writer.flush();
   }
 
   /**
@@ -142,27 +190,26 @@ export class JetStreamPublisher {
   }
 
   private answer(msg: Msg): void {
-    const token = Number(msg.subject.slice(this.prefix.length + 1));
+    const reply = Number(msg.subject.slice(this.prefix.length + 1));
+    const token = Math.floor(reply / 2);
     const w = this.waiting.get(token);
     if (!w) return; // answered after its timeout: the caller already moved on
+    this.answeredAt = Date.now();
+    if (token > this.answeredToken) this.answeredToken = token;
+    const answer = readAnswer(msg);
+    if (answer instanceof Error) {
+      this.waiting.delete(token);
+      return w.done(answer);
+    }
+    w.acks[reply % 2] = answer;
+    const [first, last] = w.acks;
+    if (!first || (w.lines.length > 1 && !last)) return;
+    if (w.lines.length > 1 && w.sends === 1 && linesMissing(first, last!, w.lines.length)) {
+      this.gapsResent += 1;
+      return this.resend(token, w, Date.now());
+    }
     this.waiting.delete(token);
-    if (msg.data.length === 0 && msg.headers?.code === 503) {
-      // The server's no-responders status: nothing stored (no stream, or JetStream not ready).
-      w.done(NatsError.errorForCode(ErrorCode.NoResponders));
-      return;
-    }
-    try {
-      const answer = JSON.parse(decoder.decode(msg.data)) as StoredAck & {
-        error?: { code: number; err_code?: number; description: string };
-      };
-      if (answer.error) {
-        const err = new NatsError(answer.error.description, String(answer.error.code));
-        err.api_error = answer.error;
-        w.done(err);
-      } else w.done(undefined, answer);
-    } catch (err) {
-      w.done(err as Error);
-    }
+    w.done(undefined, last ?? first);
   }
 
   private sweep(): void {
@@ -172,7 +219,40 @@ export class JetStreamPublisher {
       if (w.deadline <= now) {
         this.waiting.delete(token);
         w.done(NatsError.errorForCode(ErrorCode.Timeout));
-      } else if (w.resendAt <= now && this.connected) this.resend(token, w, now);
+      } else if (w.resendAt <= now && this.connected && this.looksLost(token, now)) this.resend(token, w, now);
     }
   }
+
+  /**
+   * A stream answers one connection's publishes in order: an unanswered publish is lost once a
+   * later one was answered, or when nothing was answered for `resendAfterMs`. One that is merely
+   * queued behind others on a slow stream (a cluster under load) is not sent again: copies would
+   * only add to the queue.
+   */
+  private looksLost(token: number, now: number): boolean {
+    return this.answeredToken > token || now - this.answeredAt >= this.resendAfterMs;
+  }
+}
+
+/** The PubAck, or why nothing was stored. */
+function readAnswer(msg: Msg): StoredAck | Error {
+  // The server's no-responders status: nothing stored (no stream, or JetStream not ready).
+  if (msg.data.length === 0 && msg.headers?.code === 503) return NatsError.errorForCode(ErrorCode.NoResponders);
+  try {
+    const answer = JSON.parse(decoder.decode(msg.data)) as StoredAck & {
+      error?: { code: number; err_code?: number; description: string };
+    };
+    if (!answer.error) return answer;
+    const err = new NatsError(answer.error.description, String(answer.error.code));
+    err.api_error = answer.error;
+    return err;
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+/** A first send whose two PubAcks are fewer sequence numbers apart than the lines between them. */
+function linesMissing(first: StoredAck, last: StoredAck, lines: number): boolean {
+  if (first.duplicate || last.duplicate || first.stream !== last.stream) return false;
+  return last.seq - first.seq < lines - 1;
 }

@@ -1,21 +1,32 @@
 import type { LoggerService } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import type { LogConfig } from '../../module/log.options';
-import { encodeLogLine, liveLogSubject, logLinePrefix, logSubject } from '../../protocol';
+import { liveLogSubject, logLineJson, logLinePrefix, logSubject } from '../../protocol';
 import { backoffDelay, sleep } from '../../transport/backoff';
-import { JetStreamPublisher } from '../../transport/jetstream.publisher';
+import { JetStreamPublisher, type StoredLine } from '../../transport/jetstream.publisher';
 import { LINE_OVERHEAD_BYTES, LogBudget } from '../log-budget';
 import { DropReason, LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
 import { RunBinding, formatRfc3339Nano, formatUnixSeconds, nextTimestampNs } from '../run-scope';
 
-/** JetStream publishes in flight at once: pipelined, never one awaited round trip per line. */
-const WINDOW = 512;
-/** A line whose publish keeps failing this long (while connected) is dropped (counted). */
+/**
+ * Lines per stored batch: one socket write and two PubAcks for this many lines (see
+ * JetStreamPublisher), instead of a round trip and a PubAck each.
+ */
+const BATCH_LINES = 128;
+/** …or fewer, when their payloads reach this many bytes. */
+const BATCH_BYTES = 64 * 1024;
+/**
+ * Batches in flight at once (about 32,000 lines): enough that a handler logging in a tight
+ * synchronous loop keeps the socket busy (PubAcks are only read once it yields), bounded so a
+ * stream that stops answering holds a known amount.
+ */
+const WINDOW = 256;
+/** A batch whose publish keeps failing this long (while connected) is dropped (counted). */
 const RETRY_BUDGET_MS = 60_000;
 const PUBLISH_TIMEOUT_MS = 5000;
 /**
- * An unanswered line is sent again this often within its timeout: a `logs-engine` without a leader
- * (an election on a cluster) drops it silently, and the run's result waits for its lines.
+ * An unanswered batch is sent again this often within its timeout: a `logs-engine` without a
+ * leader (an election on a cluster) drops it silently, and the run's result waits for its lines.
  */
 const RESEND_AFTER_MS = 1000;
 /** The Log JSON around a message: keys, run id, driver, pipeline, a 30-byte timestamp. */
@@ -36,12 +47,17 @@ interface RunSubjects {
   logPrefix: string;
 }
 
-interface Pending {
-  run: RunSubjects;
-  seq: number | string;
-  bytes: Uint8Array;
-  /** Published live as it goes out (not when it was logged while NATS was away). */
-  live: boolean;
+/** A line waiting to be stored; `liveSubject` is set while its live copy is still to go. */
+interface QueuedLine extends StoredLine {
+  payload: string;
+  runId: string;
+  cost: number;
+}
+
+/** Lines stored together (one write, one PubAck pair); retried together. */
+interface Batch {
+  lines: QueuedLine[];
+  payloadBytes: number;
   cost: number;
   firstTry: number;
   attempt: number;
@@ -77,8 +93,15 @@ export class ConveyorLogSink implements LogSink {
   readonly stats: SinkStats = emptySinkStats();
   /** The live subject's own accounting (`conveyor-live` in metrics). */
   readonly liveStats: SinkStats = emptySinkStats();
-  private readonly queue: Pending[] = [];
-  private head = 0;
+  /** Sealed batches waiting for a window slot, oldest first. */
+  private readonly ready: Batch[] = [];
+  /** The batch lines are added to; sealed when full or once the current task yields. */
+  private open?: Batch;
+  /**
+   * Lines of ready batches, waiting for a window slot, against `maxBufferLines` (the open batch
+   * holds at most BATCH_LINES more, and is sent as soon as the window allows).
+   */
+  private waitingLines = 0;
   private inFlight = 0;
   /** Lines of each run not yet stored (queued, in flight or waiting to retry). */
   private readonly unsettled = new Map<string, number>();
@@ -88,6 +111,7 @@ export class ConveyorLogSink implements LogSink {
   private readonly publisher: JetStreamPublisher;
   private readonly budget: LogBudget;
   private connected = true;
+  private readonly sealOpen = () => this.seal();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -109,7 +133,7 @@ export class ConveyorLogSink implements LogSink {
     // Decided before encoding: under a flood most lines are dropped, and that must cost little.
     const cost = Buffer.byteLength(entry.message) + ENVELOPE_BYTES + LINE_OVERHEAD_BYTES;
     const refused: DropReason | undefined =
-      this.queued() >= this.config.maxBufferLines
+      this.waitingLines >= this.config.maxBufferLines
         ? 'overflow'
         : !this.budget.tryReserve(cost)
           ? 'budget'
@@ -120,24 +144,8 @@ export class ConveyorLogSink implements LogSink {
       this.liveStats.dropped[refused] += 1;
       return this.drop(binding, cost, refused);
     }
-    const bytes = this.encode(binding, entry.message, entry.tsNs);
     this.announceDrops(binding.runId);
-    this.enqueue(binding, bytes, entry.seq, cost);
-  }
-
-  /**
-   * The live copy goes out with the stored one, not at `write()`: handed to nats.js early, a
-   * backlog's live copies would sit in its unbounded outbound buffer next to our own queue.
-   */
-  private publishLive(item: Pending): void {
-    if (!item.live) return;
-    item.live = false;
-    try {
-      this.nc.publish(item.run.live, item.bytes);
-      this.liveStats.sent += 1;
-    } catch {
-      this.liveStats.dropped.disconnected += 1;
-    }
+    this.enqueue(binding, entry.message, entry.tsNs, entry.seq, cost);
   }
 
   /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
@@ -152,6 +160,7 @@ export class ConveyorLogSink implements LogSink {
   async flushRun(runId: string, timeoutMs: number): Promise<void> {
     // The run ends: its stored log must say what it lost before the result is published.
     this.announceDrops(runId, true);
+    this.seal();
     await this.until(() => !this.unsettled.has(runId), timeoutMs);
     const drops = this.drops.get(runId);
     if (drops && drops.lines === 0) this.drops.delete(runId);
@@ -159,37 +168,52 @@ export class ConveyorLogSink implements LogSink {
 
   async close(timeoutMs: number): Promise<void> {
     for (const runId of [...this.drops.keys()]) this.announceDrops(runId, true);
+    this.seal();
     await this.until(() => this.unsettled.size === 0, timeoutMs);
     this.stopped.abort();
-    // Only what never left is dropped here; a publish in flight is counted once, when it ends.
-    for (let i = this.head; i < this.queue.length; i++) {
-      if (this.queue[i].live) this.liveStats.dropped.shutdown += 1;
-      this.settle(this.queue[i], 'shutdown');
+    // Only what never left is dropped here; a batch in flight is counted once, when it ends.
+    for (const batch of this.ready.splice(0)) {
+      this.settleLive(batch, 'shutdown');
+      this.waitingLines -= batch.lines.length;
+      this.settle(batch, 'shutdown');
     }
-    this.queue.length = 0;
-    this.head = 0;
     this.publisher.close();
   }
 
-  private encode(binding: RunBinding, message: string, tsNs: bigint): Uint8Array {
+  private enqueue(binding: RunBinding, message: string, tsNs: bigint, seq: number | string, cost: number): void {
+    const run = subjectsOf(binding);
     const timestamp =
       this.config.timestampFormat === 'unix' ? formatUnixSeconds(tsNs) : formatRfc3339Nano(tsNs);
-    return encodeLogLine(subjectsOf(binding).logPrefix, timestamp, message);
-  }
-
-  private enqueue(binding: RunBinding, bytes: Uint8Array, seq: number | string, cost: number): void {
-    this.track(binding.runId, 1);
+    const payload = logLineJson(run.logPrefix, timestamp, message);
     // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
     if (!this.connected) this.liveStats.dropped.disconnected += 1;
-    this.queue.push({
-      run: subjectsOf(binding),
-      seq,
-      live: this.connected,
-      bytes,
+    const line: QueuedLine = {
+      subject: run.stored,
+      msgId: run.msgIdPrefix + seq,
+      payload,
+      payloadBytes: Buffer.byteLength(payload),
+      liveSubject: this.connected ? run.live : undefined,
+      runId: run.runId,
       cost,
-      firstTry: Date.now(),
-      attempt: 0,
-    });
+    };
+    this.track(run.runId, 1);
+    let batch = this.open;
+    if (!batch) {
+      batch = this.open = { lines: [], payloadBytes: 0, cost: 0, firstTry: 0, attempt: 0 };
+      // A handler that logs a few lines and awaits gets them sent as soon as it yields.
+      queueMicrotask(this.sealOpen);
+    }
+    batch.lines.push(line);
+    batch.payloadBytes += line.payloadBytes;
+    batch.cost += cost;
+    if (batch.lines.length >= BATCH_LINES || batch.payloadBytes >= BATCH_BYTES) this.seal();
+  }
+
+  private seal(): void {
+    if (!this.open) return;
+    this.waitingLines += this.open.lines.length;
+    this.ready.push(this.open);
+    this.open = undefined;
     this.pump();
   }
 
@@ -212,71 +236,90 @@ export class ConveyorLogSink implements LogSink {
       `[conveyor] ${drops.lines} log line(s) (${drops.bytes} bytes) of this run were not shipped: ` +
       `${drops.reason === 'budget' ? 'the log buffer was full' : 'too many lines buffered'}` +
       (hint ? ` (${hint})` : '');
-    const bytes = this.encode(drops.binding, text, nextTimestampNs(drops.binding));
     const cost = Buffer.byteLength(text) + ENVELOPE_BYTES + LINE_OVERHEAD_BYTES;
     if (!force && !this.budget.tryReserve(cost)) return;
     if (force) this.budget.force(cost);
     drops.binding.seq += 1;
     drops.lines = 0;
     drops.bytes = 0;
-    this.enqueue(drops.binding, bytes, `drops-${drops.binding.seq}`, cost);
-  }
-
-  private queued(): number {
-    return this.queue.length - this.head;
+    this.enqueue(drops.binding, text, nextTimestampNs(drops.binding), `drops-${drops.binding.seq}`, cost);
   }
 
   private pump(): void {
-    while (this.connected && this.inFlight < WINDOW && this.head < this.queue.length) {
+    while (this.connected && this.inFlight < WINDOW && this.ready.length > 0) {
+      const batch = this.ready.shift()!;
+      this.waitingLines -= batch.lines.length;
       this.inFlight += 1;
-      this.publish(this.queue[this.head++]);
-    }
-    // Compact now and then instead of shift() per line (O(n) each on a large queue).
-    if (this.head > 4096 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
+      batch.firstTry = Date.now();
+      this.publish(batch);
     }
   }
 
-  /** One stored publish, with callbacks rather than promises: this runs once per log line. */
-  private publish(item: Pending): void {
-    this.publishLive(item);
-    const msgId = item.run.msgIdPrefix + item.seq;
-    this.publisher.send(item.run.stored, item.bytes, msgId, PUBLISH_TIMEOUT_MS, (err) => {
-      if (!err) return this.finished(item);
-      if (this.stopped.signal.aborted) return this.finished(item, 'shutdown');
-      item.attempt += 1;
-      // A disconnect pauses the clock: the line is retried after the reconnect.
-      if (this.connected && Date.now() - item.firstTry > RETRY_BUDGET_MS) {
-        this.logger.warn(`log line ${msgId} dropped after ${item.attempt} attempts: ${err.message}`);
-        return this.finished(item, 'retries_exhausted');
+  /** One stored batch, with callbacks rather than promises: this runs per hundred lines. */
+  private publish(batch: Batch): void {
+    const first = batch.attempt === 0;
+    let sending = true;
+    let refusedAtOnce = false;
+    this.publisher.sendBatch(batch.lines, PUBLISH_TIMEOUT_MS, (err) => {
+      if (sending && err) refusedAtOnce = true;
+      if (!err) return this.finished(batch);
+      if (this.stopped.signal.aborted) return this.finished(batch, 'shutdown');
+      batch.attempt += 1;
+      // A disconnect pauses the clock: the batch is retried after the reconnect.
+      if (this.connected && Date.now() - batch.firstTry > RETRY_BUDGET_MS) {
+        this.logger.warn(`${batch.lines.length} log line(s) dropped after ${batch.attempt} attempts: ${err.message}`);
+        return this.finished(batch, 'retries_exhausted');
       }
-      void this.retryLater(item);
+      void this.retryLater(batch);
     });
+    sending = false;
+    // The live copies go with the first send only (a resend must not show a line twice).
+    if (first) this.settleLive(batch, refusedAtOnce ? 'disconnected' : undefined);
   }
 
-  private async retryLater(item: Pending): Promise<void> {
-    await sleep(backoffDelay(item.attempt, 100, 5000), this.stopped.signal);
+  private settleLive(batch: Batch, reason?: DropReason): void {
+    for (const line of batch.lines) {
+      if (!line.liveSubject) continue;
+      line.liveSubject = undefined;
+      if (reason) this.liveStats.dropped[reason] += 1;
+      else this.liveStats.sent += 1;
+    }
+  }
+
+  private async retryLater(batch: Batch): Promise<void> {
+    await sleep(backoffDelay(batch.attempt, 100, 5000), this.stopped.signal);
     if (!this.connected) {
       while (!this.connected && !this.stopped.signal.aborted) await this.until(() => this.connected, 60_000);
-      item.firstTry = Date.now();
+      batch.firstTry = Date.now();
     }
-    if (this.stopped.signal.aborted) return this.finished(item, 'shutdown');
-    this.publish(item);
+    if (this.stopped.signal.aborted) return this.finished(batch, 'shutdown');
+    this.publish(batch);
   }
 
-  private finished(item: Pending, reason?: DropReason): void {
+  private finished(batch: Batch, reason?: DropReason): void {
     this.inFlight -= 1;
-    this.settle(item, reason);
+    this.settle(batch, reason);
     this.pump();
   }
 
-  /** A line's life ends: sent, or dropped for `reason`. Exactly once per line. */
-  private settle(item: Pending, reason?: DropReason): void {
-    if (reason) this.stats.dropped[reason] += 1;
-    else this.stats.sent += 1;
-    this.budget.release(item.cost);
-    this.track(item.run.runId, -1);
+  /** A batch's life ends: stored, or dropped for `reason`. Exactly once per line. */
+  private settle(batch: Batch, reason?: DropReason): void {
+    const n = batch.lines.length;
+    if (reason) this.stats.dropped[reason] += n;
+    else this.stats.sent += n;
+    this.budget.release(batch.cost);
+    let runId = '';
+    let count = 0;
+    // Lines of one run sit together: one map update per run, not per line.
+    for (const line of batch.lines) {
+      if (line.runId !== runId) {
+        if (count) this.track(runId, -count);
+        runId = line.runId;
+        count = 0;
+      }
+      count += 1;
+    }
+    if (count) this.track(runId, -count);
   }
 
   private track(runId: string, delta: number): void {
