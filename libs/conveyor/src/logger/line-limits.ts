@@ -10,7 +10,7 @@ export function maskSecrets(line: string, secrets: readonly string[]): string {
 }
 
 /** The largest offset <= `at` that does not fall inside a UTF-8 character (continuation bytes are 10xxxxxx). */
-function boundary(bytes: Buffer, at: number): number {
+export function utf8Boundary(bytes: Buffer, at: number): number {
   let end = Math.min(at, bytes.length);
   while (end < bytes.length && end > 0 && (bytes[end] & 0xc0) === 0x80) end -= 1;
   return end;
@@ -21,16 +21,18 @@ function boundary(bytes: Buffer, at: number): number {
  * `truncate`, keeps only the start and says how many bytes were cut.
  */
 export function limitLine(line: string, maxBytes: number, mode: 'split' | 'truncate'): string[] {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: short lines (nearly all) need no encoding to know.
+  if (line.length * 3 <= maxBytes) return [line];
   const bytes = Buffer.from(line, 'utf8');
   if (bytes.length <= maxBytes) return [line];
   if (mode === 'truncate') {
     const note = (cut: number) => ` …[truncated ${cut} bytes]`;
-    const end = boundary(bytes, maxBytes - Buffer.byteLength(note(bytes.length)));
+    const end = utf8Boundary(bytes, maxBytes - Buffer.byteLength(note(bytes.length)));
     return [bytes.subarray(0, end).toString('utf8') + note(bytes.length - end)];
   }
   const pieces: string[] = [];
   for (let start = 0; start < bytes.length;) {
-    const end = boundary(bytes, start + maxBytes);
+    const end = utf8Boundary(bytes, start + maxBytes);
     pieces.push(bytes.subarray(start, end).toString('utf8'));
     start = end;
   }

@@ -34,9 +34,3 @@ export class LogBudget {
     this.parent?.release(bytes);
   }
 }
-
-/**
- * What a buffered line costs beyond its encoded bytes: the queue entry and the Buffer object around
- * its bytes (measured: a budget that left these out let RSS grow by 1.5x the budget).
- */
-export const LINE_OVERHEAD_BYTES = 224;

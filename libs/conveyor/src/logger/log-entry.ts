@@ -10,8 +10,9 @@ export interface LogEntry {
   /** Masked and within `maxLineBytes`. */
   message: string;
   fields?: LogFields;
-  /** Strictly increasing per run; the same instant for every sink. */
-  tsNs: bigint;
+  /** µs since the epoch, and ns within it: strictly increasing per run, the same for every sink. */
+  timeUs: number;
+  timeSubNs: number;
   /** The run's line sequence (1-based). */
   seq: number;
   /** Logged after the run's result was published. */

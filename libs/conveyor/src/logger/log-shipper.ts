@@ -1,16 +1,16 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
-import { activeTraceIds } from '../tracing/optional-tracing';
+import { activeTraceIds, loadTracing } from '../tracing/optional-tracing';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { createLineStream } from './line-stream';
 import { limitLine, maskSecrets } from './line-limits';
 import { LogBudget } from './log-budget';
 import { ProcessLogLimiter } from './process-log.limiter';
 import { LogLevel, LogSink, SinkStats } from './log-entry';
-import { processLogOf, writeProcessLog } from './process-log.adapter';
+import { loadProcessLog, processLogOf, writeProcessLog } from './process-log.adapter';
 import type { LogFields, LogStreamOptions, RunLogger } from './run-logger';
-import { RunBinding, nextTimestampNs } from './run-scope';
+import { RunBinding, advanceClock } from './run-scope';
 import { ConveyorLogSink } from './sinks/conveyor.sink';
 import { LegacyLiveLogSink } from './sinks/legacy-live.sink';
 import { LokiLogSink } from './sinks/loki.sink';
@@ -62,6 +62,8 @@ export class LogShipper {
     const { logs } = config;
     this.budget = new LogBudget(logs.maxTotalBytes);
     this.streamLimiter = new ProcessLogLimiter(logs.processLogBytesPerSecond);
+    loadTracing();
+    loadProcessLog();
     if (config.loki) {
       this.sinks.push(
         new LokiLogSink(
@@ -130,15 +132,18 @@ export class LogShipper {
     const toProcessLog = origin === 'call' || (fromStream && this.config.logs.streamsToProcessLog);
     for (const piece of pieces) {
       binding.seq += 1;
+      advanceClock(binding);
       const entry = {
         binding,
         level,
         message: piece,
         fields: safeFields,
-        tsNs: nextTimestampNs(binding),
+        timeUs: binding.clockUs,
+        timeSubNs: binding.clockSubNs,
         seq: binding.seq,
         late,
-        ...ids,
+        traceId: ids.traceId,
+        spanId: ids.spanId,
       };
       this.counts.lines += 1;
       if (late) this.counts.late += 1;

@@ -1,6 +1,12 @@
 import { limitLine, maskSecrets } from './line-limits';
 import { createLineStream } from './line-stream';
-import { createRunBinding, formatRfc3339Nano, formatUnixSeconds, nextTimestampNs } from './run-scope';
+import {
+  advanceClock,
+  createRunBinding,
+  formatRfc3339Nano,
+  formatUnixNanos,
+  formatUnixSeconds,
+} from './run-scope';
 
 const binding = () =>
   createRunBinding({
@@ -17,20 +23,39 @@ const binding = () =>
 describe('run timestamps', () => {
   it('are strictly increasing, so lines logged within one millisecond keep their order', () => {
     const run = binding();
-    const stamps = Array.from({ length: 5000 }, () => nextTimestampNs(run));
-    for (let i = 1; i < stamps.length; i++) expect(stamps[i] > stamps[i - 1]).toBe(true);
+    const stamps = Array.from({ length: 5000 }, () => {
+      advanceClock(run);
+      return { us: run.clockUs, subNs: run.clockSubNs };
+    });
+    const ns = stamps.map((t) => BigInt(formatUnixNanos(t.us, t.subNs)));
+    for (let i = 1; i < ns.length; i++) expect(ns[i] > ns[i - 1]).toBe(true);
     // Many lines share a millisecond, and the formatted (server key) order is the log order too.
-    const ms = new Set(stamps.map((ns) => ns / 1_000_000n));
+    const ms = new Set(ns.map((n) => n / 1_000_000n));
     expect(ms.size).toBeLessThan(stamps.length);
-    const formatted = stamps.map(formatRfc3339Nano);
+    const formatted = stamps.map((t) => formatRfc3339Nano(t.us, t.subNs));
     expect([...formatted].sort()).toEqual(formatted);
+    // Anchored to the wall clock.
+    expect(Math.abs(stamps[0].us / 1000 - Date.now())).toBeLessThan(5000);
   });
 
-  it('format as RFC 3339 UTC with 9 fraction digits, or as unix seconds', () => {
-    const ns = 1_795_000_000_123_456_789n;
-    expect(formatRfc3339Nano(ns)).toBe('2026-11-18T11:06:40.123456789Z');
-    expect(formatRfc3339Nano(1_795_000_000_000_000_007n)).toBe('2026-11-18T11:06:40.000000007Z');
-    expect(formatUnixSeconds(ns)).toBe('1795000000');
+  it('bump by 1 ns past a µs already used, carrying into the next µs', () => {
+    const run = binding();
+    run.clockUs = Date.now() * 1000 + 10_000_000; // ahead of the clock: every line bumps
+    run.clockSubNs = 998;
+    advanceClock(run);
+    expect(run.clockSubNs).toBe(999);
+    const us = run.clockUs;
+    advanceClock(run);
+    expect([run.clockUs, run.clockSubNs]).toEqual([us + 1, 0]);
+  });
+
+  it('format as RFC 3339 UTC with 9 fraction digits, unix seconds or unix nanoseconds', () => {
+    const us = 1_795_000_000_123_456;
+    expect(formatRfc3339Nano(us, 789)).toBe('2026-11-18T11:06:40.123456789Z');
+    expect(formatRfc3339Nano(1_795_000_000_000_000, 7)).toBe('2026-11-18T11:06:40.000000007Z');
+    expect(formatUnixSeconds(us)).toBe('1795000000');
+    expect(formatUnixNanos(us, 789)).toBe('1795000000123456789');
+    expect(formatUnixNanos(us, 7)).toBe('1795000000123456007');
   });
 });
 
@@ -79,12 +104,12 @@ describe('createLineStream', () => {
 
 describe('formatRfc3339Nano across seconds', () => {
   it('formats each instant on its own, whatever was formatted before', () => {
-    const at = (iso: string, nanos: bigint) => BigInt(Date.parse(iso)) * 1_000_000n + nanos;
-    expect(formatRfc3339Nano(at('2026-12-01T10:00:00.000Z', 999_999_999n))).toBe(
+    const at = (iso: string, us: number) => Date.parse(iso) * 1000 + us;
+    expect(formatRfc3339Nano(at('2026-12-01T10:00:00.000Z', 999_999), 999)).toBe(
       '2026-12-01T10:00:00.999999999Z',
     );
-    expect(formatRfc3339Nano(at('2026-12-01T10:00:01.000Z', 1n))).toBe('2026-12-01T10:00:01.000000001Z');
-    expect(formatRfc3339Nano(at('2026-12-01T10:00:00.000Z', 5n))).toBe('2026-12-01T10:00:00.000000005Z');
-    expect(formatRfc3339Nano(at('1999-12-31T23:59:59.000Z', 0n))).toBe('1999-12-31T23:59:59.000000000Z');
+    expect(formatRfc3339Nano(at('2026-12-01T10:00:01.000Z', 0), 1)).toBe('2026-12-01T10:00:01.000000001Z');
+    expect(formatRfc3339Nano(at('2026-12-01T10:00:00.000Z', 0), 5)).toBe('2026-12-01T10:00:00.000000005Z');
+    expect(formatRfc3339Nano(at('1999-12-31T23:59:59.000Z', 0), 0)).toBe('1999-12-31T23:59:59.000000000Z');
   });
 });

@@ -16,6 +16,11 @@ function appPino(): PinoLoggerType | undefined {
   return pino;
 }
 
+/** Loads nestjs-pino now if installed (at startup, not inside the first run's first log call). */
+export function loadProcessLog(): void {
+  optionalPeer('nestjs-pino');
+}
+
 /** Writes one line of a run to the process log. */
 export type ProcessLogWriter = (
   level: LogLevel,
@@ -71,6 +76,8 @@ export function processLogOf(binding: RunBinding): ProcessLogWriter {
       event: binding.event,
     });
     writer = (level, message, fields, extra, late) => {
+      // Checked first: a run logging thousands of lines at a disabled level builds none of them.
+      if (!nestLevelEnabled(level)) return;
       const own =
         fields || extra || late ? formatFields({ ...fields, ...extra, ...(late ? { late: true } : {}) }) : '';
       nestLine(logger, level, message + own + runSuffix);
@@ -86,6 +93,15 @@ export function processLogOf(binding: RunBinding): ProcessLogWriter {
  */
 function nestWrite(logger: Logger, level: LogLevel, message: string, fields: LogFields): void {
   nestLine(logger, level, message + formatFields(fields));
+}
+
+/**
+ * False when the app gave Nest a level list without `level`. Nest's own `isLevelEnabled` says false
+ * for every level when there is no list (a custom logger decides itself): then true.
+ */
+function nestLevelEnabled(level: LogLevel): boolean {
+  const levels = (Logger as unknown as { logLevels?: unknown }).logLevels;
+  return !Array.isArray(levels) || Logger.isLevelEnabled(level === 'info' ? 'log' : level);
 }
 
 function nestLine(logger: Logger, level: LogLevel, line: string): void {

@@ -20,8 +20,12 @@ export interface RunBinding {
   maskList?: string[];
   /** The run's process-log writer, made on its first line. */
   processLog?: unknown;
-  /** Last timestamp used, in ns: the next one is strictly greater. */
-  lastNs: bigint;
+  /**
+   * The run's clock: the last line's time as µs since the epoch (exact in a double) and ns within
+   * that µs. The next line's is strictly later. Two numbers, not a BigInt: this runs per line.
+   */
+  clockUs: number;
+  clockSubNs: number;
   /** Sequence of the run's lines, for `Nats-Msg-Id` de-duplication. */
   seq: number;
   /** The run's ReconcileContext once created (a handler without `@Ctx()` is found through it). */
@@ -34,7 +38,7 @@ export const runScope = new AsyncLocalStorage<RunBinding>();
 export function createRunBinding(
   fields: Omit<
     RunBinding,
-    'resultSent' | 'secrets' | 'lastNs' | 'seq' | 'context' | 'maskList' | 'processLog'
+    'resultSent' | 'secrets' | 'clockUs' | 'clockSubNs' | 'seq' | 'context' | 'maskList' | 'processLog'
   >,
 ): RunBinding {
   // Written out rather than spread: one object shape per message on the hot path.
@@ -49,40 +53,52 @@ export function createRunBinding(
     resourceType: fields.resourceType,
     resultSent: false,
     secrets: new Set(),
-    lastNs: 0n,
+    clockUs: 0,
+    clockSubNs: 0,
     seq: 0,
   };
 }
 
 /**
- * The next timestamp of a run in ns: the wall clock (`Date.now()`, which follows NTP, unlike
- * `performance.timeOrigin + now()`, which drifts over a long uptime) with the sub-millisecond part of
- * the monotonic clock, bumped by 1 ns when not above the previous one. The server replays logs in key order `pipeline|driver|runid|timestamp|uuid`, and
- * Loki drops an entry equal in (timestamp, line) to the previous one: equal stamps would reorder or
- * lose lines.
+ * Moves the run's clock to the next line's time: the wall clock (`Date.now()`, which follows NTP,
+ * unlike `performance.timeOrigin + now()`, which drifts over a long uptime) with the
+ * sub-millisecond part of the monotonic clock, bumped by 1 ns when not after the previous line.
+ * The server replays logs in key order `pipeline|driver|runid|timestamp|uuid`, and Loki drops an
+ * entry equal in (timestamp, line) to the previous one: equal stamps would reorder or lose lines.
  */
-export function nextTimestampNs(binding: RunBinding): bigint {
-  // µs since the epoch stay below 2^53: one BigInt conversion per line.
-  const now = BigInt(Date.now() * 1000 + Math.floor((performance.now() * 1000) % 1000)) * 1000n;
-  binding.lastNs = now > binding.lastNs ? now : binding.lastNs + 1n;
-  return binding.lastNs;
+export function advanceClock(binding: RunBinding): void {
+  const nowUs = Date.now() * 1000 + Math.floor((performance.now() * 1000) % 1000);
+  if (nowUs > binding.clockUs) {
+    binding.clockUs = nowUs;
+    binding.clockSubNs = 0;
+  } else if (binding.clockSubNs < 999) binding.clockSubNs += 1;
+  else {
+    binding.clockUs += 1;
+    binding.clockSubNs = 0;
+  }
 }
 
 /** RFC 3339 in UTC with 9 fraction digits, e.g. `2026-11-23T14:05:06.123456789Z`. */
-export function formatRfc3339Nano(ns: bigint): string {
-  const second = ns / 1_000_000_000n;
+export function formatRfc3339Nano(us: number, subNs: number): string {
+  const second = Math.floor(us / 1_000_000);
   // Lines come thousands a second: the date part changes once a second.
   if (second !== lastSecond) {
     lastSecond = second;
-    lastSecondText = new Date(Number(second) * 1000).toISOString().slice(0, 19);
+    lastSecondText = new Date(second * 1000).toISOString().slice(0, 19);
   }
-  return `${lastSecondText}.${(ns - second * 1_000_000_000n).toString().padStart(9, '0')}Z`;
+  const fraction = (us - second * 1_000_000) * 1000 + subNs;
+  return `${lastSecondText}.${String(fraction).padStart(9, '0')}Z`;
 }
 
-let lastSecond = -1n;
+let lastSecond = -1;
 let lastSecondText = '';
 
 /** Go runtime's format: unix seconds as a decimal string. */
-export function formatUnixSeconds(ns: bigint): string {
-  return (ns / 1_000_000_000n).toString();
+export function formatUnixSeconds(us: number): string {
+  return String(Math.floor(us / 1_000_000));
+}
+
+/** Nanoseconds since the epoch as a decimal string (Loki's timestamps). */
+export function formatUnixNanos(us: number, subNs: number): string {
+  return `${us}${String(subNs).padStart(3, '0')}`;
 }

@@ -163,8 +163,13 @@ export function toPipelineEvent(
  * message is escaped per line (`timestamp` is digits and `-:.TZ`, which need no escaping).
  */
 export function logLineJson(prefix: string, timestamp: string, message: string): string {
-  return `${prefix}"${timestamp}","message":${encodeGoJson(message)}}`;
+  // Most lines need no escaping at all: one scan instead of JSON.stringify and a replace.
+  const quoted = NEEDS_ESCAPE.test(message) ? encodeGoJson(message) : `"${message}"`;
+  return `${prefix}"${timestamp}","message":${quoted}}`;
 }
+
+/** What JSON.stringify escapes in a string (quote, backslash, control characters, lone surrogates) and Go also escapes. */
+const NEEDS_ESCAPE = /["\\\x00-\x1f<>&\u2028\u2029\ud800-\udfff]/;
 
 /** `{"runid":…,"driver":…,"pipeline":…,"timestamp":` for {@link logLineJson}. */
 export function logLinePrefix(log: Pick<ConveyorLog, 'runid' | 'driver' | 'pipeline'>): string {

@@ -230,6 +230,9 @@ describe('logLineJson', () => {
     ['plain text'],
     ['html <b>&amp;</b> and "quotes" \\ backslashes'],
     ['line\u2028separator\u2029 and emoji 🚀 and tab\t'],
+    ['a lone \ud800 surrogate, control \u0001 and DEL \u007f'],
+    ['just a "quote"'],
+    ['[12:00:01] plain ASCII, the common case: no escaping at all'],
     [''],
   ])('is byte-identical to encoding the whole Log JSON: %j', (message) => {
     const log = {

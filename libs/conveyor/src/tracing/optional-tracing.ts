@@ -35,9 +35,16 @@ export function inRunSpan<T>(
   );
 }
 
+const NO_IDS: { traceId?: string; spanId?: string } = Object.freeze({});
+
 /** The active span's trace and span ids, for log lines (none outside a valid span). */
 export function activeTraceIds(): { traceId?: string; spanId?: string } {
   const o = otel();
   const span = o?.trace.getActiveSpan()?.spanContext();
-  return span && o!.isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : {};
+  return span && o!.isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : NO_IDS;
+}
+
+/** Loads `@opentelemetry/api` now if installed (at startup, not inside the first run's first log call). */
+export function loadTracing(): void {
+  otel();
 }

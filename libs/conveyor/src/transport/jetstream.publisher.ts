@@ -11,20 +11,38 @@ export interface StoredAck {
 /** Called once with the PubAck (of a batch: its last line's), or with the error. */
 export type StoredCallback = (err: Error | undefined, ack?: StoredAck) => void;
 
-/** One message of a stored batch. */
-export interface StoredLine {
-  subject: string;
-  /** `Nats-Msg-Id`: the stream stores it once however often it is sent. */
-  msgId: string;
-  payload: string | Uint8Array;
-  /** UTF-8 length of `payload`. */
-  payloadBytes: number;
-  /** A core subject that gets a copy of the payload with the first send (never with a resend). */
-  liveSubject?: string;
+/**
+ * Messages stored together, one write: the publisher names the replies and reads the PubAcks, the
+ * batch writes its own frames (it may keep its lines in any form until they are stored).
+ */
+export interface StoredBatch {
+  /** Messages in the batch (at least 1). */
+  readonly count: number;
+  /**
+   * Writes every message in order, each a publish with its `Nats-Msg-Id`: the first with
+   * `firstReply`, the last with `lastReply` (a single message: `firstReply`), none between.
+   * `firstSend` is false for a resend (core copies, if any, go with the first send only).
+   */
+  writeFrames(writer: FrameWriter, firstReply: string, lastReply: string, firstSend: boolean): void;
+}
+
+/** A single stored publish (a result) as a batch. */
+class SinglePublish implements StoredBatch {
+  readonly count = 1;
+
+  constructor(
+    private readonly subject: string,
+    private readonly data: Uint8Array,
+    private readonly msgId: string,
+  ) {}
+
+  writeFrames(writer: FrameWriter, firstReply: string): void {
+    writer.stored(this.subject, firstReply, this.msgId, this.data, this.data.length);
+  }
 }
 
 interface Waiting {
-  lines: readonly StoredLine[];
+  batch: StoredBatch;
   done: StoredCallback;
   deadline: number;
   timeoutMs: number;
@@ -93,24 +111,23 @@ export class JetStreamPublisher {
   /** Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored. */
   publish(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<StoredAck> {
     return new Promise<StoredAck>((resolve, reject) =>
-      this.sendBatch(
-        [{ subject, msgId, payload: data, payloadBytes: data.length }],
-        timeoutMs,
-        (err, ack) => (err ? reject(err) : resolve(ack!)),
+      this.sendBatch(new SinglePublish(subject, data, msgId), timeoutMs, (err, ack) =>
+        err ? reject(err) : resolve(ack!),
       ),
     );
   }
 
   /**
-   * Publishes `lines` in order as one write and calls `done` once all are stored, or with the
-   * error (the batch as a whole: a caller retrying sends every line again, stored once). With a
-   * callback, not a promise: this runs at log-line rates.
+   * Publishes `batch` in order as one write and calls `done` once all of it is stored, or with the
+   * error (the batch as a whole: a caller retrying sends every message again, stored once). With
+   * a callback, not a promise: this runs at log-line rates. Returns the bytes handed to the
+   * connection (0 when it failed at once: `done` has the error then).
    */
-  sendBatch(lines: readonly StoredLine[], timeoutMs: number, done: StoredCallback): void {
+  sendBatch(batch: StoredBatch, timeoutMs: number, done: StoredCallback): number {
     const token = ++this.token;
     const now = Date.now();
     const waiting: Waiting = {
-      lines,
+      batch,
       done,
       deadline: now + timeoutMs,
       timeoutMs,
@@ -120,33 +137,29 @@ export class JetStreamPublisher {
     };
     this.waiting.set(token, waiting);
     try {
-      this.transmit(token, waiting);
+      return this.transmit(token, waiting);
     } catch (err) {
       // Closed connection, or a payload over max_payload (checked before anything is sent).
       this.waiting.delete(token);
       done(err as Error);
+      return 0;
     }
   }
 
-  private transmit(token: number, w: Waiting): void {
-    const { lines } = w;
-    const last = lines.length - 1;
-    const live = w.sends === 0;
+  private transmit(token: number, w: Waiting): number {
+    const firstSend = w.sends === 0;
     w.sends += 1;
     w.acks = [];
+    // Reply tokens 2n (first message) and 2n+1 (last message) name the batch and the message.
+    const first = `${this.prefix}.${token * 2}`;
+    const last = `${this.prefix}.${token * 2 + 1}`;
     try {
-      for (let i = 0; i <= last; i++) {
-        const line = lines[i];
-        // Reply tokens 2n (first line) and 2n+1 (last line) name the batch and the line.
-        const reply = i === 0 ? `${this.prefix}.${token * 2}` : i === last ? `${this.prefix}.${token * 2 + 1}` : '';
-        this.writer.stored(line.subject, reply, line.msgId, line.payload, line.payloadBytes);
-        if (live && line.liveSubject) this.writer.core(line.liveSubject, line.payload as string, line.payloadBytes);
-      }
+      w.batch.writeFrames(this.writer, first, last, firstSend);
     } catch (err) {
       this.writer.discard();
       throw err;
     }
-    this.writer.flush();
+    return this.writer.flush();
   }
 
   /**
@@ -203,8 +216,9 @@ export class JetStreamPublisher {
     }
     w.acks[reply % 2] = answer;
     const [first, last] = w.acks;
-    if (!first || (w.lines.length > 1 && !last)) return;
-    if (w.lines.length > 1 && w.sends === 1 && linesMissing(first, last!, w.lines.length)) {
+    const { count } = w.batch;
+    if (!first || (count > 1 && !last)) return;
+    if (count > 1 && w.sends === 1 && linesMissing(first, last!, count)) {
       this.gapsResent += 1;
       return this.resend(token, w, Date.now());
     }

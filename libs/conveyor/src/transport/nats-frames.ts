@@ -14,8 +14,8 @@ export interface FrameWriter {
   stored(subject: string, reply: string, msgId: string, payload: string | Uint8Array, payloadBytes: number): void;
   /** A core publish of `payload` (`payloadBytes` long in UTF-8). */
   core(subject: string, payload: string, payloadBytes: number): void;
-  /** Hands everything written since the last flush to the connection, in order. */
-  flush(): void;
+  /** Hands everything written since the last flush to the connection, in order; returns its bytes. */
+  flush(): number;
   /** Forgets what was written since the last flush (a batch that failed half way is not sent). */
   discard(): void;
 }
@@ -35,6 +35,9 @@ const CRLF = Buffer.from('\r\n');
  */
 class ProtocolFrameWriter implements FrameWriter {
   private text = '';
+  /** UTF-8 length of `text`: equal to its length when it is all ASCII. */
+  private bytes = 0;
+  private direct = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -51,22 +54,34 @@ class ProtocolFrameWriter implements FrameWriter {
       : `HPUB ${subject} ${header.length} ${total}\r\n`;
     if (typeof payload === 'string') {
       this.text += head + header + payload + '\r\n';
+      this.bytes += head.length + total + 2;
       return;
     }
-    this.flush();
+    this.direct += this.flush() + head.length + total + 2;
     this.protocol.sendCommand(Buffer.from(head + header), payload, CRLF);
   }
 
   core(subject: string, payload: string, payloadBytes: number): void {
     this.check(payloadBytes);
-    this.text += `PUB ${subject} ${payloadBytes}\r\n${payload}\r\n`;
+    const head = `PUB ${subject} ${payloadBytes}\r\n`;
+    this.text += head + payload + '\r\n';
+    this.bytes += head.length + payloadBytes + 2;
   }
 
-  flush(): void {
-    if (!this.text) return;
-    const text = this.text;
-    this.text = '';
-    this.protocol.sendCommand(Buffer.from(text, 'utf8'));
+  flush(): number {
+    const { text, bytes } = this;
+    if (!text) return this.sentBytes();
+    this.discard();
+    // All ASCII (the usual log line): latin1 is a plain copy, UTF-8 would scan every character.
+    this.protocol.sendCommand(Buffer.from(text, bytes === text.length ? 'latin1' : 'utf8'));
+    return this.sentBytes(bytes);
+  }
+
+  /** Bytes handed over since the last flush (frames with a binary payload go out at once). */
+  private sentBytes(more = 0): number {
+    const n = this.direct + more;
+    this.direct = 0;
+    return n;
   }
 
   private check(bytes: number): void {
@@ -78,12 +93,14 @@ class ProtocolFrameWriter implements FrameWriter {
 
   discard(): void {
     this.text = '';
+    this.bytes = 0;
   }
 }
 
 /** `nc.publish` per frame: the same frames, for a nats.js without the protocol handler above. */
 class PublishFrameWriter implements FrameWriter {
   private readonly encoder = new TextEncoder();
+  private bytes = 0;
 
   constructor(private readonly nc: NatsConnection) {}
 
@@ -92,15 +109,24 @@ class PublishFrameWriter implements FrameWriter {
     h.set('Nats-Msg-Id', msgId);
     const data = typeof payload === 'string' ? this.encoder.encode(payload) : payload;
     this.nc.publish(subject, data, reply ? { reply, headers: h } : { headers: h });
+    this.bytes += data.length;
   }
 
   core(subject: string, payload: string): void {
-    this.nc.publish(subject, this.encoder.encode(payload));
+    const data = this.encoder.encode(payload);
+    this.nc.publish(subject, data);
+    this.bytes += data.length;
   }
 
-  flush(): void {}
+  flush(): number {
+    const n = this.bytes;
+    this.bytes = 0;
+    return n;
+  }
 
-  discard(): void {}
+  discard(): void {
+    this.bytes = 0;
+  }
 }
 
 /** The fastest writer `nc` supports. */

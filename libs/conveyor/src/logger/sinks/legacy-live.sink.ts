@@ -21,7 +21,7 @@ export class LegacyLiveLogSink implements LogSink {
     try {
       this.nc.publish(
         legacyLiveLogSubject(entry.binding.driver, entry.binding.runId),
-        JSON.stringify([formatUnixSeconds(entry.tsNs), entry.message]),
+        JSON.stringify([formatUnixSeconds(entry.timeUs), entry.message]),
       );
       this.stats.sent += 1;
     } catch (err) {

@@ -3,20 +3,35 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { LokiConfig } from '../../module/log.options';
 import { backoffDelay, sleep } from '../../transport/backoff';
-import { LINE_OVERHEAD_BYTES, LogBudget } from '../log-budget';
+import { LogBudget } from '../log-budget';
 import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
-import type { RunBinding } from '../run-scope';
+import { RunBinding, formatUnixNanos } from '../run-scope';
 
 const gzipAsync = promisify(gzip);
 /** Attempts per batch on 429/5xx/network errors before it is dropped (Promtail's default). */
 const MAX_ATTEMPTS = 10;
 
+/** A buffered line, as little as possible: its push entry is made when its batch is sent. */
 interface Buffered {
-  labels: Record<string, string>;
-  key: string;
-  value: [string, string] | [string, string, Record<string, string>];
+  stream: LokiStream;
+  entry: LogEntry;
   bytes: number;
 }
+
+interface LokiStream {
+  labels: Record<string, string>;
+  key: string;
+  /** Structured metadata of every line of the run (one object, not one per line). */
+  metadata: Record<string, string>;
+}
+
+type PushValue = [string, string] | [string, string, Record<string, string>];
+
+/**
+ * What a buffered line costs beyond its message bytes: the entry the shipper made (shared with
+ * the other sinks, counted here too) and the buffer's slot.
+ */
+const BUFFERED_LINE_BYTES = 160;
 
 /**
  * Grafana Loki sink: batches by size and age, gzip JSON to `POST /loki/api/v1/push`, retries 429, 5xx
@@ -34,10 +49,7 @@ export class LokiLogSink implements LogSink {
   private timer?: NodeJS.Timeout;
   private sending?: Promise<void>;
   private readonly stopping = new AbortController();
-  private readonly streams = new WeakMap<
-    RunBinding,
-    Map<LogEntry['level'], { labels: Record<string, string>; key: string }>
-  >();
+  private readonly streams = new WeakMap<RunBinding, Map<LogEntry['level'], LokiStream>>();
 
   constructor(
     private readonly config: LokiConfig,
@@ -51,34 +63,16 @@ export class LokiLogSink implements LogSink {
   write(entry: LogEntry): void {
     if (this.stopping.signal.aborted) return void (this.stats.dropped.shutdown += 1);
     if (this.buffer.length >= this.maxBuffered) return void (this.stats.dropped.overflow += 1);
-    const bytes = Buffer.byteLength(entry.message) + 64;
-    if (!this.budget.tryReserve(bytes + LINE_OVERHEAD_BYTES)) return void (this.stats.dropped.budget += 1);
-    const { binding } = entry;
-    const { labels, key } = this.streamOf(binding, entry.level);
-    const ts = entry.tsNs.toString();
-    // Per-run ids are structured metadata, not labels: each label set is a Loki stream (5,000 max).
-    const value: Buffered['value'] = this.config.legacyLabels
-      ? [ts, entry.message]
-      : [
-          ts,
-          entry.message,
-          {
-            run_id: binding.runId,
-            message_id: binding.messageId,
-            ...(entry.traceId ? { trace_id: entry.traceId, span_id: entry.spanId! } : {}),
-          },
-        ];
-    this.buffer.push({ labels, key, value, bytes });
+    const bytes = Buffer.byteLength(entry.message) + BUFFERED_LINE_BYTES;
+    if (!this.budget.tryReserve(bytes)) return void (this.stats.dropped.budget += 1);
+    this.buffer.push({ stream: this.streamOf(entry.binding, entry.level), entry, bytes });
     this.bufferBytes += bytes;
     if (this.bufferBytes >= this.config.batchBytes) this.kick();
     else this.timer ??= setTimeout(() => this.kick(), this.config.batchIntervalMs);
   }
 
-  /** A run's Loki stream (labels and their key) per level, made once rather than per line. */
-  private streamOf(
-    binding: RunBinding,
-    level: LogEntry['level'],
-  ): { labels: Record<string, string>; key: string } {
+  /** A run's Loki stream (labels, their key, its metadata) per level, made once rather than per line. */
+  private streamOf(binding: RunBinding, level: LogEntry['level']): LokiStream {
     let byLevel = this.streams.get(binding);
     if (!byLevel) this.streams.set(binding, (byLevel = new Map()));
     let stream = byLevel.get(level);
@@ -86,9 +80,21 @@ export class LokiLogSink implements LogSink {
       const labels: Record<string, string> = this.config.legacyLabels
         ? { driver: binding.driver, event: binding.event, id: binding.messageId, run_id: binding.runId }
         : { driver: binding.driver, event: binding.event, level };
-      byLevel.set(level, (stream = { labels, key: JSON.stringify(labels) }));
+      // Per-run ids are structured metadata, not labels: each label set is a Loki stream (5,000 max).
+      const metadata = { run_id: binding.runId, message_id: binding.messageId };
+      byLevel.set(level, (stream = { labels, key: JSON.stringify(labels), metadata }));
     }
     return stream;
+  }
+
+  /** The push API's `[timestamp, line, metadata?]` of a buffered line. */
+  private valueOf({ stream, entry }: Buffered): PushValue {
+    const ts = formatUnixNanos(entry.timeUs, entry.timeSubNs);
+    if (this.config.legacyLabels) return [ts, entry.message];
+    const metadata = entry.traceId
+      ? { ...stream.metadata, trace_id: entry.traceId, span_id: entry.spanId! }
+      : stream.metadata;
+    return [ts, entry.message, metadata];
   }
 
   async close(timeoutMs: number): Promise<void> {
@@ -101,7 +107,7 @@ export class LokiLogSink implements LogSink {
     this.stopping.abort();
     clearTimeout(this.timer);
     this.stats.dropped.shutdown += this.buffer.length;
-    for (const item of this.buffer) this.budget.release(item.bytes + LINE_OVERHEAD_BYTES);
+    for (const item of this.buffer) this.budget.release(item.bytes);
     this.buffer = [];
     this.bufferBytes = 0;
   }
@@ -135,16 +141,16 @@ export class LokiLogSink implements LogSink {
       await this.deliver(batch);
     } finally {
       // Sent or dropped, the batch no longer occupies the budget.
-      for (const item of batch) this.budget.release(item.bytes + LINE_OVERHEAD_BYTES);
+      for (const item of batch) this.budget.release(item.bytes);
     }
   }
 
   private async deliver(batch: Buffered[]): Promise<void> {
-    const streams = new Map<string, { stream: Record<string, string>; values: Buffered['value'][] }>();
+    const streams = new Map<string, { stream: Record<string, string>; values: PushValue[] }>();
     for (const item of batch) {
-      const stream = streams.get(item.key) ?? { stream: item.labels, values: [] };
-      stream.values.push(item.value);
-      streams.set(item.key, stream);
+      const stream = streams.get(item.stream.key) ?? { stream: item.stream.labels, values: [] };
+      stream.values.push(this.valueOf(item));
+      streams.set(item.stream.key, stream);
     }
     const body = await gzipAsync(JSON.stringify({ streams: [...streams.values()] }));
     const headers: Record<string, string> = {

@@ -1,0 +1,161 @@
+import { liveLogSubject, logLineJson, logLinePrefix, logSubject } from '../../protocol';
+import type { StoredBatch } from '../../transport/jetstream.publisher';
+import type { FrameWriter } from '../../transport/nats-frames';
+import { RunBinding, formatRfc3339Nano, formatUnixSeconds } from '../run-scope';
+
+/**
+ * Lines per stored batch: one socket write and two PubAcks for this many lines (see
+ * JetStreamPublisher), instead of a round trip and a PubAck each.
+ */
+export const BATCH_LINES = 128;
+/** …or fewer, when their messages reach this many bytes. */
+const BATCH_BYTES = 64 * 1024;
+
+/** What a queued line costs beyond its message bytes: its share of the columns below. */
+export const QUEUED_LINE_BYTES = 64;
+
+/** The Log JSON beyond its prefix and message: timestamp, keys, quotes (escapes add more). */
+const LOG_JSON_BYTES = 48;
+/** A line's two frames beyond subjects, payloads and message id: protocol lines, header, sizes. */
+const FRAMES_BYTES = 96;
+
+const LIVE = 1;
+const MARKER = 2;
+
+/** What every line of one delivery shares: made once, not per line (a backlog holds many lines). */
+export interface RunSubjects {
+  runId: string;
+  stored: string;
+  live: string;
+  /**
+   * `Nats-Msg-Id` prefix: stored once even when a publish is retried after a lost PubAck, yet unique
+   * per delivery. A retried run, a shutdown rerun or a driver used twice in one pipeline (each its
+   * own message) restarts `seq`, and a bare `{run}:{driver}:{seq}` would make JetStream drop its lines.
+   */
+  msgIdPrefix: string;
+  /** The Log JSON up to the timestamp: the run's fields, encoded once. */
+  logPrefix: string;
+  logPrefixBytes: number;
+}
+
+const subjectsByRun = new WeakMap<RunBinding, RunSubjects>();
+
+export function subjectsOf(binding: RunBinding): RunSubjects {
+  let subjects = subjectsByRun.get(binding);
+  if (!subjects) {
+    const logPrefix = logLinePrefix({ runid: binding.runId, driver: binding.driver, pipeline: binding.pipeline });
+    subjects = {
+      runId: binding.runId,
+      stored: logSubject(binding.runId),
+      live: liveLogSubject(binding.runId, binding.driver),
+      msgIdPrefix: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:`,
+      logPrefix,
+      logPrefixBytes: Buffer.byteLength(logPrefix),
+    };
+    subjectsByRun.set(binding, subjects);
+  }
+  return subjects;
+}
+
+/**
+ * Up to BATCH_LINES lines of the Conveyor sink, kept as columns (message, time, sequence) until
+ * they are stored: the Log JSON is made as the batch is written, so a queued line costs its
+ * message and a few numbers instead of an object, a JSON string and a message id each. A resend
+ * writes the same bytes again (same timestamps, same `Nats-Msg-Id`s).
+ */
+export class ConveyorLogBatch implements StoredBatch {
+  count = 0;
+  messageBytes = 0;
+  /** Budget bytes held by the batch's lines. */
+  cost = 0;
+  /**
+   * What writing the batch hands to the connection, at most (frames of both subjects): held in the
+   * send window, and the budget, from its first send until it is stored.
+   */
+  wireEstimate = 0;
+  wireBytes = 0;
+  attempt = 0;
+  firstTry = 0;
+  private readonly runs: RunSubjects[] = [];
+  private readonly messages: string[] = [];
+  private readonly sizes = new Uint32Array(BATCH_LINES);
+  private readonly us = new Float64Array(BATCH_LINES);
+  private readonly subNs = new Uint16Array(BATCH_LINES);
+  private readonly seqs = new Float64Array(BATCH_LINES);
+  private readonly flags = new Uint8Array(BATCH_LINES);
+
+  constructor(private readonly timestampFormat: 'rfc3339' | 'unix') {}
+
+  get full(): boolean {
+    return this.count >= BATCH_LINES || this.messageBytes >= BATCH_BYTES;
+  }
+
+  /** Adds a line (`marker`: the runtime's drop notice, with its own id space). */
+  add(
+    run: RunSubjects,
+    line: { message: string; bytes: number; us: number; subNs: number; seq: number },
+    live: boolean,
+    marker: boolean,
+    cost: number,
+  ): void {
+    const i = this.count++;
+    this.runs.push(run);
+    this.messages.push(line.message);
+    this.sizes[i] = line.bytes;
+    this.us[i] = line.us;
+    this.subNs[i] = line.subNs;
+    this.seqs[i] = line.seq;
+    this.flags[i] = (live ? LIVE : 0) | (marker ? MARKER : 0);
+    this.messageBytes += line.bytes;
+    this.cost += cost;
+    // The Log JSON twice (stored and live), both subjects, the message id, protocol lines, header.
+    this.wireEstimate +=
+      2 * (line.bytes + run.logPrefixBytes + LOG_JSON_BYTES) +
+      run.stored.length +
+      run.live.length +
+      run.msgIdPrefix.length +
+      FRAMES_BYTES;
+  }
+
+  /** Lines whose live copy is still to go; clears them (it went, or never will). */
+  takeLive(): number {
+    let n = 0;
+    for (let i = 0; i < this.count; i++) {
+      if (this.flags[i] & LIVE) n += 1;
+      this.flags[i] &= ~LIVE;
+    }
+    return n;
+  }
+
+  /** Calls `fn` once per run with the number of its lines here (lines of one run sit together). */
+  forEachRun(fn: (runId: string, lines: number) => void): void {
+    let start = 0;
+    for (let i = 1; i <= this.count; i++) {
+      if (i === this.count || this.runs[i] !== this.runs[start]) {
+        fn(this.runs[start].runId, i - start);
+        start = i;
+      }
+    }
+  }
+
+  writeFrames(writer: FrameWriter, firstReply: string, lastReply: string, firstSend: boolean): void {
+    const last = this.count - 1;
+    for (let i = 0; i <= last; i++) {
+      const run = this.runs[i];
+      const message = this.messages[i];
+      const timestamp =
+        this.timestampFormat === 'unix' ? formatUnixSeconds(this.us[i]) : formatRfc3339Nano(this.us[i], this.subNs[i]);
+      const payload = logLineJson(run.logPrefix, timestamp, message);
+      // Unescaped (the usual line), the JSON is the message and known ASCII around it.
+      const around = payload.length - message.length;
+      const bytes =
+        around === run.logPrefix.length + timestamp.length + 16
+          ? this.sizes[i] + around - run.logPrefix.length + run.logPrefixBytes
+          : Buffer.byteLength(payload);
+      const seq = this.flags[i] & MARKER ? `drops-${this.seqs[i]}` : this.seqs[i];
+      const reply = i === 0 ? firstReply : i === last ? lastReply : '';
+      writer.stored(run.stored, reply, run.msgIdPrefix + seq, payload, bytes);
+      if (firstSend && this.flags[i] & LIVE) writer.core(run.live, payload, bytes);
+    }
+  }
+}
