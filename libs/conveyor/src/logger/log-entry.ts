@@ -9,6 +9,8 @@ export interface LogEntry {
   level: LogLevel;
   /** Masked and within `maxLineBytes`. */
   message: string;
+  /** UTF-8 length of `message` (measured once for every sink). */
+  bytes: number;
   fields?: LogFields;
   /** µs since the epoch, and ns within it: strictly increasing per run, the same for every sink. */
   timeUs: number;

@@ -71,6 +71,7 @@ export class LogShipper {
           logs.maxBufferLines,
           new LogBudget(logs.maxBufferBytes, this.budget),
           this.log,
+          () => this.conveyor?.busy ?? false,
         ),
       );
     }
@@ -137,6 +138,7 @@ export class LogShipper {
         binding,
         level,
         message: piece,
+        bytes: Buffer.byteLength(piece),
         fields: safeFields,
         timeUs: binding.clockUs,
         timeSubNs: binding.clockSubNs,

@@ -101,8 +101,16 @@ function nestWrite(logger: Logger, level: LogLevel, message: string, fields: Log
  */
 function nestLevelEnabled(level: LogLevel): boolean {
   const levels = (Logger as unknown as { logLevels?: unknown }).logLevels;
-  return !Array.isArray(levels) || Logger.isLevelEnabled(level === 'info' ? 'log' : level);
+  if (!Array.isArray(levels)) return true;
+  // Asked once per line: answered from the last list Nest was given until it gets another.
+  if (levels !== enabledFor.levels) {
+    enabledFor.levels = levels;
+    enabledFor.by = {};
+  }
+  return (enabledFor.by[level] ??= Logger.isLevelEnabled(level === 'info' ? 'log' : level));
 }
+
+const enabledFor: { levels?: unknown[]; by: Partial<Record<LogLevel, boolean>> } = { by: {} };
 
 function nestLine(logger: Logger, level: LogLevel, line: string): void {
   if (level === 'info') logger.log(line);

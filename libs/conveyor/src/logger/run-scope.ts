@@ -61,13 +61,14 @@ export function createRunBinding(
 
 /**
  * Moves the run's clock to the next line's time: the wall clock (`Date.now()`, which follows NTP,
- * unlike `performance.timeOrigin + now()`, which drifts over a long uptime) with the
- * sub-millisecond part of the monotonic clock, bumped by 1 ns when not after the previous line.
- * The server replays logs in key order `pipeline|driver|runid|timestamp|uuid`, and Loki drops an
- * entry equal in (timestamp, line) to the previous one: equal stamps would reorder or lose lines.
+ * unlike `performance.timeOrigin + now()`, which drifts over a long uptime), bumped by 1 ns when
+ * not after the previous line. The server replays logs in key order
+ * `pipeline|driver|runid|timestamp|uuid`, and Loki drops an entry equal in (timestamp, line) to
+ * the previous one: equal stamps would reorder or lose lines. (A monotonic sub-millisecond part
+ * was dropped: reading it cost more than the rest of the stamp.)
  */
 export function advanceClock(binding: RunBinding): void {
-  const nowUs = Date.now() * 1000 + Math.floor((performance.now() * 1000) % 1000);
+  const nowUs = Date.now() * 1000;
   if (nowUs > binding.clockUs) {
     binding.clockUs = nowUs;
     binding.clockSubNs = 0;

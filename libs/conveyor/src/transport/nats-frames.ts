@@ -23,8 +23,16 @@ export interface FrameWriter {
 /** The part of nats.js's (2.x) protocol handler the raw writer needs. */
 interface ProtocolHandler {
   sendCommand(cmd: string | Uint8Array, ...payloads: Uint8Array[]): void;
+  flushPending?(): void;
   noMorePublishing?: boolean;
 }
+
+/**
+ * A write this large goes to the socket at once: left for nats.js's end-of-task flush, the next
+ * one would be copied together with it (and a handler logging in a synchronous loop would keep
+ * the server waiting until it yields).
+ */
+const WRITE_NOW_BYTES = 32 * 1024;
 
 const CRLF = Buffer.from('\r\n');
 
@@ -74,6 +82,7 @@ class ProtocolFrameWriter implements FrameWriter {
     this.discard();
     // All ASCII (the usual log line): latin1 is a plain copy, UTF-8 would scan every character.
     this.protocol.sendCommand(Buffer.from(text, bytes === text.length ? 'latin1' : 'utf8'));
+    if (bytes >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
     return this.sentBytes(bytes);
   }
 

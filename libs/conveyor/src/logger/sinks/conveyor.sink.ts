@@ -15,6 +15,8 @@ import { ConveyorLogBatch, QUEUED_LINE_BYTES, subjectsOf } from './conveyor-log.
  * a tight synchronous loop yields. Big enough to keep the server busy meanwhile.
  */
 const WINDOW_BYTES = 16 * 1024 * 1024;
+/** Stored batches kept for reuse. */
+const SPARE_BATCHES = 32;
 /** A batch whose publish keeps failing this long (while connected) is dropped (counted). */
 const RETRY_BUDGET_MS = 60_000;
 const PUBLISH_TIMEOUT_MS = 5000;
@@ -54,6 +56,8 @@ export class ConveyorLogSink implements LogSink {
   readonly stats: SinkStats = emptySinkStats();
   /** The live subject's own accounting (`conveyor-live` in metrics). */
   readonly liveStats: SinkStats = emptySinkStats();
+  /** Stored batches, emptied for the next lines. */
+  private readonly spare: ConveyorLogBatch[] = [];
   /** Sealed batches waiting for room in the send window, oldest first. */
   private readonly ready: ConveyorLogBatch[] = [];
   /** The batch lines are added to; sealed when full or once the current task yields. */
@@ -95,7 +99,7 @@ export class ConveyorLogSink implements LogSink {
       return void (this.stats.dropped.shutdown += 1);
     }
     // Decided before anything else: under a flood most lines are dropped, and that must cost little.
-    const bytes = Buffer.byteLength(entry.message);
+    const { bytes } = entry;
     const cost = bytes + QUEUED_LINE_BYTES;
     const refused: DropReason | undefined =
       this.waitingLines >= this.config.maxBufferLines
@@ -116,6 +120,11 @@ export class ConveyorLogSink implements LogSink {
   /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
   hasUnsettled(runId: string): boolean {
     return this.unsettled.has(runId) || this.drops.has(runId);
+  }
+
+  /** True while lines are queued or in flight and NATS is there to take them. */
+  get busy(): boolean {
+    return this.connected && (this.inFlight > 0 || this.ready.length > 0 || this.open !== undefined);
   }
 
   droppedOf(runId: string): number {
@@ -157,7 +166,7 @@ export class ConveyorLogSink implements LogSink {
     this.track(run.runId, 1);
     let batch = this.open;
     if (!batch) {
-      batch = this.open = new ConveyorLogBatch(this.config.timestampFormat);
+      batch = this.open = this.spare.pop() ?? new ConveyorLogBatch(this.config.timestampFormat);
       // A handler that logs a few lines and awaits gets them sent as soon as it yields.
       queueMicrotask(this.sealOpen);
     }
@@ -276,6 +285,8 @@ export class ConveyorLogSink implements LogSink {
     else this.stats.sent += batch.count;
     this.budget.release(batch.cost);
     batch.forEachRun((runId, lines) => this.track(runId, -lines));
+    batch.reset();
+    if (this.spare.length < SPARE_BATCHES) this.spare.push(batch);
   }
 
   private track(runId: string, delta: number): void {
