@@ -34,18 +34,19 @@ interface ProtocolHandler {
  */
 const WRITE_NOW_BYTES = 32 * 1024;
 
-const CRLF = Buffer.from('\r\n');
+/** The first buffer of a write; it doubles as frames come. */
+const INITIAL_BYTES = 64 * 1024;
 
 /**
  * Frames into nats.js's own outbound buffer (its `sendCommand`, as `nc.publish` does), so the
  * connection keeps one order and flushes as usual. The checks `nc.publish` makes come first:
- * a frame over `max_payload` would make the server close the connection.
+ * a frame over `max_payload` would make the server close the connection. Each piece is written
+ * straight into one buffer per flush: joining them as a string first costs more in flattening it
+ * than writing them does.
  */
 class ProtocolFrameWriter implements FrameWriter {
-  private text = '';
-  /** UTF-8 length of `text`: equal to its length when it is all ASCII. */
-  private bytes = 0;
-  private direct = 0;
+  private buf?: Buffer;
+  private at = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -58,39 +59,53 @@ class ProtocolFrameWriter implements FrameWriter {
     const total = header.length + payloadBytes;
     this.check(total);
     const head = reply
-      ? `HPUB ${subject} ${reply} ${header.length} ${total}\r\n`
-      : `HPUB ${subject} ${header.length} ${total}\r\n`;
-    if (typeof payload === 'string') {
-      this.text += head + header + payload + '\r\n';
-      this.bytes += head.length + total + 2;
-      return;
-    }
-    this.direct += this.flush() + head.length + total + 2;
-    this.protocol.sendCommand(Buffer.from(head + header), payload, CRLF);
+      ? `HPUB ${subject} ${reply} ${header.length} ${total}\r\n${header}`
+      : `HPUB ${subject} ${header.length} ${total}\r\n${header}`;
+    this.frame(head, payload, payloadBytes);
   }
 
   core(subject: string, payload: string, payloadBytes: number): void {
     this.check(payloadBytes);
-    const head = `PUB ${subject} ${payloadBytes}\r\n`;
-    this.text += head + payload + '\r\n';
-    this.bytes += head.length + payloadBytes + 2;
+    this.frame(`PUB ${subject} ${payloadBytes}\r\n`, payload, payloadBytes);
   }
 
   flush(): number {
-    const { text, bytes } = this;
-    if (!text) return this.sentBytes();
-    this.discard();
-    // All ASCII (the usual log line): latin1 is a plain copy, UTF-8 would scan every character.
-    this.protocol.sendCommand(Buffer.from(text, bytes === text.length ? 'latin1' : 'utf8'));
-    if (bytes >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
-    return this.sentBytes(bytes);
+    const { buf, at } = this;
+    if (!buf || at === 0) return 0;
+    // Handed over for good (nats.js and the socket may hold it until written): never reused.
+    this.buf = undefined;
+    this.at = 0;
+    this.protocol.sendCommand(buf.subarray(0, at));
+    if (at >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
+    return at;
   }
 
-  /** Bytes handed over since the last flush (frames with a binary payload go out at once). */
-  private sentBytes(more = 0): number {
-    const n = this.direct + more;
-    this.direct = 0;
-    return n;
+  discard(): void {
+    this.at = 0;
+  }
+
+  /** `head` (ASCII), the payload, CRLF. */
+  private frame(head: string, payload: string | Uint8Array, payloadBytes: number): void {
+    const buf = this.room(head.length + payloadBytes + 2);
+    let at = this.at + buf.write(head, this.at, 'latin1');
+    if (typeof payload !== 'string') {
+      buf.set(payload, at);
+      at += payload.length;
+    } else {
+      // All ASCII (the usual log line, its byte count equal to its length): latin1 is a plain copy.
+      at += buf.write(payload, at, payloadBytes === payload.length ? 'latin1' : 'utf8');
+    }
+    buf[at++] = 0x0d;
+    buf[at++] = 0x0a;
+    this.at = at;
+  }
+
+  private room(bytes: number): Buffer {
+    const needed = this.at + bytes;
+    if (this.buf && needed <= this.buf.length) return this.buf;
+    const next = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, needed, (this.buf?.length ?? 0) * 2));
+    this.buf?.copy(next, 0, 0, this.at);
+    return (this.buf = next);
   }
 
   private check(bytes: number): void {
@@ -98,11 +113,6 @@ class ProtocolFrameWriter implements FrameWriter {
     if (this.protocol.noMorePublishing) throw NatsError.errorForCode(ErrorCode.ConnectionDraining);
     const max = this.nc.info?.max_payload;
     if (max !== undefined && bytes > max) throw NatsError.errorForCode(ErrorCode.MaxPayloadExceeded);
-  }
-
-  discard(): void {
-    this.text = '';
-    this.bytes = 0;
   }
 }
 
