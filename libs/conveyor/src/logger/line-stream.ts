@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { Writable } from 'node:stream';
 import { utf8Boundary } from './line-limits';
 
@@ -21,9 +22,11 @@ export function createLineStream(onLine: (line: string) => void): Writable {
     const buf = pending ? Buffer.concat([pending, chunk]) : chunk;
     pending = undefined;
     let start = 0;
+    // Step output is mostly ASCII: checked once per chunk, its lines then decode as a plain copy.
+    const encoding = isAscii(buf) ? 'latin1' : 'utf8';
     for (let nl = buf.indexOf(NEWLINE); nl >= 0; nl = buf.indexOf(NEWLINE, start)) {
       const end = nl > start && buf[nl - 1] === CR ? nl - 1 : nl;
-      onLine(buf.toString('utf8', start, end));
+      onLine(buf.toString(encoding, start, end));
       start = nl + 1;
     }
     let rest = buf.length - start;

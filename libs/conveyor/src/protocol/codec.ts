@@ -169,6 +169,7 @@ export function logLineJson(prefix: string, timestamp: string, message: string):
 }
 
 /** What JSON.stringify escapes in a string (quote, backslash, control characters, lone surrogates) and Go also escapes. */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what must be escaped
 const NEEDS_ESCAPE = /["\\\x00-\x1f<>&\u2028\u2029\ud800-\udfff]/;
 
 /** `{"runid":…,"driver":…,"pipeline":…,"timestamp":` for {@link logLineJson}. */

@@ -243,8 +243,6 @@ describe('logLineJson', () => {
       message,
     };
     const prefix = logLinePrefix(log);
-    expect(logLineJson(prefix, log.timestamp, message)).toBe(
-      Buffer.from(encodeWire(log)).toString(),
-    );
+    expect(logLineJson(prefix, log.timestamp, message)).toBe(Buffer.from(encodeWire(log)).toString());
   });
 });

@@ -233,7 +233,8 @@ export class JetStreamPublisher {
       if (w.deadline <= now) {
         this.waiting.delete(token);
         w.done(NatsError.errorForCode(ErrorCode.Timeout));
-      } else if (w.resendAt <= now && this.connected && this.looksLost(token, now)) this.resend(token, w, now);
+      } else if (w.resendAt <= now && this.connected && this.looksLost(token, now))
+        this.resend(token, w, now);
     }
   }
 
@@ -251,7 +252,8 @@ export class JetStreamPublisher {
 /** The PubAck, or why nothing was stored. */
 function readAnswer(msg: Msg): StoredAck | Error {
   // The server's no-responders status: nothing stored (no stream, or JetStream not ready).
-  if (msg.data.length === 0 && msg.headers?.code === 503) return NatsError.errorForCode(ErrorCode.NoResponders);
+  if (msg.data.length === 0 && msg.headers?.code === 503)
+    return NatsError.errorForCode(ErrorCode.NoResponders);
   try {
     const answer = JSON.parse(decoder.decode(msg.data)) as StoredAck & {
       error?: { code: number; err_code?: number; description: string };

@@ -11,7 +11,13 @@ export interface FrameWriter {
    * A publish with `Nats-Msg-Id: msgId` (and a `reply` subject, or ''). `payloadBytes` is the UTF-8
    * length of a string payload. Throws as `nc.publish` does: closed connection, over `max_payload`.
    */
-  stored(subject: string, reply: string, msgId: string, payload: string | Uint8Array, payloadBytes: number): void;
+  stored(
+    subject: string,
+    reply: string,
+    msgId: string,
+    payload: string | Uint8Array,
+    payloadBytes: number,
+  ): void;
   /** A core publish of `payload` (`payloadBytes` long in UTF-8). */
   core(subject: string, payload: string, payloadBytes: number): void;
   /** Hands everything written since the last flush to the connection, in order; returns its bytes. */
@@ -47,13 +53,23 @@ const INITIAL_BYTES = 64 * 1024;
 class ProtocolFrameWriter implements FrameWriter {
   private buf?: Buffer;
   private at = 0;
+  /** The last string payload written, and where its bytes are: a live copy reuses them. */
+  private lastPayload?: string;
+  private lastAt = 0;
+  private lastBytes = 0;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly protocol: ProtocolHandler,
   ) {}
 
-  stored(subject: string, reply: string, msgId: string, payload: string | Uint8Array, payloadBytes: number): void {
+  stored(
+    subject: string,
+    reply: string,
+    msgId: string,
+    payload: string | Uint8Array,
+    payloadBytes: number,
+  ): void {
     // Subjects, run ids, driver names and message ids are validated ASCII: length is bytes.
     const header = `NATS/1.0\r\nNats-Msg-Id: ${msgId}\r\n\r\n`;
     const total = header.length + payloadBytes;
@@ -66,7 +82,15 @@ class ProtocolFrameWriter implements FrameWriter {
 
   core(subject: string, payload: string, payloadBytes: number): void {
     this.check(payloadBytes);
-    this.frame(`PUB ${subject} ${payloadBytes}\r\n`, payload, payloadBytes);
+    const head = `PUB ${subject} ${payloadBytes}\r\n`;
+    if (this.lastPayload !== payload) return this.frame(head, payload, payloadBytes);
+    // The same bytes as the stored frame just written (a log line's live copy): copied, not encoded again.
+    const buf = this.room(head.length + payloadBytes + 2);
+    let at = this.at + buf.write(head, this.at, 'latin1');
+    at += buf.copy(buf, at, this.lastAt, this.lastAt + this.lastBytes);
+    buf[at++] = 0x0d;
+    buf[at++] = 0x0a;
+    this.at = at;
   }
 
   flush(): number {
@@ -75,6 +99,7 @@ class ProtocolFrameWriter implements FrameWriter {
     // Handed over for good (nats.js and the socket may hold it until written): never reused.
     this.buf = undefined;
     this.at = 0;
+    this.lastPayload = undefined;
     this.protocol.sendCommand(buf.subarray(0, at));
     if (at >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
     return at;
@@ -82,6 +107,7 @@ class ProtocolFrameWriter implements FrameWriter {
 
   discard(): void {
     this.at = 0;
+    this.lastPayload = undefined;
   }
 
   /** `head` (ASCII), the payload, CRLF. */
@@ -93,7 +119,11 @@ class ProtocolFrameWriter implements FrameWriter {
       at += payload.length;
     } else {
       // All ASCII (the usual log line, its byte count equal to its length): latin1 is a plain copy.
+      const start = at;
       at += buf.write(payload, at, payloadBytes === payload.length ? 'latin1' : 'utf8');
+      this.lastPayload = payload;
+      this.lastAt = start;
+      this.lastBytes = at - start;
     }
     buf[at++] = 0x0d;
     buf[at++] = 0x0a;

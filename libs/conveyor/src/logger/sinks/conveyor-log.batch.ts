@@ -43,7 +43,11 @@ const subjectsByRun = new WeakMap<RunBinding, RunSubjects>();
 export function subjectsOf(binding: RunBinding): RunSubjects {
   let subjects = subjectsByRun.get(binding);
   if (!subjects) {
-    const logPrefix = logLinePrefix({ runid: binding.runId, driver: binding.driver, pipeline: binding.pipeline });
+    const logPrefix = logLinePrefix({
+      runid: binding.runId,
+      driver: binding.driver,
+      pipeline: binding.pipeline,
+    });
     subjects = {
       runId: binding.runId,
       stored: logSubject(binding.runId),
@@ -157,7 +161,9 @@ export class ConveyorLogBatch implements StoredBatch {
       const run = this.runs[i];
       const message = this.messages[i];
       const timestamp =
-        this.timestampFormat === 'unix' ? formatUnixSeconds(this.us[i]) : formatRfc3339Nano(this.us[i], this.subNs[i]);
+        this.timestampFormat === 'unix'
+          ? formatUnixSeconds(this.us[i])
+          : formatRfc3339Nano(this.us[i], this.subNs[i]);
       const payload = logLineJson(run.logPrefix, timestamp, message);
       // Unescaped (the usual line), the JSON is the message and known ASCII around it.
       const around = payload.length - message.length;

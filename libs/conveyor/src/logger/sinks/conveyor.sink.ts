@@ -88,7 +88,10 @@ export class ConveyorLogSink implements LogSink {
   ) {
     this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
     this.budget = new LogBudget(config.maxBufferBytes, total);
-    this.windowBytes = Math.min(WINDOW_BYTES, Math.floor(Math.min(config.maxBufferBytes, total.limitBytes) / 4));
+    this.windowBytes = Math.min(
+      WINDOW_BYTES,
+      Math.floor(Math.min(config.maxBufferBytes, total.limitBytes) / 4),
+    );
     void this.watch();
   }
 
@@ -114,7 +117,12 @@ export class ConveyorLogSink implements LogSink {
       return this.drop(binding, bytes, refused);
     }
     this.announceDrops(binding.runId);
-    this.enqueue(binding, { message: entry.message, bytes, us: entry.timeUs, subNs: entry.timeSubNs, seq: entry.seq }, false, cost);
+    this.enqueue(
+      binding,
+      { message: entry.message, bytes, us: entry.timeUs, subNs: entry.timeSubNs, seq: entry.seq },
+      false,
+      cost,
+    );
   }
 
   /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
@@ -243,7 +251,9 @@ export class ConveyorLogSink implements LogSink {
       batch.attempt += 1;
       // A disconnect pauses the clock: the batch is retried after the reconnect.
       if (this.connected && Date.now() - batch.firstTry > RETRY_BUDGET_MS) {
-        this.logger.warn(`${batch.count} log line(s) dropped after ${batch.attempt} attempts: ${err.message}`);
+        this.logger.warn(
+          `${batch.count} log line(s) dropped after ${batch.attempt} attempts: ${err.message}`,
+        );
         return this.finished(batch, 'retries_exhausted');
       }
       void this.retryLater(batch);
