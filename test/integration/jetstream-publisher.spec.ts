@@ -1,6 +1,15 @@
 import { connect, NatsConnection, JetStreamManager } from 'nats';
 import { NatsFaultProxy, NatsServer } from '@conveyor-ci/testing';
-import { JetStreamPublisher } from '../../libs/conveyor/src/transport/jetstream.publisher';
+import {
+  JetStreamPublisher,
+  type StoredAck,
+  type StoredBatch,
+} from '../../libs/conveyor/src/transport/jetstream.publisher';
+import {
+  type FrameWriter,
+  frameWriterFor,
+  publishFrameWriter,
+} from '../../libs/conveyor/src/transport/nats-frames';
 
 /**
  * The publisher behind results and log lines, when a PubAck never comes: found by the fault suite
@@ -63,6 +72,131 @@ describe('JetStreamPublisher: unanswered publishes (real nats-server behind a fa
     await answered;
     expect(Date.now() - cutAt).toBeLessThan(3000); // not the 10 s timeout
     expect(await stored()).toBe(1);
+    publisher.close();
+  });
+});
+
+/** A batch of `payloads` on `subject`, ids `{idPrefix}-{i}`, with live copies on `live` (first send only). */
+function batchOf(
+  subject: string,
+  payloads: (string | Uint8Array)[],
+  idPrefix: string,
+  live?: string,
+): StoredBatch {
+  return {
+    count: payloads.length,
+    writeFrames(writer: FrameWriter, firstReply: string, lastReply: string, firstSend: boolean) {
+      const last = payloads.length - 1;
+      payloads.forEach((payload, i) => {
+        const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+        const reply = i === 0 ? firstReply : i === last ? lastReply : '';
+        writer.stored(subject, reply, `${idPrefix}-${i}`, payload, bytes);
+        if (firstSend && live && typeof payload === 'string') writer.core(live, payload, bytes);
+      });
+    },
+  };
+}
+
+const sendBatch = (publisher: JetStreamPublisher, batch: StoredBatch, timeoutMs = 5000) =>
+  new Promise<StoredAck>((resolve, reject) =>
+    publisher.sendBatch(batch, timeoutMs, (err, ack) => (err ? reject(err) : resolve(ack!))),
+  );
+
+describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
+  let server: NatsServer;
+  let proxy: NatsFaultProxy;
+  let admin: NatsConnection;
+  let jsm: JetStreamManager;
+  const open: NatsConnection[] = [];
+
+  beforeAll(async () => {
+    server = await NatsServer.start();
+    proxy = await NatsFaultProxy.start(server.port);
+    admin = await connect({ servers: server.url });
+    jsm = await admin.jetstreamManager();
+    await jsm.streams.add({ name: 'batchtest', subjects: ['batchtest.>'] });
+  });
+  afterEach(async () => {
+    for (const nc of open.splice(0)) await nc.close();
+    await jsm.streams.purge('batchtest');
+  });
+  afterAll(async () => {
+    await admin.close();
+    await proxy.close();
+    await server.stop();
+  });
+
+  const client = async () => {
+    const nc = await connect({ servers: proxy.url, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
+    open.push(nc);
+    return nc;
+  };
+  const storedMessages = async () => {
+    const { first_seq, last_seq, messages } = (await jsm.streams.info('batchtest')).state;
+    const found: { subject: string; msgId?: string; body: string }[] = [];
+    for (let seq = first_seq; messages > 0 && seq <= last_seq; seq++) {
+      const m = await jsm.streams.getMessage('batchtest', { seq });
+      found.push({
+        subject: m.subject,
+        msgId: m.header.get('Nats-Msg-Id'),
+        body: Buffer.from(m.data).toString(),
+      });
+    }
+    return found;
+  };
+
+  it('sends a batch again when a line between its two PubAcks never reached the stream, and stores each line once', async () => {
+    const publisher = new JetStreamPublisher(await client());
+    const lines = Array.from({ length: 10 }, (_, i) => `line ${i}`);
+    const lost = proxy.dropPublishes((m) => m.subject === 'batchtest.gap' && m.body === 'line 5');
+    await sendBatch(publisher, batchOf('batchtest.gap', lines, 'gap'));
+    expect(lost.dropped).toHaveLength(1);
+    expect(publisher.gapsResent).toBe(1);
+    const stored = await storedMessages();
+    expect(stored.map((m) => m.body).sort()).toEqual([...lines].sort());
+    expect(new Set(stored.map((m) => m.msgId)).size).toBe(10);
+    publisher.close();
+  });
+
+  it('writes the same messages as nc.publish would: headers, UTF-8 and binary payloads, live copies once', async () => {
+    const nc = await client();
+    const live: string[] = [];
+    const sub = nc.subscribe('batchlive.>', { callback: (_e, m) => live.push(`${m.subject} ${m.string()}`) });
+    await nc.flush();
+    const payloads = ['plain ASCII', 'é, € and 🚀', '{"json":"with \\"escapes\\""}', ''];
+    const framed = new JetStreamPublisher(nc);
+    const published = new JetStreamPublisher(nc, { writer: publishFrameWriter(nc) });
+    // The installed nats.js offers the raw path (a nats.js without it falls back to nc.publish).
+    expect(frameWriterFor(nc).constructor.name).toBe('ProtocolFrameWriter');
+    await sendBatch(framed, batchOf('batchtest.a', payloads, 'a', 'batchlive.a'));
+    await sendBatch(published, batchOf('batchtest.b', payloads, 'b', 'batchlive.b'));
+    const binary = Uint8Array.from([0, 1, 2, 13, 10, 255]);
+    await framed.publish('batchtest.a', binary, 'a-bin', 5000);
+    await published.publish('batchtest.b', binary, 'b-bin', 5000);
+    await nc.flush();
+    const stored = await storedMessages();
+    const of = (s: string) =>
+      stored
+        .filter((m) => m.subject === `batchtest.${s}`)
+        .map((m) => ({ id: m.msgId!.slice(2), body: m.body }));
+    expect(of('a')).toEqual(of('b'));
+    expect(of('a').map((m) => m.body)).toEqual([...payloads, Buffer.from(binary).toString()]);
+    expect(live.filter((l) => l.startsWith('batchlive.a ')).map((l) => l.slice(12))).toEqual(payloads);
+    expect(live.filter((l) => l.startsWith('batchlive.b ')).map((l) => l.slice(12))).toEqual(payloads);
+    sub.unsubscribe();
+    framed.close();
+    published.close();
+  });
+
+  it('refuses a frame over max_payload before writing anything of its batch', async () => {
+    const nc = await client();
+    const publisher = new JetStreamPublisher(nc);
+    const tooBig = 'x'.repeat(nc.info!.max_payload + 1);
+    await expect(sendBatch(publisher, batchOf('batchtest.big', ['fits', tooBig], 'big'))).rejects.toThrow(
+      /MAX_PAYLOAD/i,
+    );
+    await sendBatch(publisher, batchOf('batchtest.big', ['after'], 'after'));
+    expect((await storedMessages()).map((m) => m.body)).toEqual(['after']);
     publisher.close();
   });
 });

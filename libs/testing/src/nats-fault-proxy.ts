@@ -1,6 +1,6 @@
 import { AddressInfo, Server, Socket, createServer, connect as tcpConnect } from 'node:net';
 
-/** A message the server sent to a client (`MSG`/`HMSG`), as the proxy sees it. */
+/** A message the server sent to a client (`MSG`/`HMSG`), or a client's publish, as the proxy sees it. */
 export interface ProxiedMessage {
   subject: string;
   /** Body bytes (after the headers for `HMSG`), decoded as UTF-8. */
@@ -28,6 +28,7 @@ interface RewriteRule {
 export class NatsFaultProxy {
   private readonly sockets = new Set<Socket>();
   private readonly rules: DropRule[] = [];
+  private readonly publishRules: DropRule[] = [];
   private readonly rewrites: RewriteRule[] = [];
 
   private constructor(
@@ -52,6 +53,16 @@ export class NatsFaultProxy {
   drop(match: (m: ProxiedMessage) => boolean, count = 1): { dropped: ProxiedMessage[] } {
     const rule: DropRule = { match, remaining: count, dropped: [] };
     this.rules.push(rule);
+    return rule;
+  }
+
+  /**
+   * Drops the next `count` client publishes (`PUB`/`HPUB`) that `match`, as if lost on the way to
+   * the server (a cluster's stream leader changing drops publishes like this, without a word).
+   */
+  dropPublishes(match: (m: ProxiedMessage) => boolean, count = 1): { dropped: ProxiedMessage[] } {
+    const rule: DropRule = { match, remaining: count, dropped: [] };
+    this.publishRules.push(rule);
     return rule;
   }
 
@@ -95,8 +106,9 @@ export class NatsFaultProxy {
       outbound = Buffer.concat([outbound, chunk]);
       let frame: number;
       while ((frame = frameLength(outbound, CLIENT_BODIES)) > 0) {
-        upstream.write(this.rewritten(outbound.subarray(0, frame)));
+        const bytes = outbound.subarray(0, frame);
         outbound = outbound.subarray(frame);
+        if (!this.matches(this.publishRules, bytes)) upstream.write(this.rewritten(bytes));
       }
     });
     let pending = Buffer.alloc(0);
@@ -106,7 +118,7 @@ export class NatsFaultProxy {
       while ((frame = frameLength(pending)) > 0) {
         const bytes = pending.subarray(0, frame);
         pending = pending.subarray(frame);
-        if (!this.shouldDrop(bytes)) client.write(bytes);
+        if (!this.matches(this.rules, bytes)) client.write(bytes);
       }
     });
   }
@@ -125,10 +137,12 @@ export class NatsFaultProxy {
     return Buffer.from(`${head}\r\n${body}\r\n`);
   }
 
-  private shouldDrop(frame: Buffer): boolean {
+  /** True when `frame` is a message one of `rules` drops (and counts it there). */
+  private matches(rules: DropRule[], frame: Buffer): boolean {
+    if (rules.every((r) => r.remaining <= 0)) return false;
     const message = parseMessage(frame);
     if (!message) return false;
-    const rule = this.rules.find((r) => r.remaining > 0 && r.match(message));
+    const rule = rules.find((r) => r.remaining > 0 && r.match(message));
     if (!rule) return false;
     rule.remaining -= 1;
     rule.dropped.push(message);
@@ -154,13 +168,14 @@ function frameLength(buf: Buffer, withBody = SERVER_BODIES): number {
   return buf.length >= length ? length : 0;
 }
 
+/** A message frame of either side (`MSG`/`HMSG` from the server, `PUB`/`HPUB` from a client). */
 function parseMessage(frame: Buffer): ProxiedMessage | undefined {
   const eol = frame.indexOf('\r\n');
   const parts = frame.subarray(0, eol).toString().trim().split(/\s+/);
   const op = parts[0].toUpperCase();
-  if (op !== 'MSG' && op !== 'HMSG') return undefined;
+  if (!SERVER_BODIES.has(op) && !CLIENT_BODIES.has(op)) return undefined;
   const total = Number(parts[parts.length - 1]);
-  const headerBytes = op === 'HMSG' ? Number(parts[parts.length - 2]) : 0;
+  const headerBytes = op === 'HMSG' || op === 'HPUB' ? Number(parts[parts.length - 2]) : 0;
   const payload = frame.subarray(eol + 2, eol + 2 + total);
   return { subject: parts[1], body: payload.subarray(headerBytes).toString() };
 }

@@ -100,6 +100,31 @@ describe('createLineStream', () => {
     await new Promise<void>((resolve) => stream.end(resolve));
     expect(lines).toEqual(['one', 'two', 'thr€e', 'last without newline']);
   });
+
+  it('decodes ASCII and non-ASCII chunks alike, and takes strings too', async () => {
+    const lines: string[] = [];
+    const stream = createLineStream((l) => lines.push(l));
+    stream.write(Buffer.from('plain ascii\nmore ascii\n'));
+    stream.write(Buffer.from('latin1 é and € and 🚀\n'));
+    stream.write('a string chunk\r\n');
+    await new Promise<void>((resolve) => stream.end(resolve));
+    expect(lines).toEqual(['plain ascii', 'more ascii', 'latin1 é and € and 🚀', 'a string chunk']);
+  });
+
+  it('flushes a line without a newline at 1 MiB, cut between characters, also when it is not UTF-8', async () => {
+    const lines: string[] = [];
+    const stream = createLineStream((l) => lines.push(l));
+    const euros = Buffer.from('€'.repeat(400_000)); // 1.2 MB, no newline
+    stream.write(euros);
+    const garbage = Buffer.alloc(1100 * 1024, 0x80); // continuation bytes only: no boundary anywhere
+    stream.write(Buffer.from('\n'));
+    stream.write(garbage);
+    await new Promise<void>((resolve) => stream.end(resolve));
+    expect(lines[0]).toBe('€'.repeat(Math.floor((1024 * 1024) / 3)));
+    expect(lines[1]).toBe('€'.repeat(400_000 - Math.floor((1024 * 1024) / 3)));
+    expect(lines.length).toBe(4);
+    expect(lines.slice(2).reduce((n, l) => n + l.length, 0)).toBe(garbage.length); // each byte one U+FFFD
+  });
 });
 
 describe('formatRfc3339Nano across seconds', () => {

@@ -40,8 +40,8 @@ interface ProtocolHandler {
  */
 const WRITE_NOW_BYTES = 32 * 1024;
 
-/** The first buffer of a write; it doubles as frames come. */
-const INITIAL_BYTES = 64 * 1024;
+/** The smallest buffer a write starts with; it doubles as frames come. */
+const MIN_BUFFER_BYTES = 1024;
 
 /**
  * Frames into nats.js's own outbound buffer (its `sendCommand`, as `nc.publish` does), so the
@@ -53,6 +53,8 @@ const INITIAL_BYTES = 64 * 1024;
 class ProtocolFrameWriter implements FrameWriter {
   private buf?: Buffer;
   private at = 0;
+  /** The last write's size: the next one (a result, or a batch of log lines) is likely alike. */
+  private expected = MIN_BUFFER_BYTES;
   /** The last string payload written, and where its bytes are: a live copy reuses them. */
   private lastPayload?: string;
   private lastAt = 0;
@@ -100,6 +102,7 @@ class ProtocolFrameWriter implements FrameWriter {
     this.buf = undefined;
     this.at = 0;
     this.lastPayload = undefined;
+    this.expected = Math.max(MIN_BUFFER_BYTES, at);
     this.protocol.sendCommand(buf.subarray(0, at));
     if (at >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
     return at;
@@ -133,7 +136,7 @@ class ProtocolFrameWriter implements FrameWriter {
   private room(bytes: number): Buffer {
     const needed = this.at + bytes;
     if (this.buf && needed <= this.buf.length) return this.buf;
-    const next = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, needed, (this.buf?.length ?? 0) * 2));
+    const next = Buffer.allocUnsafe(Math.max(this.expected, needed, (this.buf?.length ?? 0) * 2));
     this.buf?.copy(next, 0, 0, this.at);
     return (this.buf = next);
   }

@@ -1,0 +1,79 @@
+import { Logger } from '@nestjs/common';
+import { LokiServer } from '@conveyor-ci/testing';
+import { LogBudget } from '../../libs/conveyor/src/logger/log-budget';
+import type { LogEntry } from '../../libs/conveyor/src/logger/log-entry';
+import { advanceClock, createRunBinding } from '../../libs/conveyor/src/logger/run-scope';
+import { LokiLogSink } from '../../libs/conveyor/src/logger/sinks/loki.sink';
+
+/**
+ * The Loki sink yields to the Conveyor sink: a push waits while that one is storing lines (a
+ * run's result waits for those only), never longer than `batchIntervalMs` after its oldest line.
+ */
+describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', () => {
+  let loki: LokiServer;
+  beforeAll(async () => (loki = await LokiServer.start()));
+  afterAll(() => loki.close());
+
+  const binding = createRunBinding({
+    runId: 'loki-run',
+    driver: 'loki-driver',
+    pipeline: '',
+    event: 'create',
+    messageId: 'm-1',
+    delivery: 1,
+    resource: 'job',
+    resourceType: 'pipeline',
+  });
+  const line = (message: string): LogEntry => {
+    binding.seq += 1;
+    advanceClock(binding);
+    return {
+      binding,
+      level: 'info',
+      message,
+      bytes: Buffer.byteLength(message),
+      timeUs: binding.clockUs,
+      timeSubNs: binding.clockSubNs,
+      seq: binding.seq,
+      late: false,
+    };
+  };
+  const sinkWith = (behind: () => boolean, batchIntervalMs: number) =>
+    new LokiLogSink(
+      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs, timeoutMs: 2000 },
+      10_000,
+      new LogBudget(1024 * 1024),
+      new Logger('loki-sink-spec'),
+      behind,
+    );
+  const until = async (done: () => boolean, ms: number) => {
+    const deadline = Date.now() + ms;
+    while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return done();
+  };
+
+  it('holds a full batch while the Conveyor sink is busy, and pushes it once that is idle', async () => {
+    let busy = true;
+    const sink = sinkWith(() => busy, 5000);
+    const before = loki.entries({ driver: 'loki-driver' }).length;
+    for (let i = 0; i < 50; i++) sink.write(line(`held line ${i} ${'x'.repeat(40)}`)); // > batchBytes
+    expect(await until(() => loki.entries({ driver: 'loki-driver' }).length > before, 300)).toBe(false);
+    busy = false;
+    // Every full batch goes at once (the last lines wait for the interval, or for close()).
+    expect(await until(() => loki.entries({ driver: 'loki-driver' }).length >= before + 45, 2000)).toBe(true);
+    await sink.close(2000);
+    expect(loki.entries({ driver: 'loki-driver' }).length).toBe(before + 50);
+    expect(sink.stats.sent).toBe(50);
+  });
+
+  it('pushes anyway once its oldest line is batchIntervalMs old (a flood, or NATS that never answers)', async () => {
+    const sink = sinkWith(() => true, 400);
+    const before = loki.entries({ driver: 'loki-driver' }).length;
+    const started = Date.now();
+    for (let i = 0; i < 50; i++) sink.write(line(`late line ${i} ${'x'.repeat(40)}`));
+    expect(await until(() => loki.entries({ driver: 'loki-driver' }).length >= before + 50, 3000)).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+    await sink.close(2000);
+    expect(sink.stats.sent).toBe(50);
+  });
+});
