@@ -230,12 +230,20 @@ export class JetStreamPublisher {
     if (this.waiting.size === 0) return;
     const now = Date.now();
     for (const [token, w] of this.waiting) {
-      if (w.deadline <= now) {
+      if (w.deadline <= now && this.stillQueued(token, now, w.timeoutMs)) {
+        w.deadline = this.answeredAt + w.timeoutMs;
+      } else if (w.deadline <= now) {
         this.waiting.delete(token);
         w.done(NatsError.errorForCode(ErrorCode.Timeout));
       } else if (w.resendAt <= now && this.connected && this.looksLost(token, now))
         this.resend(token, w, now);
     }
+  }
+
+  private stillQueued(token: number, now: number, timeoutMs: number): boolean {
+    // Behind publishes the stream is still answering, in order: late, not lost (a backlog of log
+    // batches on a slow cluster would otherwise time out and be sent again, adding to it).
+    return this.answeredToken < token && now - this.answeredAt < timeoutMs;
   }
 
   /**
