@@ -117,6 +117,38 @@ describe('memory bounded in bytes', () => {
     expect({ sent: stats.sent, dropped }).toEqual({ sent: stored.length, dropped: counts.dropped });
     expect(app.get(DriverLogger).stats.bufferedBytes).toBe(0);
   });
+
+  it('says what a retried delivery lost before the redelivery runs (no result, still a marker)', async () => {
+    let storedBeforeRedelivery: string[] = [];
+    @Controller()
+    class FloodThenRetry {
+      @Reconcile({ resource: 'flood-retry' })
+      async run(@Ctx() ctx: ReconcileContext) {
+        if (ctx.deliveryCount === 1) {
+          for (let i = 0; i < 5000; i++) ctx.logger.info(`line ${i} ${'x'.repeat(100)}`);
+          ctx.retry(50, 'again');
+          return { success: true };
+        }
+        // What the first delivery left in the stream, before this one logs anything (another
+        // replica could be running this delivery: nothing of this process may be needed).
+        storedBeforeRedelivery = (await storedRunLogs(suite.env.jsm, ctx.runId)).map((l) => l.log.message);
+        ctx.logger.info('delivery 2');
+        return { success: true };
+      }
+    }
+    const name = uniqueDriverName();
+    await start(name, [FloodThenRetry], { options: { logs: { maxTotalBytes: 64 * 1024 } } });
+    const sent = await publishDriverMessage(suite.env.js, {
+      driver: name,
+      resource: makeResource({ name: 'f', resource: 'flood-retry', spec: {} }),
+    });
+    await suite.env.results.waitForRun(sent.message.run_id);
+    await expectSettled(name, 2);
+    const stored = (await storedRunLogs(suite.env.jsm, sent.message.run_id)).map((l) => l.log.message);
+    expect(storedBeforeRedelivery.filter((m) => m.startsWith('[conveyor] '))).toHaveLength(1);
+    expect(stored.filter((m) => m.startsWith('[conveyor] '))).toHaveLength(1);
+    expect(stored[stored.length - 1]).toBe('delivery 2');
+  });
 });
 
 describe('a NATS outage during a run', () => {

@@ -155,8 +155,7 @@ export class MessageRun {
     // waiting-for-handler, then waiting-for-slot.
     const slots = await this.env.slots.takeBoth(routed.meta, this.env.stopWaiting, (e) => this.transition(e));
     if (!slots) return this.report(this.decide({ kind: 'not-started' }));
-    // running. The abort exists from here on: a cancel that comes while the lease is taken stops
-    // the run before its handler is called.
+    // running: from here a cancel (one while the lease is taken, too) stops it before its handler.
     this.handlerAbort = new AbortController();
     // A cancel that came first (here while it waited, or remembered from before it was delivered).
     const cancelled = this.cancelReason ?? this.env.cancelReasonOf?.(routed.target.runId);
@@ -206,11 +205,12 @@ export class MessageRun {
     }
   }
 
-  /** reporting: dead-letter record, then the result (when there is one), then the verb. */
+  /** reporting: dead-letter record, the run's stored lines (a nak too), the result if any, the verb. */
   private async report(settlement: Settlement): Promise<void> {
     settlement = maskSettlement(settlement, this.mask);
     if (settlement.deadLetter) settlement = await this.recordDeadLetter(settlement);
     const target = this.target;
+    if (target && !settlement.result) await this.env.port.flushRunLogs(target.runId, this.env.deadline);
     if (!settlement.result || !target) return this.finish(settlement);
     if (this.acked) return this.publishAfterAck(settlement, target);
     if (this.env.deadline.aborted) return this.finish(this.deadlineNak());
