@@ -71,7 +71,8 @@ export class FaultDriver {
 
   private async readBack(resource: Resource): Promise<DriverResult> {
     try {
-      const stored = await this.client.getResource(resource.resource, resource.name);
+      // No client-side retries: the case is the run's own retry (a nak with backoff) over an outage.
+      const stored = await this.client.getResource(resource.resource, resource.name, { retries: 0 });
       return { success: stored !== null, message: stored ? 'read back' : 'not found' };
     } catch (err) {
       // A 5xx is the API's trouble, not the run's: try again later (nak with backoff).

@@ -3,6 +3,7 @@ import { createLineStream } from './line-stream';
 import {
   advanceClock,
   createRunBinding,
+  nowUs,
   formatRfc3339Nano,
   formatUnixNanos,
   formatUnixSeconds,
@@ -38,15 +39,20 @@ describe('run timestamps', () => {
     expect(Math.abs(stamps[0].us / 1000 - Date.now())).toBeLessThan(5000);
   });
 
-  it('bump by 1 ns past a µs already used, carrying into the next µs', () => {
-    const run = binding();
-    run.clockUs = Date.now() * 1000 + 10_000_000; // ahead of the clock: every line bumps
-    run.clockSubNs = 998;
-    advanceClock(run);
-    expect(run.clockSubNs).toBe(999);
-    const us = run.clockUs;
-    advanceClock(run);
-    expect([run.clockUs, run.clockSubNs]).toEqual([us + 1, 0]);
+  it('are unique across runs of the process too (Loki keeps one of two equal lines at one stamp)', () => {
+    const a = binding();
+    const b = binding();
+    const at = nowUs() + 10_000_000; // ahead of the clock: every line bumps
+    const stamps = new Set<string>();
+    for (let i = 0; i < 1500; i++) {
+      for (const run of [a, b]) {
+        advanceClock(run, at);
+        stamps.add(formatUnixNanos(run.clockUs, run.clockSubNs));
+      }
+    }
+    expect(stamps.size).toBe(3000);
+    // 999 ns within a µs, then the next µs.
+    expect(b.clockUs).toBe(at + 2);
   });
 
   it('format as RFC 3339 UTC with 9 fraction digits, unix seconds or unix nanoseconds', () => {

@@ -21,8 +21,8 @@ export interface RunBinding {
   /** The run's process-log writer, made on its first line. */
   processLog?: unknown;
   /**
-   * The run's clock: the last line's time as µs since the epoch (exact in a double) and ns within
-   * that µs. The next line's is strictly later. Two numbers, not a BigInt: this runs per line.
+   * The stamp of the run's last line: µs since the epoch (exact in a double) and ns within that µs
+   * (see advanceClock). Two numbers, not a BigInt: this runs per line.
    */
   clockUs: number;
   clockSubNs: number;
@@ -60,23 +60,37 @@ export function createRunBinding(
 }
 
 /**
- * Moves the run's clock to the next line's time: the wall clock (`Date.now()`, which follows NTP,
- * unlike `performance.timeOrigin + now()`, which drifts over a long uptime), bumped by 1 ns when
- * not after the previous line. The server replays logs in key order
- * `pipeline|driver|runid|timestamp|uuid`, and Loki drops an entry equal in (timestamp, line) to
- * the previous one: equal stamps would reorder or lose lines. (A monotonic sub-millisecond part
- * was dropped: reading it cost more than the rest of the stamp.)
+ * Now in µs since the epoch: the wall clock (`Date.now()`, which follows NTP, unlike
+ * `performance.timeOrigin + now()`, which drifts over a long uptime) with the sub-millisecond part
+ * of the monotonic clock. Loki keeps one of two entries equal in (timestamp, line) within a stream,
+ * and a stream holds every run of a driver (`driver`, `event`, `level`): two runs printing the same
+ * line within one millisecond would lose one of them at millisecond precision.
  */
-export function advanceClock(binding: RunBinding): void {
-  const nowUs = Date.now() * 1000;
-  if (nowUs > binding.clockUs) {
-    binding.clockUs = nowUs;
-    binding.clockSubNs = 0;
-  } else if (binding.clockSubNs < 999) binding.clockSubNs += 1;
+export function nowUs(): number {
+  return Date.now() * 1000 + Math.floor((performance.now() * 1000) % 1000);
+}
+
+/** The last stamp given to any line of this process. */
+const processClock = { us: 0, subNs: 0 };
+
+/**
+ * Stamps the next line of `binding`'s run, logged at `atUs`: strictly after every line this process
+ * stamped before (bumped by 1 ns when not), so a run's lines are in order (the server replays logs
+ * in key order `pipeline|driver|runid|timestamp|uuid`) and no two lines of the process share a
+ * stamp (Loki would drop one of two equal lines at one stamp). The stamp is left in the binding.
+ */
+export function advanceClock(binding: RunBinding, atUs = nowUs()): void {
+  const clock = processClock;
+  if (atUs > clock.us) {
+    clock.us = atUs;
+    clock.subNs = 0;
+  } else if (clock.subNs < 999) clock.subNs += 1;
   else {
-    binding.clockUs += 1;
-    binding.clockSubNs = 0;
+    clock.us += 1;
+    clock.subNs = 0;
   }
+  binding.clockUs = clock.us;
+  binding.clockSubNs = clock.subNs;
 }
 
 /** RFC 3339 in UTC with 9 fraction digits, e.g. `2026-11-23T14:05:06.123456789Z`. */
