@@ -12,41 +12,47 @@ import {
 } from '../../libs/conveyor/src/transport/nats-frames';
 
 /**
+ * A real nats-server behind a fault proxy, with one stream `{stream}` on `{stream}.>` (purged after
+ * each test), and client connections through the proxy that reconnect at once.
+ */
+function useProxiedStream(stream: string) {
+  const env = {} as { server: NatsServer; proxy: NatsFaultProxy; jsm: JetStreamManager };
+  let admin: NatsConnection;
+  const open: NatsConnection[] = [];
+  beforeAll(async () => {
+    env.server = await NatsServer.start();
+    env.proxy = await NatsFaultProxy.start(env.server.port);
+    admin = await connect({ servers: env.server.url });
+    env.jsm = await admin.jetstreamManager();
+    await env.jsm.streams.add({ name: stream, subjects: [`${stream}.>`] });
+  });
+  afterEach(async () => {
+    for (const nc of open.splice(0)) await nc.close();
+    await env.jsm.streams.purge(stream);
+  });
+  afterAll(async () => {
+    await admin.close();
+    await env.proxy.close();
+    await env.server.stop();
+  });
+  const client = async () => {
+    const nc = await connect({ servers: env.proxy.url, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
+    open.push(nc);
+    return nc;
+  };
+  return { env, client };
+}
+
+/**
  * The publisher behind results and log lines, when a PubAck never comes: found by the fault suite
  * (case 2: a stream electing a leader drops publishes silently; a node dying takes the last writes).
  */
 describe('JetStreamPublisher: unanswered publishes (real nats-server behind a fault proxy)', () => {
-  let server: NatsServer;
-  let proxy: NatsFaultProxy;
-  let admin: NatsConnection;
-  let jsm: JetStreamManager;
-  const open: NatsConnection[] = [];
+  const { env, client } = useProxiedStream('pubtest');
 
-  beforeAll(async () => {
-    server = await NatsServer.start();
-    proxy = await NatsFaultProxy.start(server.port);
-    admin = await connect({ servers: server.url });
-    jsm = await admin.jetstreamManager();
-    await jsm.streams.add({ name: 'pubtest', subjects: ['pubtest.>'] });
-  });
-  afterEach(async () => {
-    for (const nc of open.splice(0)) await nc.close();
-    await jsm.streams.purge('pubtest');
-  });
-  afterAll(async () => {
-    await admin.close();
-    await proxy.close();
-    await server.stop();
-  });
-
-  const client = async () => {
-    const nc = await connect({ servers: proxy.url, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
-    open.push(nc);
-    return nc;
-  };
   const dropNextPubAck = () =>
-    proxy.drop((m) => m.subject.startsWith('_INBOX.') && m.body.includes('"stream"'));
-  const stored = async () => (await jsm.streams.info('pubtest')).state.messages;
+    env.proxy.drop((m) => m.subject.startsWith('_INBOX.') && m.body.includes('"stream"'));
+  const stored = async () => (await env.jsm.streams.info('pubtest')).state.messages;
 
   it('sends a publish again while it is unanswered, and the stream stores it once', async () => {
     const publisher = new JetStreamPublisher(await client(), { resendAfterMs: 300 });
@@ -68,7 +74,7 @@ describe('JetStreamPublisher: unanswered publishes (real nats-server behind a fa
     await new Promise((r) => setTimeout(r, 300));
     expect(lost.dropped).toHaveLength(1);
     const cutAt = Date.now();
-    proxy.cutConnections();
+    env.proxy.cutConnections();
     await answered;
     expect(Date.now() - cutAt).toBeLessThan(3000); // not the 10 s timeout
     expect(await stored()).toBe(1);
@@ -103,39 +109,13 @@ const sendBatch = (publisher: JetStreamPublisher, batch: StoredBatch, timeoutMs 
   );
 
 describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
-  let server: NatsServer;
-  let proxy: NatsFaultProxy;
-  let admin: NatsConnection;
-  let jsm: JetStreamManager;
-  const open: NatsConnection[] = [];
+  const { env, client } = useProxiedStream('batchtest');
 
-  beforeAll(async () => {
-    server = await NatsServer.start();
-    proxy = await NatsFaultProxy.start(server.port);
-    admin = await connect({ servers: server.url });
-    jsm = await admin.jetstreamManager();
-    await jsm.streams.add({ name: 'batchtest', subjects: ['batchtest.>'] });
-  });
-  afterEach(async () => {
-    for (const nc of open.splice(0)) await nc.close();
-    await jsm.streams.purge('batchtest');
-  });
-  afterAll(async () => {
-    await admin.close();
-    await proxy.close();
-    await server.stop();
-  });
-
-  const client = async () => {
-    const nc = await connect({ servers: proxy.url, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
-    open.push(nc);
-    return nc;
-  };
   const storedMessages = async () => {
-    const { first_seq, last_seq, messages } = (await jsm.streams.info('batchtest')).state;
+    const { first_seq, last_seq, messages } = (await env.jsm.streams.info('batchtest')).state;
     const found: { subject: string; msgId?: string; body: string }[] = [];
     for (let seq = first_seq; messages > 0 && seq <= last_seq; seq++) {
-      const m = await jsm.streams.getMessage('batchtest', { seq });
+      const m = await env.jsm.streams.getMessage('batchtest', { seq });
       found.push({
         subject: m.subject,
         msgId: m.header.get('Nats-Msg-Id'),
@@ -148,7 +128,7 @@ describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
   it('sends a batch again when a line between its two PubAcks never reached the stream, and stores each line once', async () => {
     const publisher = new JetStreamPublisher(await client());
     const lines = Array.from({ length: 10 }, (_, i) => `line ${i}`);
-    const lost = proxy.dropPublishes((m) => m.subject === 'batchtest.gap' && m.body === 'line 5');
+    const lost = env.proxy.dropPublishes((m) => m.subject === 'batchtest.gap' && m.body === 'line 5');
     await sendBatch(publisher, batchOf('batchtest.gap', lines, 'gap'));
     expect(lost.dropped).toHaveLength(1);
     expect(publisher.gapsResent).toBe(1);
