@@ -6,13 +6,18 @@ const loaded = new Map<string, unknown>();
  * neither does not have to install them (health and metrics are subpath entry points instead).
  */
 export function optionalPeer<T>(name: '@opentelemetry/api' | 'nestjs-pino'): T | undefined {
-  if (!loaded.has(name)) {
+  // One lookup once known: this runs once per log line (the active span's ids).
+  let peer = loaded.get(name);
+  if (peer === undefined) {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- optional, so never a static import
-      loaded.set(name, require(name));
+      peer = require(name) as unknown;
     } catch {
-      loaded.set(name, undefined);
+      peer = NOT_INSTALLED;
     }
+    loaded.set(name, peer);
   }
-  return loaded.get(name) as T | undefined;
+  return peer === NOT_INSTALLED ? undefined : (peer as T);
 }
+
+const NOT_INSTALLED = Symbol('not installed');

@@ -12,10 +12,7 @@ export interface RunSpan {
 const noSpan: RunSpan = { setAttribute: () => undefined, fail: () => undefined, end: () => undefined };
 
 /** `@opentelemetry/api` when the app has it installed (an optional peer). */
-let api: typeof OtelApi | null | undefined;
-/** Looked up once, then read from here: this runs once per log line. */
-const otel = () =>
-  (api === undefined ? (api = optionalPeer<typeof OtelApi>('@opentelemetry/api') ?? null) : api) ?? undefined;
+const otel = () => optionalPeer<typeof OtelApi>('@opentelemetry/api');
 
 /**
  * Runs `fn` inside an active CONSUMER span named `name` (a no-op span without OpenTelemetry, or
