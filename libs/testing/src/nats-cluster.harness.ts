@@ -204,10 +204,20 @@ export class NatsCluster {
     return undefined;
   }
 
-  /** Starts a stopped node again (same ports and store) and waits until it is back in the meta group. */
+  /**
+   * Starts a stopped node again (same ports and store) and waits until it is back in the meta group.
+   * A node SIGKILLed under load once stayed out of it although running (the leader had not heard
+   * from it for 70 s, in a CI run of fault case 2): after half the time it is started once more.
+   */
   async restart(node: NatsClusterNode, timeoutMs = 30_000): Promise<void> {
     await node.server.resume();
-    await this.waitForMetaLeader(timeoutMs);
+    try {
+      await this.waitForMetaLeader(timeoutMs / 2);
+    } catch (first) {
+      process.stderr.write(`${node.name} not back in the meta group, starting it again: ${String(first)}\n`);
+      await node.server.restart('SIGTERM');
+      await this.waitForMetaLeader(timeoutMs / 2);
+    }
   }
 
   /** Stops every node and removes the stores. */
