@@ -6,6 +6,8 @@ import {
   type StoredBatch,
 } from '../../libs/conveyor/src/transport/jetstream.publisher';
 import {
+  FrameTarget,
+  type FramePayload,
   type FrameWriter,
   frameWriterFor,
   publishFrameWriter,
@@ -82,22 +84,31 @@ describe('JetStreamPublisher: unanswered publishes (real nats-server behind a fa
   });
 });
 
-/** A batch of `payloads` on `subject`, ids `{idPrefix}-{i}`, with live copies on `live` (first send only). */
+/** Written in place, as log lines are: the text's UTF-8 bytes. */
+const inPlace = (text: string): FramePayload => ({ writeTo: (buf, at) => at + buf.write(text, at, 'utf8') });
+
+/**
+ * A batch of `payloads` on `subject`, ids `{idPrefix}-{i}`; strings are written in place, with a
+ * live copy on `live` (first send only). `misstate` claims one byte more for string payloads.
+ */
 function batchOf(
   subject: string,
   payloads: (string | Uint8Array)[],
   idPrefix: string,
   live?: string,
+  misstate = 0,
 ): StoredBatch {
+  const target = new FrameTarget(subject, `${idPrefix}-`);
+  const liveTarget = live ? new FrameTarget(live) : undefined;
   return {
     count: payloads.length,
     writeFrames(writer: FrameWriter, firstReply: string, lastReply: string, firstSend: boolean) {
       const last = payloads.length - 1;
       payloads.forEach((payload, i) => {
-        const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
         const reply = i === 0 ? firstReply : i === last ? lastReply : '';
-        writer.stored(subject, reply, `${idPrefix}-${i}`, payload, bytes);
-        if (firstSend && live && typeof payload === 'string') writer.core(live, payload, bytes);
+        if (typeof payload !== 'string') return writer.stored(target, reply, i, payload, payload.length);
+        writer.stored(target, reply, i, inPlace(payload), Buffer.byteLength(payload) + misstate);
+        if (firstSend && liveTarget) writer.coreCopy(liveTarget);
       });
     },
   };
@@ -177,6 +188,19 @@ describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
     );
     await sendBatch(publisher, batchOf('batchtest.big', ['after'], 'after'));
     expect((await storedMessages()).map((m) => m.body)).toEqual(['after']);
+    publisher.close();
+  });
+
+  it('refuses a payload that writes other than the bytes announced for it, and the connection stays usable', async () => {
+    const nc = await client();
+    const publisher = new JetStreamPublisher(nc);
+    // Framed as announced, the server would read the next frame from the wrong place and close the connection.
+    await expect(
+      sendBatch(publisher, batchOf('batchtest.size', ['ok', 'wrong'], 'size', undefined, 1)),
+    ).rejects.toThrow(/announced/);
+    await sendBatch(publisher, batchOf('batchtest.size', ['after'], 'size-after'));
+    expect((await storedMessages()).map((m) => m.body)).toEqual(['after']);
+    expect(nc.isClosed()).toBe(false);
     publisher.close();
   });
 });

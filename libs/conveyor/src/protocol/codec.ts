@@ -158,24 +158,27 @@ export function toPipelineEvent(
 }
 
 /**
- * The Log JSON (contract §3.7) of one line, identical to `encodeGoJson({runid, driver, pipeline,
- * timestamp, message})`, from a prefix made once per run by {@link logLinePrefix}: only the
- * message is escaped per line (`timestamp` is digits and `-:.TZ`, which need no escaping).
+ * The Log JSON (contract §3.7) of one line is `{head}{timestamp}{LOG_LINE_MIDDLE}{text}{LOG_LINE_TAIL}`,
+ * identical to `encodeGoJson({runid, driver, pipeline, timestamp, message})`: the head is made once
+ * per run by {@link logLineHead}, `text` is {@link logMessageText}, and the timestamp (digits and
+ * `-:.TZ`) needs no escaping. Lines are written from these parts straight into NATS frames.
  */
-export function logLineJson(prefix: string, timestamp: string, message: string): string {
+export function logLineHead(log: Pick<ConveyorLog, 'runid' | 'driver' | 'pipeline'>): string {
+  return `${encodeGoJson({ runid: log.runid, driver: log.driver, pipeline: log.pipeline }).slice(0, -1)},"timestamp":"`;
+}
+
+export const LOG_LINE_MIDDLE = '","message":"';
+export const LOG_LINE_TAIL = '"}';
+
+/** What goes between the quotes of `"message"`: the message, escaped as Go escapes it when it must be. */
+export function logMessageText(message: string): string {
   // Most lines need no escaping at all: one scan instead of JSON.stringify and a replace.
-  const quoted = NEEDS_ESCAPE.test(message) ? encodeGoJson(message) : `"${message}"`;
-  return `${prefix}"${timestamp}","message":${quoted}}`;
+  return NEEDS_ESCAPE.test(message) ? encodeGoJson(message).slice(1, -1) : message;
 }
 
 /** What JSON.stringify escapes in a string (quote, backslash, control characters, lone surrogates) and Go also escapes. */
 // eslint-disable-next-line no-control-regex -- control characters are exactly what must be escaped
 const NEEDS_ESCAPE = /["\\\x00-\x1f<>&\u2028\u2029\ud800-\udfff]/;
-
-/** `{"runid":…,"driver":…,"pipeline":…,"timestamp":` for {@link logLineJson}. */
-export function logLinePrefix(log: Pick<ConveyorLog, 'runid' | 'driver' | 'pipeline'>): string {
-  return `${encodeGoJson({ runid: log.runid, driver: log.driver, pipeline: log.pipeline }).slice(0, -1)},"timestamp":`;
-}
 
 /** UTF-8 bytes of `encodeGoJson(value)`. */
 export function encodeWire(value: unknown): Uint8Array {

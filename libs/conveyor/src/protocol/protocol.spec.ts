@@ -9,9 +9,11 @@ import {
   MalformedMessageError,
   decodeDriverMessage,
   encodeGoJson,
-  logLineJson,
+  LOG_LINE_MIDDLE,
+  LOG_LINE_TAIL,
   encodeWire,
-  logLinePrefix,
+  logLineHead,
+  logMessageText,
   toPipelineEvent,
 } from './codec';
 import {
@@ -225,7 +227,7 @@ describe('subjects (contract §5.2)', () => {
   });
 });
 
-describe('logLineJson', () => {
+describe('Log JSON parts', () => {
   it.each([
     ['plain text'],
     ['html <b>&amp;</b> and "quotes" \\ backslashes'],
@@ -242,7 +244,7 @@ describe('logLineJson', () => {
       timestamp: '2026-12-01T10:00:00.123456789Z',
       message,
     };
-    const prefix = logLinePrefix(log);
-    expect(logLineJson(prefix, log.timestamp, message)).toBe(Buffer.from(encodeWire(log)).toString());
+    const line = logLineHead(log) + log.timestamp + LOG_LINE_MIDDLE + logMessageText(message) + LOG_LINE_TAIL;
+    expect(line).toBe(Buffer.from(encodeWire(log)).toString());
   });
 });

@@ -1,5 +1,5 @@
 import { ErrorCode, Msg, NatsConnection, NatsError, Subscription, createInbox } from 'nats';
-import { FrameWriter, frameWriterFor } from './nats-frames';
+import { FrameTarget, FrameWriter, frameWriterFor } from './nats-frames';
 
 /** What JetStream answers a stored publish with. */
 export interface StoredAck {
@@ -31,13 +31,13 @@ class SinglePublish implements StoredBatch {
   readonly count = 1;
 
   constructor(
-    private readonly subject: string,
+    private readonly target: FrameTarget,
     private readonly data: Uint8Array,
     private readonly msgId: string,
   ) {}
 
   writeFrames(writer: FrameWriter, firstReply: string): void {
-    writer.stored(this.subject, firstReply, this.msgId, this.data, this.data.length);
+    writer.stored(this.target, firstReply, this.msgId, this.data, this.data.length);
   }
 }
 
@@ -79,6 +79,7 @@ export class JetStreamPublisher {
   private readonly waiting = new Map<number, Waiting>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly writer: FrameWriter;
+  private readonly targets = new Map<string, FrameTarget>();
   private token = 0;
   private closed = false;
   /** False between a disconnect and the reconnect: a resend then would only fill nats.js's reconnect buffer. */
@@ -111,10 +112,17 @@ export class JetStreamPublisher {
   /** Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored. */
   publish(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<StoredAck> {
     return new Promise<StoredAck>((resolve, reject) =>
-      this.sendBatch(new SinglePublish(subject, data, msgId), timeoutMs, (err, ack) =>
+      this.sendBatch(new SinglePublish(this.targetOf(subject), data, msgId), timeoutMs, (err, ack) =>
         err ? reject(err) : resolve(ack!),
       ),
     );
+  }
+
+  /** Results all go to one subject: its frame parts are encoded once. */
+  private targetOf(subject: string): FrameTarget {
+    let target = this.targets.get(subject);
+    if (!target) this.targets.set(subject, (target = new FrameTarget(subject)));
+    return target;
   }
 
   /**

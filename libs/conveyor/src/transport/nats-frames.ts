@@ -1,25 +1,56 @@
 import { ErrorCode, NatsConnection, NatsError, headers } from 'nats';
+import { decimalLength, putBytes, putCrlf, putDecimal } from './ascii-bytes';
+
+/**
+ * A subject that many frames go to and, for stored ones, the `Nats-Msg-Id` they start with, both
+ * encoded once: a run's log lines share them by the thousand. Subjects, run ids, driver names
+ * and message ids are validated ASCII, so their lengths are their byte counts.
+ */
+export class FrameTarget {
+  /** `HPUB {subject} ` */
+  readonly storedHead: Buffer;
+  /** `PUB {subject} ` */
+  readonly coreHead: Buffer;
+  /** `NATS/1.0\r\nNats-Msg-Id: {msgIdPrefix}`: the header block up to the id's own part. */
+  readonly header: Buffer;
+
+  constructor(
+    readonly subject: string,
+    readonly msgIdPrefix = '',
+  ) {
+    this.storedHead = Buffer.from(`HPUB ${subject} `, 'latin1');
+    this.coreHead = Buffer.from(`PUB ${subject} `, 'latin1');
+    this.header = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdPrefix}`, 'latin1');
+  }
+}
+
+/** A payload that writes its own bytes into a frame: exactly as many as the caller announced. */
+export interface FramePayload {
+  /** Writes at `at` and returns the offset after the payload. */
+  writeTo(buf: Buffer, at: number): number;
+}
 
 /**
  * Publishes written as NATS protocol frames, many to one socket write. Log lines come by the
  * hundred thousand: `nc.publish` per line builds a header object, encodes the protocol line and
  * the payload separately and copies them into its outbound buffer one by one (a third of a
- * flooded run's CPU). Here a batch is one string, encoded once.
+ * flooded run's CPU). Here the frames of a batch go into one buffer, their parts written as bytes.
  */
 export interface FrameWriter {
   /**
-   * A publish with `Nats-Msg-Id: msgId` (and a `reply` subject, or ''). `payloadBytes` is the UTF-8
-   * length of a string payload. Throws as `nc.publish` does: closed connection, over `max_payload`.
+   * A publish to `target` with `Nats-Msg-Id: {target.msgIdPrefix}{idSuffix}` (and a `reply`
+   * subject, or ''), `payloadBytes` long. Throws as `nc.publish` does: closed or draining
+   * connection, over `max_payload`.
    */
   stored(
-    subject: string,
+    target: FrameTarget,
     reply: string,
-    msgId: string,
-    payload: string | Uint8Array,
+    idSuffix: string | number,
+    payload: Uint8Array | FramePayload,
     payloadBytes: number,
   ): void;
-  /** A core publish of `payload` (`payloadBytes` long in UTF-8). */
-  core(subject: string, payload: string, payloadBytes: number): void;
+  /** A core publish to `target` of the payload the last `stored` call wrote (a log line's live copy). */
+  coreCopy(target: FrameTarget): void;
   /** Hands everything written since the last flush to the connection, in order; returns its bytes. */
   flush(): number;
   /** Forgets what was written since the last flush (a batch that failed half way is not sent). */
@@ -43,21 +74,25 @@ const WRITE_NOW_BYTES = 32 * 1024;
 /** The smallest buffer a write starts with; it doubles as frames come. */
 const MIN_BUFFER_BYTES = 1024;
 
+/** Room for a protocol line's two sizes, the spaces and CR LFs around them. */
+const SIZES_ROOM = 2 * 10 + 8;
+/** The header block's end after the message id: CR LF, and the empty line. */
+const HEADER_END_BYTES = 4;
+
+const SPACE = 0x20;
+
 /**
  * Frames into nats.js's own outbound buffer (its `sendCommand`, as `nc.publish` does), so the
  * connection keeps one order and flushes as usual. The checks `nc.publish` makes come first:
- * a frame over `max_payload` would make the server close the connection. Each piece is written
- * straight into one buffer per flush: joining them as a string first costs more in flattening it
- * than writing them does.
+ * a frame over `max_payload` would make the server close the connection.
  */
 class ProtocolFrameWriter implements FrameWriter {
   private buf?: Buffer;
   private at = 0;
   /** The last write's size: the next one (a result, or a batch of log lines) is likely alike. */
   private expected = MIN_BUFFER_BYTES;
-  /** The last string payload written, and where its bytes are: a live copy reuses them. */
-  private lastPayload?: string;
-  private lastAt = 0;
+  /** Where the last stored payload is in `buf` (-1: none since the last flush). */
+  private lastAt = -1;
   private lastBytes = 0;
 
   constructor(
@@ -66,33 +101,54 @@ class ProtocolFrameWriter implements FrameWriter {
   ) {}
 
   stored(
-    subject: string,
+    target: FrameTarget,
     reply: string,
-    msgId: string,
-    payload: string | Uint8Array,
+    idSuffix: string | number,
+    payload: Uint8Array | FramePayload,
     payloadBytes: number,
   ): void {
-    // Subjects, run ids, driver names and message ids are validated ASCII: length is bytes.
-    const header = `NATS/1.0\r\nNats-Msg-Id: ${msgId}\r\n\r\n`;
-    const total = header.length + payloadBytes;
+    const suffix = typeof idSuffix === 'number' ? decimalLength(idSuffix) : idSuffix.length;
+    const headerBytes = target.header.length + suffix + HEADER_END_BYTES;
+    const total = headerBytes + payloadBytes;
     this.check(total);
-    const head = reply
-      ? `HPUB ${subject} ${reply} ${header.length} ${total}\r\n${header}`
-      : `HPUB ${subject} ${header.length} ${total}\r\n${header}`;
-    this.frame(head, payload, payloadBytes);
+    const buf = this.room(target.storedHead.length + reply.length + SIZES_ROOM + total);
+    let at = putBytes(buf, this.at, target.storedHead);
+    if (reply) {
+      at += buf.write(reply, at, 'latin1');
+      buf[at++] = SPACE;
+    }
+    at = putDecimal(buf, at, headerBytes);
+    buf[at++] = SPACE;
+    at = putCrlf(buf, putDecimal(buf, at, total));
+    at = putBytes(buf, at, target.header);
+    at =
+      typeof idSuffix === 'number' ? putDecimal(buf, at, idSuffix) : at + buf.write(idSuffix, at, 'latin1');
+    at = putCrlf(buf, putCrlf(buf, at));
+    const start = at;
+    if (payload instanceof Uint8Array) {
+      buf.set(payload, at);
+      at += payload.length;
+    } else at = payload.writeTo(buf, at);
+    // A size that does not match its bytes would desynchronise the connection: the server
+    // would read the rest of the stream as garbage and close it.
+    if (at - start !== payloadBytes) {
+      this.discard();
+      throw new Error(`a payload of ${at - start} bytes was announced as ${payloadBytes}`);
+    }
+    this.at = putCrlf(buf, at);
+    this.lastAt = start;
+    this.lastBytes = payloadBytes;
   }
 
-  core(subject: string, payload: string, payloadBytes: number): void {
-    this.check(payloadBytes);
-    const head = `PUB ${subject} ${payloadBytes}\r\n`;
-    if (this.lastPayload !== payload) return this.frame(head, payload, payloadBytes);
-    // The same bytes as the stored frame just written (a log line's live copy): copied, not encoded again.
-    const buf = this.room(head.length + payloadBytes + 2);
-    let at = this.at + buf.write(head, this.at, 'latin1');
-    at += buf.copy(buf, at, this.lastAt, this.lastAt + this.lastBytes);
-    buf[at++] = 0x0d;
-    buf[at++] = 0x0a;
-    this.at = at;
+  coreCopy(target: FrameTarget): void {
+    if (this.lastAt < 0) throw new Error('coreCopy() needs a stored() payload written before it');
+    const bytes = this.lastBytes;
+    this.check(bytes);
+    const buf = this.room(target.coreHead.length + SIZES_ROOM + bytes);
+    const at = putCrlf(buf, putDecimal(buf, putBytes(buf, this.at, target.coreHead), bytes));
+    // The same bytes as the stored frame just written: copied, not encoded again.
+    buf.copyWithin(at, this.lastAt, this.lastAt + bytes);
+    this.at = putCrlf(buf, at + bytes);
   }
 
   flush(): number {
@@ -101,7 +157,7 @@ class ProtocolFrameWriter implements FrameWriter {
     // Handed over for good (nats.js and the socket may hold it until written): never reused.
     this.buf = undefined;
     this.at = 0;
-    this.lastPayload = undefined;
+    this.lastAt = -1;
     this.expected = Math.max(MIN_BUFFER_BYTES, at);
     this.protocol.sendCommand(buf.subarray(0, at));
     if (at >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
@@ -110,27 +166,7 @@ class ProtocolFrameWriter implements FrameWriter {
 
   discard(): void {
     this.at = 0;
-    this.lastPayload = undefined;
-  }
-
-  /** `head` (ASCII), the payload, CRLF. */
-  private frame(head: string, payload: string | Uint8Array, payloadBytes: number): void {
-    const buf = this.room(head.length + payloadBytes + 2);
-    let at = this.at + buf.write(head, this.at, 'latin1');
-    if (typeof payload !== 'string') {
-      buf.set(payload, at);
-      at += payload.length;
-    } else {
-      // All ASCII (the usual log line, its byte count equal to its length): latin1 is a plain copy.
-      const start = at;
-      at += buf.write(payload, at, payloadBytes === payload.length ? 'latin1' : 'utf8');
-      this.lastPayload = payload;
-      this.lastAt = start;
-      this.lastBytes = at - start;
-    }
-    buf[at++] = 0x0d;
-    buf[at++] = 0x0a;
-    this.at = at;
+    this.lastAt = -1;
   }
 
   private room(bytes: number): Buffer {
@@ -151,33 +187,49 @@ class ProtocolFrameWriter implements FrameWriter {
 
 /** `nc.publish` per frame: the same frames, for a nats.js without the protocol handler above. */
 class PublishFrameWriter implements FrameWriter {
-  private readonly encoder = new TextEncoder();
   private bytes = 0;
+  private last?: Uint8Array;
 
   constructor(private readonly nc: NatsConnection) {}
 
-  stored(subject: string, reply: string, msgId: string, payload: string | Uint8Array): void {
+  stored(
+    target: FrameTarget,
+    reply: string,
+    idSuffix: string | number,
+    payload: Uint8Array | FramePayload,
+    payloadBytes: number,
+  ): void {
     const h = headers();
-    h.set('Nats-Msg-Id', msgId);
-    const data = typeof payload === 'string' ? this.encoder.encode(payload) : payload;
-    this.nc.publish(subject, data, reply ? { reply, headers: h } : { headers: h });
+    h.set('Nats-Msg-Id', `${target.msgIdPrefix}${idSuffix}`);
+    let data: Uint8Array;
+    if (payload instanceof Uint8Array) data = payload;
+    else {
+      const buf = Buffer.allocUnsafe(payloadBytes);
+      if (payload.writeTo(buf, 0) !== payloadBytes)
+        throw new Error(`a payload was not the ${payloadBytes} bytes announced`);
+      data = buf;
+    }
+    this.nc.publish(target.subject, data, reply ? { reply, headers: h } : { headers: h });
+    this.last = data;
     this.bytes += data.length;
   }
 
-  core(subject: string, payload: string): void {
-    const data = this.encoder.encode(payload);
-    this.nc.publish(subject, data);
-    this.bytes += data.length;
+  coreCopy(target: FrameTarget): void {
+    if (!this.last) throw new Error('coreCopy() needs a stored() payload written before it');
+    this.nc.publish(target.subject, this.last);
+    this.bytes += this.last.length;
   }
 
   flush(): number {
     const n = this.bytes;
     this.bytes = 0;
+    this.last = undefined;
     return n;
   }
 
   discard(): void {
     this.bytes = 0;
+    this.last = undefined;
   }
 }
 

@@ -1,7 +1,21 @@
-import { liveLogSubject, logLineJson, logLinePrefix, logSubject } from '../../protocol';
+import {
+  LOG_LINE_MIDDLE,
+  LOG_LINE_TAIL,
+  liveLogSubject,
+  logLineHead,
+  logMessageText,
+  logSubject,
+} from '../../protocol';
+import { putBytes } from '../../transport/ascii-bytes';
 import type { StoredBatch } from '../../transport/jetstream.publisher';
-import type { FrameWriter } from '../../transport/nats-frames';
-import { RunBinding, formatRfc3339Nano, formatUnixSeconds } from '../run-scope';
+import { FramePayload, FrameTarget, FrameWriter } from '../../transport/nats-frames';
+import {
+  RunBinding,
+  rfc3339NanoBytes,
+  unixSecondsBytes,
+  writeRfc3339Nano,
+  writeUnixSeconds,
+} from '../run-scope';
 
 /**
  * Lines per stored batch: one socket write and two PubAcks for this many lines (see
@@ -25,17 +39,17 @@ const MARKER = 2;
 /** What every line of one delivery shares: made once, not per line (a backlog holds many lines). */
 export interface RunSubjects {
   runId: string;
-  stored: string;
-  live: string;
   /**
-   * `Nats-Msg-Id` prefix: stored once even when a publish is retried after a lost PubAck, yet unique
-   * per delivery. A retried run, a shutdown rerun or a driver used twice in one pipeline (each its
-   * own message) restarts `seq`, and a bare `{run}:{driver}:{seq}` would make JetStream drop its lines.
+   * `logs.{runId}`, its lines' `Nats-Msg-Id` prefix: stored once even when a publish is retried
+   * after a lost PubAck, yet unique per delivery. A retried run, a shutdown rerun or a driver used
+   * twice in one pipeline (each its own message) restarts `seq`, and a bare `{run}:{driver}:{seq}`
+   * would make JetStream drop its lines.
    */
-  msgIdPrefix: string;
-  /** The Log JSON up to the timestamp: the run's fields, encoded once. */
-  logPrefix: string;
-  logPrefixBytes: number;
+  stored: FrameTarget;
+  /** `live.logs.{runId}.{driver}`. */
+  live: FrameTarget;
+  /** The Log JSON up to the timestamp's value: the run's fields, encoded once. */
+  head: Buffer;
 }
 
 const subjectsByRun = new WeakMap<RunBinding, RunSubjects>();
@@ -43,22 +57,59 @@ const subjectsByRun = new WeakMap<RunBinding, RunSubjects>();
 export function subjectsOf(binding: RunBinding): RunSubjects {
   let subjects = subjectsByRun.get(binding);
   if (!subjects) {
-    const logPrefix = logLinePrefix({
-      runid: binding.runId,
-      driver: binding.driver,
-      pipeline: binding.pipeline,
-    });
+    const head = logLineHead({ runid: binding.runId, driver: binding.driver, pipeline: binding.pipeline });
     subjects = {
       runId: binding.runId,
-      stored: logSubject(binding.runId),
-      live: liveLogSubject(binding.runId, binding.driver),
-      msgIdPrefix: `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:`,
-      logPrefix,
-      logPrefixBytes: Buffer.byteLength(logPrefix),
+      stored: new FrameTarget(
+        logSubject(binding.runId),
+        `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:`,
+      ),
+      live: new FrameTarget(liveLogSubject(binding.runId, binding.driver)),
+      head: Buffer.from(head, 'utf8'),
     };
     subjectsByRun.set(binding, subjects);
   }
   return subjects;
+}
+
+const MIDDLE = Buffer.from(LOG_LINE_MIDDLE, 'latin1');
+const TAIL = Buffer.from(LOG_LINE_TAIL, 'latin1');
+
+/**
+ * One line's Log JSON, written from its parts into the frame (reused for every line of a batch):
+ * no JSON string is made per line, and an ASCII message needing no escapes is its own bytes.
+ */
+class LogLinePayload implements FramePayload {
+  private head: Buffer = TAIL;
+  private text = '';
+  private ascii = true;
+  private us = 0;
+  private subNs = 0;
+
+  constructor(private readonly unix: boolean) {}
+
+  /** Sets the line and returns its payload's bytes. */
+  set(run: RunSubjects, message: string, messageBytes: number, us: number, subNs: number): number {
+    this.head = run.head;
+    this.us = us;
+    this.subNs = subNs;
+    const text = logMessageText(message);
+    // A message whose UTF-8 length is its length is ASCII, and so is its escaped text.
+    this.ascii = messageBytes === message.length;
+    this.text = text;
+    const textBytes = text === message ? messageBytes : Buffer.byteLength(text);
+    const stampBytes = this.unix ? unixSecondsBytes(us) : rfc3339NanoBytes(us);
+    return run.head.length + stampBytes + MIDDLE.length + textBytes + TAIL.length;
+  }
+
+  writeTo(buf: Buffer, at: number): number {
+    at = putBytes(buf, at, this.head);
+    at = this.unix ? writeUnixSeconds(buf, at, this.us) : writeRfc3339Nano(buf, at, this.us, this.subNs);
+    at = putBytes(buf, at, MIDDLE);
+    // latin1 of ASCII is a plain copy, without UTF-8's checks.
+    at += buf.write(this.text, at, this.ascii ? 'latin1' : 'utf8');
+    return putBytes(buf, at, TAIL);
+  }
 }
 
 /**
@@ -88,7 +139,11 @@ export class ConveyorLogBatch implements StoredBatch {
   private readonly seqs = new Float64Array(BATCH_LINES);
   private readonly flags = new Uint8Array(BATCH_LINES);
 
-  constructor(private readonly timestampFormat: 'rfc3339' | 'unix') {}
+  private readonly payload: LogLinePayload;
+
+  constructor(timestampFormat: 'rfc3339' | 'unix') {
+    this.payload = new LogLinePayload(timestampFormat === 'unix');
+  }
 
   /** Empty again, for reuse once stored (five typed arrays are not free to make per 128 lines). */
   reset(): void {
@@ -127,10 +182,10 @@ export class ConveyorLogBatch implements StoredBatch {
     this.cost += cost;
     // The Log JSON twice (stored and live), both subjects, the message id, protocol lines, header.
     this.wireEstimate +=
-      2 * (line.bytes + run.logPrefixBytes + LOG_JSON_BYTES) +
-      run.stored.length +
-      run.live.length +
-      run.msgIdPrefix.length +
+      2 * (line.bytes + run.head.length + LOG_JSON_BYTES) +
+      run.stored.storedHead.length +
+      run.live.coreHead.length +
+      run.stored.header.length +
       FRAMES_BYTES;
   }
 
@@ -157,24 +212,14 @@ export class ConveyorLogBatch implements StoredBatch {
 
   writeFrames(writer: FrameWriter, firstReply: string, lastReply: string, firstSend: boolean): void {
     const last = this.count - 1;
+    const payload = this.payload;
     for (let i = 0; i <= last; i++) {
       const run = this.runs[i];
-      const message = this.messages[i];
-      const timestamp =
-        this.timestampFormat === 'unix'
-          ? formatUnixSeconds(this.us[i])
-          : formatRfc3339Nano(this.us[i], this.subNs[i]);
-      const payload = logLineJson(run.logPrefix, timestamp, message);
-      // Unescaped (the usual line), the JSON is the message and known ASCII around it.
-      const around = payload.length - message.length;
-      const bytes =
-        around === run.logPrefix.length + timestamp.length + 16
-          ? this.sizes[i] + around - run.logPrefix.length + run.logPrefixBytes
-          : Buffer.byteLength(payload);
+      const bytes = payload.set(run, this.messages[i], this.sizes[i], this.us[i], this.subNs[i]);
       const seq = this.flags[i] & MARKER ? `drops-${this.seqs[i]}` : this.seqs[i];
       const reply = i === 0 ? firstReply : i === last ? lastReply : '';
-      writer.stored(run.stored, reply, run.msgIdPrefix + seq, payload, bytes);
-      if (firstSend && this.flags[i] & LIVE) writer.core(run.live, payload, bytes);
+      writer.stored(run.stored, reply, seq, payload, bytes);
+      if (firstSend && this.flags[i] & LIVE) writer.coreCopy(run.live);
     }
   }
 }

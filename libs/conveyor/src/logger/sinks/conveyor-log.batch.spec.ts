@@ -1,0 +1,130 @@
+import { encodeWire } from '../../protocol';
+import type { FramePayload, FrameTarget, FrameWriter } from '../../transport/nats-frames';
+import { createRunBinding, formatRfc3339Nano, formatUnixSeconds } from '../run-scope';
+import { BATCH_LINES, ConveyorLogBatch, subjectsOf } from './conveyor-log.batch';
+
+/** What a batch hands its writer, frame by frame, with each payload written out as the writer would. */
+class RecordingWriter implements FrameWriter {
+  readonly frames: { subject: string; reply: string; msgId?: string; payload: string }[] = [];
+  private last = '';
+
+  stored(
+    target: FrameTarget,
+    reply: string,
+    id: string | number,
+    payload: Uint8Array | FramePayload,
+    bytes: number,
+  ) {
+    const buf = Buffer.alloc(bytes + 16, '#');
+    const end =
+      payload instanceof Uint8Array ? (buf.set(payload, 4), 4 + payload.length) : payload.writeTo(buf, 4);
+    expect(end - 4).toBe(bytes); // exactly the bytes announced, where announced
+    this.last = buf.toString('utf8', 4, end);
+    this.frames.push({
+      subject: target.subject,
+      reply,
+      msgId: `${target.msgIdPrefix}${id}`,
+      payload: this.last,
+    });
+  }
+
+  coreCopy(target: FrameTarget) {
+    this.frames.push({ subject: target.subject, reply: '', payload: this.last });
+  }
+
+  flush = () => 0;
+  discard = () => undefined;
+}
+
+const binding = createRunBinding({
+  runId: 'r-1',
+  driver: 'shell',
+  pipeline: 'p <&> "quoted"',
+  event: 'create',
+  messageId: 'm-9',
+  delivery: 2,
+  resource: 'x',
+  resourceType: 'pipeline',
+});
+
+const US = Date.UTC(2026, 11, 1, 10, 0, 0) * 1000 + 123_456;
+
+function batchOf(format: 'rfc3339' | 'unix', messages: string[], marker = false) {
+  const batch = new ConveyorLogBatch(format);
+  messages.forEach((message, i) =>
+    batch.add(
+      subjectsOf(binding),
+      { message, bytes: Buffer.byteLength(message), us: US + i, subNs: i, seq: i + 1 },
+      true,
+      marker,
+      0,
+    ),
+  );
+  return batch;
+}
+
+describe('ConveyorLogBatch frames', () => {
+  const messages = [
+    'plain ASCII, the common case',
+    'html <b>&amp;</b>, "quotes" and \\ backslashes',
+    'é, € and 🚀, a line\u2028separator and a tab\t',
+    'a lone \ud800 surrogate and control \u0001',
+    '',
+  ];
+
+  it.each(['rfc3339', 'unix'] as const)(
+    'writes each line as the Log JSON Go would encode (%s), its live copy after it, replies on the first and last',
+    (format) => {
+      const writer = new RecordingWriter();
+      batchOf(format, messages).writeFrames(writer, 'first', 'last', true);
+      const stamp = (i: number) =>
+        format === 'unix' ? formatUnixSeconds(US + i) : formatRfc3339Nano(US + i, i);
+      const expected = messages.flatMap((message, i) => {
+        const payload = Buffer.from(
+          encodeWire({
+            runid: 'r-1',
+            driver: 'shell',
+            pipeline: binding.pipeline,
+            timestamp: stamp(i),
+            message,
+          }),
+        ).toString();
+        return [
+          {
+            subject: 'logs.r-1',
+            reply: i === 0 ? 'first' : i === messages.length - 1 ? 'last' : '',
+            msgId: `r-1:shell:m-9:2:${i + 1}`,
+            payload,
+          },
+          { subject: 'live.logs.r-1.shell', reply: '', payload },
+        ];
+      });
+      expect(writer.frames).toEqual(expected);
+    },
+  );
+
+  it('sends no live copies again on a resend, and gives drop markers their own ids', () => {
+    const writer = new RecordingWriter();
+    batchOf('rfc3339', ['[conveyor] 3 log line(s) were not shipped'], true).writeFrames(
+      writer,
+      'a',
+      'b',
+      false,
+    );
+    expect(writer.frames.map((f) => [f.subject, f.msgId])).toEqual([['logs.r-1', 'r-1:shell:m-9:2:drops-1']]);
+  });
+
+  it('is reusable after reset, up to BATCH_LINES lines', () => {
+    const batch = batchOf(
+      'rfc3339',
+      Array.from({ length: BATCH_LINES }, (_, i) => `line ${i}`),
+    );
+    expect(batch.full).toBe(true);
+    batch.reset();
+    batch.add(subjectsOf(binding), { message: 'again', bytes: 5, us: US, subNs: 0, seq: 1 }, false, false, 0);
+    const writer = new RecordingWriter();
+    batch.writeFrames(writer, 'a', 'b', true);
+    expect(writer.frames).toHaveLength(1);
+    expect(JSON.parse(writer.frames[0].payload)).toMatchObject({ message: 'again' });
+  });
+});
