@@ -43,8 +43,8 @@ export function putPadded(buf: Uint8Array, at: number, n: number, width: number)
   return end;
 }
 
-/** Bytes copied in a loop below this length: `set` has a fixed cost that a short copy does not repay. */
-const SHORT_COPY = 48;
+/** Bytes copied in a loop below this length: `set` costs about 25 ns at any length, a loop 4 ns a byte. */
+const SHORT_COPY = 8;
 
 export function putBytes(buf: Uint8Array, at: number, bytes: Uint8Array): number {
   const n = bytes.length;

@@ -89,7 +89,10 @@ const SPACE = 0x20;
 class ProtocolFrameWriter implements FrameWriter {
   private buf?: Buffer;
   private at = 0;
-  /** The last write's size: the next one (a result, or a batch of log lines) is likely alike. */
+  /**
+   * The next write's likely size: the last one's (a result, or a batch of log lines) and an eighth.
+   * Batches differ by a few bytes, and one byte over the buffer would copy all of it once more.
+   */
   private expected = MIN_BUFFER_BYTES;
   /** Where the last stored payload is in `buf` (-1: none since the last flush). */
   private lastAt = -1;
@@ -158,7 +161,7 @@ class ProtocolFrameWriter implements FrameWriter {
     this.buf = undefined;
     this.at = 0;
     this.lastAt = -1;
-    this.expected = Math.max(MIN_BUFFER_BYTES, at);
+    this.expected = Math.max(MIN_BUFFER_BYTES, at + (at >> 3));
     this.protocol.sendCommand(buf.subarray(0, at));
     if (at >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
     return at;

@@ -1,7 +1,7 @@
 import { encodeWire } from '../../protocol';
 import type { FramePayload, FrameTarget, FrameWriter } from '../../transport/nats-frames';
 import { createRunBinding, formatRfc3339Nano, formatUnixSeconds } from '../run-scope';
-import { BATCH_LINES, ConveyorLogBatch, subjectsOf } from './conveyor-log.batch';
+import { BATCH_LINES, ConveyorLogBatch, QUEUED_LINE_BYTES, subjectsOf } from './conveyor-log.batch';
 
 /** What a batch hands its writer, frame by frame, with each payload written out as the writer would. */
 class RecordingWriter implements FrameWriter {
@@ -36,7 +36,7 @@ class RecordingWriter implements FrameWriter {
   discard = () => undefined;
 }
 
-const binding = createRunBinding({
+const fields = {
   runId: 'r-1',
   driver: 'shell',
   pipeline: 'p <&> "quoted"',
@@ -45,7 +45,8 @@ const binding = createRunBinding({
   delivery: 2,
   resource: 'x',
   resourceType: 'pipeline',
-});
+};
+const binding = createRunBinding(fields);
 
 const US = Date.UTC(2026, 11, 1, 10, 0, 0) * 1000 + 123_456;
 
@@ -57,13 +58,23 @@ function batchOf(format: 'rfc3339' | 'unix', messages: string[], marker = false)
       { message, bytes: Buffer.byteLength(message), us: US + i, subNs: i, seq: i + 1 },
       true,
       marker,
-      0,
     ),
   );
   return batch;
 }
 
+/** The delivery's `Nats-Msg-Id` prefix, as the batch makes it. */
+const prefix = subjectsOf(binding).stored.msgIdPrefix;
+
 describe('ConveyorLogBatch frames', () => {
+  it('names each delivery by a short digest: the same for every line and resend of it, another for any other delivery', () => {
+    expect(prefix).toMatch(/^[A-Za-z0-9_-]{16}:$/);
+    const again = createRunBinding({ ...fields, delivery: 2 });
+    expect(subjectsOf(again).stored.msgIdPrefix).toBe(prefix);
+    for (const other of [{ delivery: 3 }, { messageId: 'm-10' }, { driver: 'shell2' }, { runId: 'r-2' }])
+      expect(subjectsOf(createRunBinding({ ...fields, ...other })).stored.msgIdPrefix).not.toBe(prefix);
+  });
+
   const messages = [
     'plain ASCII, the common case',
     'html <b>&amp;</b>, "quotes" and \\ backslashes',
@@ -93,7 +104,7 @@ describe('ConveyorLogBatch frames', () => {
           {
             subject: 'logs.r-1',
             reply: i === 0 ? 'first' : i === messages.length - 1 ? 'last' : '',
-            msgId: `r-1:shell:m-9:2:${i + 1}`,
+            msgId: `${prefix}${i + 1}`,
             payload,
           },
           { subject: 'live.logs.r-1.shell', reply: '', payload },
@@ -111,7 +122,29 @@ describe('ConveyorLogBatch frames', () => {
       'b',
       false,
     );
-    expect(writer.frames.map((f) => [f.subject, f.msgId])).toEqual([['logs.r-1', 'r-1:shell:m-9:2:drops-1']]);
+    expect(writer.frames.map((f) => [f.subject, f.msgId])).toEqual([['logs.r-1', `${prefix}drops-1`]]);
+  });
+
+  it('says what memory each line made it hold, escapes and buffer growth included, all of it in its cost', () => {
+    const batch = new ConveyorLogBatch('rfc3339');
+    const run = subjectsOf(binding);
+    const line = (message: string) => ({
+      message,
+      bytes: Buffer.byteLength(message),
+      us: US,
+      subNs: 0,
+      seq: 1,
+    });
+    const first = batch.add(run, line('short'), false, false);
+    expect(first).toBe(512 + QUEUED_LINE_BYTES); // the first line brings the buffer
+    expect(batch.add(run, line('x'.repeat(100)), false, false)).toBe(QUEUED_LINE_BYTES); // it fits
+    // 500 characters, 1,000 bytes escaped (ESC is \\u001b): the buffer grows to hold all three lines.
+    const grown = batch.add(run, line('\u001b[31m'.repeat(100)), false, false);
+    expect(grown).toBe(5 + 100 + 1000 - 512 + QUEUED_LINE_BYTES);
+    expect(batch.cost).toBe(first + QUEUED_LINE_BYTES + grown);
+    const writer = new RecordingWriter();
+    batch.writeFrames(writer, 'a', 'b', false);
+    expect(JSON.parse(writer.frames[2].payload).message).toBe('\u001b[31m'.repeat(100));
   });
 
   it('is reusable after reset, up to BATCH_LINES lines', () => {
@@ -121,7 +154,7 @@ describe('ConveyorLogBatch frames', () => {
     );
     expect(batch.full).toBe(true);
     batch.reset();
-    batch.add(subjectsOf(binding), { message: 'again', bytes: 5, us: US, subNs: 0, seq: 1 }, false, false, 0);
+    batch.add(subjectsOf(binding), { message: 'again', bytes: 5, us: US, subNs: 0, seq: 1 }, false, false);
     const writer = new RecordingWriter();
     batch.writeFrames(writer, 'a', 'b', true);
     expect(writer.frames).toHaveLength(1);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   LOG_LINE_MIDDLE,
   LOG_LINE_TAIL,
@@ -54,16 +55,25 @@ export interface RunSubjects {
 
 const subjectsByRun = new WeakMap<RunBinding, RunSubjects>();
 
+/**
+ * `{digest}:` of the run, driver, message and delivery: 16 base64url characters (96 bits) instead
+ * of the 90-odd of the names themselves. The server reads, hashes and keeps every id for its
+ * duplicate window, and the header is a fifth of a stored line's bytes.
+ */
+function deliveryIdPrefix(binding: RunBinding): string {
+  const digest = createHash('sha256')
+    .update(`${binding.runId}\n${binding.driver}\n${binding.messageId}\n${binding.delivery}`)
+    .digest('base64url');
+  return `${digest.slice(0, 16)}:`;
+}
+
 export function subjectsOf(binding: RunBinding): RunSubjects {
   let subjects = subjectsByRun.get(binding);
   if (!subjects) {
     const head = logLineHead({ runid: binding.runId, driver: binding.driver, pipeline: binding.pipeline });
     subjects = {
       runId: binding.runId,
-      stored: new FrameTarget(
-        logSubject(binding.runId),
-        `${binding.runId}:${binding.driver}:${binding.messageId}:${binding.delivery}:`,
-      ),
+      stored: new FrameTarget(logSubject(binding.runId), deliveryIdPrefix(binding)),
       live: new FrameTarget(liveLogSubject(binding.runId, binding.driver)),
       head: Buffer.from(head, 'utf8'),
     };
@@ -77,51 +87,60 @@ const TAIL = Buffer.from(LOG_LINE_TAIL, 'latin1');
 
 /**
  * One line's Log JSON, written from its parts into the frame (reused for every line of a batch):
- * no JSON string is made per line, and an ASCII message needing no escapes is its own bytes.
+ * no JSON string is made per line, and the message is a copy of bytes encoded when it was queued.
  */
 class LogLinePayload implements FramePayload {
   private head: Buffer = TAIL;
-  private text = '';
-  private ascii = true;
+  private source: Buffer = TAIL;
+  private start = 0;
+  private end = 0;
   private us = 0;
   private subNs = 0;
 
   constructor(private readonly unix: boolean) {}
 
-  /** Sets the line and returns its payload's bytes. */
-  set(run: RunSubjects, message: string, messageBytes: number, us: number, subNs: number): number {
+  /** Sets the line (its message text at `start`, `bytes` long, in `source`) and returns its payload's bytes. */
+  set(run: RunSubjects, source: Buffer, start: number, bytes: number, us: number, subNs: number): number {
     this.head = run.head;
+    this.source = source;
+    this.start = start;
+    this.end = start + bytes;
     this.us = us;
     this.subNs = subNs;
-    const text = logMessageText(message);
-    // A message whose UTF-8 length is its length is ASCII, and so is its escaped text.
-    this.ascii = messageBytes === message.length;
-    this.text = text;
-    const textBytes = text === message ? messageBytes : Buffer.byteLength(text);
     const stampBytes = this.unix ? unixSecondsBytes(us) : rfc3339NanoBytes(us);
-    return run.head.length + stampBytes + MIDDLE.length + textBytes + TAIL.length;
+    return run.head.length + stampBytes + MIDDLE.length + bytes + TAIL.length;
   }
 
   writeTo(buf: Buffer, at: number): number {
     at = putBytes(buf, at, this.head);
     at = this.unix ? writeUnixSeconds(buf, at, this.us) : writeRfc3339Nano(buf, at, this.us, this.subNs);
     at = putBytes(buf, at, MIDDLE);
-    // latin1 of ASCII is a plain copy, without UTF-8's checks.
-    at += buf.write(this.text, at, this.ascii ? 'latin1' : 'utf8');
+    at += this.source.copy(buf, at, this.start, this.end);
     return putBytes(buf, at, TAIL);
   }
 }
 
 /**
- * Up to BATCH_LINES lines of the Conveyor sink, kept as columns (message, time, sequence) until
- * they are stored: the Log JSON is made as the batch is written, so a queued line costs its
- * message and a few numbers instead of an object, a JSON string and a message id each. A resend
- * writes the same bytes again (same timestamps, same `Nats-Msg-Id`s).
+ * A batch's first room for message text; it doubles as lines come, and keeps its size for reuse
+ * up to REUSED_TEXT_BYTES (a batch of long lines does not pin its buffer). Its whole size counts
+ * in the budget, so it starts small: a handler that logs a line per await fills a batch a line.
+ */
+const FIRST_TEXT_BYTES = 512;
+const REUSED_TEXT_BYTES = 16 * 1024;
+
+/**
+ * Up to BATCH_LINES lines of the Conveyor sink, kept as columns (message text, time, sequence)
+ * until they are stored. A line's message is encoded into the batch's buffer as it is queued, as
+ * the Log JSON wants it (escaped where it must be): the string is free at once instead of living
+ * through collections until its batch is stored (a flood queues lines by the hundred thousand),
+ * and writing the frames is copying bytes. A resend writes the same bytes again (same
+ * timestamps, same `Nats-Msg-Id`s).
  */
 export class ConveyorLogBatch implements StoredBatch {
   count = 0;
+  /** Bytes of message text, against BATCH_BYTES. */
   messageBytes = 0;
-  /** Budget bytes held by the batch's lines. */
+  /** Memory held for the batch's lines: its text buffer and their columns (see QUEUED_LINE_BYTES). */
   cost = 0;
   /**
    * What writing the batch hands to the connection, at most (frames of both subjects): held in the
@@ -132,7 +151,8 @@ export class ConveyorLogBatch implements StoredBatch {
   attempt = 0;
   firstTry = 0;
   private readonly runs: RunSubjects[] = [];
-  private readonly messages: string[] = [];
+  private text = Buffer.allocUnsafe(FIRST_TEXT_BYTES);
+  private readonly starts = new Uint32Array(BATCH_LINES);
   private readonly sizes = new Uint32Array(BATCH_LINES);
   private readonly us = new Float64Array(BATCH_LINES);
   private readonly subNs = new Uint16Array(BATCH_LINES);
@@ -145,7 +165,7 @@ export class ConveyorLogBatch implements StoredBatch {
     this.payload = new LogLinePayload(timestampFormat === 'unix');
   }
 
-  /** Empty again, for reuse once stored (five typed arrays are not free to make per 128 lines). */
+  /** Empty again, for reuse once stored (six typed arrays are not free to make per 128 lines). */
   reset(): void {
     this.count = 0;
     this.messageBytes = 0;
@@ -155,38 +175,59 @@ export class ConveyorLogBatch implements StoredBatch {
     this.attempt = 0;
     this.firstTry = 0;
     this.runs.length = 0;
-    this.messages.length = 0;
+    if (this.text.length > REUSED_TEXT_BYTES) this.text = Buffer.allocUnsafe(FIRST_TEXT_BYTES);
   }
 
   get full(): boolean {
     return this.count >= BATCH_LINES || this.messageBytes >= BATCH_BYTES;
   }
 
-  /** Adds a line (`marker`: the runtime's drop notice, with its own id space). */
+  /**
+   * Adds a line (`marker`: the runtime's drop notice, with its own id space) and returns the memory
+   * it made the batch hold: its text (escapes make it longer than the message), its columns, and
+   * the buffer's growth or, for the first line, the buffer.
+   */
   add(
     run: RunSubjects,
     line: { message: string; bytes: number; us: number; subNs: number; seq: number },
     live: boolean,
     marker: boolean,
-    cost: number,
-  ): void {
+  ): number {
     const i = this.count++;
+    const text = logMessageText(line.message);
+    const bytes = text === line.message ? line.bytes : Buffer.byteLength(text);
+    const held = this.cost;
+    const at = this.roomFor(bytes);
+    // A text whose UTF-8 length is its length is ASCII: latin1 is a plain copy, without UTF-8's checks.
+    this.text.write(text, at, bytes === text.length ? 'latin1' : 'utf8');
     this.runs.push(run);
-    this.messages.push(line.message);
-    this.sizes[i] = line.bytes;
+    this.starts[i] = at;
+    this.sizes[i] = bytes;
     this.us[i] = line.us;
     this.subNs[i] = line.subNs;
     this.seqs[i] = line.seq;
     this.flags[i] = (live ? LIVE : 0) | (marker ? MARKER : 0);
-    this.messageBytes += line.bytes;
-    this.cost += cost;
+    this.messageBytes += bytes;
+    this.cost = this.text.length + this.count * QUEUED_LINE_BYTES;
     // The Log JSON twice (stored and live), both subjects, the message id, protocol lines, header.
     this.wireEstimate +=
-      2 * (line.bytes + run.head.length + LOG_JSON_BYTES) +
+      2 * (bytes + run.head.length + LOG_JSON_BYTES) +
       run.stored.storedHead.length +
       run.live.coreHead.length +
       run.stored.header.length +
       FRAMES_BYTES;
+    return this.cost - held;
+  }
+
+  /** Where `bytes` more of text go, growing the buffer (doubling) when they do not fit. */
+  private roomFor(bytes: number): number {
+    const at = this.messageBytes;
+    if (at + bytes > this.text.length) {
+      const next = Buffer.allocUnsafe(Math.max(at + bytes, this.text.length * 2));
+      this.text.copy(next, 0, 0, at);
+      this.text = next;
+    }
+    return at;
   }
 
   /** Lines whose live copy is still to go; clears them (it went, or never will). */
@@ -212,10 +253,10 @@ export class ConveyorLogBatch implements StoredBatch {
 
   writeFrames(writer: FrameWriter, firstReply: string, lastReply: string, firstSend: boolean): void {
     const last = this.count - 1;
-    const payload = this.payload;
+    const { payload, text } = this;
     for (let i = 0; i <= last; i++) {
       const run = this.runs[i];
-      const bytes = payload.set(run, this.messages[i], this.sizes[i], this.us[i], this.subNs[i]);
+      const bytes = payload.set(run, text, this.starts[i], this.sizes[i], this.us[i], this.subNs[i]);
       const seq = this.flags[i] & MARKER ? `drops-${this.seqs[i]}` : this.seqs[i];
       const reply = i === 0 ? firstReply : i === last ? lastReply : '';
       writer.stored(run.stored, reply, seq, payload, bytes);

@@ -166,7 +166,7 @@ export class ConveyorLogSink implements LogSink {
     binding: RunBinding,
     line: Parameters<ConveyorLogBatch['add']>[1],
     marker: boolean,
-    cost: number,
+    reserved: number,
   ): void {
     const run = subjectsOf(binding);
     // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
@@ -178,7 +178,10 @@ export class ConveyorLogSink implements LogSink {
       // A handler that logs a few lines and awaits gets them sent as soon as it yields.
       queueMicrotask(this.sealOpen);
     }
-    batch.add(run, line, this.connected, marker, cost);
+    // What was reserved was the message and its columns; the batch says what it really holds.
+    const held = batch.add(run, line, this.connected, marker);
+    if (held > reserved) this.budget.force(held - reserved);
+    else this.budget.release(reserved - held);
     if (batch.full) this.seal();
   }
 
