@@ -39,6 +39,18 @@ describe('run timestamps', () => {
     expect(Math.abs(stamps[0].us / 1000 - Date.now())).toBeLessThan(5000);
   });
 
+  it('follow the wall clock within a millisecond, also after it was read again (every 100 ms)', async () => {
+    for (let i = 0; i < 3; i++) {
+      const before = Date.now() * 1000;
+      const us = nowUs();
+      const after = Date.now() * 1000;
+      // Date.now() is whole milliseconds: the anchor may be up to 1 ms behind the true time.
+      expect(us).toBeGreaterThanOrEqual(before - 1000);
+      expect(us).toBeLessThan(after + 1000);
+      await new Promise((resolve) => setTimeout(resolve, 120));
+    }
+  });
+
   it('are unique across runs of the process too (Loki keeps one of two equal lines at one stamp)', () => {
     const a = binding();
     const b = binding();

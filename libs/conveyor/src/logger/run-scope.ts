@@ -61,15 +61,25 @@ export function createRunBinding(
 }
 
 /**
- * Now in µs since the epoch: the wall clock (`Date.now()`, which follows NTP, unlike
- * `performance.timeOrigin + now()`, which drifts over a long uptime) with the sub-millisecond part
- * of the monotonic clock. Loki keeps one of two entries equal in (timestamp, line) within a stream,
- * and a stream holds every run of a driver (`driver`, `event`, `level`): two runs printing the same
- * line within one millisecond would lose one of them at millisecond precision.
+ * Now in µs since the epoch: the monotonic clock, anchored to the wall clock (`Date.now()`, which
+ * follows NTP, unlike `performance.timeOrigin + now()`, which drifts over a long uptime) again
+ * every ANCHOR_MS. Sub-millisecond precision matters: Loki keeps one of two entries equal in
+ * (timestamp, line) within a stream, and a stream holds every run of a driver (`driver`, `event`,
+ * `level`): two runs printing the same line within one millisecond would lose one of them. One
+ * clock read per line (lines come by the hundred thousand); advanceClock keeps them in order when
+ * an anchoring moves the clock back.
  */
 export function nowUs(): number {
-  return Date.now() * 1000 + Math.floor((performance.now() * 1000) % 1000);
+  const monoUs = Math.floor(performance.now() * 1000);
+  if (monoUs - wall.anchoredAtUs >= ANCHOR_MS * 1000) {
+    wall.offsetUs = Date.now() * 1000 - monoUs;
+    wall.anchoredAtUs = monoUs;
+  }
+  return wall.offsetUs + monoUs;
 }
+
+const ANCHOR_MS = 100;
+const wall = { offsetUs: 0, anchoredAtUs: -Infinity };
 
 /** The last stamp given to any line of this process. */
 const processClock = { us: 0, subNs: 0 };
