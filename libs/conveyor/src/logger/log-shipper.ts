@@ -1,13 +1,13 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
-import { activeTraceIds, loadTracing } from '../tracing/optional-tracing';
+import { TraceIds, activeTraceIds, loadTracing } from '../tracing/optional-tracing';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { createLineStream } from './line-stream';
 import { limitLine, maskSecrets } from './line-limits';
 import { LogBudget } from './log-budget';
 import { ProcessLogLimiter } from './process-log.limiter';
-import { LogLevel, LogSink, SinkStats } from './log-entry';
+import { LogEntry, LogLevel, LogSink, SinkStats } from './log-entry';
 import { loadProcessLog, processLogOf, writeProcessLog } from './process-log.adapter';
 import type { LogFields, LogStreamOptions, RunLogger } from './run-logger';
 import { RunBinding, advanceClock } from './run-scope';
@@ -16,6 +16,9 @@ import { LegacyLiveLogSink } from './sinks/legacy-live.sink';
 import { LokiLogSink } from './sinks/loki.sink';
 
 /** Counters of the DriverLogger, for the metrics endpoint. */
+/** Whether a line is also written to the process log: always, never, or within the step-output rate. */
+type ProcessLogCopy = 'always' | 'never' | 'limited';
+
 export interface LogStats {
   /** Lines of runs (after splitting) handed to the sinks. */
   lines: number;
@@ -124,36 +127,54 @@ export class LogShipper {
     }
     const masked = this.maskText(binding, text);
     const safeFields = this.maskFields(binding, fields);
+    const ids = activeTraceIds();
+    const fromStream = origin === 'stream';
+    // Step output reaches the process log only when configured, and rate-limited then.
+    const processLog: ProcessLogCopy =
+      origin === 'call' ? 'always' : fromStream && this.config.logs.streamsToProcessLog ? 'limited' : 'never';
+    // A UTF-16 unit is at most 3 UTF-8 bytes: a short line (nearly all) is one piece, no array made.
+    if (masked.length * 3 <= maxLineBytes)
+      return this.ship(binding, level, masked, safeFields, ids, processLog);
     const pieces = limitLine(masked, maxLineBytes, oversize);
     if (pieces.length > 1) this.counts.split += 1;
     else if (pieces[0] !== masked) this.counts.truncated += 1;
+    for (const piece of pieces) this.ship(binding, level, piece, safeFields, ids, processLog);
+  }
+
+  /**
+   * One piece of a line: stamped, to every sink, and to the process log as `processLog` says.
+   * Arguments, not an object: this runs per line.
+   */
+  private ship(
+    binding: RunBinding,
+    level: LogLevel,
+    piece: string,
+    fields: LogFields | undefined,
+    ids: TraceIds,
+    processLog: ProcessLogCopy,
+  ): void {
     const late = binding.resultSent;
-    const ids = activeTraceIds();
-    const fromStream = origin === 'stream';
-    const toProcessLog = origin === 'call' || (fromStream && this.config.logs.streamsToProcessLog);
-    for (const piece of pieces) {
-      binding.seq += 1;
-      advanceClock(binding);
-      const entry = {
-        binding,
-        level,
-        message: piece,
-        bytes: Buffer.byteLength(piece),
-        fields: safeFields,
-        timeUs: binding.clockUs,
-        timeSubNs: binding.clockSubNs,
-        seq: binding.seq,
-        late,
-        traceId: ids.traceId,
-        spanId: ids.spanId,
-      };
-      this.counts.lines += 1;
-      if (late) this.counts.late += 1;
-      for (const sink of this.sinks) sink.write(entry);
-      if (toProcessLog && (!fromStream || this.streamLimiter.allow(piece.length))) {
-        const extra = ids.traceId ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
-        processLogOf(binding)(level, piece, safeFields, extra, late);
-      }
+    binding.seq += 1;
+    advanceClock(binding);
+    const entry: LogEntry = {
+      binding,
+      level,
+      message: piece,
+      bytes: Buffer.byteLength(piece),
+      fields,
+      timeUs: binding.clockUs,
+      timeSubNs: binding.clockSubNs,
+      seq: binding.seq,
+      late,
+      traceId: ids.traceId,
+      spanId: ids.spanId,
+    };
+    this.counts.lines += 1;
+    if (late) this.counts.late += 1;
+    for (const sink of this.sinks) sink.write(entry);
+    if (processLog === 'always' || (processLog === 'limited' && this.streamLimiter.allow(piece.length))) {
+      const extra = ids.traceId ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
+      processLogOf(binding)(level, piece, fields, extra, late);
     }
   }
 

@@ -35,10 +35,16 @@ export function inRunSpan<T>(
   );
 }
 
-const NO_IDS: { traceId?: string; spanId?: string } = Object.freeze({});
+/** The active span's ids, for log lines. */
+export interface TraceIds {
+  traceId?: string;
+  spanId?: string;
+}
+
+const NO_IDS: TraceIds = Object.freeze({});
 
 /** The active span's trace and span ids, for log lines (none outside a valid span). */
-export function activeTraceIds(): { traceId?: string; spanId?: string } {
+export function activeTraceIds(): TraceIds {
   const o = otel();
   const span = o?.trace.getActiveSpan()?.spanContext();
   return span && o!.isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : NO_IDS;

@@ -55,7 +55,7 @@ function batchOf(format: 'rfc3339' | 'unix', messages: string[], marker = false)
   messages.forEach((message, i) =>
     batch.add(
       subjectsOf(binding),
-      { message, bytes: Buffer.byteLength(message), us: US + i, subNs: i, seq: i + 1 },
+      { message, bytes: Buffer.byteLength(message), timeUs: US + i, timeSubNs: i, seq: i + 1 },
       true,
       marker,
     ),
@@ -131,8 +131,8 @@ describe('ConveyorLogBatch frames', () => {
     const line = (message: string) => ({
       message,
       bytes: Buffer.byteLength(message),
-      us: US,
-      subNs: 0,
+      timeUs: US,
+      timeSubNs: 0,
       seq: 1,
     });
     const first = batch.add(run, line('short'), false, false);
@@ -154,7 +154,12 @@ describe('ConveyorLogBatch frames', () => {
     );
     expect(batch.full).toBe(true);
     batch.reset();
-    batch.add(subjectsOf(binding), { message: 'again', bytes: 5, us: US, subNs: 0, seq: 1 }, false, false);
+    batch.add(
+      subjectsOf(binding),
+      { message: 'again', bytes: 5, timeUs: US, timeSubNs: 0, seq: 1 },
+      false,
+      false,
+    );
     const writer = new RecordingWriter();
     batch.writeFrames(writer, 'a', 'b', true);
     expect(writer.frames).toHaveLength(1);

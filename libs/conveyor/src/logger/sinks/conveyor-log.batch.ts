@@ -10,6 +10,7 @@ import {
 import { putBytes } from '../../transport/ascii-bytes';
 import type { StoredBatch } from '../../transport/jetstream.publisher';
 import { FramePayload, FrameTarget, FrameWriter } from '../../transport/nats-frames';
+import type { LogEntry } from '../log-entry';
 import {
   RunBinding,
   rfc3339NanoBytes,
@@ -52,6 +53,9 @@ export interface RunSubjects {
   /** The Log JSON up to the timestamp's value: the run's fields, encoded once. */
   head: Buffer;
 }
+
+/** What the batch keeps of a line (a LogEntry is one). */
+export type QueuedLine = Pick<LogEntry, 'message' | 'bytes' | 'timeUs' | 'timeSubNs' | 'seq'>;
 
 const subjectsByRun = new WeakMap<RunBinding, RunSubjects>();
 
@@ -187,12 +191,7 @@ export class ConveyorLogBatch implements StoredBatch {
    * it made the batch hold: its text (escapes make it longer than the message), its columns, and
    * the buffer's growth or, for the first line, the buffer.
    */
-  add(
-    run: RunSubjects,
-    line: { message: string; bytes: number; us: number; subNs: number; seq: number },
-    live: boolean,
-    marker: boolean,
-  ): number {
+  add(run: RunSubjects, line: QueuedLine, live: boolean, marker: boolean): number {
     const i = this.count++;
     const text = logMessageText(line.message);
     const bytes = text === line.message ? line.bytes : Buffer.byteLength(text);
@@ -203,8 +202,8 @@ export class ConveyorLogBatch implements StoredBatch {
     this.runs.push(run);
     this.starts[i] = at;
     this.sizes[i] = bytes;
-    this.us[i] = line.us;
-    this.subNs[i] = line.subNs;
+    this.us[i] = line.timeUs;
+    this.subNs[i] = line.timeSubNs;
     this.seqs[i] = line.seq;
     this.flags[i] = (live ? LIVE : 0) | (marker ? MARKER : 0);
     this.messageBytes += bytes;

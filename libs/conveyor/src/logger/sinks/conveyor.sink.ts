@@ -6,7 +6,7 @@ import { JetStreamPublisher } from '../../transport/jetstream.publisher';
 import { LogBudget } from '../log-budget';
 import { DropReason, LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
 import { RunBinding, advanceClock } from '../run-scope';
-import { ConveyorLogBatch, QUEUED_LINE_BYTES, subjectsOf } from './conveyor-log.batch';
+import { ConveyorLogBatch, QUEUED_LINE_BYTES, QueuedLine, subjectsOf } from './conveyor-log.batch';
 
 /**
  * Bytes handed to the connection and not yet stored, at most (a quarter of the budget when that
@@ -117,12 +117,7 @@ export class ConveyorLogSink implements LogSink {
       return this.drop(binding, bytes, refused);
     }
     this.announceDrops(binding.runId);
-    this.enqueue(
-      binding,
-      { message: entry.message, bytes, us: entry.timeUs, subNs: entry.timeSubNs, seq: entry.seq },
-      false,
-      cost,
-    );
+    this.enqueue(binding, entry, false, cost);
   }
 
   /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
@@ -162,12 +157,7 @@ export class ConveyorLogSink implements LogSink {
     this.publisher.close();
   }
 
-  private enqueue(
-    binding: RunBinding,
-    line: Parameters<ConveyorLogBatch['add']>[1],
-    marker: boolean,
-    reserved: number,
-  ): void {
+  private enqueue(binding: RunBinding, line: QueuedLine, marker: boolean, reserved: number): void {
     const run = subjectsOf(binding);
     // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
     if (!this.connected) this.liveStats.dropped.disconnected += 1;
@@ -221,7 +211,7 @@ export class ConveyorLogSink implements LogSink {
     advanceClock(binding);
     drops.lines = 0;
     drops.bytes = 0;
-    const line = { message, bytes, us: binding.clockUs, subNs: binding.clockSubNs, seq: binding.seq };
+    const line = { message, bytes, timeUs: binding.clockUs, timeSubNs: binding.clockSubNs, seq: binding.seq };
     this.enqueue(binding, line, true, cost);
   }
 
