@@ -3,6 +3,7 @@
  * their parts of docs/BENCHMARKS.md. Not part of `npm test`: figures depend on the machine.
  *
  * Env: BENCH_SECTIONS (comma list of `dispatch`, `logger`; default both), BENCH_ROUNDS (default 3),
+ * BENCH_LOGGER_ROUNDS (the logger section's, default BENCH_ROUNDS when that is set, else 5),
  * BENCH_MESSAGES (backlog of the no-op dispatch scenarios, default 20000; the 50 ms scenario scales
  * with it from 3200), BENCH_SLOW_MESSAGES (that one explicitly), BENCH_LOG_LINES (lines of each logger
  * scenario's run, default 100000), BENCH_ROUND_TIMEOUT_MS, BENCH_STALL_MS (default 20000).
@@ -56,9 +57,20 @@ function readOptions(): DispatchOptions {
   };
 }
 
+/**
+ * More rounds than dispatch by default: a logger round is short (one run of each scenario), and its
+ * ratio swings by a third between rounds on a shared machine, so three medians tell little apart.
+ */
+const DEFAULT_LOGGER_ROUNDS = 5;
+
 function loggerOptions(): LoggerOptions {
   const { rounds, roundTimeoutMs, stallMs } = readOptions();
-  return { rounds, roundTimeoutMs, stallMs, lines: intFromEnv('BENCH_LOG_LINES', DEFAULT_LOG_LINES, 1) };
+  return {
+    rounds: intFromEnv('BENCH_LOGGER_ROUNDS', process.env.BENCH_ROUNDS ? rounds : DEFAULT_LOGGER_ROUNDS, 1),
+    roundTimeoutMs,
+    stallMs,
+    lines: intFromEnv('BENCH_LOG_LINES', DEFAULT_LOG_LINES, 1),
+  };
 }
 
 /** BENCH_SECTIONS, in the order given; an unknown name fails before anything runs. */
@@ -136,7 +148,7 @@ async function main(): Promise<number> {
       // Missing targets are findings, reported in the file; a wrong result count means the figures lie.
       if (!dispatch.verified) code = 1;
     } else {
-      console.log(`\n== logger: ${logging.lines} lines per run`);
+      console.log(`\n== logger: ${logging.lines} lines per run, ${logging.rounds} round(s)`);
       // Dropped lines and missed targets are findings, reported in the file, not failures.
       writeSection(REPORT_FILE, 'logger', (await runLogger(broker, logging, context)).markdown);
     }

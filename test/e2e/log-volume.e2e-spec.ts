@@ -15,10 +15,12 @@ const DRIVER = 'shell-runner-volume';
 /** The logger's total budget for this test (`CONVEYOR_LOG_MAX_BYTES`; the default is 64 MiB). */
 const BUDGET_MB = 32;
 /**
- * Peak RSS may grow by the budget plus what V8 leaves uncollected under a 192 MB heap (measured
- * 2026-12-01 on a 95 MB baseline: +60 MB with 32 MiB and +79 MB with 64 MiB since queued lines are
- * kept as columns and step output is split on bytes; +115 MB and +152 MB before that). Before byte
- * budgets the same run reached 629 MB, and died of OOM at 160 MB.
+ * Peak RSS may grow by the budget plus what V8 leaves uncollected under a 192 MB heap: frame
+ * buffers written to the socket and not yet collected, mostly. Measured on a 95 MB baseline:
+ * +78 and +81 MB with 32 MiB, +104 MB with 64 MiB (2026-12-01, queued messages kept as bytes and
+ * shipped about half again as fast as before; +60 and +79 MB then; +115 and +152 MB before queued
+ * lines became columns and step output was split on bytes). Before byte budgets the same run
+ * reached 629 MB, and died of OOM at 160 MB.
  */
 const HEADROOM_MB = BUDGET_MB + 72;
 
