@@ -125,12 +125,16 @@ class LogLinePayload implements FramePayload {
 }
 
 /**
- * A batch's first room for message text; it doubles as lines come, and keeps its size for reuse
- * up to REUSED_TEXT_BYTES (a batch of long lines does not pin its buffer). Its whole size counts
- * in the budget, so it starts small: a handler that logs a line per await fills a batch a line.
+ * A batch's room for message text: what the caller expects (the last batch's text), at least
+ * MIN_TEXT_BYTES; it doubles when lines need more, and keeps its size for reuse up to
+ * REUSED_TEXT_BYTES (a batch of long lines does not pin its buffer). Its whole size counts in the
+ * budget: a handler that logs a line per await fills a batch a line, and its batches stay small.
  */
-const FIRST_TEXT_BYTES = 512;
+const MIN_TEXT_BYTES = 512;
 const REUSED_TEXT_BYTES = 16 * 1024;
+
+/** The columns of a batch, in one allocation (an ArrayBuffer costs more to make than its bytes). */
+const COLUMN_BYTES = BATCH_LINES * (8 + 8 + 4 + 4 + 2 + 1);
 
 /**
  * Up to BATCH_LINES lines of the Conveyor sink, kept as columns (message text, time, sequence)
@@ -155,21 +159,37 @@ export class ConveyorLogBatch implements StoredBatch {
   attempt = 0;
   firstTry = 0;
   private readonly runs: RunSubjects[] = [];
-  private text = Buffer.allocUnsafe(FIRST_TEXT_BYTES);
-  private readonly starts = new Uint32Array(BATCH_LINES);
-  private readonly sizes = new Uint32Array(BATCH_LINES);
-  private readonly us = new Float64Array(BATCH_LINES);
-  private readonly subNs = new Uint16Array(BATCH_LINES);
-  private readonly seqs = new Float64Array(BATCH_LINES);
-  private readonly flags = new Uint8Array(BATCH_LINES);
+  private text: Buffer;
+  private readonly us: Float64Array;
+  private readonly seqs: Float64Array;
+  private readonly starts: Uint32Array;
+  private readonly sizes: Uint32Array;
+  private readonly subNs: Uint16Array;
+  private readonly flags: Uint8Array;
 
   private readonly payload: LogLinePayload;
 
-  constructor(timestampFormat: 'rfc3339' | 'unix') {
+  /** `textBytes`: the message text its lines are expected to need. */
+  constructor(timestampFormat: 'rfc3339' | 'unix', textBytes = MIN_TEXT_BYTES) {
     this.payload = new LogLinePayload(timestampFormat === 'unix');
+    this.text = Buffer.allocUnsafe(Math.max(MIN_TEXT_BYTES, Math.ceil(textBytes)));
+    // Widest first, so every view starts aligned to its element size.
+    const columns = new ArrayBuffer(COLUMN_BYTES);
+    let at = 0;
+    const next = <T>(View: new (b: ArrayBuffer, at: number, n: number) => T, size: number): T => {
+      const view = new View(columns, at, BATCH_LINES);
+      at += size * BATCH_LINES;
+      return view;
+    };
+    this.us = next(Float64Array, 8);
+    this.seqs = next(Float64Array, 8);
+    this.starts = next(Uint32Array, 4);
+    this.sizes = next(Uint32Array, 4);
+    this.subNs = next(Uint16Array, 2);
+    this.flags = next(Uint8Array, 1);
   }
 
-  /** Empty again, for reuse once stored (six typed arrays are not free to make per 128 lines). */
+  /** Empty again, for reuse once stored (buffers are not free to make per 128 lines). */
   reset(): void {
     this.count = 0;
     this.messageBytes = 0;
@@ -179,7 +199,7 @@ export class ConveyorLogBatch implements StoredBatch {
     this.attempt = 0;
     this.firstTry = 0;
     this.runs.length = 0;
-    if (this.text.length > REUSED_TEXT_BYTES) this.text = Buffer.allocUnsafe(FIRST_TEXT_BYTES);
+    if (this.text.length > REUSED_TEXT_BYTES) this.text = Buffer.allocUnsafe(MIN_TEXT_BYTES);
   }
 
   get full(): boolean {

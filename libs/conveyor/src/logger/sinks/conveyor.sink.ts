@@ -78,6 +78,8 @@ export class ConveyorLogSink implements LogSink {
   private readonly publisher: JetStreamPublisher;
   private readonly budget: LogBudget;
   private connected = true;
+  /** Message text of the last sealed batch. */
+  private lastTextBytes = 0;
   private readonly sealOpen = () => this.seal();
 
   constructor(
@@ -164,7 +166,8 @@ export class ConveyorLogSink implements LogSink {
     this.track(run.runId, 1);
     let batch = this.open;
     if (!batch) {
-      batch = this.open = this.spare.pop() ?? new ConveyorLogBatch(this.config.timestampFormat);
+      batch = this.open =
+        this.spare.pop() ?? new ConveyorLogBatch(this.config.timestampFormat, this.lastTextBytes * 1.125);
       // A handler that logs a few lines and awaits gets them sent as soon as it yields.
       queueMicrotask(this.sealOpen);
     }
@@ -177,6 +180,8 @@ export class ConveyorLogSink implements LogSink {
 
   private seal(): void {
     if (!this.open) return;
+    // The next batch is likely alike: sized for it, it needs no growing (copies) as lines come.
+    this.lastTextBytes = this.open.messageBytes;
     this.waitingLines += this.open.count;
     this.ready.push(this.open);
     this.open = undefined;
