@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Logger } from '@nestjs/common';
 import { LokiServer } from '@conveyor-ci/testing';
 import { LogBudget } from '../../libs/conveyor/src/logger/log-budget';
@@ -75,5 +77,43 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
     expect(Date.now() - started).toBeGreaterThanOrEqual(350);
     await sink.close(2000);
     expect(sink.stats.sent).toBe(50);
+  });
+
+  it('ends a push Loki never answers at timeoutMs, collections running meanwhile, and sends it once Loki answers', async () => {
+    // Node 20's fetch can lose a request's abort signal after a collection (nodejs/node#55428):
+    // the sink's own deadline must hold anyway, or every line behind the push waits for good.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const warnings: string[] = [];
+    const logger = {
+      log: () => undefined,
+      error: () => undefined,
+      warn: (m: unknown) => void warnings.push(String(m)),
+    };
+    const sink = new LokiLogSink(
+      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs: 10, timeoutMs: 300 },
+      10_000,
+      new LogBudget(1024 * 1024),
+      logger,
+      () => false,
+    );
+    const before = loki.entries({ driver: 'loki-driver' }).length;
+    loki.hang(true);
+    try {
+      const started = Date.now();
+      sink.write(line('pushed while Loki hangs'));
+      const collecting = setInterval(gc, 20);
+      const failedInTime = await until(() => warnings.length > 0, 3000);
+      clearInterval(collecting);
+      expect(failedInTime).toBe(true);
+      expect(warnings[0]).toMatch(/no answer within 300 ms.*retrying/);
+      expect(Date.now() - started).toBeLessThan(2000);
+    } finally {
+      loki.hang(false);
+    }
+    // The retry (after 0.5 s of backoff) is answered.
+    expect(await until(() => sink.stats.sent === 1, 3000)).toBe(true);
+    expect(loki.entries({ driver: 'loki-driver' }).length).toBe(before + 1);
+    await sink.close(1000);
   });
 });

@@ -5,6 +5,7 @@ import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { lokiAuthHeaders } from '../logger/sinks/loki.sink';
+import { fetchWithin } from '../logger/sinks/fetch-within';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
 
 /** A probe must answer quickly even when NATS or Loki hang. */
@@ -86,10 +87,11 @@ export class ConveyorHealthIndicators implements OnModuleDestroy {
     if (!this.config.loki) return undefined;
     const session = this.indicator.check('loki');
     try {
-      const response = await fetch(`${this.config.loki.url}/ready`, {
-        headers: lokiAuthHeaders(this.config.loki),
-        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      });
+      const response = await fetchWithin(
+        `${this.config.loki.url}/ready`,
+        { headers: lokiAuthHeaders(this.config.loki) },
+        PROBE_TIMEOUT_MS,
+      );
       return response.ok ? session.up() : session.down({ message: `GET /ready -> ${response.status}` });
     } catch (err) {
       return session.down({ message: this.config.redactor.redact((err as Error).message) });

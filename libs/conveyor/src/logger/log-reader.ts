@@ -1,5 +1,6 @@
 import type { NatsConnection, Subscription } from 'nats';
 import { ConveyorLog, assertSubjectToken } from '../protocol';
+import { fetchWithin } from './sinks/fetch-within';
 
 /** One line read back from Loki. */
 export interface LokiLogLine {
@@ -46,12 +47,13 @@ export async function queryLokiLogs(lokiUrl: string, query: LokiQuery): Promise<
     const params = new URLSearchParams({ query: selector, limit: String(limit), direction: 'forward' });
     if (start !== undefined) params.set('start', start.toString());
     if (query.end !== undefined) params.set('end', query.end.toString());
-    const response = await fetch(`${lokiUrl.replace(/\/+$/, '')}/loki/api/v1/query_range?${params}`, {
-      headers: query.tenant ? { 'X-Scope-OrgID': query.tenant } : {},
-      signal: AbortSignal.timeout(10_000),
-    });
-    if (!response.ok) throw new Error(`Loki query_range -> ${response.status}: ${await response.text()}`);
-    const body = (await response.json()) as {
+    const response = await fetchWithin(
+      `${lokiUrl.replace(/\/+$/, '')}/loki/api/v1/query_range?${params}`,
+      { headers: query.tenant ? { 'X-Scope-OrgID': query.tenant } : {} },
+      10_000,
+    );
+    if (!response.ok) throw new Error(`Loki query_range -> ${response.status}: ${response.text}`);
+    const body = JSON.parse(response.text) as {
       data: { result: { stream: Record<string, string>; values: [string, string][] }[] };
     };
     const page = body.data.result

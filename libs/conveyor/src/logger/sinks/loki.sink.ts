@@ -5,6 +5,7 @@ import { constants, gzip } from 'node:zlib';
 import type { LokiConfig } from '../../module/log.options';
 import { backoffDelay, sleep } from '../../transport/backoff';
 import { LogBudget } from '../log-budget';
+import { HttpAnswer, fetchWithin } from './fetch-within';
 import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
 import { RunBinding, formatUnixNanos } from '../run-scope';
 
@@ -186,6 +187,15 @@ export class LokiLogSink implements LogSink {
     }
   }
 
+  private pushOnce(body: Buffer, headers: Record<string, string>): Promise<HttpAnswer> {
+    return fetchWithin(
+      `${this.config.url}/loki/api/v1/push`,
+      { method: 'POST', headers, body },
+      this.config.timeoutMs,
+      this.stopping.signal,
+    );
+  }
+
   private async deliver(batch: Buffered[]): Promise<void> {
     // Encoded on a later turn: a handler logging in a tight loop fills a batch and must not pay
     // for its encoding inside a logger call.
@@ -203,17 +213,12 @@ export class LokiLogSink implements LogSink {
     for (let attempt = 1; ; attempt++) {
       let failure: string;
       try {
-        const response = await fetch(`${this.config.url}/loki/api/v1/push`, {
-          method: 'POST',
-          headers,
-          body,
-          signal: AbortSignal.any([AbortSignal.timeout(this.config.timeoutMs), this.stopping.signal]),
-        });
+        const response = await this.pushOnce(body, headers);
         if (response.ok) {
           this.stats.sent += batch.length;
           return;
         }
-        const text = (await response.text().catch(() => '')).slice(0, 300);
+        const text = response.text.slice(0, 300);
         if (response.status !== 429 && response.status < 500) {
           // Loki will refuse the same body again: retrying would only block the lines behind it.
           this.stats.dropped.rejected += batch.length;
