@@ -9,7 +9,8 @@ import { LokiLogSink } from '../../libs/conveyor/src/logger/sinks/loki.sink';
 
 /**
  * The Loki sink yields to the Conveyor sink: a push waits while that one is storing lines (a
- * run's result waits for those only), never longer than `batchIntervalMs` after its oldest line.
+ * run's result waits for those only), never longer than `deferMaxMs` after its oldest line, and
+ * never while its buffer holds half its byte budget.
  */
 describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', () => {
   let loki: LokiServer;
@@ -40,11 +41,11 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
       late: false,
     };
   };
-  const sinkWith = (behind: () => boolean, batchIntervalMs: number) =>
+  const sinkWith = (behind: () => boolean, deferMaxMs: number, budgetBytes = 1024 * 1024) =>
     new LokiLogSink(
-      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs, timeoutMs: 2000 },
+      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs: 100, deferMaxMs, timeoutMs: 2000 },
       10_000,
-      new LogBudget(1024 * 1024),
+      new LogBudget(budgetBytes),
       new Logger('loki-sink-spec'),
       behind,
     );
@@ -68,7 +69,7 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
     expect(sink.stats.sent).toBe(50);
   });
 
-  it('pushes anyway once its oldest line is batchIntervalMs old (a flood, or NATS that never answers)', async () => {
+  it('pushes anyway once its oldest line is deferMaxMs old (a flood, or NATS that never answers)', async () => {
     const sink = sinkWith(() => true, 400);
     const before = loki.entries({ driver: 'loki-driver' }).length;
     const started = Date.now();
@@ -77,6 +78,22 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
     expect(Date.now() - started).toBeGreaterThanOrEqual(350);
     await sink.close(2000);
     expect(sink.stats.sent).toBe(50);
+  });
+
+  it('pushes at once, the Conveyor sink busy or not, when waiting would fill half its byte budget', async () => {
+    // 40 lines cost about 8 KiB buffered (message and entry): over half of a 12 KiB budget.
+    const sink = sinkWith(() => true, 60_000, 12 * 1024);
+    const before = loki.entries({ driver: 'loki-driver' }).length;
+    try {
+      for (let i = 0; i < 40; i++) sink.write(line(`pressed line ${i} ${'x'.repeat(40)}`));
+      expect(await until(() => loki.entries({ driver: 'loki-driver' }).length > before, 2000)).toBe(true);
+      // Nothing was refused for want of room: waiting gave way before the budget ran out.
+      expect(sink.stats.dropped.budget).toBe(0);
+    } finally {
+      // Closing ends every wait (the rest is pushed now), failed assertions or not.
+      await sink.close(2000);
+    }
+    expect(sink.stats.sent).toBe(40);
   });
 
   it('ends a push Loki never answers at timeoutMs, collections running meanwhile, and sends it once Loki answers', async () => {
@@ -91,7 +108,7 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
       warn: (m: unknown) => void warnings.push(String(m)),
     };
     const sink = new LokiLogSink(
-      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs: 10, timeoutMs: 300 },
+      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs: 10, deferMaxMs: 10, timeoutMs: 300 },
       10_000,
       new LogBudget(1024 * 1024),
       logger,

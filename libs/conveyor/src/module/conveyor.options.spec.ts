@@ -212,6 +212,7 @@ describe('resolveConveyorConfig', () => {
       legacyLabels: true,
       batchBytes: 2048,
       batchIntervalMs: 1000,
+      deferMaxMs: 5000,
       timeoutMs: 10_000,
     });
     expect(config.logs).toMatchObject({ timestampFormat: 'unix', legacySubject: true, maxLineBytes: 1000 });

@@ -61,6 +61,13 @@ export interface ConveyorLokiOptions {
   batchBytes?: number;
   /** …or when its oldest line is this old. Default 1 000 ms. */
   batchIntervalMs?: number;
+  /**
+   * How long a push may wait while the Conveyor sink is storing lines, counted from the batch's
+   * oldest line (a push never waits while Loki's buffer holds half its byte budget). On a small
+   * node a push (JSON, gzip, the request) takes CPU from the NATS server storing the lines a
+   * result waits for; Loki readers see a flood's lines up to this much later. Default 5 000 ms.
+   */
+  deferMaxMs?: number;
   /** Per request. Default 10 000 ms. */
   timeoutMs?: number;
 }
@@ -89,6 +96,7 @@ export interface LokiConfig {
   legacyLabels: boolean;
   batchBytes: number;
   batchIntervalMs: number;
+  deferMaxMs: number;
   timeoutMs: number;
 }
 
@@ -208,6 +216,7 @@ export function resolveLogConfig(
       legacyLabels: bool('loki.legacyLabels', loki.legacyLabels, 'LOKI_LEGACY_LABELS', false),
       batchBytes: number('loki.batchBytes', loki.batchBytes, undefined, 1024 * 1024, 1),
       batchIntervalMs: number('loki.batchIntervalMs', loki.batchIntervalMs, undefined, 1000, 1),
+      deferMaxMs: number('loki.deferMaxMs', loki.deferMaxMs, undefined, 5000, 0),
       timeoutMs: number('loki.timeoutMs', loki.timeoutMs, undefined, 10_000, 1),
     },
   };

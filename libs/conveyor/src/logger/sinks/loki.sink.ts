@@ -58,6 +58,7 @@ export class LokiLogSink implements LogSink {
   private timer?: NodeJS.Timeout;
   private sending?: Promise<void>;
   private readonly stopping = new AbortController();
+  private closing = false;
   private readonly streams = new WeakMap<RunBinding, Map<LogEntry['level'], LokiStream>>();
   private lastStream?: { binding: RunBinding; level: LogEntry['level']; stream: LokiStream };
 
@@ -69,11 +70,11 @@ export class LokiLogSink implements LogSink {
     private readonly budget: LogBudget,
     private readonly logger: LoggerService,
     /**
-     * True while the Conveyor sink is busy storing lines: a push then waits, up to
-     * `batchIntervalMs` after its oldest line was logged. A run's result waits for its Conveyor
-     * lines only, and on a small machine a push (JSON, gzip, and a Loki nearby) takes CPU from
-     * the NATS server storing them; a second later costs a Loki reader nothing. Once lines are
-     * that old a push never waits, so a long flood ships to Loki at full speed.
+     * True while the Conveyor sink is busy storing lines: a push then waits, up to `deferMaxMs`
+     * after its oldest line was logged. A run's result waits for its Conveyor lines only, and on
+     * a small machine a push (JSON, gzip, and a Loki nearby) takes CPU from the NATS server
+     * storing them; a few seconds later costs a Loki reader little. Lines that old, or a buffer
+     * holding half its budget, are pushed at once: waiting must never make lines drop.
      */
     private readonly behind: () => boolean = () => false,
   ) {}
@@ -140,6 +141,8 @@ export class LokiLogSink implements LogSink {
   }
 
   async close(timeoutMs: number): Promise<void> {
+    // Shutting down, every line gets its push now: the flush timeout is for sending, not waiting.
+    this.closing = true;
     const deadline = setTimeout(() => this.stopping.abort(), timeoutMs);
     while (!this.stopping.signal.aborted && (this.buffer.length > 0 || this.sending)) {
       this.kick();
@@ -200,8 +203,13 @@ export class LokiLogSink implements LogSink {
     // Encoded on a later turn: a handler logging in a tight loop fills a batch and must not pay
     // for its encoding inside a logger call.
     await setImmediate();
-    const waitUntil = batch[0].entry.timeUs / 1000 + this.config.batchIntervalMs;
-    while (this.behind() && Date.now() < waitUntil && !this.stopping.signal.aborted) {
+    const waitUntil = batch[0].entry.timeUs / 1000 + this.config.deferMaxMs;
+    while (
+      this.behind() &&
+      Date.now() < waitUntil &&
+      this.budget.usedBytes * 2 < this.budget.limitBytes &&
+      !this.closing
+    ) {
       await sleep(BEHIND_POLL_MS, this.stopping.signal);
     }
     const body = await gzipAsync(this.pushBody(batch), GZIP_OPTIONS);
