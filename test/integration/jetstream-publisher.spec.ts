@@ -179,6 +179,30 @@ describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
     published.close();
   });
 
+  it('writes non-ASCII subjects and message ids in UTF-8, as nc.publish does (a driver may be named so)', async () => {
+    const nc = await client();
+    const live: string[] = [];
+    const sub = nc.subscribe('batchlive.>', { callback: (_e, m) => live.push(m.subject) });
+    await nc.flush();
+    const framed = new JetStreamPublisher(nc);
+    const published = new JetStreamPublisher(nc, { writer: publishFrameWriter(nc) });
+    await sendBatch(framed, batchOf('batchtest.räknare-a', ['one', 'two'], 'ö-a', 'batchlive.bygg-€-a'));
+    await sendBatch(published, batchOf('batchtest.räknare-b', ['one', 'two'], 'ö-b', 'batchlive.bygg-€-b'));
+    // Ids of one stream's window: the two must differ, or the second would be a duplicate.
+    await framed.publish('batchtest.räknare-a', Buffer.from('result'), 'körning-ā-a', 5000);
+    await published.publish('batchtest.räknare-b', Buffer.from('result'), 'körning-ā-b', 5000);
+    await nc.flush();
+    const stored = await storedMessages();
+    const of = (s: string) =>
+      stored.filter((m) => m.subject === `batchtest.räknare-${s}`).map((m) => `${m.msgId} ${m.body}`);
+    expect(of('a')).toEqual(['ö-a-0 one', 'ö-a-1 two', 'körning-ā-a result']);
+    expect(of('b')).toEqual(['ö-b-0 one', 'ö-b-1 two', 'körning-ā-b result']);
+    expect(live.sort()).toEqual(['batchlive.bygg-€-a', 'batchlive.bygg-€-a', 'batchlive.bygg-€-b', 'batchlive.bygg-€-b']);
+    sub.unsubscribe();
+    framed.close();
+    published.close();
+  });
+
   it('refuses a frame over max_payload before writing anything of its batch', async () => {
     const nc = await client();
     const publisher = new JetStreamPublisher(nc);

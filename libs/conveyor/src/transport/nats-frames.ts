@@ -3,8 +3,9 @@ import { decimalLength, putBytes, putCrlf, putDecimal } from './ascii-bytes';
 
 /**
  * A subject that many frames go to and, for stored ones, the `Nats-Msg-Id` they start with, both
- * encoded once: a run's log lines share them by the thousand. Subjects, run ids, driver names
- * and message ids are validated ASCII, so their lengths are their byte counts.
+ * encoded once: a run's log lines share them by the thousand. UTF-8, as nats.js writes them: a
+ * subject token may be any non-ASCII name (a driver's), and its spelling must be the one the
+ * subscribers use.
  */
 export class FrameTarget {
   /** `HPUB {subject} ` */
@@ -18,9 +19,9 @@ export class FrameTarget {
     readonly subject: string,
     readonly msgIdPrefix = '',
   ) {
-    this.storedHead = Buffer.from(`HPUB ${subject} `, 'latin1');
-    this.coreHead = Buffer.from(`PUB ${subject} `, 'latin1');
-    this.header = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdPrefix}`, 'latin1');
+    this.storedHead = Buffer.from(`HPUB ${subject} `, 'utf8');
+    this.coreHead = Buffer.from(`PUB ${subject} `, 'utf8');
+    this.header = Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${msgIdPrefix}`, 'utf8');
   }
 }
 
@@ -110,14 +111,15 @@ class ProtocolFrameWriter implements FrameWriter {
     payload: Uint8Array | FramePayload,
     payloadBytes: number,
   ): void {
-    const suffix = typeof idSuffix === 'number' ? decimalLength(idSuffix) : idSuffix.length;
+    const suffix = typeof idSuffix === 'number' ? decimalLength(idSuffix) : Buffer.byteLength(idSuffix);
     const headerBytes = target.header.length + suffix + HEADER_END_BYTES;
     const total = headerBytes + payloadBytes;
     this.check(total);
-    const buf = this.room(target.storedHead.length + reply.length + SIZES_ROOM + total);
+    const replyBytes = reply ? Buffer.byteLength(reply) : 0;
+    const buf = this.room(target.storedHead.length + replyBytes + SIZES_ROOM + total);
     let at = putBytes(buf, this.at, target.storedHead);
     if (reply) {
-      at += buf.write(reply, at, 'latin1');
+      at += buf.write(reply, at, 'utf8');
       buf[at++] = SPACE;
     }
     at = putDecimal(buf, at, headerBytes);
@@ -125,7 +127,7 @@ class ProtocolFrameWriter implements FrameWriter {
     at = putCrlf(buf, putDecimal(buf, at, total));
     at = putBytes(buf, at, target.header);
     at =
-      typeof idSuffix === 'number' ? putDecimal(buf, at, idSuffix) : at + buf.write(idSuffix, at, 'latin1');
+      typeof idSuffix === 'number' ? putDecimal(buf, at, idSuffix) : at + buf.write(idSuffix, at, 'utf8');
     at = putCrlf(buf, putCrlf(buf, at));
     const start = at;
     if (payload instanceof Uint8Array) {
