@@ -203,6 +203,19 @@ describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
     published.close();
   });
 
+  it('says what it still holds: a small write waits in nats.js until the task ends, none once it went', async () => {
+    const nc = await client();
+    const publisher = new JetStreamPublisher(nc);
+    const stored = sendBatch(publisher, batchOf('batchtest.held', ['a line', 'another'], 'held'));
+    // Under the size written at once, the frames wait in nats.js's outbound buffer for the task's end.
+    expect(publisher.heldBytes()).toBeGreaterThan(0);
+    await stored;
+    expect(publisher.heldBytes()).toBe(0);
+    // A writer that cannot see nats.js's buffers never claims they are empty.
+    expect(publishFrameWriter(nc).heldBytes()).toBe(Infinity);
+    publisher.close();
+  });
+
   it('refuses a frame over max_payload before writing anything of its batch', async () => {
     const nc = await client();
     const publisher = new JetStreamPublisher(nc);

@@ -109,6 +109,11 @@ export class JetStreamPublisher {
     void this.resendAfterReconnects();
   }
 
+  /** Bytes written but still in this process, not yet taken by the socket (see FrameWriter). */
+  heldBytes(): number {
+    return this.writer.heldBytes();
+  }
+
   /** Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored. */
   publish(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<StoredAck> {
     return new Promise<StoredAck>((resolve, reject) =>

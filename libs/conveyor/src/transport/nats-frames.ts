@@ -56,6 +56,11 @@ export interface FrameWriter {
   flush(): number;
   /** Forgets what was written since the last flush (a batch that failed half way is not sent). */
   discard(): void;
+  /**
+   * Bytes flushed but still in this process (nats.js's outbound buffer, the socket's queue), not
+   * yet taken by the kernel; `Infinity` when the writer cannot tell.
+   */
+  heldBytes(): number;
 }
 
 /** The part of nats.js's (2.x) protocol handler the raw writer needs. */
@@ -63,6 +68,8 @@ interface ProtocolHandler {
   sendCommand(cmd: string | Uint8Array, ...payloads: Uint8Array[]): void;
   flushPending?(): void;
   noMorePublishing?: boolean;
+  outbound?: { size?(): number };
+  transport?: { socket?: { writableLength?: number } };
 }
 
 /**
@@ -159,19 +166,27 @@ class ProtocolFrameWriter implements FrameWriter {
   flush(): number {
     const { buf, at } = this;
     if (!buf || at === 0) return 0;
-    // Handed over for good (nats.js and the socket may hold it until written): never reused.
-    this.buf = undefined;
     this.at = 0;
     this.lastAt = -1;
     this.expected = Math.max(MIN_BUFFER_BYTES, at + (at >> 3));
     this.protocol.sendCommand(buf.subarray(0, at));
     if (at >= WRITE_NOW_BYTES) this.protocol.flushPending?.();
+    // Reused only when the socket took every byte at once: nothing in nats.js or Node refers to it
+    // then (a write left pending keeps its buffer). A flood otherwise leaves a frame buffer of
+    // garbage per batch, tens of MB between collections.
+    if (this.heldBytes() !== 0) this.buf = undefined;
     return at;
   }
 
   discard(): void {
     this.at = 0;
     this.lastAt = -1;
+  }
+
+  heldBytes(): number {
+    const outbound = this.protocol.outbound?.size?.();
+    const socket = this.protocol.transport?.socket?.writableLength;
+    return typeof outbound === 'number' && typeof socket === 'number' ? outbound + socket : Infinity;
   }
 
   private room(bytes: number): Buffer {
@@ -235,6 +250,10 @@ class PublishFrameWriter implements FrameWriter {
   discard(): void {
     this.bytes = 0;
     this.last = undefined;
+  }
+
+  heldBytes(): number {
+    return Infinity;
   }
 }
 

@@ -34,6 +34,7 @@ class RecordingWriter implements FrameWriter {
 
   flush = () => 0;
   discard = () => undefined;
+  heldBytes = () => 0;
 }
 
 const fields = {

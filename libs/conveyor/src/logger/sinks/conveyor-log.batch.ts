@@ -156,6 +156,8 @@ export class ConveyorLogBatch implements StoredBatch {
    */
   wireEstimate = 0;
   wireBytes = 0;
+  /** Of `wireBytes`, what the budget still counts: frames this process holds, not the kernel. */
+  wireHeld = 0;
   attempt = 0;
   firstTry = 0;
   private readonly runs: RunSubjects[] = [];
@@ -196,6 +198,7 @@ export class ConveyorLogBatch implements StoredBatch {
     this.cost = 0;
     this.wireEstimate = 0;
     this.wireBytes = 0;
+    this.wireHeld = 0;
     this.attempt = 0;
     this.firstTry = 0;
     this.runs.length = 0;
