@@ -197,7 +197,12 @@ describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
       stored.filter((m) => m.subject === `batchtest.räknare-${s}`).map((m) => `${m.msgId} ${m.body}`);
     expect(of('a')).toEqual(['ö-a-0 one', 'ö-a-1 two', 'körning-ā-a result']);
     expect(of('b')).toEqual(['ö-b-0 one', 'ö-b-1 two', 'körning-ā-b result']);
-    expect(live.sort()).toEqual(['batchlive.bygg-€-a', 'batchlive.bygg-€-a', 'batchlive.bygg-€-b', 'batchlive.bygg-€-b']);
+    expect(live.sort()).toEqual([
+      'batchlive.bygg-€-a',
+      'batchlive.bygg-€-a',
+      'batchlive.bygg-€-b',
+      'batchlive.bygg-€-b',
+    ]);
     sub.unsubscribe();
     framed.close();
     published.close();

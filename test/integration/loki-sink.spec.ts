@@ -43,7 +43,14 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
   };
   const sinkWith = (behind: () => boolean, deferMaxMs: number, budgetBytes = 1024 * 1024) =>
     new LokiLogSink(
-      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs: 100, deferMaxMs, timeoutMs: 2000 },
+      {
+        url: loki.url,
+        legacyLabels: false,
+        batchBytes: 1024,
+        batchIntervalMs: 100,
+        deferMaxMs,
+        timeoutMs: 2000,
+      },
       10_000,
       new LogBudget(budgetBytes),
       new Logger('loki-sink-spec'),
@@ -108,7 +115,14 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
       warn: (m: unknown) => void warnings.push(String(m)),
     };
     const sink = new LokiLogSink(
-      { url: loki.url, legacyLabels: false, batchBytes: 1024, batchIntervalMs: 10, deferMaxMs: 10, timeoutMs: 300 },
+      {
+        url: loki.url,
+        legacyLabels: false,
+        batchBytes: 1024,
+        batchIntervalMs: 10,
+        deferMaxMs: 10,
+        timeoutMs: 300,
+      },
       10_000,
       new LogBudget(1024 * 1024),
       logger,

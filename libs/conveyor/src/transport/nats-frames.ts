@@ -133,8 +133,7 @@ class ProtocolFrameWriter implements FrameWriter {
     buf[at++] = SPACE;
     at = putCrlf(buf, putDecimal(buf, at, total));
     at = putBytes(buf, at, target.header);
-    at =
-      typeof idSuffix === 'number' ? putDecimal(buf, at, idSuffix) : at + buf.write(idSuffix, at, 'utf8');
+    at = typeof idSuffix === 'number' ? putDecimal(buf, at, idSuffix) : at + buf.write(idSuffix, at, 'utf8');
     at = putCrlf(buf, putCrlf(buf, at));
     const start = at;
     if (payload instanceof Uint8Array) {
