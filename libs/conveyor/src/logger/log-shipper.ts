@@ -15,10 +15,10 @@ import { ConveyorLogSink } from './sinks/conveyor.sink';
 import { LegacyLiveLogSink } from './sinks/legacy-live.sink';
 import { LokiLogSink } from './sinks/loki.sink';
 
-/** Counters of the DriverLogger, for the metrics endpoint. */
 /** Whether a line is also written to the process log: always, never, or within the step-output rate. */
 type ProcessLogCopy = 'always' | 'never' | 'limited';
 
+/** Counters of the DriverLogger, for the metrics endpoint. */
 export interface LogStats {
   /** Lines of runs (after splitting) handed to the sinks. */
   lines: number;
