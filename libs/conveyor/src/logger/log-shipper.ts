@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
-import { TraceIds, activeTraceIds, loadTracing } from '../tracing/optional-tracing';
+import { NO_TRACE_IDS, TraceIds, activeTraceIds, loadTracing } from '../tracing/optional-tracing';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { createLineStream } from './line-stream';
 import { limitLine, maskSecrets } from './line-limits';
@@ -127,7 +127,7 @@ export class LogShipper {
     }
     const masked = this.maskText(binding, text);
     const safeFields = this.maskFields(binding, fields);
-    const ids = activeTraceIds();
+    const ids = binding.traced ? activeTraceIds() : NO_TRACE_IDS;
     const fromStream = origin === 'stream';
     // Step output reaches the process log only when configured, and rate-limited then.
     const processLog: ProcessLogCopy =

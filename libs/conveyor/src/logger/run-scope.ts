@@ -29,6 +29,8 @@ export interface RunBinding {
   clockSubNs: number;
   /** Sequence of the run's lines, for `Nats-Msg-Id` de-duplication. */
   seq: number;
+  /** The run's span is a real one (see RunSpan.traced): its lines look up their trace ids. */
+  traced: boolean;
   /** The run's ReconcileContext once created (a handler without `@Ctx()` is found through it). */
   context?: object;
 }
@@ -39,7 +41,15 @@ export const runScope = new AsyncLocalStorage<RunBinding>();
 export function createRunBinding(
   fields: Omit<
     RunBinding,
-    'resultSent' | 'secrets' | 'clockUs' | 'clockSubNs' | 'seq' | 'context' | 'maskList' | 'processLog'
+    | 'resultSent'
+    | 'secrets'
+    | 'clockUs'
+    | 'clockSubNs'
+    | 'seq'
+    | 'traced'
+    | 'context'
+    | 'maskList'
+    | 'processLog'
   >,
 ): RunBinding {
   // Written out rather than spread: one object shape per message on the hot path.
@@ -54,52 +64,66 @@ export function createRunBinding(
     resourceType: fields.resourceType,
     resultSent: false,
     secrets: new Set(),
-    clockUs: 0,
+    // NaN (no stamp yet), not 0: the field is a double from the start, so the first stamp does not
+    // change the binding's shape under the code that reads it.
+    clockUs: Number.NaN,
     clockSubNs: 0,
     seq: 0,
+    traced: false,
   };
 }
 
 /**
  * Now in µs since the epoch: the monotonic clock, anchored to the wall clock (`Date.now()`, which
- * follows NTP, unlike `performance.timeOrigin + now()`, which drifts over a long uptime) again
- * every ANCHOR_MS. Sub-millisecond precision matters: Loki keeps one of two entries equal in
- * (timestamp, line) within a stream, and a stream holds every run of a driver (`driver`, `event`,
- * `level`): two runs printing the same line within one millisecond would lose one of them. One
- * clock read per line (lines come by the hundred thousand); advanceClock keeps them in order when
- * an anchoring moves the clock back.
+ * follows NTP, unlike `performance.timeOrigin + now()`, which drifts over a long uptime) at the
+ * first call and again every ANCHOR_MS by a timer. Sub-millisecond precision matters: Loki keeps
+ * one of two entries equal in (timestamp, line) within a stream, and a stream holds every run of a
+ * driver (`driver`, `event`, `level`): two runs printing the same line within one millisecond would
+ * lose one of them. One clock read per line (lines come by the hundred thousand), and no branch
+ * that only every 100th millisecond takes: V8's optimised code meets such a branch without type
+ * feedback and throws away the compiled logging path around it (advanceClock keeps lines in order
+ * when an anchoring moves the clock back).
  */
 export function nowUs(): number {
   const monoUs = Math.floor(performance.now() * 1000);
-  if (monoUs - wall.anchoredAtUs >= ANCHOR_MS * 1000) {
-    wall.offsetUs = Date.now() * 1000 - monoUs;
-    wall.anchoredAtUs = monoUs;
-  }
+  if (!wall.anchoring) startAnchoring(monoUs);
   return wall.offsetUs + monoUs;
 }
 
-const ANCHOR_MS = 100;
-const wall = { offsetUs: 0, anchoredAtUs: -Infinity };
+const ANCHOR_MS = 1000;
+/** NaN, not 0: the field holds a double from the start (a small integer first would change its shape). */
+const wall = { offsetUs: Number.NaN, anchoring: false };
 
-/** The last stamp given to any line of this process. */
-const processClock = { us: 0, subNs: 0 };
+function anchor(monoUs = Math.floor(performance.now() * 1000)): void {
+  wall.offsetUs = Date.now() * 1000 - monoUs;
+}
+
+function startAnchoring(monoUs: number): void {
+  wall.anchoring = true;
+  anchor(monoUs);
+  setInterval(anchor, ANCHOR_MS).unref();
+}
+
+/** The last stamp given to any line of this process (`us` a double from the start, as in `wall`). */
+const processClock = { us: Number.NEGATIVE_INFINITY, subNs: 0 };
 
 /**
  * Stamps the next line of `binding`'s run, logged at `atUs`: strictly after every line this process
  * stamped before (bumped by 1 ns when not), so a run's lines are in order (the server replays logs
  * in key order `pipeline|driver|runid|timestamp|uuid`) and no two lines of the process share a
  * stamp (Loki would drop one of two equal lines at one stamp). The stamp is left in the binding.
+ * Arithmetic rather than branches: the bump is rare (two lines within one µs), and a branch first
+ * taken deep into a flood would deoptimise every caller it was inlined into.
  */
 export function advanceClock(binding: RunBinding, atUs = nowUs()): void {
   const clock = processClock;
-  if (atUs > clock.us) {
-    clock.us = atUs;
-    clock.subNs = 0;
-  } else if (clock.subNs < 999) clock.subNs += 1;
-  else {
-    clock.us += 1;
-    clock.subNs = 0;
-  }
+  const stays = Number(atUs <= clock.us);
+  // 1 ns on when the clock did not move past the last stamp, else 0; 1000 ns carry into the µs.
+  const subNs = (clock.subNs + 1) * stays;
+  // A comparison, not `Math.floor(subNs / 1000)`: V8 speculates that 0 / 1000 stays a whole number.
+  const carry = Number(subNs >= 1000);
+  clock.us = Math.max(atUs, clock.us) + carry;
+  clock.subNs = subNs - carry * 1000;
   binding.clockUs = clock.us;
   binding.clockSubNs = clock.subNs;
 }

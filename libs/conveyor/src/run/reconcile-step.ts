@@ -101,6 +101,7 @@ export async function reconcileStep(
         'messaging.destination.name': message.subject,
       };
       return inRunSpan(`reconcile ${route.resource}`, attributes, async (span) => {
+        binding.traced = span.traced;
         try {
           const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
           const report = await runReconcile({

@@ -3,13 +3,24 @@ import { optionalPeer } from '../module/optional-peer';
 
 /** What a run does with its span: the part of OpenTelemetry's `Span` the runtime uses. */
 export interface RunSpan {
+  /**
+   * The span is a real one (an SDK is registered): the run's log lines then carry the ids of the
+   * span active where they are logged. Without it no span of the run can be valid, and a line
+   * skips the lookup (three calls into OpenTelemetry's API per line, by the hundred thousand).
+   */
+  readonly traced: boolean;
   setAttribute(key: string, value: string | number): void;
   /** Marks the span failed with a short, bounded description (the settlement kind). */
   fail(description: string): void;
   end(): void;
 }
 
-const noSpan: RunSpan = { setAttribute: () => undefined, fail: () => undefined, end: () => undefined };
+const noSpan: RunSpan = {
+  traced: false,
+  setAttribute: () => undefined,
+  fail: () => undefined,
+  end: () => undefined,
+};
 
 /** `@opentelemetry/api` when the app has it installed (an optional peer). */
 const otel = () => optionalPeer<typeof OtelApi>('@opentelemetry/api');
@@ -28,6 +39,7 @@ export function inRunSpan<T>(
   const tracer = o.trace.getTracer('@conveyor-ci/nestjs');
   return tracer.startActiveSpan(name, { kind: o.SpanKind.CONSUMER, attributes }, (span) =>
     fn({
+      traced: o.isSpanContextValid(span.spanContext()),
       setAttribute: (key, value) => void span.setAttribute(key, value),
       fail: (description) => void span.setStatus({ code: o.SpanStatusCode.ERROR, message: description }),
       end: () => span.end(),
@@ -41,13 +53,14 @@ export interface TraceIds {
   spanId?: string;
 }
 
-const NO_IDS: TraceIds = Object.freeze({});
+/** No trace: a line logged outside any valid span. */
+export const NO_TRACE_IDS: TraceIds = Object.freeze({});
 
 /** The active span's trace and span ids, for log lines (none outside a valid span). */
 export function activeTraceIds(): TraceIds {
   const o = otel();
   const span = o?.trace.getActiveSpan()?.spanContext();
-  return span && o!.isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : NO_IDS;
+  return span && o!.isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : NO_TRACE_IDS;
 }
 
 /** Loads `@opentelemetry/api` now if installed (at startup, not inside the first run's first log call). */

@@ -86,7 +86,16 @@ export class ConveyorLogSink implements LogSink {
   private connected = true;
   /** Message text of the last sealed batch. */
   private lastTextBytes = 0;
-  private readonly sealOpen = () => this.seal();
+  /**
+   * One microtask seals the open batch when the current task yields: queued once per task, not
+   * per batch (a flood opens hundreds of batches in one synchronous loop, and with
+   * AsyncLocalStorage in use each queueMicrotask makes an async resource).
+   */
+  private sealQueued = false;
+  private readonly sealOpen = () => {
+    this.sealQueued = false;
+    this.seal();
+  };
 
   constructor(
     private readonly nc: NatsConnection,
@@ -173,7 +182,10 @@ export class ConveyorLogSink implements LogSink {
       batch = this.open =
         this.spare.pop() ?? new ConveyorLogBatch(this.config.timestampFormat, this.lastTextBytes * 1.125);
       // A handler that logs a few lines and awaits gets them sent as soon as it yields.
-      queueMicrotask(this.sealOpen);
+      if (!this.sealQueued) {
+        this.sealQueued = true;
+        queueMicrotask(this.sealOpen);
+      }
     }
     // What was reserved was the message and its columns; the batch says what it really holds.
     const held = batch.add(run, line, this.connected, marker);
