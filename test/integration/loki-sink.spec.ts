@@ -88,11 +88,11 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
   });
 
   it('pushes at once, the Conveyor sink busy or not, when waiting would fill half its byte budget', async () => {
-    // 40 lines cost about 8 KiB buffered (message and entry): over half of a 12 KiB budget.
+    // 60 lines cost about 9 KiB buffered (message and record): over half of a 12 KiB budget.
     const sink = sinkWith(() => true, 60_000, 12 * 1024);
     const before = loki.entries({ driver: 'loki-driver' }).length;
     try {
-      for (let i = 0; i < 40; i++) sink.write(line(`pressed line ${i} ${'x'.repeat(40)}`));
+      for (let i = 0; i < 60; i++) sink.write(line(`pressed line ${i} ${'x'.repeat(40)}`));
       expect(await until(() => loki.entries({ driver: 'loki-driver' }).length > before, 2000)).toBe(true);
       // Nothing was refused for want of room: waiting gave way before the budget ran out.
       expect(sink.stats.dropped.budget).toBe(0);
@@ -100,7 +100,7 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
       // Closing ends every wait (the rest is pushed now), failed assertions or not.
       await sink.close(2000);
     }
-    expect(sink.stats.sent).toBe(40);
+    expect(sink.stats.sent).toBe(60);
   });
 
   it('ends a push Loki never answers at timeoutMs, collections running meanwhile, and sends it once Loki answers', async () => {

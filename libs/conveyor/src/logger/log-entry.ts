@@ -47,6 +47,10 @@ export function emptySinkStats(): SinkStats {
 /** A destination of run log lines. `write` never throws and never waits. */
 export interface LogSink {
   readonly name: string;
+  /**
+   * Takes one line. The entry is the shipper's and is reused for the next line: a sink copies
+   * what it keeps (lines come by the hundred thousand, and one object less each is GC time).
+   */
   write(entry: LogEntry): void;
   /** Resolves once every line of `runId` given so far is stored, or at the deadline. */
   flushRun?(runId: string, timeoutMs: number): Promise<void>;

@@ -60,6 +60,9 @@ export class LogShipper {
   private readonly counts = { lines: 0, late: 0, split: 0, truncated: 0 };
   private readonly budget: LogBudget;
   private readonly streamLimiter: ProcessLogLimiter;
+  /** The entry handed to the sinks, filled anew for each line; in use while they take one. */
+  private readonly entry: LogEntry = blankEntry(undefined);
+  private entryInUse = false;
 
   constructor(@Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig) {
     const { logs } = config;
@@ -156,22 +159,26 @@ export class LogShipper {
     const late = binding.resultSent;
     binding.seq += 1;
     advanceClock(binding);
-    const entry: LogEntry = {
-      binding,
-      level,
-      message: piece,
-      bytes: Buffer.byteLength(piece),
-      fields,
-      timeUs: binding.clockUs,
-      timeSubNs: binding.clockSubNs,
-      seq: binding.seq,
-      late,
-      traceId: ids.traceId,
-      spanId: ids.spanId,
-    };
+    // One entry for every line (sinks copy what they keep), unless a sink logs into this run
+    // while taking the line (a Nest logger routed to DriverLogger): that line gets its own.
+    const nested = this.entryInUse;
+    const entry = nested ? blankEntry(binding) : this.entry;
+    entry.binding = binding;
+    entry.level = level;
+    entry.message = piece;
+    entry.bytes = Buffer.byteLength(piece);
+    entry.fields = fields;
+    entry.timeUs = binding.clockUs;
+    entry.timeSubNs = binding.clockSubNs;
+    entry.seq = binding.seq;
+    entry.late = late;
+    entry.traceId = ids.traceId;
+    entry.spanId = ids.spanId;
     this.counts.lines += 1;
     if (late) this.counts.late += 1;
+    this.entryInUse = true;
     for (const sink of this.sinks) sink.write(entry);
+    this.entryInUse = nested;
     if (processLog === 'always' || (processLog === 'limited' && this.streamLimiter.allow(piece.length))) {
       const extra = ids.traceId ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
       processLogOf(binding)(level, piece, fields, extra, late);
@@ -248,4 +255,21 @@ export class LogShipper {
       sinks,
     };
   }
+}
+
+/** Every field written, in one order: the reused entry and a nested one share their shape. */
+function blankEntry(binding: RunBinding | undefined): LogEntry {
+  return {
+    binding: binding as RunBinding,
+    level: 'info',
+    message: '',
+    bytes: 0,
+    fields: undefined,
+    timeUs: Number.NaN,
+    timeSubNs: 0,
+    seq: 0,
+    late: false,
+    traceId: undefined,
+    spanId: undefined,
+  };
 }

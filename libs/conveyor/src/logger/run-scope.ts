@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { decimalLength, putBytes, putDecimal, putPadded } from '../transport/ascii-bytes';
+import { putPadded } from '../transport/ascii-bytes';
 
 /** The run a log line belongs to, and the per-run state its lines need. */
 export interface RunBinding {
@@ -130,52 +130,32 @@ export function advanceClock(binding: RunBinding, atUs = nowUs()): void {
 
 /** RFC 3339 in UTC with 9 fraction digits, e.g. `2026-11-23T14:05:06.123456789Z`. */
 export function formatRfc3339Nano(us: number, subNs: number): string {
-  const buf = Buffer.allocUnsafe(rfc3339NanoBytes(us));
-  return buf.toString('latin1', 0, writeRfc3339Nano(buf, 0, us, subNs));
-}
-
-/** Bytes of {@link writeRfc3339Nano}'s stamp (30 for years 1000 to 9999). */
-export function rfc3339NanoBytes(us: number): number {
-  return secondText(Math.floor(us / 1_000_000)).length + FRACTION_BYTES;
-}
-
-/** {@link formatRfc3339Nano}'s stamp written into `buf` at `at`; returns the offset after it. */
-export function writeRfc3339Nano(buf: Buffer, at: number, us: number, subNs: number): number {
   const second = Math.floor(us / 1_000_000);
-  at = putBytes(buf, at, secondText(second));
-  at = putPadded(buf, at, (us - second * 1_000_000) * 1000 + subNs, 9);
-  buf[at] = 0x5a; // Z
-  return at + 1;
+  const fraction = Buffer.allocUnsafe(STAMP_FRACTION_DIGITS);
+  putPadded(fraction, 0, nanosWithinSecond(us, subNs, second), STAMP_FRACTION_DIGITS);
+  return `${secondStamp(second, 'rfc3339')}${fraction.toString('latin1')}Z`;
 }
 
-/** Nine fraction digits and the `Z`. */
-const FRACTION_BYTES = 10;
+/** Digits after the second in an RFC 3339 stamp (before its `Z`). */
+export const STAMP_FRACTION_DIGITS = 9;
 
-/** `YYYY-MM-DDTHH:MM:SS.` of `second`: lines come thousands a second, the date part changes once. */
-function secondText(second: number): Buffer {
-  if (second !== lastSecond) {
-    lastSecond = second;
-    lastSecondText = Buffer.from(`${new Date(second * 1000).toISOString().slice(0, 19)}.`, 'latin1');
-  }
-  return lastSecondText;
+/**
+ * The part of a line's stamp that stays the same for a whole second: `YYYY-MM-DDTHH:MM:SS.` of
+ * an RFC 3339 stamp, or the unix seconds (Go's format, the whole stamp). Lines come by the
+ * thousand a second: writers encode it once a second and only the fraction per line.
+ */
+export function secondStamp(second: number, format: 'rfc3339' | 'unix'): string {
+  return format === 'unix' ? String(second) : `${new Date(second * 1000).toISOString().slice(0, 19)}.`;
 }
 
-let lastSecond = -1;
-let lastSecondText: Buffer = Buffer.alloc(0);
+/** Nanoseconds of a stamp within its `second` (below 10^9): the RFC 3339 fraction. */
+export function nanosWithinSecond(us: number, subNs: number, second: number): number {
+  return (us - second * 1_000_000) * 1000 + subNs;
+}
 
 /** Go runtime's format: unix seconds as a decimal string. */
 export function formatUnixSeconds(us: number): string {
   return String(Math.floor(us / 1_000_000));
-}
-
-/** Bytes of {@link formatUnixSeconds}'s stamp. */
-export function unixSecondsBytes(us: number): number {
-  return decimalLength(Math.floor(us / 1_000_000));
-}
-
-/** {@link formatUnixSeconds}'s stamp written into `buf` at `at`; returns the offset after it. */
-export function writeUnixSeconds(buf: Buffer, at: number, us: number): number {
-  return putDecimal(buf, at, Math.floor(us / 1_000_000));
 }
 
 /** Nanoseconds since the epoch as a decimal string (Loki's timestamps). */

@@ -105,6 +105,8 @@ class ProtocolFrameWriter implements FrameWriter {
   /** Where the last stored payload is in `buf` (-1: none since the last flush). */
   private lastAt = -1;
   private lastBytes = 0;
+  /** The server's `max_payload`, read with the connection checks at the start of a write. */
+  private maxPayload = Infinity;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -153,8 +155,8 @@ class ProtocolFrameWriter implements FrameWriter {
 
   coreCopy(target: FrameTarget): void {
     if (this.lastAt < 0) throw new Error('coreCopy() needs a stored() payload written before it');
+    // No check: the payload is the one the stored frame just wrote (checked, and within max_payload).
     const bytes = this.lastBytes;
-    this.check(bytes);
     const buf = this.room(target.coreHead.length + SIZES_ROOM + bytes);
     const at = putCrlf(buf, putDecimal(buf, putBytes(buf, this.at, target.coreHead), bytes));
     // The same bytes as the stored frame just written: copied, not encoded again.
@@ -196,11 +198,17 @@ class ProtocolFrameWriter implements FrameWriter {
     return (this.buf = next);
   }
 
+  /**
+   * The checks `nc.publish` makes, the connection's once per write: frames written together are
+   * written in one synchronous stretch, and the connection cannot close or drain within it.
+   */
   private check(bytes: number): void {
-    if (this.nc.isClosed()) throw NatsError.errorForCode(ErrorCode.ConnectionClosed);
-    if (this.protocol.noMorePublishing) throw NatsError.errorForCode(ErrorCode.ConnectionDraining);
-    const max = this.nc.info?.max_payload;
-    if (max !== undefined && bytes > max) throw NatsError.errorForCode(ErrorCode.MaxPayloadExceeded);
+    if (this.at === 0) {
+      if (this.nc.isClosed()) throw NatsError.errorForCode(ErrorCode.ConnectionClosed);
+      if (this.protocol.noMorePublishing) throw NatsError.errorForCode(ErrorCode.ConnectionDraining);
+      this.maxPayload = this.nc.info?.max_payload ?? Infinity;
+    }
+    if (bytes > this.maxPayload) throw NatsError.errorForCode(ErrorCode.MaxPayloadExceeded);
   }
 }
 

@@ -51,12 +51,12 @@ const binding = createRunBinding(fields);
 
 const US = Date.UTC(2026, 11, 1, 10, 0, 0) * 1000 + 123_456;
 
-function batchOf(format: 'rfc3339' | 'unix', messages: string[], marker = false) {
+function batchOf(format: 'rfc3339' | 'unix', messages: string[], marker = false, startUs = US) {
   const batch = new ConveyorLogBatch(format);
   messages.forEach((message, i) =>
     batch.add(
       subjectsOf(binding),
-      { message, bytes: Buffer.byteLength(message), timeUs: US + i, timeSubNs: i, seq: i + 1 },
+      { message, bytes: Buffer.byteLength(message), timeUs: startUs + i, timeSubNs: i, seq: i + 1 },
       true,
       marker,
     ),
@@ -112,6 +112,27 @@ describe('ConveyorLogBatch frames', () => {
         ];
       });
       expect(writer.frames).toEqual(expected);
+    },
+  );
+
+  it.each(['rfc3339', 'unix'] as const)(
+    'stamps lines either side of a second in their own second (%s), in one batch and after it',
+    (format) => {
+      // The stamp's fixed part is encoded once a second per run: a new second must renew it.
+      const beforeSecond = Date.UTC(2026, 11, 1, 10, 0, 59) * 1000 + 999_998;
+      const stamps = (writer: RecordingWriter) =>
+        writer.frames
+          .filter((f) => f.subject === 'logs.r-1')
+          .map((f) => (JSON.parse(f.payload) as { timestamp: string }).timestamp);
+      const writer = new RecordingWriter();
+      batchOf(format, ['a', 'b', 'c', 'd'], false, beforeSecond).writeFrames(writer, 'f', 'l', true);
+      const later = new RecordingWriter();
+      batchOf(format, ['e'], false, beforeSecond + 3_000_000).writeFrames(later, 'f', 'l', true);
+      const want = (us: number, subNs: number) =>
+        format === 'unix' ? formatUnixSeconds(us) : formatRfc3339Nano(us, subNs);
+      expect(stamps(writer)).toEqual([0, 1, 2, 3].map((i) => want(beforeSecond + i, i)));
+      expect(stamps(writer)[2]).toBe(format === 'unix' ? '1796119260' : '2026-12-01T10:01:00.000000002Z');
+      expect(stamps(later)).toEqual([want(beforeSecond + 3_000_000, 0)]);
     },
   );
 

@@ -7,17 +7,11 @@ import {
   logMessageText,
   logSubject,
 } from '../../protocol';
-import { putBytes } from '../../transport/ascii-bytes';
 import type { StoredBatch } from '../../transport/jetstream.publisher';
 import { FramePayload, FrameTarget, FrameWriter } from '../../transport/nats-frames';
 import type { LogEntry } from '../log-entry';
-import {
-  RunBinding,
-  rfc3339NanoBytes,
-  unixSecondsBytes,
-  writeRfc3339Nano,
-  writeUnixSeconds,
-} from '../run-scope';
+import { putBytes, putPadded } from '../../transport/ascii-bytes';
+import { RunBinding, STAMP_FRACTION_DIGITS, nanosWithinSecond, secondStamp } from '../run-scope';
 
 /**
  * Lines per stored batch: one socket write and two PubAcks for this many lines (see
@@ -52,6 +46,13 @@ export interface RunSubjects {
   live: FrameTarget;
   /** The Log JSON up to the timestamp's value: the run's fields, encoded once. */
   head: Buffer;
+  /**
+   * `head` and the part of the stamp fixed within `leadSecond` (see secondStamp): one copy per
+   * line instead of two, encoded again once a second.
+   */
+  lead: Buffer;
+  leadSecond: number;
+  leadFormat?: TimestampFormat;
 }
 
 /** What the batch keeps of a line (a LogEntry is one). */
@@ -80,6 +81,9 @@ export function subjectsOf(binding: RunBinding): RunSubjects {
       stored: new FrameTarget(logSubject(binding.runId), deliveryIdPrefix(binding)),
       live: new FrameTarget(liveLogSubject(binding.runId, binding.driver)),
       head: Buffer.from(head, 'utf8'),
+      lead: Buffer.alloc(0),
+      leadSecond: Number.NaN,
+      leadFormat: undefined,
     };
     subjectsByRun.set(binding, subjects);
   }
@@ -87,38 +91,56 @@ export function subjectsOf(binding: RunBinding): RunSubjects {
 }
 
 const MIDDLE = Buffer.from(LOG_LINE_MIDDLE, 'latin1');
+/** The RFC 3339 stamp's `Z`, then what follows the stamp. */
+const Z_MIDDLE = Buffer.from(`Z${LOG_LINE_MIDDLE}`, 'latin1');
 const TAIL = Buffer.from(LOG_LINE_TAIL, 'latin1');
+
+/** `run.lead` for `second` (the run's first line of each second makes it). */
+function leadOf(run: RunSubjects, second: number, format: TimestampFormat): Buffer {
+  if (run.leadSecond !== second || run.leadFormat !== format) {
+    run.lead = Buffer.concat([run.head, Buffer.from(secondStamp(second, format), 'latin1')]);
+    run.leadSecond = second;
+    run.leadFormat = format;
+  }
+  return run.lead;
+}
+
+type TimestampFormat = 'rfc3339' | 'unix';
 
 /**
  * One line's Log JSON, written from its parts into the frame (reused for every line of a batch):
  * no JSON string is made per line, and the message is a copy of bytes encoded when it was queued.
  */
 class LogLinePayload implements FramePayload {
-  private head: Buffer = TAIL;
+  private lead: Buffer = TAIL;
   private source: Buffer = TAIL;
   private start = 0;
   private end = 0;
-  private us = 0;
-  private subNs = 0;
+  private nanos = 0;
+  private readonly rfc3339: boolean;
 
-  constructor(private readonly unix: boolean) {}
+  constructor(private readonly format: TimestampFormat) {
+    this.rfc3339 = format === 'rfc3339';
+  }
 
   /** Sets the line (its message text at `start`, `bytes` long, in `source`) and returns its payload's bytes. */
   set(run: RunSubjects, source: Buffer, start: number, bytes: number, us: number, subNs: number): number {
-    this.head = run.head;
+    const second = Math.floor(us / 1_000_000);
+    this.lead = leadOf(run, second, this.format);
     this.source = source;
     this.start = start;
     this.end = start + bytes;
-    this.us = us;
-    this.subNs = subNs;
-    const stampBytes = this.unix ? unixSecondsBytes(us) : rfc3339NanoBytes(us);
-    return run.head.length + stampBytes + MIDDLE.length + bytes + TAIL.length;
+    this.nanos = nanosWithinSecond(us, subNs, second);
+    const stampEnd = this.rfc3339 ? STAMP_FRACTION_DIGITS + Z_MIDDLE.length : MIDDLE.length;
+    return this.lead.length + stampEnd + bytes + TAIL.length;
   }
 
   writeTo(buf: Buffer, at: number): number {
-    at = putBytes(buf, at, this.head);
-    at = this.unix ? writeUnixSeconds(buf, at, this.us) : writeRfc3339Nano(buf, at, this.us, this.subNs);
-    at = putBytes(buf, at, MIDDLE);
+    at = putBytes(buf, at, this.lead);
+    if (this.rfc3339) {
+      at = putPadded(buf, at, this.nanos, STAMP_FRACTION_DIGITS);
+      at = putBytes(buf, at, Z_MIDDLE);
+    } else at = putBytes(buf, at, MIDDLE);
     at += this.source.copy(buf, at, this.start, this.end);
     return putBytes(buf, at, TAIL);
   }
@@ -172,8 +194,8 @@ export class ConveyorLogBatch implements StoredBatch {
   private readonly payload: LogLinePayload;
 
   /** `textBytes`: the message text its lines are expected to need. */
-  constructor(timestampFormat: 'rfc3339' | 'unix', textBytes = MIN_TEXT_BYTES) {
-    this.payload = new LogLinePayload(timestampFormat === 'unix');
+  constructor(timestampFormat: TimestampFormat, textBytes = MIN_TEXT_BYTES) {
+    this.payload = new LogLinePayload(timestampFormat);
     this.text = Buffer.allocUnsafe(Math.max(MIN_TEXT_BYTES, Math.ceil(textBytes)));
     // Widest first, so every view starts aligned to its element size.
     const columns = new ArrayBuffer(COLUMN_BYTES);

@@ -18,10 +18,17 @@ const GZIP_OPTIONS = { level: constants.Z_BEST_SPEED };
 /** Attempts per batch on 429/5xx/network errors before it is dropped (Promtail's default). */
 const MAX_ATTEMPTS = 10;
 
-/** A buffered line, as little as possible: its push entry is made when its batch is sent. */
+/**
+ * A buffered line, as little as possible: its push entry is made when its batch is sent. Copied
+ * from the LogEntry, which the shipper reuses for the next line.
+ */
 interface Buffered {
   stream: LokiStream;
-  entry: LogEntry;
+  message: string;
+  timeUs: number;
+  timeSubNs: number;
+  traceId: string | undefined;
+  spanId: string | undefined;
   bytes: number;
 }
 
@@ -36,11 +43,8 @@ interface LokiStream {
 /** How often a push waiting behind the Conveyor sink looks again. */
 const BEHIND_POLL_MS = 10;
 
-/**
- * What a buffered line costs beyond its message bytes: the entry the shipper made (shared with
- * the other sinks, counted here too) and the buffer's slot.
- */
-const BUFFERED_LINE_BYTES = 160;
+/** What a buffered line costs beyond its message bytes: its record and the buffer's slot. */
+const BUFFERED_LINE_BYTES = 96;
 
 /**
  * Grafana Loki sink: batches by size and age, gzip JSON to `POST /loki/api/v1/push`, retries 429, 5xx
@@ -84,7 +88,15 @@ export class LokiLogSink implements LogSink {
     if (this.buffer.length >= this.maxBuffered) return void (this.stats.dropped.overflow += 1);
     const bytes = entry.bytes + BUFFERED_LINE_BYTES;
     if (!this.budget.tryReserve(bytes)) return void (this.stats.dropped.budget += 1);
-    this.buffer.push({ stream: this.streamOf(entry.binding, entry.level), entry, bytes });
+    this.buffer.push({
+      stream: this.streamOf(entry.binding, entry.level),
+      message: entry.message,
+      timeUs: entry.timeUs,
+      timeSubNs: entry.timeSubNs,
+      traceId: entry.traceId,
+      spanId: entry.spanId,
+      bytes,
+    });
     this.bufferBytes += bytes;
     if (this.bufferBytes >= this.config.batchBytes) this.kick();
     else this.timer ??= setTimeout(() => this.kick(), this.config.batchIntervalMs);
@@ -120,11 +132,12 @@ export class LokiLogSink implements LogSink {
    * The push API's `[timestamp, line, metadata?]` of a buffered line, as JSON: written out rather
    * than made as arrays for JSON.stringify (a flooded run pushes a hundred thousand of them).
    */
-  private valueOf({ stream, entry }: Buffered): string {
-    const head = `["${formatUnixNanos(entry.timeUs, entry.timeSubNs)}",${JSON.stringify(entry.message)}`;
+  private valueOf(line: Buffered): string {
+    const { stream } = line;
+    const head = `["${formatUnixNanos(line.timeUs, line.timeSubNs)}",${JSON.stringify(line.message)}`;
     if (this.config.legacyLabels) return `${head}]`;
-    if (!entry.traceId) return `${head},${stream.metadataJson}]`;
-    const traced = { ...stream.metadata, trace_id: entry.traceId, span_id: entry.spanId! };
+    if (!line.traceId) return `${head},${stream.metadataJson}]`;
+    const traced = { ...stream.metadata, trace_id: line.traceId, span_id: line.spanId! };
     return `${head},${JSON.stringify(traced)}]`;
   }
 
@@ -203,7 +216,7 @@ export class LokiLogSink implements LogSink {
     // Encoded on a later turn: a handler logging in a tight loop fills a batch and must not pay
     // for its encoding inside a logger call.
     await setImmediate();
-    const waitUntil = batch[0].entry.timeUs / 1000 + this.config.deferMaxMs;
+    const waitUntil = batch[0].timeUs / 1000 + this.config.deferMaxMs;
     while (
       this.behind() &&
       Date.now() < waitUntil &&
