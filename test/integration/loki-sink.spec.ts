@@ -4,7 +4,7 @@ import { Logger } from '@nestjs/common';
 import { LokiServer } from '@conveyor-ci/testing';
 import { LogBudget } from '../../libs/conveyor/src/logger/log-budget';
 import type { LogEntry } from '../../libs/conveyor/src/logger/log-entry';
-import { advanceClock, createRunBinding } from '../../libs/conveyor/src/logger/run-scope';
+import { nextLogLine, testRunBinding } from '../../libs/conveyor/src/logger/log-lines.spec-support';
 import { LokiLogSink } from '../../libs/conveyor/src/logger/sinks/loki.sink';
 
 /**
@@ -17,30 +17,13 @@ describe('LokiLogSink behind the Conveyor sink (server-faithful local Loki)', ()
   beforeAll(async () => (loki = await LokiServer.start()));
   afterAll(() => loki.close());
 
-  const binding = createRunBinding({
+  const binding = testRunBinding({
     runId: 'loki-run',
     driver: 'loki-driver',
-    pipeline: '',
-    event: 'create',
     messageId: 'm-1',
-    delivery: 1,
     resource: 'job',
-    resourceType: 'pipeline',
   });
-  const line = (message: string): LogEntry => {
-    binding.seq += 1;
-    advanceClock(binding);
-    return {
-      binding,
-      level: 'info',
-      message,
-      bytes: Buffer.byteLength(message),
-      timeUs: binding.clockUs,
-      timeSubNs: binding.clockSubNs,
-      seq: binding.seq,
-      late: false,
-    };
-  };
+  const line = (message: string): LogEntry => nextLogLine(binding, message);
   const sinkWith = (behind: () => boolean, deferMaxMs: number, budgetBytes = 1024 * 1024) =>
     new LokiLogSink(
       {

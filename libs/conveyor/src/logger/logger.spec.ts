@@ -1,25 +1,9 @@
 import { limitLine, maskSecrets } from './line-limits';
 import { createLineStream } from './line-stream';
-import {
-  advanceClock,
-  createRunBinding,
-  nowUs,
-  formatRfc3339Nano,
-  formatUnixNanos,
-  formatUnixSeconds,
-} from './run-scope';
+import { testRunBinding } from './log-lines.spec-support';
+import { advanceClock, nowUs, formatRfc3339Nano, formatUnixNanos, formatUnixSeconds } from './run-scope';
 
-const binding = () =>
-  createRunBinding({
-    runId: 'r',
-    driver: 'd',
-    pipeline: '',
-    event: 'create',
-    messageId: 'm',
-    delivery: 1,
-    resource: 'x',
-    resourceType: 'pipeline',
-  });
+const binding = () => testRunBinding();
 
 describe('run timestamps', () => {
   it('are strictly increasing, so lines logged within one millisecond keep their order', () => {

@@ -1,4 +1,4 @@
-import { decimalLength, putDecimal, putPadded } from './ascii-bytes';
+import { copyBytes, decimalLength, putDecimal, putPadded, writeText } from './ascii-bytes';
 
 describe('decimal digits written as bytes', () => {
   const around = [0, 1, 9];
@@ -20,5 +20,23 @@ describe('decimal digits written as bytes', () => {
   it('zero-pads to a width', () => {
     const buf = Buffer.alloc(12);
     expect(buf.toString('latin1', 0, putPadded(buf, 0, 42, 9))).toBe('000000042');
+  });
+});
+
+describe('bytes and text copied into a buffer', () => {
+  it('copies a range of a pooled buffer (a view at an offset of its ArrayBuffer)', () => {
+    const src = Buffer.from('..hello world..');
+    expect(src.byteOffset).toBeGreaterThan(0); // from Node's pool: offsets must be its own
+    const buf = Buffer.alloc(16, '#');
+    expect(copyBytes(buf, 3, src, 2, 13)).toBe(14);
+    expect(buf.toString('latin1')).toBe('###hello world##');
+  });
+
+  it('writes ASCII as latin1 and anything else as UTF-8, returning the bytes written', () => {
+    const buf = Buffer.alloc(32, '#');
+    expect(writeText(buf, 1, 'plain', true)).toBe(5);
+    const text = 'é € 🚀';
+    expect(writeText(buf, 6, text, false)).toBe(Buffer.byteLength(text));
+    expect(buf.toString('utf8', 1, 6 + Buffer.byteLength(text))).toBe(`plain${text}`);
   });
 });

@@ -10,7 +10,7 @@ import {
 import type { StoredBatch } from '../../transport/jetstream.publisher';
 import { FramePayload, FrameTarget, FrameWriter } from '../../transport/nats-frames';
 import type { LogEntry } from '../log-entry';
-import { putBytes, putPadded } from '../../transport/ascii-bytes';
+import { copyBytes, putBytes, putPadded, writeText } from '../../transport/ascii-bytes';
 import { RunBinding, STAMP_FRACTION_DIGITS, nanosWithinSecond, secondStamp } from '../run-scope';
 
 /**
@@ -141,7 +141,7 @@ class LogLinePayload implements FramePayload {
       at = putPadded(buf, at, this.nanos, STAMP_FRACTION_DIGITS);
       at = putBytes(buf, at, Z_MIDDLE);
     } else at = putBytes(buf, at, MIDDLE);
-    at += this.source.copy(buf, at, this.start, this.end);
+    at = copyBytes(buf, at, this.source, this.start, this.end);
     return putBytes(buf, at, TAIL);
   }
 }
@@ -243,7 +243,7 @@ export class ConveyorLogBatch implements StoredBatch {
     const held = this.cost;
     const at = this.roomFor(bytes);
     // A text whose UTF-8 length is its length is ASCII: latin1 is a plain copy, without UTF-8's checks.
-    this.text.write(text, at, bytes === text.length ? 'latin1' : 'utf8');
+    writeText(this.text, at, text, bytes === text.length);
     this.runs.push(run);
     this.starts[i] = at;
     this.sizes[i] = bytes;
@@ -282,6 +282,12 @@ export class ConveyorLogBatch implements StoredBatch {
       this.flags[i] &= ~LIVE;
     }
     return n;
+  }
+
+  /** True when some line of `runId` is in the batch. */
+  hasRun(runId: string): boolean {
+    for (let i = 0; i < this.count; i++) if (this.runs[i].runId === runId) return true;
+    return false;
   }
 
   /** Calls `fn` once per run with the number of its lines here (lines of one run sit together). */

@@ -81,6 +81,8 @@ export class ConveyorLogSink implements LogSink {
   private readonly drops = new Map<string, RunDrops>();
   private readonly waiters = new Set<() => void>();
   private readonly stopped = new AbortController();
+  /** Set with `stopped`; read per line (AbortSignal's getter checks its receiver each time). */
+  private closed = false;
   private readonly publisher: JetStreamPublisher;
   private readonly budget: LogBudget;
   private connected = true;
@@ -112,7 +114,7 @@ export class ConveyorLogSink implements LogSink {
 
   write(entry: LogEntry): void {
     const { binding } = entry;
-    if (this.stopped.signal.aborted) {
+    if (this.closed) {
       this.liveStats.dropped.shutdown += 1;
       return void (this.stats.dropped.shutdown += 1);
     }
@@ -131,13 +133,13 @@ export class ConveyorLogSink implements LogSink {
       this.liveStats.dropped[refused] += 1;
       return this.drop(binding, bytes, refused);
     }
-    this.announceDrops(binding.runId);
+    if (this.drops.size > 0) this.announceDrops(binding.runId);
     this.enqueue(binding, entry, false, cost);
   }
 
   /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
   hasUnsettled(runId: string): boolean {
-    return this.unsettled.has(runId) || this.drops.has(runId);
+    return this.unsettled.has(runId) || this.drops.has(runId) || (this.open?.hasRun(runId) ?? false);
   }
 
   /** True while lines are queued or in flight and NATS is there to take them. */
@@ -162,6 +164,7 @@ export class ConveyorLogSink implements LogSink {
     for (const runId of [...this.drops.keys()]) this.announceDrops(runId, true);
     this.seal();
     await this.until(() => this.unsettled.size === 0, timeoutMs);
+    this.closed = true;
     this.stopped.abort();
     // Only what never left is dropped here; a batch in flight is counted once, when it ends.
     for (const batch of this.ready.splice(0)) {
@@ -176,7 +179,6 @@ export class ConveyorLogSink implements LogSink {
     const run = subjectsOf(binding);
     // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
     if (!this.connected) this.liveStats.dropped.disconnected += 1;
-    this.track(run.runId, 1);
     let batch = this.open;
     if (!batch) {
       batch = this.open =
@@ -199,6 +201,8 @@ export class ConveyorLogSink implements LogSink {
     // The next batch is likely alike: sized for it, it needs no growing (copies) as lines come.
     this.lastTextBytes = this.open.messageBytes;
     this.waitingLines += this.open.count;
+    // Counted per batch, not per line: until it is sealed, hasUnsettled looks into the open batch.
+    this.open.forEachRun(this.trackLines);
     this.ready.push(this.open);
     this.open = undefined;
     this.pump();
@@ -217,7 +221,7 @@ export class ConveyorLogSink implements LogSink {
   /** Queues the marker line of a run's unannounced drops, when there is room (or `force`d at its end). */
   private announceDrops(runId: string, force = false): void {
     const drops = this.drops.get(runId);
-    if (!drops || drops.lines === 0 || this.stopped.signal.aborted) return;
+    if (!drops || drops.lines === 0 || this.closed) return;
     const hint = RAISE_HINT[drops.reason];
     const message =
       `[conveyor] ${drops.lines} log line(s) (${drops.bytes} bytes) of this run were not shipped: ` +
@@ -262,7 +266,7 @@ export class ConveyorLogSink implements LogSink {
     const first = batch.attempt === 0;
     const wireBytes = this.publisher.sendBatch(batch, PUBLISH_TIMEOUT_MS, (err) => {
       if (!err) return this.finished(batch);
-      if (this.stopped.signal.aborted) return this.finished(batch, 'shutdown');
+      if (this.closed) return this.finished(batch, 'shutdown');
       batch.attempt += 1;
       // A disconnect pauses the clock: the batch is retried after the reconnect.
       if (this.connected && Date.now() - batch.firstTry > RETRY_BUDGET_MS) {
@@ -297,10 +301,10 @@ export class ConveyorLogSink implements LogSink {
   private async retryLater(batch: ConveyorLogBatch): Promise<void> {
     await sleep(backoffDelay(batch.attempt, 100, 5000), this.stopped.signal);
     if (!this.connected) {
-      while (!this.connected && !this.stopped.signal.aborted) await this.until(() => this.connected, 60_000);
+      while (!this.connected && !this.closed) await this.until(() => this.connected, 60_000);
       batch.firstTry = Date.now();
     }
-    if (this.stopped.signal.aborted) return this.finished(batch, 'shutdown');
+    if (this.closed) return this.finished(batch, 'shutdown');
     this.publish(batch);
   }
 
@@ -318,10 +322,13 @@ export class ConveyorLogSink implements LogSink {
     if (reason) this.stats.dropped[reason] += batch.count;
     else this.stats.sent += batch.count;
     this.budget.release(batch.cost);
-    batch.forEachRun((runId, lines) => this.track(runId, -lines));
+    batch.forEachRun(this.untrackLines);
     batch.reset();
     if (this.spare.length < SPARE_BATCHES) this.spare.push(batch);
   }
+
+  private readonly trackLines = (runId: string, lines: number) => this.track(runId, lines);
+  private readonly untrackLines = (runId: string, lines: number) => this.track(runId, -lines);
 
   private track(runId: string, delta: number): void {
     const n = (this.unsettled.get(runId) ?? 0) + delta;
