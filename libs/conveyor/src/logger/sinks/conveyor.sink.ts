@@ -261,7 +261,7 @@ export class ConveyorLogSink implements LogSink {
     }
   }
 
-  /** One stored batch, with callbacks rather than promises: this runs per hundred lines. */
+  /** One stored batch, with callbacks rather than promises: this runs per batch of lines. */
   private publish(batch: ConveyorLogBatch): void {
     const first = batch.attempt === 0;
     const wireBytes = this.publisher.sendBatch(batch, PUBLISH_TIMEOUT_MS, (err) => {
