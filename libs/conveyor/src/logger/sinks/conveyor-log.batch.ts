@@ -17,8 +17,9 @@ import { RunBinding, STAMP_FRACTION_DIGITS, nanosWithinSecond, secondStamp } fro
  * Lines per stored batch: one socket write and two PubAcks for this many lines (see
  * JetStreamPublisher), instead of a round trip and a PubAck each. 512, not 128: each batch wakes
  * the server to read it and the driver to read its PubAcks, and on two cores those wake-ups cost
- * both processes; 128 -> 512 took a fifth to a quarter off the driver's CPU in a 100,000-line burst (1,024
- * gained nothing more). A batch is sealed when its task yields, so slow loggers send at once.
+ * both processes; 128 -> 512 took a fifth to a quarter off the driver's CPU in a 100,000-line
+ * burst (1,024 gained nothing more). A batch is sealed when its task yields, so a slow logger's
+ * lines still go at once.
  */
 export const BATCH_LINES = 512;
 /** …or fewer, when their messages reach this many bytes. */
@@ -34,6 +35,8 @@ const FRAMES_BYTES = 96;
 
 const LIVE = 1;
 const MARKER = 2;
+
+type TimestampFormat = 'rfc3339' | 'unix';
 
 /** What every line of one delivery shares: made once, not per line (a backlog holds many lines). */
 export interface RunSubjects {
@@ -107,8 +110,6 @@ function leadOf(run: RunSubjects, second: number, format: TimestampFormat): Buff
   }
   return run.lead;
 }
-
-type TimestampFormat = 'rfc3339' | 'unix';
 
 /**
  * One line's Log JSON, written from its parts into the frame (reused for every line of a batch):
