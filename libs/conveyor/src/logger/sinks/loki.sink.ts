@@ -63,6 +63,8 @@ export class LokiLogSink implements LogSink {
   private sending?: Promise<void>;
   private readonly stopping = new AbortController();
   private closing = false;
+  /** `stopping` aborted, as a plain field: read per line (AbortSignal's getter checks its receiver). */
+  private stopped = false;
   private readonly streams = new WeakMap<RunBinding, Map<LogEntry['level'], LokiStream>>();
   private lastStream?: { binding: RunBinding; level: LogEntry['level']; stream: LokiStream };
 
@@ -81,10 +83,12 @@ export class LokiLogSink implements LogSink {
      * holding half its budget, are pushed at once: waiting must never make lines drop.
      */
     private readonly behind: () => boolean = () => false,
-  ) {}
+  ) {
+    this.stopping.signal.addEventListener('abort', () => (this.stopped = true), { once: true });
+  }
 
   write(entry: LogEntry): void {
-    if (this.stopping.signal.aborted) return void (this.stats.dropped.shutdown += 1);
+    if (this.stopped) return void (this.stats.dropped.shutdown += 1);
     if (this.buffer.length >= this.maxBuffered) return void (this.stats.dropped.overflow += 1);
     const bytes = entry.bytes + BUFFERED_LINE_BYTES;
     if (!this.budget.tryReserve(bytes)) return void (this.stats.dropped.budget += 1);
@@ -98,8 +102,11 @@ export class LokiLogSink implements LogSink {
       bytes,
     });
     this.bufferBytes += bytes;
-    if (this.bufferBytes >= this.config.batchBytes) this.kick();
-    else this.timer ??= setTimeout(() => this.kick(), this.config.batchIntervalMs);
+    // A push in flight sends the next batch when it ends: no kick per line meanwhile (a flood
+    // held behind the Conveyor sink buffers a hundred thousand lines past batchBytes).
+    if (this.bufferBytes >= this.config.batchBytes) {
+      if (!this.sending) this.kick();
+    } else this.timer ??= setTimeout(() => this.kick(), this.config.batchIntervalMs);
   }
 
   /** A run's Loki stream (labels, their key, its metadata) per level, made once rather than per line. */
