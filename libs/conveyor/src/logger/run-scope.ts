@@ -1,5 +1,4 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { putPadded } from '../transport/ascii-bytes';
 
 /** The run a log line belongs to, and the per-run state its lines need. */
 export interface RunBinding {
@@ -131,9 +130,8 @@ export function advanceClock(binding: RunBinding, atUs = nowUs()): void {
 /** RFC 3339 in UTC with 9 fraction digits, e.g. `2026-11-23T14:05:06.123456789Z`. */
 export function formatRfc3339Nano(us: number, subNs: number): string {
   const second = Math.floor(us / 1_000_000);
-  const fraction = Buffer.allocUnsafe(STAMP_FRACTION_DIGITS);
-  putPadded(fraction, 0, nanosWithinSecond(us, subNs, second), STAMP_FRACTION_DIGITS);
-  return `${secondStamp(second, 'rfc3339')}${fraction.toString('latin1')}Z`;
+  const fraction = String(nanosWithinSecond(us, subNs, second)).padStart(STAMP_FRACTION_DIGITS, '0');
+  return `${secondStamp(second, 'rfc3339')}${fraction}Z`;
 }
 
 /** Digits after the second in an RFC 3339 stamp (before its `Z`). */

@@ -73,7 +73,6 @@ export class ConveyorLogSink implements LogSink {
   private inFlightBytes = 0;
   /** Of `inFlightBytes`, the frames this process may still hold (the budget counts them). */
   private heldInFlight = 0;
-  private readonly windowBytes: number;
   /** What frames held in this process may take of the budget: a quarter, the rest is for lines. */
   private readonly heldCap: number;
   /** Lines of each run not yet stored (queued, in flight or waiting to retry). */
@@ -107,7 +106,6 @@ export class ConveyorLogSink implements LogSink {
   ) {
     this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
     this.budget = new LogBudget(config.maxBufferBytes, total);
-    this.windowBytes = WINDOW_BYTES;
     this.heldCap = Math.floor(Math.min(config.maxBufferBytes, total.limitBytes) / 4);
     void this.watch();
   }
@@ -244,7 +242,7 @@ export class ConveyorLogSink implements LogSink {
     while (this.connected && this.ready.length > 0) {
       const batch = this.ready[0];
       const wire = batch.wireEstimate;
-      const full = this.inFlightBytes + wire > this.windowBytes || this.heldInFlight + wire > this.heldCap;
+      const full = this.inFlightBytes + wire > WINDOW_BYTES || this.heldInFlight + wire > this.heldCap;
       if (this.inFlight > 0 && full) return;
       if (!this.budget.tryReserve(wire)) {
         // One batch may always go: a budget full of queued lines would otherwise wait for itself.
