@@ -1,5 +1,9 @@
-import { connect, NatsConnection, JetStreamManager } from 'nats';
-import { NatsFaultProxy, NatsServer } from '@conveyor-ci/testing';
+import { Logger } from '@nestjs/common';
+import { connect, ErrorCode, NatsConnection, JetStreamManager } from 'nats';
+import { NatsFaultProxy, NatsServer, eventually } from '@conveyor-ci/testing';
+import { resolveConveyorConfig } from '@conveyor-ci/nestjs';
+import { RESULT_SUBJECT, type LogShipper } from '@conveyor-ci/nestjs/internal';
+import { NatsResultPort } from '../../libs/conveyor/src/transport/nats-result.port';
 import {
   JetStreamPublisher,
   type StoredAck,
@@ -244,5 +248,32 @@ describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
     expect((await storedMessages()).map((m) => m.body)).toEqual(['after']);
     expect(nc.isClosed()).toBe(false);
     publisher.close();
+  });
+});
+
+/** The port the runs publish results through, when the transport dials a new connection. */
+describe('NatsResultPort: a redial (real nats-server behind a fault proxy)', () => {
+  // The stream `pipelines` captures the result subject, as the Conveyor server's does.
+  const { env, client } = useProxiedStream(RESULT_SUBJECT.split('.')[0]);
+
+  it('fails a result left unanswered on the old connection at once, and the retry is stored over the new one', async () => {
+    const config = resolveConveyorConfig({ driverName: 'redial' }, {});
+    // Publishing results never touches the log shipper.
+    const old = await client();
+    const port = new NatsResultPort(old, config, {} as LogShipper, new Logger('redial'));
+    const lost = env.proxy.drop((m) => m.subject.startsWith('_INBOX.') && m.body.includes('"stream"'));
+    const result = new TextEncoder().encode('{"event":"driver.result"}');
+    const unanswered = port.publishResult(result, 'run-1:redial:m1');
+    unanswered.catch(() => undefined); // awaited below, after the redial
+    await eventually(() => lost.dropped.length === 1, 'the PubAck to be dropped');
+    await old.close(); // nats.js gave up on it; the transport dials again
+    const redialedAt = Date.now();
+    port.use(await client());
+    // A transient error: the run retries now rather than after the 5 s publish timeout.
+    await expect(unanswered).rejects.toMatchObject({ code: ErrorCode.ConnectionClosed });
+    expect(Date.now() - redialedAt).toBeLessThan(1000);
+    await port.publishResult(result, 'run-1:redial:m1');
+    const { messages } = (await env.jsm.streams.info('pipelines')).state;
+    expect(messages).toBe(1); // the first copy did land: the retry is its duplicate
   });
 });

@@ -272,8 +272,15 @@ describe("ackMode 'onReceive' (Go parity, at-most-once)", () => {
     });
     const sent = await publishStep(suite.env, name, 'eager');
     await eventually(() => started, 'the handler started');
-    const info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
-    expect([info.num_ack_pending, info.num_pending]).toEqual([0, 0]); // acked while still running
+    // Acked while still running. The ack travels on the driver's connection and this check on
+    // another, so the server may answer the check first: ask until it saw the ack (or fail).
+    let info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
+    for (let i = 0; i < 50 && info.num_ack_pending !== 0; i++) {
+      await sleep(20);
+      info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
+    }
+    expect([info.num_ack_pending, info.num_pending]).toEqual([0, 0]);
+    expect(started).toBe(true);
     release();
     expect((await suite.env.results.waitForRun(sent.message.run_id)).driverresult.message).toBe(
       'finished after the ack',

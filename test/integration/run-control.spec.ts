@@ -1,20 +1,27 @@
-import { Controller } from '@nestjs/common';
+import { Controller, INestApplicationContext, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import {
+  ConveyorModule,
+  ConveyorModuleOptions,
+  RUN_CANCELS_BUCKET,
   Reconcile,
   ReconcileContext,
   Resource,
+  RunCancelRequest,
   RunControl,
   RunEnding,
   RunProgress,
+  cancelSubject,
   progressReports,
+  progressSubject,
   publishCancel,
 } from '@conveyor-ci/nestjs';
-import { eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
-import { uniqueDriverName, useDriverApps } from '../support/driver-app';
+import { eventually, freePort, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
+import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 
 const suite = useDriverApps();
 const { start, expectSettled } = suite;
@@ -230,5 +237,106 @@ describe('cleanup hooks run exactly once, before the verb, however the run ends'
       { outcome: 'shutdown', reason: 'aborted at the shutdown deadline: another replica reruns it' },
     ]);
     expect(suite.env.results.forRun(runId)).toEqual([]);
+  });
+});
+
+/** `work`, or a rejection after `ms`: a hang fails as an assertion naming `what`, not as a jest timeout. */
+async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const all: T[] = [];
+  for await (const item of items) all.push(item);
+  return all;
+}
+
+/** Two apps that cancel runs but reconcile none: neither ever starts the transport's consumer. */
+const handlerlessApps: [string, (options: ConveyorModuleOptions) => Promise<INestApplicationContext>][] = [
+  [
+    'an API attached with connectConveyor',
+    async (options) => (await startDriverApp({ options, controllers: [] })).app,
+  ],
+  [
+    'a CLI (an application context, the transport never attached)',
+    async (options) => {
+      @Module({ imports: [ConveyorModule.forRoot(options)] })
+      class CliModule {}
+      return NestFactory.createApplicationContext(CliModule, {
+        logger: ['error', 'warn'],
+        abortOnError: false,
+      });
+    },
+  ],
+];
+
+describe.each(handlerlessApps)('run control in %s, with no @Reconcile handlers', (_, create) => {
+  async function startApp(options: Partial<ConveyorModuleOptions> = {}): Promise<INestApplicationContext> {
+    const app = await create({ driverName: uniqueDriverName('control'), servers: suite.env.url, ...options });
+    suite.closeAfterTest(() => app.close());
+    return app;
+  }
+
+  it('cancel() reaches the broker: the core subject and the KV bucket', async () => {
+    const app = await startApp();
+    const runId = randomUUID();
+    const heard = suite.env.nc.subscribe(cancelSubject(runId), { max: 1 });
+    await suite.env.nc.flush();
+    const { remembered } = await within(
+      app.get(RunControl).cancel(runId, 'stopped from the API'),
+      5000,
+      'RunControl.cancel',
+    );
+    expect(remembered).toBe(true);
+    const [live] = await within(collect(heard), 2000, 'the cancel on the core subject');
+    expect(JSON.parse(live.string())).toMatchObject({ run_id: runId, reason: 'stopped from the API' });
+    const stored = await (await suite.env.js.views.kv(RUN_CANCELS_BUCKET)).get(runId);
+    expect(JSON.parse(stored!.string()) as RunCancelRequest).toMatchObject({
+      run_id: runId,
+      reason: 'stopped from the API',
+    });
+  });
+
+  it('watchProgress() yields the reports published, and ends when the app closes', async () => {
+    const app = await startApp();
+    const runId = randomUUID();
+    const reports = app.get(RunControl).watchProgress(runId)[Symbol.asyncIterator]();
+    const first = reports.next();
+    const report: RunProgress = {
+      run_id: runId,
+      driver: 'elsewhere',
+      fraction: 0.5,
+      seq: 1,
+      at: new Date().toISOString(),
+    };
+    // The subscription starts with the first next(): publish until it hears one.
+    const publishing = setInterval(
+      () => suite.env.nc.publish(progressSubject(runId, 'elsewhere'), JSON.stringify(report)),
+      50,
+    );
+    try {
+      expect(await within(first, 5000, 'the first progress report')).toEqual({ done: false, value: report });
+    } finally {
+      clearInterval(publishing);
+    }
+    // Nothing aborts the watch: closing the app must release its connection, which ends the stream.
+    const rest = collect({ [Symbol.asyncIterator]: () => reports });
+    await within(app.close(), 5000, 'app.close');
+    expect((await within(rest, 2000, 'the end of the watch')).every((r) => r.run_id === runId)).toBe(true);
+  });
+
+  it('cancel() rejects naming the server when NATS cannot be reached', async () => {
+    const server = `nats://127.0.0.1:${await freePort()}`;
+    const app = await startApp({ servers: server });
+    const cancelled = app.get(RunControl).cancel(randomUUID(), 'nobody hears this');
+    await expect(within(cancelled, 15_000, 'RunControl.cancel')).rejects.toThrow(server);
   });
 });

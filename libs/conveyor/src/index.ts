@@ -55,7 +55,7 @@ export type {
   Settlement,
   SettlementKind,
 } from './settlement/settlement.policy';
-export { RunControl } from './run-control/run-control';
+export { RunControl, NatsUnavailableError } from './run-control/run-control';
 export { publishCancel, progressReports } from './run-control/run-control.nats';
 export type { RunEnding, CleanupHook, CleanupOptions } from './run-control/run-cleanup';
 export type { ProgressValue } from './run-control/run-progress';

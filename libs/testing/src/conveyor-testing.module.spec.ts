@@ -20,9 +20,11 @@ import {
   Reconcile,
   ReconcileContext,
   Resource,
+  ResultRefusedError,
   RetryableError,
   isConveyorContext,
 } from '@conveyor-ci/nestjs';
+import { PUBLISH_GRACE_MS } from '@conveyor-ci/nestjs/run/message-run';
 import { ConveyorTestingModule } from './conveyor-testing.module';
 
 class QuotaError extends Error {}
@@ -208,6 +210,20 @@ describe('ConveyorTestingModule', () => {
     expect(run.result?.driverresult.message).toBe('timed out after 50 ms');
   });
 
+  it('gives each of concurrent reconcile() calls its own result, even of one run id', async () => {
+    const runs = await Promise.all(
+      ['create', 'process', 'create'].map((event) =>
+        testing.reconcile(widget(), { event, runId: 'same-run' }),
+      ),
+    );
+    expect(runs.map((run) => run.result?.driverresult.message)).toEqual([
+      'ok create #1',
+      'ok process #1',
+      'ok create #1',
+    ]);
+    expect(new Set(runs.map((run) => run.resultMsgId)).size).toBe(3);
+  });
+
   it('acks an event outside the handler filter without running it, and naks an unknown resource', async () => {
     const filtered = await testing.reconcile(widget(), { event: 'delete' });
     expect(filtered.ctx).toBeUndefined();
@@ -266,12 +282,140 @@ describe('ConveyorTestingModule run control', () => {
     expect(run.progress.map((p) => p.fraction)).toEqual([0.25, 1]);
   });
 
-  it('serializes two events of one resource: the second waits (nak) while the first runs', async () => {
-    const first = testing.reconcile(held('b'));
+  it('serializes two events of one resource: the second waits, held, and runs once the first let go', async () => {
+    const first = testing.reconcile(held('b'), { runId: 'run-b1' });
     await new Promise((r) => setTimeout(r, 50));
-    const second = await testing.reconcile(held('b'));
-    expect(second.settlement).toMatchObject({ kind: 'waiting', action: 'nak', delayMs: 1000 });
+    const second = await testing.reconcile(held('b'), { runId: 'run-b2' });
+    const firstRun = await first;
+    expect(firstRun.settlement.kind).toBe('succeeded');
+    // Held, not nak'd: the wait spent no delivery, and the second ran as its first attempt.
+    expect(second.settlement.kind).toBe('succeeded');
+    expect(second.verb).toEqual({ verb: 'ack' });
+    expect(second.ctx?.deliveryCount).toBe(1);
+    expect(ControlledDriver.cleanups.indexOf('run-b1:succeeded')).toBeLessThan(
+      ControlledDriver.cleanups.indexOf('run-b2:succeeded'),
+    );
+  });
+
+  it('a cancel ends a run waiting for its resource at once, as cancelled', async () => {
+    const first = testing.reconcile(held('c'), { runId: 'run-c1' });
+    await new Promise((r) => setTimeout(r, 50));
+    const waiting = testing.reconcile(held('c'), { runId: 'run-c2' });
+    await new Promise((r) => setTimeout(r, 20));
+    const cancelledAt = Date.now();
+    testing.cancel('run-c2', 'not needed');
+    const second = await waiting;
+    expect(Date.now() - cancelledAt).toBeLessThan(200);
+    expect(second.result?.driverresult).toMatchObject({ success: false, message: 'cancelled: not needed' });
+    expect(second.ctx).toBeUndefined();
     expect((await first).settlement.kind).toBe('succeeded');
-    expect((await testing.reconcile(held('b'))).settlement.kind).toBe('succeeded');
+  });
+});
+
+describe('ConveyorTestingModule resources', () => {
+  it('leaves no interval running after many reconcile() calls and close()', async () => {
+    // Spied rather than counted with process.getActiveResourcesInfo(): that leaves out unref'd timers.
+    const started = jest.spyOn(globalThis, 'setInterval');
+    const stopped = jest.spyOn(globalThis, 'clearInterval');
+    try {
+      const testing = await ConveyorTestingModule.create({
+        controllers: [TestDriver],
+        options: { driverName: 'unit-resources' },
+        logger: false,
+      });
+      for (let i = 0; i < 20; i++) await testing.reconcile(widget());
+      await testing.close();
+      const cleared = new Set(stopped.mock.calls.map(([timer]) => timer));
+      const running = started.mock.results.filter((r) => !cleared.has(r.value));
+      expect(running.length).toBe(0);
+    } finally {
+      started.mockRestore();
+      stopped.mockRestore();
+    }
+  });
+});
+
+describe('ConveyorTestingModule scripted result publishes', () => {
+  const shutdownTimeoutMs = 100;
+  let testing: ConveyorTestingModule;
+
+  beforeEach(async () => {
+    testing = await ConveyorTestingModule.create({
+      controllers: [TestDriver],
+      options: { driverName: 'unit-publish', shutdownTimeoutMs },
+      logger: false,
+    });
+  });
+  afterEach(() => testing.close());
+
+  it('retries a publish that failed transiently, with backoff, and acks once the result is stored', async () => {
+    testing.failResultPublish(new Error('connection reset'), 2);
+    const run = await testing.reconcile(widget(), { runId: 'run-transient' });
+    expect(run.publishAttempts).toBe(3);
+    expect(run.settlement).toMatchObject({ kind: 'succeeded', action: 'ack' });
+    expect(run.result).toMatchObject({ run_id: 'run-transient', driverresult: { success: true } });
+    expect(run.verb).toEqual({ verb: 'ack' });
+  });
+
+  it('replaces a result refused as too big, once, by a small failure result; a second refusal dead-letters', async () => {
+    const tooBig = () => new ResultRefusedError('message size exceeds maximum allowed', 'max-payload');
+    testing.failResultPublish(tooBig());
+    const replaced = await testing.reconcile(widget());
+    expect(replaced.publishAttempts).toBe(2);
+    expect(replaced.settlement).toMatchObject({ kind: 'failed', action: 'ack' });
+    expect(replaced.result?.driverresult).toMatchObject({
+      success: false,
+      message: 'result refused by the server (message size exceeds maximum allowed): data dropped',
+    });
+    expect(replaced.result?.resource).toMatchObject({ name: 'w1', spec: null, metadata: {} });
+    expect(replaced.verb).toEqual({ verb: 'ack' });
+
+    testing.failResultPublish(tooBig(), 2);
+    const refused = await testing.reconcile(widget());
+    expect(refused.publishAttempts).toBe(2);
+    expect(refused.result).toBeUndefined();
+    expect(refused.settlement).toMatchObject({ kind: 'dead-lettered', action: 'term' });
+  });
+
+  it('dead-letters and terms a message whose result is refused for good (no permission)', async () => {
+    testing.failResultPublish(new ResultRefusedError('permissions violation', 'permission'));
+    const run = await testing.reconcile(widget(), { runId: 'run-denied' });
+    expect(run.publishAttempts).toBe(1);
+    expect(run.result).toBeUndefined();
+    expect(run.settlement).toMatchObject({ kind: 'dead-lettered', action: 'term' });
+    expect(run.verb).toMatchObject({
+      verb: 'term',
+      reason: expect.stringContaining('permissions violation'),
+    });
+    expect(run.deadLetter).toMatchObject({
+      reason: expect.stringContaining('permissions violation'),
+      noResult: expect.any(String),
+    });
+  });
+
+  it('lets a held publish land within the grace after the shutdown deadline, and acks it', async () => {
+    const held = testing.holdResultPublish();
+    const running = testing.reconcile(widget());
+    await held.reached;
+    const closed = testing.close();
+    await new Promise((r) => setTimeout(r, 3 * shutdownTimeoutMs)); // the deadline hit
+    held.release();
+    const run = await running;
+    expect(run.settlement).toMatchObject({ kind: 'succeeded', action: 'ack' });
+    expect(run.result?.driverresult.success).toBe(true);
+    expect(run.verb).toEqual({ verb: 'ack' });
+    await closed;
+  });
+
+  it('acks a held publish still unanswered when the grace ends: the result may be stored, a rerun would store another', async () => {
+    const held = testing.holdResultPublish();
+    const running = testing.reconcile(widget());
+    await held.reached;
+    const started = Date.now();
+    await testing.close();
+    const run = await running;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(shutdownTimeoutMs + PUBLISH_GRACE_MS);
+    expect(run.result).toBeUndefined();
+    expect(run.verb).toEqual({ verb: 'ack' });
   });
 });

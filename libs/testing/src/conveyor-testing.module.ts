@@ -20,8 +20,9 @@ import {
   type ReconcileContext,
   type MessageOutcome,
   type Settlement,
+  type DeadLetterRecord,
 } from '@conveyor-ci/nestjs/internal';
-import { InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
+import { HeldResultPublish, InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
 
 /** What to build: a driver module's parts, like `Test.createTestingModule`. */
 export interface ConveyorTestingModuleOptions extends Pick<ModuleMetadata, 'imports' | 'providers'> {
@@ -63,6 +64,10 @@ export interface ReconcileTestRun {
   resultMsgId?: string;
   /** The run's progress reports (`ctx.progress()`), in order, throttled as on NATS. */
   progress: RunProgress[];
+  /** How many times the result publish was tried (more than once after a transient failure). */
+  publishAttempts: number;
+  /** The dead-letter record (as `onDeadLetter` got it), when the run dead-lettered the message. */
+  deadLetter?: DeadLetterRecord;
 }
 
 /**
@@ -73,15 +78,26 @@ export interface ReconcileTestRun {
  */
 export class ConveyorTestingModule {
   private sequence = 0;
-  private readonly leases = new MemoryLeaseStore();
+  /** One result store and one set of runs for every reconcile(), as a replica has on its connection. */
+  private readonly port: InMemoryResultPort;
+  private readonly runs: ReturnType<ConveyorStrategy['createRuns']>;
+  private readonly stopHearingCancels: () => void;
+  private closing?: Promise<void>;
 
   private constructor(
     readonly app: INestApplication,
-    private readonly strategy: ConveyorStrategy,
+    strategy: ConveyorStrategy,
     private readonly config: ConveyorConfig,
-    private readonly logs: LogShipper,
-    private readonly maxPayload: number,
-  ) {}
+    logs: LogShipper,
+    maxPayload: number,
+  ) {
+    this.port = new InMemoryResultPort(config, logs, maxPayload, new MemoryLeaseStore(), (id, reason) =>
+      this.cancel(id, reason),
+    );
+    this.runs = strategy.createRuns(this.port, () => ({ maxDeliver: -1, heartbeatMs: 60_000 }));
+    // Cancels (`cancel()`) reach runs in flight, as they would on a replica.
+    this.stopHearingCancels = app.get(RunCancellations).addListener(this.runs);
+  }
 
   static async create(options: ConveyorTestingModuleOptions): Promise<ConveyorTestingModule> {
     @Module({
@@ -132,7 +148,33 @@ export class ConveyorTestingModule {
     return this.app.get(token, { strict: false });
   }
 
-  /** Reconciles `resource` as if the server had sent it, and reports what the transport would do. */
+  /**
+   * The next `times` result publishes (of whichever runs publish next) throw `error` instead of
+   * storing the result; the run handles it as it would a NATS error. A `ResultRefusedError` refuses
+   * the result for good: cause `max-payload` replaces it once with a small failure result, any other
+   * cause dead-letters the message and terms it. Any other error is transient: the run retries the
+   * publish with backoff, heartbeating the message meanwhile.
+   *
+   * Scripted publishes (this and {@link holdResultPublish}) are used in the order they were scripted.
+   */
+  failResultPublish(error: unknown, times = 1): void {
+    this.port.failPublishes(error, times);
+  }
+
+  /**
+   * Holds the next result publish on the wire until `release()`: its run stays `publishing` (the
+   * result may be stored, so no shutdown naks it). A {@link close} meanwhile waits
+   * `shutdownTimeoutMs`, then gives the publish a short grace to land before it acks the message
+   * anyway (a rerun could store a second result).
+   */
+  holdResultPublish(): HeldResultPublish {
+    return this.port.holdPublish();
+  }
+
+  /**
+   * Reconciles `resource` as if the server had sent it, and reports what the transport would do.
+   * Concurrent calls each report their own run, even of one run id.
+   */
   async reconcile(resource: Resource, message: ReconcileTestMessage = {}): Promise<ReconcileTestRun> {
     const { config } = this;
     const bytes =
@@ -153,14 +195,8 @@ export class ConveyorTestingModule {
       message.deliveryCount ?? 1,
       ++this.sequence,
     );
-    const port = new InMemoryResultPort(config, this.logs, this.maxPayload, this.leases, (id, reason) =>
-      this.cancel(id, reason),
-    );
-    const runs = this.strategy.createRuns(port, () => ({ maxDeliver: -1, heartbeatMs: 60_000 }));
-    // Cancels (`cancel()`) reach this run while it is in flight, as they would on a replica.
-    const stopHearing = this.app.get(RunCancellations).addListener(runs);
-    const run = await runs.start(inbound).finally(stopHearing);
-    const published = port.results[0];
+    const { value: run, record } = await this.port.record(() => this.runs.start(inbound));
+    const published = record.results[0];
     return {
       outcome: run.outcome!,
       settlement: run.settlement!,
@@ -170,11 +206,25 @@ export class ConveyorTestingModule {
       resultMsgId: published?.msgId,
       ctx: run.ctx,
       verb: inbound.verbs[0],
-      progress: port.progress,
+      progress: record.progress,
+      publishAttempts: record.publishAttempts,
+      deadLetter: record.deadLetters[0],
     };
   }
 
-  async close(): Promise<void> {
-    await this.app.close();
+  /**
+   * Shuts down as a replica does: runs still in flight get `shutdownTimeoutMs` to finish (those
+   * waiting for a slot are nak'd at once), then the app closes. Calling it again waits for the same.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.runs.drain(this.config.shutdownTimeoutMs);
+      } finally {
+        this.stopHearingCancels();
+        await this.app.close();
+      }
+    })();
+    return this.closing;
   }
 }

@@ -27,6 +27,7 @@ export {
   type ReconcileTestMessage,
   type ReconcileTestRun,
 } from './conveyor-testing.module';
+export type { HeldResultPublish } from './in-memory.port';
 export { NatsFaultProxy, type ProxiedMessage } from './nats-fault-proxy';
 export { ConveyorApiServer } from './conveyor-api.server';
 export { eventually, sleep } from './eventually';

@@ -5,7 +5,7 @@ import type { AxiosResponse } from 'axios';
 import { runScope } from '../logger/run-scope';
 import type { ConveyorClientConfig } from '../module/client.options';
 import { ReconcileContext } from '../reconcile/reconcile-context';
-import { sleep } from '../transport/backoff';
+import { sleep } from '../util/backoff';
 import { ConveyorApiError } from './conveyor-api.error';
 
 /** Default floor of the wait for a stream's headers: above the server's 15 s heartbeat. */

@@ -1,4 +1,4 @@
-import { backoffDelay } from '../transport/backoff';
+import { backoffDelay } from '../util/backoff';
 
 /**
  * Supplies the `Authorization` header of one API request (e.g. a proof-of-possession JWT signer's

@@ -22,6 +22,7 @@ describe('resolveConveyorConfig', () => {
       maxAttempts: 3,
       reconcileTimeoutMs: 3_600_000,
       cleanupTimeoutMs: 10_000,
+      deadLetterTimeoutMs: 10_000,
       cancelTtlMs: 3_600_000,
       leaseTtlMs: 30_000,
       shutdownTimeoutMs: 25_000,

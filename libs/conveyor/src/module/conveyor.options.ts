@@ -1,7 +1,7 @@
 import { isPublishSubject, isSubjectToken } from '../protocol';
 import { SecretRedactor, redactUrl } from '../security/redact';
 import type { DeadLetterRecord } from '../settlement/dead-letter';
-import { backoffDelay } from '../transport/backoff';
+import { backoffDelay } from '../util/backoff';
 import { ConveyorClientConfig, ConveyorClientOptions, resolveClientConfig } from './client.options';
 import {
   ConveyorLogOptions,
@@ -87,6 +87,12 @@ export interface ConveyorModuleOptions {
   deadLetterSubject?: string;
   /** Called with every dead-letter record before the message is terminated (and before the subject). */
   onDeadLetter?: (record: DeadLetterRecord) => void | Promise<void>;
+  /**
+   * How long recording a dead letter (`onDeadLetter` and the subject's PubAck) may take; past it
+   * the message is kept (nak'd) for another try instead of terminated, so nothing is lost and a hung
+   * hook holds no run. Env `CONVEYOR_DEAD_LETTER_TIMEOUT_MS`. Default 10 000.
+   */
+  deadLetterTimeoutMs?: number;
   /** Ceiling of one reconcile in ms; 0 turns it off. Env `CONVEYOR_RECONCILE_TIMEOUT_MS`. Default 1 h. */
   reconcileTimeoutMs?: number;
   /** How long shutdown waits for in-flight runs. Env `CONVEYOR_SHUTDOWN_TIMEOUT_MS`. Default 25 000. */
@@ -154,6 +160,7 @@ export interface ConveyorConfig {
   reconcileTimeoutMs: number;
   shutdownTimeoutMs: number;
   cleanupTimeoutMs: number;
+  deadLetterTimeoutMs: number;
   cancelTtlMs: number;
   leaseTtlMs: number;
   unroutedDeadLetterMs: number;
@@ -263,6 +270,11 @@ const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
   reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
   shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
   cleanupTimeoutMs: { env: 'CONVEYOR_CLEANUP_TIMEOUT_MS', parse: wholeNumber(1), fallback: 10_000 },
+  deadLetterTimeoutMs: {
+    env: 'CONVEYOR_DEAD_LETTER_TIMEOUT_MS',
+    parse: wholeNumber(1),
+    fallback: 10_000,
+  },
   cancelTtlMs: { env: 'CONVEYOR_CANCEL_TTL_MS', parse: wholeNumber(1000), fallback: 3_600_000 },
   leaseTtlMs: { env: 'CONVEYOR_LEASE_TTL_MS', parse: wholeNumber(1000), fallback: 30_000 },
   unroutedDeadLetterMs: {

@@ -47,16 +47,21 @@ export function createReconcileContext(
 }
 
 /**
- * Attempts a retryable failure may use: the handler's or the module's `maxAttempts`, but never more
- * than the consumer's `max_deliver` (the server stops redelivering there, and the last attempt must
- * still publish its failure result).
+ * Attempts a retryable failure may use: the handler's or the module's `maxAttempts`, plus the
+ * deliveries spent only waiting for a resource lease (nak'd, nothing ran), but never more than the
+ * consumer's `max_deliver` (the server stops redelivering there, and the last attempt must still
+ * publish its failure result).
  */
 export function effectiveMaxAttempts(
   meta: ReconcileHandlerMeta,
   config: { maxAttempts: number },
   maxDeliver = -1,
+  leaseWaits = 0,
 ): number {
-  return Math.min(meta.maxAttempts ?? config.maxAttempts, maxDeliver > 0 ? maxDeliver : Infinity);
+  return Math.min(
+    (meta.maxAttempts ?? config.maxAttempts) + leaseWaits,
+    maxDeliver > 0 ? maxDeliver : Infinity,
+  );
 }
 
 /** One handler run to start. */

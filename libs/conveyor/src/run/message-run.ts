@@ -15,12 +15,12 @@ import {
   refusedResult,
   unpublishableResult,
 } from '../settlement/settlement.policy';
-import { backoffDelay, sleep } from '../transport/backoff';
+import { backoffDelay, sleep } from '../util/backoff';
 import { InboundMessage, ResultRefusedError } from './message-port';
 import { routeMessage } from './message-routing';
-import { takeResourceLease } from './resource-gate';
-import type { ResourceLease } from '../run-control/resource-leases';
-import { ReconcileStep, reconcileStep } from './reconcile-step';
+import { admitRun } from './run-admission';
+import { reconcileStep } from './reconcile-step';
+import { effectiveMaxAttempts } from '../reconcile/reconcile-runner';
 import type { RunEnvironment } from './run-environment';
 import { RunEvent, RunStateName, nextRunState } from './run-states';
 import {
@@ -36,7 +36,13 @@ import {
 export const PUBLISH_GRACE_MS = 2000;
 
 /** Where a cancel still changes the outcome: before a decision exists. */
-const CANCELLABLE: RunStateName[] = ['waiting-for-handler', 'waiting-for-slot', 'running'];
+const CANCELLABLE: RunStateName[] = [
+  'received',
+  'waiting-for-handler',
+  'waiting-for-slot',
+  'running',
+  'waiting-for-lease',
+];
 
 /** What happened to a run's result publish. */
 type Published = 'stored' | 'maybe-stored' | 'not-stored' | ResultRefusedError;
@@ -53,7 +59,12 @@ export class MessageRun {
   private handlerOutcome?: MessageOutcome;
   private context?: ReconcileContext;
   private target?: ResultTarget;
-  private handlerAbort?: AbortController;
+  /** Aborts the handler (`ctx.signal`): a cancel, its timeout, the shutdown deadline. */
+  private readonly handlerAbort = new AbortController();
+  /** Ends every wait of admission (slots, the lease): a cancel or shutdown. */
+  private readonly waits = new AbortController();
+  /** Attempts this message may use: the handler's own, within `max_deliver`, plus lease waits nak'd. */
+  private maxAttempts: number;
   /** Ends the wait of a result publish on the wire at the deadline (set while publishing). */
   private endGrace?: () => void;
   private handlerEndedAt?: number;
@@ -67,15 +78,15 @@ export class MessageRun {
   private resourceType = '';
   readonly receivedAt = Date.now();
   private cancelReason?: string;
-  /** `perResource`: the resource's lease, released after the final verb. */
-  private lease?: ResourceLease;
   /** The run's timeout elapsed but its handler still holds its slot. */
   overdue = false;
 
   constructor(
     private readonly env: RunEnvironment,
     readonly message: InboundMessage,
-  ) {}
+  ) {
+    this.maxAttempts = env.config.maxAttempts;
+  }
 
   get state(): RunStateName {
     return this.current;
@@ -117,21 +128,22 @@ export class MessageRun {
   /** Cancelled by request: a running handler is aborted, a waiting run never starts. False once reported. */
   cancel(reason: string): boolean {
     if (!CANCELLABLE.includes(this.current)) return false;
-    this.handlerAbort?.abort(new RunCancelledError(reason));
     this.cancelReason ??= reason;
+    this.handlerAbort.abort(new RunCancelledError(reason));
+    this.waits.abort();
     return true;
   }
 
-  /** Shutdown began: a message still waiting for a slot is nak'd now; a running one finishes. */
+  /** Shutdown began: a message still waiting (a slot, a lease) is nak'd now; a running one finishes. */
   shutdown(): void {
-    this.transition('shutdown');
+    this.waits.abort();
   }
 
   /** The shutdown deadline: abort the handler; what cannot have a stored result is nak'd. */
   deadline(): void {
-    this.handlerAbort?.abort(new ShutdownDeadlineError());
+    this.waits.abort();
+    this.handlerAbort.abort(new ShutdownDeadlineError());
     if (this.current === 'publishing') setTimeout(() => this.endGrace?.(), PUBLISH_GRACE_MS);
-    this.transition('deadline');
   }
 
   /** How long the handler ran (undefined when it did not run). */
@@ -144,64 +156,60 @@ export class MessageRun {
   private async live(): Promise<void> {
     // received: decode once, route by subject and event.
     const routed = routeMessage(this.env, this.message);
+    this.target = routed.target;
     if (routed.kind === 'decided') {
       this.handlerOutcome = routed.outcome;
-      this.target = routed.target;
       this.transition('decided');
       return this.report(routed.settlement);
     }
-    this.target = routed.target;
     this.transition('routed');
-    // waiting-for-handler, then waiting-for-slot.
-    const slots = await this.env.slots.takeBoth(routed.meta, this.env.stopWaiting, (e) => this.transition(e));
-    if (!slots) return this.report(this.decide({ kind: 'not-started' }));
-    // running: from here a cancel (one while the lease is taken, too) stops it before its handler.
-    this.handlerAbort = new AbortController();
-    // A cancel that came first (here while it waited, or remembered from before it was delivered).
-    const cancelled = this.cancelReason ?? this.env.cancelReasonOf?.(routed.target.runId);
-    const gate: { lease?: ResourceLease; outcome?: MessageOutcome } =
-      cancelled !== undefined
-        ? { outcome: { kind: 'cancelled', reason: cancelled } }
-        : routed.meta.perResource
-          ? await takeResourceLease(this.env, routed, this.message)
-          : {};
-    if (gate.outcome) {
-      slots();
-      this.handlerOutcome = gate.outcome;
-      this.transition('handler-finished'); // decided without the handler: running -> reporting
-      return this.report(this.decide(gate.outcome));
+    this.maxAttempts = effectiveMaxAttempts(
+      routed.meta,
+      this.env.config,
+      this.env.consumer().maxDeliver,
+      this.env.waitsOf(this.message.streamSequence),
+    );
+    // waiting-for-handler, waiting-for-slot, running (the lease), waiting-for-lease.
+    const admitted = await admitRun(this.env, {
+      routed,
+      message: this.message,
+      signal: this.waits.signal,
+      cancelled: () => this.cancelReason,
+      transition: (event) => this.transition(event),
+    });
+    if (admitted.kind === 'decided') {
+      this.handlerOutcome = admitted.outcome;
+      this.transition('decided');
+      return this.report(this.decide(admitted.outcome));
     }
-    this.lease = gate.lease;
-    let step: ReconcileStep;
+    // From here until the finally, this run owns what admission took: slots, and maybe a lease.
+    const { admission } = admitted;
+    let overdue: Promise<void> | undefined;
     try {
-      step = await reconcileStep(this.env, routed, this.message, {
+      const step = await reconcileStep(this.env, routed, this.message, {
         abort: this.handlerAbort,
+        maxAttempts: this.maxAttempts,
         ackOnReceive: () => this.ackOnReceive(),
         ctx: (ctx) => (this.context = ctx),
       });
-    } catch (err) {
-      slots();
-      throw err;
-    }
-    this.handlerOutcome = step.outcome;
-    this.startedAt = step.startedAt;
-    this.mask = step.mask;
-    this.handlerEndedAt = Date.now();
-    this.resourceType = routed.route.resource;
-    this.transition('handler-finished');
-    if (!step.overdue) {
-      // The slot frees as the handler ends, so the next message is pulled while this result publishes.
-      slots();
-      return this.report(step.settlement);
-    }
-    // A timed-out handler keeps its slot until it lets go: the instance never runs more than `concurrency`.
-    this.overdue = true;
-    try {
+      this.handlerOutcome = step.outcome;
+      this.startedAt = step.startedAt;
+      this.mask = step.mask;
+      this.handlerEndedAt = Date.now();
+      this.resourceType = routed.route.resource;
+      this.transition('handler-finished');
+      // A handler past its timeout or cancel keeps its slots and the lease until it lets go: the
+      // instance never runs more than `concurrency`, a resource never two handlers at once.
+      overdue = step.overdue;
+      if (overdue) this.overdue = true;
+      else admission.handlerLetGo();
       await this.report(step.settlement);
-      await step.overdue;
     } finally {
-      this.overdue = false;
-      slots();
+      if (overdue) {
+        await overdue;
+        this.overdue = false;
+      }
+      await admission.release();
     }
   }
 
@@ -341,8 +349,8 @@ export class MessageRun {
     const { message, env } = this;
     if (!this.acked) sendVerb(message, settlement, env);
     this.transition('verb-sent');
-    void this.lease?.release();
     env.record(settlement, () => this.where());
+    env.waited(message.streamSequence, settlement.kind === 'waiting');
     env.unrouted(message.streamSequence, settlement.kind === 'unrouted', settlement.delayMs);
     if (this.startedAt !== undefined) {
       env.observers.runFinished({
@@ -380,7 +388,7 @@ export class MessageRun {
   private decide(outcome: MessageOutcome, shutdownAborted = false): Settlement {
     return decideSettlement(outcome, {
       deliveryCount: this.message.deliveryCount,
-      maxAttempts: this.env.config.maxAttempts,
+      maxAttempts: this.maxAttempts,
       retryDelayMs: this.env.config.retryDelayMs,
       retryApiErrors: this.env.config.retryApiErrors,
       alreadyAcked: this.acked,

@@ -38,7 +38,13 @@ export function emptyDispatchStats(): DispatchStats {
   return { settled: zeroCounts(), inFlight: 0, overdue: 0, unroutedHeld: 0 };
 }
 
-type EnvironmentWithoutBookkeeping = Omit<RunEnvironment, 'record' | 'unrouted' | 'stopWaiting' | 'deadline'>;
+type EnvironmentWithoutBookkeeping = Omit<
+  RunEnvironment,
+  'record' | 'unrouted' | 'stopWaiting' | 'deadline' | 'leaseWaits' | 'waited' | 'waitsOf'
+>;
+
+/** Stream sequences whose lease waits are remembered at most (oldest dropped first). */
+const MAX_WAIT_COUNTS = 10_000;
 
 /** Pull ahead of free slots only while handlers are this quick: a long build must not hold the next event from an idle replica. */
 const PREFETCH_MAX_RUN_MS = 1000;
@@ -52,6 +58,8 @@ export class MessageRuns {
   private readonly counts = zeroCounts();
   /** Stream sequence of a nak'd unrouted message -> when it is expected back at the latest. */
   private readonly unroutedHeld = new Map<number, number>();
+  /** Stream sequence of a message nak'd to wait for a resource lease -> how many times. */
+  private readonly leaseWaitCounts = new Map<number, number>();
   private readonly env: RunEnvironment;
   private ticker?: NodeJS.Timeout;
   private tickerMs = 0;
@@ -72,6 +80,9 @@ export class MessageRuns {
       deadline: this.deadlineHit.signal,
       record: (settlement, where) => this.record(settlement, where),
       unrouted: (seq, held, delayMs) => this.trackUnrouted(seq, held, delayMs),
+      leaseWaits: { held: 0, limit: env.slots.concurrency },
+      waited: (seq, waiting) => this.countLeaseWait(seq, waiting),
+      waitsOf: (seq) => this.leaseWaitCounts.get(seq) ?? 0,
     };
   }
 
@@ -99,8 +110,7 @@ export class MessageRuns {
   get stats(): DispatchStats {
     let overdue = 0;
     for (const run of this.live) if (run.overdue) overdue += 1;
-    const now = Date.now();
-    for (const [seq, until] of this.unroutedHeld) if (until < now) this.unroutedHeld.delete(seq);
+    this.pruneUnrouted();
     return {
       settled: { ...this.counts },
       inFlight: this.live.size,
@@ -210,8 +220,26 @@ export class MessageRuns {
 
   private trackUnrouted(streamSequence: number, held: boolean, delayMs = 0): void {
     // Expected back after its delay, give or take two AckWaits (the ticker runs at half of one).
-    if (held) this.unroutedHeld.set(streamSequence, Date.now() + delayMs + 4 * this.tickerMs + 1000);
-    else if (this.unroutedHeld.size > 0) this.unroutedHeld.delete(streamSequence);
+    if (held) {
+      this.unroutedHeld.set(streamSequence, Date.now() + delayMs + 4 * this.tickerMs + 1000);
+      // Pruned as it grows too, not only when someone reads `stats`: nobody may ever read them.
+      if (this.unroutedHeld.size % 256 === 0) this.pruneUnrouted();
+    } else if (this.unroutedHeld.size > 0) this.unroutedHeld.delete(streamSequence);
+  }
+
+  private pruneUnrouted(): void {
+    const now = Date.now();
+    for (const [seq, until] of this.unroutedHeld) if (until < now) this.unroutedHeld.delete(seq);
+  }
+
+  private countLeaseWait(streamSequence: number, waiting: boolean): void {
+    if (!waiting) {
+      if (this.leaseWaitCounts.size > 0) this.leaseWaitCounts.delete(streamSequence);
+      return;
+    }
+    this.leaseWaitCounts.set(streamSequence, (this.leaseWaitCounts.get(streamSequence) ?? 0) + 1);
+    if (this.leaseWaitCounts.size > MAX_WAIT_COUNTS)
+      this.leaseWaitCounts.delete(this.leaseWaitCounts.keys().next().value!);
   }
 }
 

@@ -4,7 +4,7 @@ import { RunCleanups } from '../run-control/run-cleanup';
 import { RunProgressReporter } from '../run-control/run-progress';
 import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
 import type { ReconcileContext } from '../reconcile/reconcile-context';
-import { createReconcileContext, effectiveMaxAttempts, runReconcile } from '../reconcile/reconcile-runner';
+import { createReconcileContext, runReconcile } from '../reconcile/reconcile-runner';
 import { MessageOutcome, Settlement, decideSettlement } from '../settlement/settlement.policy';
 import type { InboundMessage } from './message-port';
 import type { RoutedMessage } from './message-routing';
@@ -28,6 +28,8 @@ export interface ReconcileStep {
 /** What the run hands the step: its abort controller, and what it must know as it happens. */
 export interface StepHooks {
   abort: AbortController;
+  /** Attempts the message may use (the handler's own, within the consumer's `max_deliver`). */
+  maxAttempts: number;
   /** `ackMode: 'onReceive'`: ack now, before the handler. */
   ackOnReceive: () => void;
   ctx: (ctx: ReconcileContext) => void;
@@ -55,7 +57,7 @@ export async function reconcileStep(
     resource: decoded.resource.name,
     resourceType: decoded.resource.resource,
   });
-  const maxAttempts = effectiveMaxAttempts(meta, config, env.consumer().maxDeliver);
+  const { maxAttempts } = hooks;
   const state = {
     deliveryCount: message.deliveryCount,
     maxAttempts,

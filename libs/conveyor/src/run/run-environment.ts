@@ -42,4 +42,10 @@ export interface RunEnvironment {
   record(settlement: Settlement, where: () => string): void;
   /** A message no handler serves was nak'd (`held`) or let go (`released`): the held gauge. */
   unrouted(streamSequence: number, held: boolean, delayMs?: number): void;
+  /** Messages held here waiting for a resource lease, and how many may be (the rest are nak'd). */
+  leaseWaits: { held: number; limit: number };
+  /** A message ended nak'd to wait for a resource lease (`waiting`), or for good: counts its waits. */
+  waited(streamSequence: number, waiting: boolean): void;
+  /** Deliveries of the message that only waited for a lease: they are no attempt of its handler. */
+  waitsOf(streamSequence: number): number;
 }

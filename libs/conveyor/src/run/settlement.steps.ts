@@ -2,6 +2,7 @@ import { MESSAGES_STREAM } from '../protocol';
 import type { MessageOutcome, Settlement } from '../settlement/settlement.policy';
 import type { InboundMessage } from './message-port';
 import type { RunEnvironment } from './run-environment';
+import { abortable } from '../util/abortable';
 
 /**
  * Hands the message to the dead-letter sinks; when one fails, terminating would lose the only copy,
@@ -13,7 +14,8 @@ export async function deadLetterOrKeep(
   settlement: Settlement,
   known: { runId?: string; noResult?: string },
 ): Promise<Settlement> {
-  const recorded = await env.port.deadLetter({
+  const { deadLetterTimeoutMs } = env.config;
+  const recording = env.port.deadLetter({
     reason: settlement.reason,
     driver: env.config.driverName,
     subject: message.subject,
@@ -25,12 +27,25 @@ export async function deadLetterOrKeep(
     failedAt: new Date().toISOString(),
     ...(known.noResult ? { noResult: known.noResult } : {}),
   });
-  if (recorded) return settlement;
+  // A hook that never settles must not hold the run (nor what the session may pull) or shutdown.
+  let why: string;
+  try {
+    const recorded = await abortable(recording, env.deadline, deadLetterTimeoutMs);
+    if (recorded.ended === 'done' && recorded.value) return settlement;
+    why =
+      recorded.ended === 'done'
+        ? 'not stored'
+        : recorded.ended === 'timed-out'
+          ? `not recorded within deadLetterTimeoutMs (${deadLetterTimeoutMs} ms)`
+          : 'not recorded by the shutdown deadline';
+  } catch (err) {
+    why = `not recorded (${errorText(err)})`;
+  }
   return {
     kind: 'retried',
     action: 'nak',
     delayMs: env.config.retryDelayMs(message.deliveryCount),
-    reason: `dead-letter record not stored, kept for another try: ${settlement.reason}`,
+    reason: `dead-letter record ${why}, kept for another try: ${settlement.reason}`,
     level: 'error',
   };
 }

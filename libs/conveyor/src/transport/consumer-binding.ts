@@ -2,7 +2,7 @@ import type { LoggerService } from '@nestjs/common';
 import { AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, JetStreamManager, nanos } from 'nats';
 import type { ConveyorConfig } from '../module/conveyor.options';
 import { MESSAGES_STREAM, consumerFilterSubjects } from '../protocol';
-import { backoffDelay, sleep } from './backoff';
+import { backoffDelay, sleep } from '../util/backoff';
 
 /** JetStream API error codes we branch on (nats-server `server/errors.json`). */
 const CONSUMER_NOT_FOUND = 10014;

@@ -6,7 +6,7 @@ import type { MessageRuns } from '../run/message-runs';
 import type { LiveConsumer } from '../run/run-environment';
 import type { RunObservers } from '../run/run-events';
 import type { RunSlots } from '../run/run-slots';
-import { backoffDelay, sleep } from './backoff';
+import { backoffDelay, sleep } from '../util/backoff';
 import { bindWithRetry, heartbeatIntervalMs, missingResource, resumePoint } from './consumer-binding';
 import { PullRequester } from './pull-requests';
 

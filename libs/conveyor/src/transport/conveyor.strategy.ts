@@ -25,7 +25,7 @@ import type { LiveConsumer } from '../run/run-environment';
 import { RunObserver, RunObservers } from '../run/run-events';
 import { RunSlots } from '../run/run-slots';
 import { ConsumerSession, SessionStatus } from './consumer-session';
-import { backoffDelay, sleep } from './backoff';
+import { backoffDelay, sleep } from '../util/backoff';
 import { NatsLink, NatsLinkStatus } from './nats-link';
 import { NatsResultPort } from './nats-result.port';
 import { logRunErrorsOnce } from '../reconcile/handler-error-log';
@@ -72,6 +72,8 @@ export class ConveyorStrategy
   private sessionStatus: SessionStatus = { pulling: false, reason: 'not started' };
   private consuming!: Promise<void>;
   private markConsuming!: () => void;
+  private connected!: Promise<void>;
+  private markConnected!: () => void;
   private runsDrained?: Promise<void>;
   private closing?: Promise<void>;
   /** Nest's own pass-through start hook: when still in place, a run skips the hook wrapper. */
@@ -88,6 +90,7 @@ export class ConveyorStrategy
     this.link = new NatsLink(config, this.log);
     this.slots = new RunSlots(config.concurrency, () => this.session?.schedulePull());
     this.consuming = new Promise((resolve) => (this.markConsuming = resolve));
+    this.connected = new Promise((resolve) => (this.markConnected = resolve));
   }
 
   /** Current state (for health checks and tests). */
@@ -143,6 +146,19 @@ export class ConveyorStrategy
   /** Resolves once the consumer is bound and pulling. */
   whenConsuming(): Promise<void> {
     return this.consuming;
+  }
+
+  /**
+   * @internal Resolves once the transport has a NATS connection (the first time; {@link unwrap}
+   * then gives the current one). Never, unless it {@link dials}.
+   */
+  whenConnected(): Promise<void> {
+    return this.connected;
+  }
+
+  /** @internal Whether the transport dials NATS: it listens, with `@Reconcile` handlers. */
+  get dials(): boolean {
+    return this.loop !== undefined;
   }
 
   /** @internal `connectConveyor` announces the attach before `app.init()`, so the startup check passes. */
@@ -326,6 +342,7 @@ export class ConveyorStrategy
     signal: AbortSignal,
   ): Promise<string | undefined> {
     this.nc = nc;
+    this.markConnected();
     this.logs.attach(nc);
     const remembered = this.cancels.listen(nc, this.config.cancelTtlMs);
     void this.link.watch(nc, {

@@ -1,7 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import { NatsConnection, connect } from 'nats';
 import type { ConveyorConfig } from '../module/conveyor.options';
-import { backoffDelay, sleep } from './backoff';
+import { backoffDelay, sleep } from '../util/backoff';
 import { RECONNECT_WAIT_MS, handshakeTimeoutMs, natsConnectionOptions } from './nats-connection';
 import { describeNatsFailure } from './nats-errors';
 import { probeConnectFailure } from './tls-probe';

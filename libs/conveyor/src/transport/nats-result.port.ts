@@ -6,7 +6,8 @@ import { RESULT_SUBJECT, RunProgress, encodeGoJson, progressSubject } from '../p
 import { ResultPort, ResultRefusedError } from '../run/message-port';
 import { DeadLetterRecord, recordDeadLetter } from '../settlement/dead-letter';
 import { JetStreamPublisher } from './jetstream.publisher';
-import { KvLeaseStore, LeaseStore } from '../run-control/resource-leases';
+import { KvLeaseStore } from '../run-control/resource-leases';
+import { abortable } from '../util/abortable';
 import { publishCancel } from '../run-control/run-control.nats';
 
 const PUBLISH_TIMEOUT_MS = 5000;
@@ -32,8 +33,8 @@ export class NatsResultPort implements ResultPort {
     this.leases = new KvLeaseStore(nc, config.leaseTtlMs, logger);
   }
 
-  /** On the current connection (leases held on a closed one stop renewing and expire). */
-  leases: LeaseStore;
+  /** Follows the connection: leases held across a redial renew over the new one. */
+  readonly leases: KvLeaseStore;
 
   async cancelRun(runId: string, reason: string): Promise<void> {
     await publishCancel(this.nc, runId, reason, this.config.cancelTtlMs);
@@ -47,8 +48,11 @@ export class NatsResultPort implements ResultPort {
     if (nc === this.nc) return;
     this.nc = nc;
     this.js = nc.jetstream();
+    // The old publisher's sweeper would keep the dead connection referenced, and no answer can come
+    // for what it still waits for: failed now (a transient error), those runs retry over `nc` at once.
+    this.publisher.close();
     this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
-    this.leases = new KvLeaseStore(nc, this.config.leaseTtlMs, this.logger);
+    this.leases.use(nc);
     this.jsm = undefined;
   }
 
@@ -93,14 +97,8 @@ export class NatsResultPort implements ResultPort {
   async flushRunLogs(runId: string, signal: AbortSignal): Promise<void> {
     // Most runs have every line stored by the time they end: no promise, no listener.
     if (!this.logs.hasUnflushed(runId) || signal.aborted) return;
-    const flushed = this.logs.flushRun(runId);
-    let onAbort: () => void = () => undefined;
-    const aborted = new Promise<void>((resolve) => {
-      onAbort = () => resolve();
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    await Promise.race([flushed, aborted]);
-    signal.removeEventListener('abort', onAbort);
+    // flushRun has its own deadline (logs.flushTimeoutMs); the shutdown deadline cuts it shorter.
+    await abortable(this.logs.flushRun(runId), signal, 0);
   }
 
   private async noStreamFor(subject: string): Promise<boolean> {

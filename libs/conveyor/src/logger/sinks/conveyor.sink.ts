@@ -1,7 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import type { LogConfig } from '../../module/log.options';
-import { backoffDelay, sleep } from '../../transport/backoff';
+import { backoffDelay, sleep } from '../../util/backoff';
 import { JetStreamPublisher } from '../../transport/jetstream.publisher';
 import { LogBudget } from '../log-budget';
 import { DropReason, LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { setImmediate } from 'node:timers/promises';
 import { constants, gzip } from 'node:zlib';
 import type { LokiConfig } from '../../module/log.options';
-import { backoffDelay, sleep } from '../../transport/backoff';
+import { backoffDelay, sleep } from '../../util/backoff';
 import { LogBudget } from '../log-budget';
 import { HttpAnswer, fetchWithin } from './fetch-within';
 import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
