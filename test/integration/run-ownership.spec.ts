@@ -2,9 +2,17 @@ import { Controller } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
 import type { KV } from 'nats';
-import { Reconcile, ReconcileContext, Resource, RetryableError, RunControl } from '@conveyor-ci/nestjs';
+import {
+  MESSAGES_STREAM,
+  Reconcile,
+  ReconcileContext,
+  Resource,
+  RetryableError,
+  RunControl,
+} from '@conveyor-ci/nestjs';
 import { RUN_LEASES_BUCKET, pipelineStepSubject, resourceLeaseKey } from '@conveyor-ci/nestjs/protocol';
 import { makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
+import { CapturedLogs } from '../support/captured-logs';
 import { settledDeliveries } from '../support/consumer-deliveries';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 
@@ -241,5 +249,41 @@ describe('run ownership: where features meet', () => {
     expect(result.driverresult).toMatchObject({ success: false, message: 'cancelled: not needed' });
     expect(settledAfterMs).toBeLessThan(1000);
     expect(spans.some((s) => s.runId === queued)).toBe(false);
+  }, 30_000);
+
+  it('shutdown names a handler still running past its deadline, and says "every run settled" only when true', async () => {
+    const name = uniqueDriverName();
+    plan.ignoreSignalMs = 6000;
+    const logs = new CapturedLogs();
+    const { app } = await start(name, [PlainDriver], {
+      options: { shutdownTimeoutMs: 300 },
+      configure: (a) => a.useLogger(logs),
+    });
+    const stuck = await publishStep(name, 'widget', 'stuck');
+    while (!spans.some((s) => s.runId === stuck)) await sleep(10);
+    const closing = Date.now();
+    await app.close();
+    // The deadline (300 ms) plus the grace for aborted handlers, not the handler's 6 s.
+    expect(Date.now() - closing).toBeLessThan(5000);
+    expect(logs.matching(/every run settled/)).toEqual([]);
+    expect(logs.matching(/still running past the shutdown deadline/)).toEqual([
+      expect.stringContaining(`(run ${stuck}), delivery 1: handler ignores its abort signal`),
+    ]);
+    // Nak'd at the deadline: another replica may take it at once (nothing left for AckWait).
+    const info = await suite.env.jsm.consumers.info(MESSAGES_STREAM, name);
+    expect(info.num_pending + info.num_ack_pending).toBe(1);
+    expect(spans.find((s) => s.runId === stuck)?.end).toBeUndefined(); // the handler still runs
+  }, 30_000);
+
+  it('a clean shutdown with runs in flight says every run settled', async () => {
+    const name = uniqueDriverName();
+    plan.runMs = 500;
+    const logs = new CapturedLogs();
+    const { app } = await start(name, [PlainDriver], { configure: (a) => a.useLogger(logs) });
+    const run = await publishStep(name, 'widget', 'quick');
+    while (!spans.some((s) => s.runId === run)) await sleep(10);
+    await app.close();
+    expect(logs.matching(/every run settled/)).toHaveLength(1);
+    expect((await suite.env.results.waitForRun(run, 5000)).driverresult).toMatchObject({ success: true });
   }, 30_000);
 });

@@ -400,6 +400,11 @@ export class MessageRun {
     this.current = nextRunState(this.current, event);
   }
 
+  /** Where the run is, for a person: its message, state, and whether its handler is overdue. */
+  describe(): string {
+    return `${this.where()}: ${this.overdue ? 'handler ignores its abort signal' : this.current}`;
+  }
+
   private where(): string {
     const m = this.message;
     const run = this.target?.runId ?? runIdOf(this.handlerOutcome);

@@ -46,6 +46,12 @@ type EnvironmentWithoutBookkeeping = Omit<
 /** Stream sequences whose lease waits are remembered at most (oldest dropped first). */
 const MAX_WAIT_COUNTS = 10_000;
 
+/**
+ * How long shutdown waits past its deadline for aborted handlers to let go and a result already on
+ * the wire to land (its grace is shorter), before it gives up on them and names them.
+ */
+const DEADLINE_GRACE_MS = 3000;
+
 /** Pull ahead of free slots only while handlers are this quick: a long build must not hold the next event from an idle replica. */
 const PREFETCH_MAX_RUN_MS = 1000;
 
@@ -149,17 +155,19 @@ export class MessageRuns {
    * Shutdown: messages waiting for a slot are nak'd at once; running ones get up to `timeoutMs`.
    * Past it they are aborted: nak'd so another replica reruns them now, except a result already on
    * the wire (acked once it lands, within a short grace).
+   * @returns the runs still here after all that (a handler ignoring its abort signal), described.
    */
-  async drain(timeoutMs: number): Promise<void> {
+  async drain(timeoutMs: number): Promise<string[]> {
     this.stopWaiting.abort();
     for (const run of this.live) run.shutdown();
     if (!(await this.allSettled(timeoutMs))) {
       this.deadlineHit.abort();
       for (const run of this.live) run.deadline();
-      await this.allSettled(timeoutMs + 5000);
+      await this.allSettled(DEADLINE_GRACE_MS);
     }
     clearInterval(this.ticker);
     this.ticker = undefined;
+    return [...this.live].map((run) => run.describe());
   }
 
   private allSettled(timeoutMs: number): Promise<boolean> {

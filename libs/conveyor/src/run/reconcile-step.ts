@@ -141,9 +141,12 @@ export async function reconcileStep(
           // The run ended, whatever its handler still does: cleanups before the result and verb.
           const cleaning = controls.cleanups.run({ outcome: settlement.kind, reason: settlement.reason });
           if (cleaning) await cleaning;
-          const decidedEarly = timedOutAfterMs !== undefined || cancelledReason !== undefined;
+          // Decided by its abort, not by its handler: the handler may still run, and keeps what the
+          // run holds until it lets go (a rerun elsewhere must not overlap it on this instance).
+          const decidedEarly =
+            timedOutAfterMs !== undefined || cancelledReason !== undefined || shutdownAborted === true;
           const overdue = decidedEarly
-            ? awaitOverdue(env, report.settled, binding.runId, timedOutAfterMs)
+            ? awaitOverdue(env, report.settled, binding.runId, report)
             : undefined;
           return { outcome: report.outcome, settlement, overdue, startedAt, mask };
         } finally {
@@ -183,10 +186,15 @@ async function awaitOverdue(
   env: RunEnvironment,
   settled: Promise<unknown>,
   runId: string,
-  timedOutAfterMs: number | undefined,
+  decidedBy: { timedOutAfterMs?: number; shutdownAborted?: boolean },
 ): Promise<void> {
   const since = Date.now();
-  const after = timedOutAfterMs !== undefined ? `its ${timedOutAfterMs} ms timeout` : 'its cancel';
+  const after =
+    decidedBy.timedOutAfterMs !== undefined
+      ? `its ${decidedBy.timedOutAfterMs} ms timeout`
+      : decidedBy.shutdownAborted
+        ? 'the shutdown deadline'
+        : 'its cancel';
   const warning = setTimeout(
     () =>
       env.logger.warn(

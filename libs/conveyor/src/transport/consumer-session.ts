@@ -133,7 +133,7 @@ export class ConsumerSession {
     } finally {
       this.pulling = false;
       clearInterval(sampler);
-      this.requester.close();
+      await this.requester.close();
       this.requester = undefined;
     }
   }

@@ -288,9 +288,14 @@ export class ConveyorStrategy
       if (inFlight > 0) {
         this.log.log(`shutdown: waiting up to ${this.config.shutdownTimeoutMs} ms for ${inFlight} run(s)`);
       }
-      await this.runs?.drain(this.config.shutdownTimeoutMs);
+      const left = (await this.runs?.drain(this.config.shutdownTimeoutMs)) ?? [];
       await this.loop;
-      if (inFlight > 0) this.log.log('shutdown: every run settled');
+      if (left.length > 0) {
+        // Their messages were nak'd (another replica may run them now); their handlers were not stopped.
+        this.log.error(
+          `shutdown: ${left.length} run(s) still running past the shutdown deadline, going on without them: ${left.join('; ')}`,
+        );
+      } else if (inFlight > 0) this.log.log('shutdown: every run settled');
     })();
     return this.runsDrained;
   }

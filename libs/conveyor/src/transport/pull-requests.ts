@@ -1,6 +1,7 @@
 import { Msg, NatsConnection, Subscription, createInbox, nanos } from 'nats';
 import { MESSAGES_STREAM } from '../protocol';
 import { NatsInboundMessage } from './nats-inbound.message';
+import { abortable } from '../util/abortable';
 
 /** How long one pull request stays open on the server. */
 export const PULL_EXPIRES_MS = 10_000;
@@ -8,6 +9,8 @@ export const PULL_EXPIRES_MS = 10_000;
 export const PULL_HEARTBEAT_MS = 1000;
 /** How soon a pull is asked again after the server answered that the consumer has no leader. */
 const NO_LEADER_RETRY_MS = 250;
+/** How long closing waits for the server to confirm the inbox is drained. */
+const CLOSE_DRAIN_MS = 2000;
 /** Missing heartbeats for this long means the server forgot our requests (leader change, restart). */
 const STALE_AFTER_MS = 2.5 * PULL_HEARTBEAT_MS;
 
@@ -35,6 +38,7 @@ export class PullRequester {
   private readonly watchdog: NodeJS.Timeout;
   private owed = 0;
   private lastHeard = Date.now();
+  private closing?: Promise<void>;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -68,13 +72,30 @@ export class PullRequester {
     this.owed = 0;
   }
 
-  close(): void {
-    clearInterval(this.watchdog);
-    this.sub.unsubscribe();
+  /**
+   * Stops asking and listening. Deliveries the server sent before it heard the unsubscribe are
+   * still on the wire: an unsubscribe would drop them, to come back only after AckWait. The inbox
+   * is drained instead and each of them nak'd, so another replica gets it at once. Resolves once
+   * the server confirmed (or the connection is gone).
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.watchdog);
+      this.owed = 0;
+      if (this.nc.isClosed()) return;
+      // A disconnected link cannot confirm the drain: past the bound, just stop listening.
+      const drained = await abortable(this.sub.drain(), undefined, CLOSE_DRAIN_MS).catch(() => undefined);
+      if (drained?.ended !== 'done') this.sub.unsubscribe();
+    })();
+    return this.closing;
   }
 
   private receive(msg: Msg): void {
     this.lastHeard = Date.now();
+    if (this.closing) {
+      if (NatsInboundMessage.isDelivery(msg)) new NatsInboundMessage(msg).nak();
+      return;
+    }
     if (NatsInboundMessage.isDelivery(msg)) {
       if (this.owed > 0) this.owed -= 1;
       this.events.message(new NatsInboundMessage(msg));
