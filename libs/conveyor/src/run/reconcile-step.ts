@@ -145,9 +145,7 @@ export async function reconcileStep(
           // run holds until it lets go (a rerun elsewhere must not overlap it on this instance).
           const decidedEarly =
             timedOutAfterMs !== undefined || cancelledReason !== undefined || shutdownAborted === true;
-          const overdue = decidedEarly
-            ? awaitOverdue(env, report.settled, binding.runId, report)
-            : undefined;
+          const overdue = decidedEarly ? awaitOverdue(env, report.settled, binding.runId, report) : undefined;
           return { outcome: report.outcome, settlement, overdue, startedAt, mask };
         } finally {
           span.end();
