@@ -119,6 +119,15 @@ class OneAtATimeDriver {
 }
 
 @Controller()
+class HungCleanupDriver {
+  @Reconcile({ resource: 'hung-cleanup' })
+  run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext) {
+    ctx.onCleanup(() => new Promise<void>(() => undefined), { timeoutMs: 200 });
+    return work(resource, ctx);
+  }
+}
+
+@Controller()
 class PlainDriver {
   @Reconcile({ resource: 'widget' })
   run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext) {
@@ -139,13 +148,18 @@ async function publishStep(driver: string, type: string, name: string): Promise<
 describe('run ownership: where features meet', () => {
   it('a foreign lease entry ({}) wedges no slot: other events run, its resource runs once the entry expires', async () => {
     const name = uniqueDriverName();
-    await start(name, [SupersedeDriver, PlainDriver], { options: { concurrency: 1 } });
+    const { strategy } = await start(name, [SupersedeDriver, PlainDriver], { options: { concurrency: 1 } });
     // Written by another tool or version: not a holder this code can read, nor cancel.
     await leases.put(resourceLeaseKey(name, 'superseding', 'repo-x'), new TextEncoder().encode('{}'));
     const blocked = await publishStep(name, 'superseding', 'repo-x');
     const other = await publishStep(name, 'widget', 'repo-y');
     const otherResult = await suite.env.results.waitForRun(other, 10_000);
     expect(otherResult.driverresult).toMatchObject({ success: true, message: 'built repo-y' });
+    // Ready (other events run), and saying what waits on what.
+    expect(strategy.readiness).toMatchObject({
+      ready: true,
+      stuck: [expect.stringContaining(`run ${blocked} waits for the lease of superseding/repo-x`)],
+    });
     // The foreign entry frees itself by the bucket's TTL; then the resource's event runs.
     const blockedResult = await suite.env.results.waitForRun(blocked, 15_000);
     expect(blockedResult.driverresult).toMatchObject({ success: true, message: 'built repo-x' });
@@ -155,7 +169,7 @@ describe('run ownership: where features meet', () => {
   it('a hung onDeadLetter holds no run: good events keep running, and close() keeps its deadline', async () => {
     const name = uniqueDriverName();
     const hooks: number[] = [];
-    const { app } = await start(name, [PlainDriver], {
+    const { app, strategy } = await start(name, [PlainDriver], {
       options: {
         concurrency: 1,
         shutdownTimeoutMs: 3000,
@@ -175,6 +189,10 @@ describe('run ownership: where features meet', () => {
     const result = await suite.env.results.waitForRun(good, 15_000);
     expect(result.driverresult).toMatchObject({ success: true, message: 'built good' });
     expect(hooks.length).toBeGreaterThanOrEqual(4);
+    expect(strategy.readiness.ready).toBe(true);
+    expect(strategy.readiness.stuck).toEqual(
+      expect.arrayContaining([expect.stringContaining('the dead-letter record of stream seq')]),
+    );
     const closing = Date.now();
     await app.close();
     expect(Date.now() - closing).toBeLessThan(3000 + 1500);
@@ -285,5 +303,19 @@ describe('run ownership: where features meet', () => {
     await app.close();
     expect(logs.matching(/every run settled/)).toHaveLength(1);
     expect((await suite.env.results.waitForRun(run, 5000)).driverresult).toMatchObject({ success: true });
+  }, 30_000);
+
+  it('a hung cleanup hook holds no run: the next events run, and readiness names it', async () => {
+    const name = uniqueDriverName();
+    const { strategy } = await start(name, [HungCleanupDriver], { options: { concurrency: 1 } });
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(await publishStep(name, 'hung-cleanup', `r${i}`));
+    for (const run of runs)
+      expect((await suite.env.results.waitForRun(run, 5000)).driverresult).toMatchObject({ success: true });
+    expect(strategy.readiness.ready).toBe(true);
+    expect(strategy.readiness.stuck).toEqual(
+      runs.map((run) => expect.stringContaining(`a cleanup hook of run ${run}`)),
+    );
+    expect(await settledDeliveries(suite.env.jsm, name)).toBe(3);
   }, 30_000);
 });

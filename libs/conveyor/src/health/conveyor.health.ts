@@ -77,8 +77,8 @@ export class ConveyorHealthIndicators implements OnModuleDestroy {
   /** The durable consumer is bound and pulled (false while binding, recovering, disconnected or draining). */
   consumer(): HealthIndicatorResult {
     const session = this.indicator.check('consumer');
-    const { ready, reason } = this.strategy.readiness;
-    const details = { name: this.config.driverName, state: this.strategy.state };
+    const { ready, reason, stuck } = this.strategy.readiness;
+    const details = { name: this.config.driverName, state: this.strategy.state, ...(stuck ? { stuck } : {}) };
     return ready ? session.up(details) : session.down({ ...details, reason });
   }
 

@@ -29,7 +29,8 @@ export class RunCleanups {
     private readonly defaultTimeoutMs: number,
     private readonly where: string,
     private readonly log: LoggerService,
-    private readonly failed: () => void,
+    /** A hook failed, or timed out (then `stillRunning` settles when it finally ends). */
+    private readonly failed: (stillRunning?: Promise<unknown>) => void,
   ) {}
 
   add(fn: CleanupHook, options: CleanupOptions = {}): void {
@@ -59,10 +60,11 @@ export class RunCleanups {
     const timedOut = new Promise<'timed-out'>((resolve) => {
       timer = setTimeout(() => resolve('timed-out'), hook.timeoutMs);
     });
+    const running = Promise.resolve().then(() => hook.fn(ending));
     try {
-      const done = await Promise.race([Promise.resolve().then(() => hook.fn(ending)), timedOut]);
+      const done = await Promise.race([running, timedOut]);
       if (done === 'timed-out') {
-        this.failed();
+        this.failed(running.catch(() => undefined));
         this.log.warn(
           `${this.where}: a cleanup hook did not finish within ${hook.timeoutMs} ms; going on without it`,
         );

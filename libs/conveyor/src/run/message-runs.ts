@@ -3,6 +3,7 @@ import type { Settlement, SettlementKind } from '../settlement/settlement.policy
 import type { InboundMessage } from './message-port';
 import { MessageRun } from './message-run';
 import type { RunEnvironment } from './run-environment';
+import { StuckWork } from './stuck-work';
 
 /** Counters of what happened to messages, by settlement row, plus runs in flight and past their timeout. */
 export interface DispatchStats {
@@ -40,7 +41,7 @@ export function emptyDispatchStats(): DispatchStats {
 
 type EnvironmentWithoutBookkeeping = Omit<
   RunEnvironment,
-  'record' | 'unrouted' | 'stopWaiting' | 'deadline' | 'leaseWaits' | 'waited' | 'waitsOf'
+  'record' | 'unrouted' | 'stopWaiting' | 'deadline' | 'leaseWaits' | 'waited' | 'waitsOf' | 'stuck'
 >;
 
 /** Stream sequences whose lease waits are remembered at most (oldest dropped first). */
@@ -66,6 +67,7 @@ export class MessageRuns {
   private readonly unroutedHeld = new Map<number, number>();
   /** Stream sequence of a message nak'd to wait for a resource lease -> how many times. */
   private readonly leaseWaitCounts = new Map<number, number>();
+  private readonly stuckWork = new StuckWork();
   private readonly env: RunEnvironment;
   private ticker?: NodeJS.Timeout;
   private tickerMs = 0;
@@ -87,6 +89,7 @@ export class MessageRuns {
       record: (settlement, where) => this.record(settlement, where),
       unrouted: (seq, held, delayMs) => this.trackUnrouted(seq, held, delayMs),
       leaseWaits: { held: 0, limit: env.slots.concurrency },
+      stuck: this.stuckWork,
       waited: (seq, waiting) => this.countLeaseWait(seq, waiting),
       waitsOf: (seq) => this.leaseWaitCounts.get(seq) ?? 0,
     };
@@ -123,6 +126,11 @@ export class MessageRuns {
       overdue,
       unroutedHeld: this.unroutedHeld.size,
     };
+  }
+
+  /** Work left behind past its deadline and still going (hung hooks, handlers ignoring their signal). */
+  get stuck(): string[] {
+    return this.stuckWork.list();
   }
 
   /** Cancels every live message of run `runId` here: a running handler is aborted, a waiting one never starts. */

@@ -193,13 +193,12 @@ async function awaitOverdue(
       : decidedBy.shutdownAborted
         ? 'the shutdown deadline'
         : 'its cancel';
-  const warning = setTimeout(
-    () =>
-      env.logger.warn(
-        `run ${runId} ignores its abort signal: still holding a run slot ${OVERDUE_WARNING_MS} ms after ${after}`,
-      ),
-    OVERDUE_WARNING_MS,
-  );
+  const warning = setTimeout(() => {
+    env.logger.warn(
+      `run ${runId} ignores its abort signal: still holding a run slot ${OVERDUE_WARNING_MS} ms after ${after}`,
+    );
+    env.stuck.track(`run ${runId}: its handler ignores its abort signal after ${after}`, settled);
+  }, OVERDUE_WARNING_MS);
   await settled;
   clearTimeout(warning);
   env.logger.log(`run ${runId} let go of its slot ${Date.now() - since} ms after ${after}`);
@@ -209,9 +208,10 @@ async function awaitOverdue(
 function runControlsOf(env: RunEnvironment, runId: string) {
   const { config, observers, port, logger } = env;
   return {
-    cleanups: new RunCleanups(config.cleanupTimeoutMs, `run ${runId}`, logger, () =>
-      observers.cleanupFailed(),
-    ),
+    cleanups: new RunCleanups(config.cleanupTimeoutMs, `run ${runId}`, logger, (stillRunning) => {
+      observers.cleanupFailed();
+      if (stillRunning) env.stuck.track(`a cleanup hook of run ${runId}`, stillRunning);
+    }),
     progress: new RunProgressReporter(
       runId,
       config.driverName,

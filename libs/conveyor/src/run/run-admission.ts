@@ -103,6 +103,8 @@ interface LeaseBusy {
   kind: 'busy';
   key: string;
   expiresAt: number;
+  /** Set when the entry is foreign (another tool or version wrote it): who waits on what, for readiness. */
+  foreign?: string;
   /** What the message gets when it cannot wait here (too many waiting): nak'd, to come back later. */
   outcome: MessageOutcome;
 }
@@ -166,6 +168,9 @@ async function takeLease(
     kind: 'busy',
     key,
     expiresAt: taken.expiresAt,
+    foreign: holder
+      ? undefined
+      : `run ${driverMessage.run_id} waits for the lease of ${what}: held by an entry another tool or version wrote, until it expires`,
     outcome: { kind: 'resource-busy', resource: what, holderRunId, delayMs: SERIALIZE_WAIT_MS },
   };
 }
@@ -176,7 +181,9 @@ async function waitForLease(env: RunEnvironment, busy: LeaseBusy, signal: AbortS
   if (waits.held >= waits.limit) return false;
   waits.held += 1;
   try {
-    await env.port.leases.waitForRelease(busy.key, busy.expiresAt, signal);
+    const waiting = env.port.leases.waitForRelease(busy.key, busy.expiresAt, signal);
+    if (busy.foreign) env.stuck.track(busy.foreign, waiting);
+    await waiting;
     return true;
   } finally {
     waits.held -= 1;

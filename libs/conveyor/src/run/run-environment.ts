@@ -9,6 +9,7 @@ import type { MessageOutcome, Settlement } from '../settlement/settlement.policy
 import type { ResultPort } from './message-port';
 import type { RunObservers } from './run-events';
 import type { RunSlots } from './run-slots';
+import type { StuckWork } from './stuck-work';
 
 /** What the consumer session last sampled of the live consumer. */
 export interface LiveConsumer {
@@ -42,6 +43,8 @@ export interface RunEnvironment {
   record(settlement: Settlement, where: () => string): void;
   /** A message no handler serves was nak'd (`held`) or let go (`released`): the held gauge. */
   unrouted(streamSequence: number, held: boolean, delayMs?: number): void;
+  /** Work left behind past its deadline (hung hooks, handlers ignoring their signal), for readiness. */
+  stuck: StuckWork;
   /** Messages held here waiting for a resource lease, and how many may be (the rest are nak'd). */
   leaseWaits: { held: number; limit: number };
   /** A message ended nak'd to wait for a resource lease (`waiting`), or for good: counts its waits. */

@@ -32,6 +32,11 @@ export async function deadLetterOrKeep(
   try {
     const recorded = await abortable(recording, env.deadline, deadLetterTimeoutMs);
     if (recorded.ended === 'done' && recorded.value) return settlement;
+    if (recorded.ended !== 'done')
+      env.stuck.track(
+        `the dead-letter record of stream seq ${message.streamSequence} (onDeadLetter or its subject)`,
+        recording.catch(() => undefined),
+      );
     why =
       recorded.ended === 'done'
         ? 'not stored'

@@ -13,6 +13,12 @@ export interface ConveyorReadiness {
   ready: boolean;
   /** Why not ready, in words for a person (never a secret). */
   reason?: string;
+  /**
+   * Work left behind past its deadline and still going: a hung `onDeadLetter` or cleanup hook, a
+   * handler ignoring its abort signal. Other events keep running, so it does not make the driver
+   * unready; it says what to look at.
+   */
+  stuck?: string[];
 }
 
 /** Events `on()` accepts, with the callback each one gets (the NATS server, or the error text). */

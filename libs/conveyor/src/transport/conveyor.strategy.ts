@@ -109,13 +109,15 @@ export class ConveyorStrategy
 
   /** Readiness with the reason when not ready (what `/health/ready` reports). */
   get readiness(): ConveyorReadiness {
-    return transportReadiness({
+    const stuck = this.runs?.stuck ?? [];
+    const readiness = transportReadiness({
       stopping: this.stopping.signal.aborted,
       state: this.current,
       connection: this.nc !== undefined,
       nats: this.link.status,
       session: this.sessionStatus,
     });
+    return stuck.length > 0 ? { ...readiness, stuck } : readiness;
   }
 
   /** The NATS server (without credentials), whether connected, and the last connection failure. */
