@@ -165,8 +165,8 @@ describe('deploy/kubernetes/shell-runner.yaml', () => {
     });
   });
 
-  it('gives the drain (shutdownTimeoutMs plus the 5 s log flush) time before the kubelet kills the pod', () => {
-    const drainMs = Number(podEnv.CONVEYOR_SHUTDOWN_TIMEOUT_MS) + 5000;
+  it('gives the drain (shutdownTimeoutMs, 3 s for aborted handlers, the 5 s log flush) time before the kubelet kills the pod', () => {
+    const drainMs = Number(podEnv.CONVEYOR_SHUTDOWN_TIMEOUT_MS) + 3000 + 5000;
     expect(pod.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(drainMs);
   });
 });

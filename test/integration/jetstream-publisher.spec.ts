@@ -212,6 +212,28 @@ describe('JetStreamPublisher: batches (two PubAcks for many lines)', () => {
     published.close();
   });
 
+  it('publishes a single message (a result) with nc.publish, never through the frame writer', async () => {
+    const nc = await client();
+    const writer = frameWriterFor(nc);
+    const framesWritten = jest.spyOn(writer, 'stored');
+    const published = jest.spyOn(nc, 'publish');
+    const publisher = new JetStreamPublisher(nc, { writer });
+    const data = Buffer.from('{"success":true}');
+    const ack = await publisher.publish('batchtest.result', data, 'result-1', 5000);
+    expect(ack).toMatchObject({ stream: 'batchtest', seq: expect.any(Number) });
+    expect(framesWritten).not.toHaveBeenCalled();
+    expect(published).toHaveBeenCalledWith(
+      'batchtest.result',
+      data,
+      expect.objectContaining({ reply: expect.stringMatching(/^_INBOX\./) }),
+    );
+    expect(published.mock.calls[0][2]?.headers?.get('Nats-Msg-Id')).toBe('result-1');
+    expect(await storedMessages()).toEqual([
+      { subject: 'batchtest.result', msgId: 'result-1', body: '{"success":true}' },
+    ]);
+    publisher.close();
+  });
+
   it('says what it still holds: a small write waits in nats.js until the task ends, none once it went', async () => {
     const nc = await client();
     const publisher = new JetStreamPublisher(nc);

@@ -1,7 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
-import { Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
+import { Reconcile, ReconcileContext, Resource, RetryableError } from '@conveyor-ci/nestjs';
 import { makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { settledDeliveries } from '../support/consumer-deliveries';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
@@ -39,6 +39,46 @@ class SerializedDriver {
 class SupersedingDriver {
   @Reconcile({ resource: 'superseding', perResource: 'supersede' })
   run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext) {
+    return work(resource, ctx);
+  }
+}
+
+/** Ignores its signal for 1.5 s (longer than a nak'd wait), past its 150 ms timeout: it keeps running after its result. */
+async function stubborn(resource: Resource, ctx: ReconcileContext) {
+  const span: (typeof spans)[number] = { resource: resource.name, runId: ctx.runId, start: Date.now() };
+  spans.push(span);
+  await sleep(1500);
+  span.end = Date.now();
+  return { success: true, message: `built ${resource.name}` };
+}
+
+@Controller()
+class StubbornSerialDriver {
+  @Reconcile({ resource: 'stubborn-serial', perResource: 'serialize', timeoutMs: 150 })
+  run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext) {
+    return stubborn(resource, ctx);
+  }
+}
+
+@Controller()
+class StubbornSupersedingDriver {
+  @Reconcile({ resource: 'stubborn-superseding', perResource: 'supersede', timeoutMs: 150 })
+  run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext) {
+    return stubborn(resource, ctx);
+  }
+}
+
+/** Runs that were asked to retry once (their first call throws). */
+const retried = new Set<string>();
+
+@Controller()
+class RetryOnceSerialDriver {
+  @Reconcile({ resource: 'retry-serial', perResource: 'serialize', maxAttempts: 2 })
+  async run(@Payload() resource: Resource, @Ctx() ctx: ReconcileContext) {
+    if (!retried.has(ctx.runId)) {
+      retried.add(ctx.runId);
+      throw new RetryableError('first call fails', { delayMs: 50 });
+    }
     return work(resource, ctx);
   }
 }
@@ -126,4 +166,40 @@ describe('perResource across two replicas', () => {
     // It waited for the dead holder's lease to expire (leaseTtlMs 3000), not forever.
     expect(Date.now() - startedAt).toBeLessThan(15_000);
   }, 60_000);
+
+  it.each([
+    ['serialize', StubbornSerialDriver, 'stubborn-serial'],
+    ['supersede', StubbornSupersedingDriver, 'stubborn-superseding'],
+  ] as const)(
+    '%s, handlers ignoring their signal past timeoutMs: never two handlers of one resource at once',
+    async (_policy, driver, type) => {
+      const name = uniqueDriverName();
+      await start(name, [driver], { options });
+      await start(name, [driver], { options });
+      const sent = await publishBurst(type, 9);
+      for (const s of sent) {
+        const result = (await suite.env.results.waitForRun(s.runId, 60_000)).driverresult;
+        // Timed out (the handler ran past 150 ms), or superseded before it started.
+        expect(result.message).toMatch(/^(timed out after 150 ms|cancelled: superseded by run .*)$/);
+      }
+      // Handlers that ran on past their result still held the resource until they let go.
+      while (spans.some((sp) => sp.end === undefined)) await sleep(20);
+      for (const resource of ['repo-0', 'repo-1', 'repo-2']) expect(overlaps(resource)).toEqual([]);
+      expect(await settledDeliveries(suite.env.jsm, name)).toBeGreaterThanOrEqual(9);
+    },
+    90_000,
+  );
+
+  it('serialize: a wait leaves the handler all its attempts (maxAttempts 2, every first call retries)', async () => {
+    const name = uniqueDriverName();
+    await start(name, [RetryOnceSerialDriver], { options });
+    await start(name, [RetryOnceSerialDriver], { options });
+    const sent = await publishBurst('retry-serial', 12);
+    for (const s of sent) {
+      const result = await suite.env.results.waitForRun(s.runId, 60_000);
+      expect(result.driverresult).toMatchObject({ success: true, message: `built ${s.name}` });
+    }
+    for (const resource of ['repo-0', 'repo-1', 'repo-2']) expect(overlaps(resource)).toEqual([]);
+    expect(spans).toHaveLength(12);
+  }, 90_000);
 });

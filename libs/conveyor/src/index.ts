@@ -46,8 +46,8 @@ export type {
 export type { NatsLinkStatus } from './transport/nats-link';
 export { ConsumerBindingError, deleteDriverConsumer } from './transport/consumer-binding';
 export type { DispatchStats } from './run/message-runs';
-export { ResultRefusedError } from './run/message-port';
-export { RetryableError, type RetryableErrorOptions } from './reconcile/retryable.error';
+export { ResultRefusedError } from './settlement/result.publisher';
+export { RetryableError, type RetryableErrorOptions } from './settlement/retryable.error';
 export { DEAD_LETTER_HEADERS, type DeadLetterRecord } from './settlement/dead-letter';
 export type {
   MessageOutcome,

@@ -4,7 +4,6 @@ import { Logger } from '@nestjs/common';
 import type { AxiosResponse } from 'axios';
 import { runScope } from '../logger/run-scope';
 import type { ConveyorClientConfig } from '../module/client.options';
-import { ReconcileContext } from '../reconcile/reconcile-context';
 import { sleep } from '../util/backoff';
 import { ConveyorApiError } from './conveyor-api.error';
 
@@ -137,8 +136,9 @@ export class ApiRequester {
 
 /** The caller's signal combined with the current run's `ctx.signal`, so an aborted run stops waiting on the API. */
 function callSignal(signal: AbortSignal | undefined): AbortSignal | undefined {
-  const context = runScope.getStore()?.context;
-  const runSignal = context instanceof ReconcileContext ? context.signal : undefined;
+  // The run's ReconcileContext, read by its shape: the client sits below the reconcile layer.
+  const context = runScope.getStore()?.context as { signal?: unknown } | undefined;
+  const runSignal = context?.signal instanceof AbortSignal ? context.signal : undefined;
   if (!runSignal) return signal;
   return signal ? AbortSignal.any([signal, runSignal]) : runSignal;
 }

@@ -148,13 +148,39 @@ export function toPipelineEvent(
     event: RESULT_EVENT,
     run_id: runId,
     resource,
-    driverresult: {
-      success: result.success,
-      message: result.message ?? '',
-      data: result.data === undefined ? null : result.data,
-      driver,
-    },
+    driverresult: driverResultOf(result, driver),
   };
+}
+
+function driverResultOf(result: DriverResult, driver: string): PipelineEvent['driverresult'] {
+  return {
+    success: result.success,
+    message: result.message ?? '',
+    data: result.data === undefined ? null : result.data,
+    driver,
+  };
+}
+
+const RESULT_HEAD = `{"event":${encodeGoJson(RESULT_EVENT)},"run_id":`;
+
+/**
+ * UTF-8 bytes of the PipelineEvent {@link toPipelineEvent} builds, as {@link encodeWire} encodes it.
+ * A resource given as JSON text (the payload as the server sent it, one JSON value, as
+ * {@link decodeDriverMessage} checked) goes in as it is: not parsed and encoded again, and unchanged
+ * by whatever a handler did to its own copy.
+ */
+export function encodePipelineEvent(
+  runId: string,
+  resource: Resource | string,
+  result: DriverResult,
+  driver: string,
+): Uint8Array {
+  if (typeof resource !== 'string') return encodeWire(toPipelineEvent(runId, resource, result, driver));
+  const driverresult = encodeGoJson(driverResultOf(result, driver));
+  return Buffer.from(
+    `${RESULT_HEAD}${encodeGoJson(runId)},"resource":${resource},"driverresult":${driverresult}}`,
+    'utf8',
+  );
 }
 
 /**

@@ -2,10 +2,12 @@ import type { ArgumentsHost } from '@nestjs/common';
 import { BaseRpcContext } from '@nestjs/microservices';
 import type { Resource } from '../protocol';
 import type { RunLogger } from '../logger/run-logger';
-import { validRetryDelay } from './retryable.error';
+import { validRetryDelay } from '../settlement/retryable.error';
+import type { RetryRequest } from '../settlement/settlement.policy';
 import { markReported } from './handler-error-log';
-import type { CleanupHook, CleanupOptions, RunCleanups } from '../run-control/run-cleanup';
-import type { ProgressValue, RunProgressReporter } from '../run-control/run-progress';
+import type { CleanupHook, CleanupOptions } from '../run-control/run-cleanup';
+import type { ProgressValue } from '../run-control/run-progress';
+import type { RunControls } from '../run-control/run-controls';
 
 /** Fields of a {@link ReconcileContext}. */
 export interface ReconcileContextInit {
@@ -23,7 +25,7 @@ export interface ReconcileContextInit {
   signal: AbortSignal;
   logger: RunLogger;
   /** Cleanup hooks and progress of the run (without them, `onCleanup` and `progress` do nothing). */
-  controls?: { cleanups: RunCleanups; progress: RunProgressReporter };
+  controls?: RunControls;
 }
 
 /**
@@ -88,7 +90,7 @@ export class ReconcileContext extends BaseRpcContext<[string]> {
    * and never changes the result.
    */
   onCleanup(fn: CleanupHook, options?: CleanupOptions): void {
-    this.controls?.cleanups.add(fn, options);
+    this.controls?.onCleanup(fn, options);
   }
 
   /**
@@ -97,7 +99,7 @@ export class ReconcileContext extends BaseRpcContext<[string]> {
    * `conveyor-run.progress.{runId}.{driver}`; `RunControl.watchProgress(runId)` reads it.
    */
   progress(value: ProgressValue, phase?: string): void {
-    this.controls?.progress.report(value, phase);
+    this.controls?.progress(value, phase);
   }
 
   /** True when a retry would give up: this delivery is the last attempt. */
@@ -146,11 +148,8 @@ export function thrownBy(ctx: ReconcileContext): { error: unknown } | undefined 
 
 const retries = new WeakMap<ReconcileContext, RetryRequest>();
 
-/** What `ctx.retry()` asked for. */
-export interface RetryRequest {
-  delayMs?: number;
-  reason: string;
-}
+/** What `ctx.retry()` asked for: the settlement policy's type, which reads it (settlement sits below reconcile). */
+export type { RetryRequest };
 
 /** The retry the handler asked for through `ctx.retry()`, if any. */
 export function retryRequestedBy(ctx: ReconcileContext): RetryRequest | undefined {

@@ -5,7 +5,7 @@ import { ConveyorTestingModule } from '../../../testing/src/conveyor-testing.mod
 import type { Resource } from '../protocol';
 import { Reconcile } from './reconcile.decorator';
 import { ReconcileOutcomeInterceptor } from './reconcile-outcome.interceptor';
-import { RetryableError } from './retryable.error';
+import { RetryableError } from '../settlement/retryable.error';
 
 class Reject implements PipeTransform {
   transform(): never {

@@ -13,7 +13,7 @@ export interface MessageEnvelope {
   streamSequence: number;
 }
 
-/** Builds the context of one run; the handler gets its own copy of the resource. */
+/** Builds the context of one run; the handler gets the resource decoded from the payload as its own. */
 export function createReconcileContext(
   decoded: DecodedMessage,
   route: MessageRoute,
@@ -26,7 +26,7 @@ export function createReconcileContext(
     controls?: ReconcileContextInit['controls'];
   },
 ): ReconcileContext {
-  const { message, payload } = decoded;
+  const { message, payload, resource } = decoded;
   return new ReconcileContext({
     event: message.event,
     runId: message.run_id,
@@ -38,8 +38,9 @@ export function createReconcileContext(
     streamSequence: envelope.streamSequence,
     driverName: run.driverName,
     payload,
-    // A private copy: the result must carry the resource as received, whatever the handler mutates.
-    resource: JSON.parse(payload),
+    // Parsed once, by the decoder, and the handler's alone: the result carries the payload text as
+    // received (the run's target), whatever the handler does to this object.
+    resource,
     signal: run.signal,
     logger: run.logger,
     controls: run.controls,

@@ -20,7 +20,7 @@ export async function checkStaleEvent(
   try {
     current = await client.getResource(pending.resource, pending.name);
   } catch (err) {
-    return { kind: 'lookup-failed', reason: (err as Error).message };
+    return { kind: 'lookup-failed', reason: `stale-event check failed: ${(err as Error).message}` };
   }
   const what = `${pending.resource} "${pending.name}"`;
   if (!current) return { kind: 'stale', reason: `${what} was deleted since the event: step skipped` };

@@ -27,6 +27,20 @@ export interface LeaseStore {
    * died stops renewing), or `signal` aborted. Never rejects; take the lease again to know.
    */
   waitForRelease(key: string, expiresAt: number, signal: AbortSignal): Promise<void>;
+  /**
+   * Deliveries of message `streamSeq` to `driver` that were nak'd only to wait for a lease: no
+   * attempt of its handler. Kept beside the leases, so a replica the message comes back to knows.
+   */
+  waitsOf(driver: string, streamSeq: number): Promise<number>;
+  /** One more such delivery (the message is about to be nak'd to wait). */
+  countWait(driver: string, streamSeq: number): Promise<void>;
+  /** The message ran: its waits are forgotten. */
+  forgetWaits(driver: string, streamSeq: number): Promise<void>;
+}
+
+/** The key of a message's wait count: `=` is in no base64url lease key, so the two never meet. */
+function waitsKey(driver: string, streamSeq: number): string {
+  return `=waits.${Buffer.from(driver, 'utf8').toString('base64url')}.${streamSeq}`;
 }
 
 /** The longest any single lease operation may take (the JetStream API's own timeout is 5 s). */
@@ -63,11 +77,13 @@ export class KvLeaseStore implements LeaseStore {
   async acquire(key: string, holder: ResourceLeaseHolder): Promise<LeaseAttempt> {
     const { kv, ttlMs } = await this.bucket();
     const bytes = encodeGoJson(holder);
+    let refused: unknown;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const revision = await kv.create(key, bytes);
         return { kind: 'acquired', lease: this.renewed(key, holder, revision) };
-      } catch {
+      } catch (err) {
+        refused = err;
         const current = await kv.get(key);
         // Freed (deleted, or expired) between the create and the get: try once more.
         if (!current || current.operation !== 'PUT') continue;
@@ -76,7 +92,8 @@ export class KvLeaseStore implements LeaseStore {
         return { kind: 'held', holder: leaseHolderOf(current), expiresAt: expiryOf(current, ttlMs) };
       }
     }
-    throw new Error(`resource lease ${key}: contended, try again`);
+    // No entry, and still no create: the store refuses (full, sealed, no permission) or is contended.
+    throw new Error(`the ${RUN_LEASES_BUCKET} bucket refused it: ${(refused as Error)?.message ?? refused}`);
   }
 
   async waitForRelease(key: string, expiresAt: number, signal: AbortSignal): Promise<void> {
@@ -103,6 +120,25 @@ export class KvLeaseStore implements LeaseStore {
       signal.removeEventListener('abort', stop);
       wait.abort();
     }
+  }
+
+  async waitsOf(driver: string, streamSeq: number): Promise<number> {
+    const { kv } = await this.bucket();
+    const entry = await kv.get(waitsKey(driver, streamSeq));
+    const count = entry?.operation === 'PUT' ? Number(entry.string()) : 0;
+    // Another tool's value is no count: no waits known.
+    return Number.isSafeInteger(count) && count > 0 ? count : 0;
+  }
+
+  async countWait(driver: string, streamSeq: number): Promise<void> {
+    const { kv } = await this.bucket();
+    // Each put restarts the entry's age: it lives while the message keeps waiting (naks every second).
+    await kv.put(waitsKey(driver, streamSeq), String((await this.waitsOf(driver, streamSeq)) + 1));
+  }
+
+  async forgetWaits(driver: string, streamSeq: number): Promise<void> {
+    const { kv } = await this.bucket();
+    await kv.delete(waitsKey(driver, streamSeq));
   }
 
   private bucket(): Promise<{ kv: KV; ttlMs: number }> {
@@ -217,6 +253,20 @@ function sameHolder(a: ResourceLeaseHolder, b: ResourceLeaseHolder): boolean {
 export class MemoryLeaseStore implements LeaseStore {
   private readonly held = new Map<string, ResourceLeaseHolder>();
   private readonly released = new Map<string, Set<() => void>>();
+  private readonly waits = new Map<string, number>();
+
+  async waitsOf(driver: string, streamSeq: number): Promise<number> {
+    return this.waits.get(waitsKey(driver, streamSeq)) ?? 0;
+  }
+
+  async countWait(driver: string, streamSeq: number): Promise<void> {
+    const key = waitsKey(driver, streamSeq);
+    this.waits.set(key, (this.waits.get(key) ?? 0) + 1);
+  }
+
+  async forgetWaits(driver: string, streamSeq: number): Promise<void> {
+    this.waits.delete(waitsKey(driver, streamSeq));
+  }
 
   async acquire(key: string, holder: ResourceLeaseHolder): Promise<LeaseAttempt> {
     const current = this.held.get(key);

@@ -26,17 +26,8 @@ export interface InboundMessage {
   working(): void;
 }
 
-/** A result publish the server refused for good: retrying the same bytes cannot help. */
-export class ResultRefusedError extends Error {
-  constructor(
-    message: string,
-    /** Why, as a bounded label for metrics. */
-    override readonly cause: 'max-payload' | 'no-stream' | 'permission' | 'rejected',
-  ) {
-    super(message);
-    this.name = 'ResultRefusedError';
-  }
-}
+/** What `publishResult` throws for a result the server refused for good (settlement classifies it). */
+export { ResultRefusedError } from '../settlement/result.publisher';
 
 /** What the runs of a connection share: result publishing, its size limit, dead-letter sinks, log flushing. */
 export interface ResultPort {

@@ -43,8 +43,9 @@ export function routeMessage(env: RunEnvironment, message: InboundMessage): Rout
     return { kind: 'decided', outcome, settlement: decide(env, message, outcome), target };
   }
   const runId = decoded.message.run_id;
-  // `{run}:{driver}:{message id}`: a result published again after a lost PubAck is stored once.
-  const target = { runId, resource: decoded.resource, msgId: `${runId}:${driver}:${decoded.message.id}` };
+  // `{run}:{driver}:{message id}`: a result published again after a lost PubAck is stored once. The
+  // result carries the payload text as received; the handler gets the one parsed object as its own.
+  const target = { runId, resource: decoded.payload, msgId: `${runId}:${driver}:${decoded.message.id}` };
   const routing = env.registry.route(message.subject, decoded.message.event);
   if (routing.kind === 'settle') {
     return {

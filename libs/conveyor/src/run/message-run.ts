@@ -18,7 +18,7 @@ import {
 import { backoffDelay, sleep } from '../util/backoff';
 import { InboundMessage, ResultRefusedError } from './message-port';
 import { routeMessage } from './message-routing';
-import { admitRun } from './run-admission';
+import { admitRun, countedLeaseWaits } from './run-admission';
 import { reconcileStep } from './reconcile-step';
 import { effectiveMaxAttempts } from '../reconcile/reconcile-runner';
 import type { RunEnvironment } from './run-environment';
@@ -163,16 +163,22 @@ export class MessageRun {
       return this.report(routed.settlement);
     }
     this.transition('routed');
+    // Only a perResource message delivered before can have waited: no tick for any other.
+    const leaseWaits =
+      routed.meta.perResource && this.message.deliveryCount > 1
+        ? await countedLeaseWaits(this.env, routed, this.message)
+        : 0;
     this.maxAttempts = effectiveMaxAttempts(
       routed.meta,
       this.env.config,
       this.env.consumer().maxDeliver,
-      this.env.waitsOf(this.message.streamSequence),
+      leaseWaits,
     );
     // waiting-for-handler, waiting-for-slot, running (the lease), waiting-for-lease.
     const admitted = await admitRun(this.env, {
       routed,
       message: this.message,
+      leaseWaits,
       signal: this.waits.signal,
       cancelled: () => this.cancelReason,
       transition: (event) => this.transition(event),
@@ -350,9 +356,8 @@ export class MessageRun {
     if (!this.acked) sendVerb(message, settlement, env);
     this.transition('verb-sent');
     env.record(settlement, () => this.where());
-    env.waited(message.streamSequence, settlement.kind === 'waiting');
     env.unrouted(message.streamSequence, settlement.kind === 'unrouted', settlement.delayMs);
-    if (this.startedAt !== undefined) {
+    if (this.startedAt !== undefined && env.observers.listening) {
       env.observers.runFinished({
         resourceType: this.resourceType,
         outcome: settlement.kind,

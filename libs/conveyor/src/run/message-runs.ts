@@ -41,11 +41,8 @@ export function emptyDispatchStats(): DispatchStats {
 
 type EnvironmentWithoutBookkeeping = Omit<
   RunEnvironment,
-  'record' | 'unrouted' | 'stopWaiting' | 'deadline' | 'leaseWaits' | 'waited' | 'waitsOf' | 'stuck'
+  'record' | 'unrouted' | 'stopWaiting' | 'deadline' | 'leaseWaits' | 'stuck'
 >;
-
-/** Stream sequences whose lease waits are remembered at most (oldest dropped first). */
-const MAX_WAIT_COUNTS = 10_000;
 
 /**
  * How long shutdown waits past its deadline for aborted handlers to let go and a result already on
@@ -65,8 +62,6 @@ export class MessageRuns {
   private readonly counts = zeroCounts();
   /** Stream sequence of a nak'd unrouted message -> when it is expected back at the latest. */
   private readonly unroutedHeld = new Map<number, number>();
-  /** Stream sequence of a message nak'd to wait for a resource lease -> how many times. */
-  private readonly leaseWaitCounts = new Map<number, number>();
   private readonly stuckWork = new StuckWork();
   private readonly env: RunEnvironment;
   private ticker?: NodeJS.Timeout;
@@ -90,8 +85,6 @@ export class MessageRuns {
       unrouted: (seq, held, delayMs) => this.trackUnrouted(seq, held, delayMs),
       leaseWaits: { held: 0, limit: env.slots.concurrency },
       stuck: this.stuckWork,
-      waited: (seq, waiting) => this.countLeaseWait(seq, waiting),
-      waitsOf: (seq) => this.leaseWaitCounts.get(seq) ?? 0,
     };
   }
 
@@ -221,7 +214,8 @@ export class MessageRuns {
 
   private record(settlement: Settlement, where: () => string): void {
     this.counts[settlement.kind] += 1;
-    this.env.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
+    if (this.env.observers.listening)
+      this.env.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
     const level = settlement.level;
     // Formatting a line per message costs real time at thousands of messages a second.
     if (!levelEnabled(level)) return;
@@ -246,16 +240,6 @@ export class MessageRuns {
   private pruneUnrouted(): void {
     const now = Date.now();
     for (const [seq, until] of this.unroutedHeld) if (until < now) this.unroutedHeld.delete(seq);
-  }
-
-  private countLeaseWait(streamSequence: number, waiting: boolean): void {
-    if (!waiting) {
-      if (this.leaseWaitCounts.size > 0) this.leaseWaitCounts.delete(streamSequence);
-      return;
-    }
-    this.leaseWaitCounts.set(streamSequence, (this.leaseWaitCounts.get(streamSequence) ?? 0) + 1);
-    if (this.leaseWaitCounts.size > MAX_WAIT_COUNTS)
-      this.leaseWaitCounts.delete(this.leaseWaitCounts.keys().next().value!);
   }
 }
 

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { inRunSpan } from '../tracing/optional-tracing';
 import { RunCleanups } from '../run-control/run-cleanup';
+import { RunControls } from '../run-control/run-controls';
 import { RunProgressReporter } from '../run-control/run-progress';
 import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
 import type { ReconcileContext } from '../reconcile/reconcile-context';
@@ -69,7 +70,7 @@ export async function reconcileStep(
     return await runScope.run(binding, async (): Promise<ReconcileStep> => {
       const stale = await env.checkStale?.(decoded, route);
       if (stale) return { outcome: stale, settlement: decideSettlement(stale, state), mask };
-      const controls = runControlsOf(env, binding.runId);
+      const controls = new StepControls(env, binding.runId);
       const ctx = createReconcileContext(
         decoded,
         route,
@@ -91,18 +92,22 @@ export async function reconcileStep(
       const alreadyAcked = config.ackMode === 'onReceive';
       if (alreadyAcked) hooks.ackOnReceive();
       const startedAt = Date.now();
-      env.observers.runStarted({ resourceType: route.resource, deliveryCount: message.deliveryCount });
-      const attributes = {
-        'conveyor.run_id': binding.runId,
-        'conveyor.driver': binding.driver,
-        'conveyor.resource': binding.resource,
-        'conveyor.resource_type': route.resource,
-        'conveyor.event': binding.event,
-        'conveyor.delivery_count': message.deliveryCount,
-        'messaging.system': 'nats',
-        'messaging.destination.name': message.subject,
-      };
-      return inRunSpan(`reconcile ${route.resource}`, attributes, async (span) => {
+      if (env.observers.listening)
+        env.observers.runStarted({ resourceType: route.resource, deliveryCount: message.deliveryCount });
+      const spanStart = () => ({
+        name: `reconcile ${route.resource}`,
+        attributes: {
+          'conveyor.run_id': binding.runId,
+          'conveyor.driver': binding.driver,
+          'conveyor.resource': binding.resource,
+          'conveyor.resource_type': route.resource,
+          'conveyor.event': binding.event,
+          'conveyor.delivery_count': message.deliveryCount,
+          'messaging.system': 'nats',
+          'messaging.destination.name': message.subject,
+        },
+      });
+      return inRunSpan(spanStart, async (span) => {
         binding.traced = span.traced;
         try {
           const timeoutMs = meta.timeoutMs ?? config.reconcileTimeoutMs;
@@ -130,8 +135,7 @@ export async function reconcileStep(
           if (cancelledReason !== undefined)
             env.logger.warn(`run ${binding.runId} cancelled: ${cancelledReason}`);
           span.setAttribute('conveyor.outcome', settlement.kind);
-          controls.progress.end();
-          const progress = controls.progress.last;
+          const progress = controls.endProgress();
           if (progress) span.setAttribute('conveyor.progress', progress.fraction);
           if (progress?.phase !== undefined) span.setAttribute('conveyor.phase', progress.phase);
           if (settlement.kind !== 'succeeded') {
@@ -139,7 +143,7 @@ export async function reconcileStep(
             noteUnsuccessful(env, binding, report.outcome, settlement);
           }
           // The run ended, whatever its handler still does: cleanups before the result and verb.
-          const cleaning = controls.cleanups.run({ outcome: settlement.kind, reason: settlement.reason });
+          const cleaning = controls.runCleanups(settlement);
           if (cleaning) await cleaning;
           // Decided by its abort, not by its handler: the handler may still run, and keeps what the
           // run holds until it lets go (a rerun elsewhere must not overlap it on this instance).
@@ -204,19 +208,31 @@ async function awaitOverdue(
   env.logger.log(`run ${runId} let go of its slot ${Date.now() - since} ms after ${after}`);
 }
 
-/** The run's cleanup hooks and progress reporter (`ctx.onCleanup`, `ctx.progress`). */
-function runControlsOf(env: RunEnvironment, runId: string) {
-  const { config, observers, port, logger } = env;
-  return {
-    cleanups: new RunCleanups(config.cleanupTimeoutMs, `run ${runId}`, logger, (stillRunning) => {
+/** The run's cleanup hooks and progress reporter (`ctx.onCleanup`, `ctx.progress`), made on first use. */
+class StepControls extends RunControls {
+  constructor(
+    private readonly env: RunEnvironment,
+    private readonly runId: string,
+  ) {
+    super();
+  }
+
+  protected createCleanups(): RunCleanups {
+    const { env, runId } = this;
+    const { config, observers, logger } = env;
+    return new RunCleanups(config.cleanupTimeoutMs, `run ${runId}`, logger, (stillRunning) => {
       observers.cleanupFailed();
       if (stillRunning) env.stuck.track(`a cleanup hook of run ${runId}`, stillRunning);
-    }),
-    progress: new RunProgressReporter(
-      runId,
+    });
+  }
+
+  protected createProgress(): RunProgressReporter {
+    const { config, observers, port } = this.env;
+    return new RunProgressReporter(
+      this.runId,
       config.driverName,
       (report) => port.publishProgress(report),
       (from, to) => observers.runPhaseChanged({ from, to }),
-    ),
-  };
+    );
+  }
 }

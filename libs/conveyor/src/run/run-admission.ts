@@ -50,6 +50,8 @@ export type AdmissionResult =
 export interface AdmissionRun {
   routed: RoutedMessage;
   message: InboundMessage;
+  /** Earlier deliveries of the message that were nak'd only to wait for the lease. */
+  leaseWaits: number;
   /** Aborted by a cancel of this run or by shutdown: every wait ends at once. */
   signal: AbortSignal;
   /** The reason of a cancel of this run, once there is one. */
@@ -79,8 +81,10 @@ export async function admitRun(env: RunEnvironment, run: AdmissionRun): Promise<
     let busy: LeaseBusy;
     try {
       const taken = await takeLease(env, routed, message);
-      if (taken.kind === 'acquired')
+      if (taken.kind === 'acquired') {
+        if (run.leaseWaits > 0) void leaseWaitCount(env, message, 'forgetWaits');
         return { kind: 'admitted', admission: new Admission(slots, taken.lease) };
+      }
       if (taken.kind === 'decided') {
         slots();
         return taken;
@@ -93,10 +97,40 @@ export async function admitRun(env: RunEnvironment, run: AdmissionRun): Promise<
     slots();
     run.transition('lease-busy');
     const waited = await waitForLease(env, busy, signal);
-    if (!waited) return { kind: 'decided', outcome: busy.outcome };
+    if (!waited) {
+      // Too many wait here already: nak'd, and counted where any replica it comes back to looks.
+      await leaseWaitCount(env, message, 'countWait');
+      return { kind: 'decided', outcome: busy.outcome };
+    }
     // Freed, expired, or the wait was cut short (a cancel, shutdown): the next round tells which.
     run.transition('lease-may-be-free');
   }
+}
+
+/**
+ * Earlier deliveries of a `perResource` message that only waited for its lease (nak'd when too
+ * many waited here): they are no attempt of its handler. 0 on a first delivery, and when the store
+ * cannot say in time (then the waits count as attempts: never more attempts than allowed).
+ */
+export async function countedLeaseWaits(
+  env: RunEnvironment,
+  routed: RoutedMessage,
+  message: InboundMessage,
+): Promise<number> {
+  if (!routed.meta.perResource || message.deliveryCount <= 1) return 0;
+  const reading = env.port.leases.waitsOf(env.config.driverName, message.streamSequence);
+  const read = await abortable(reading, undefined, LEASE_OP_TIMEOUT_MS).catch(() => undefined);
+  return read?.ended === 'done' ? Math.min(read.value, message.deliveryCount - 1) : 0;
+}
+
+/** Counts a wait, or forgets the waits, of a message; bounded, never throws (a lost count costs an attempt). */
+async function leaseWaitCount(
+  env: RunEnvironment,
+  message: InboundMessage,
+  op: 'countWait' | 'forgetWaits',
+): Promise<void> {
+  const writing = env.port.leases[op](env.config.driverName, message.streamSequence);
+  await abortable(writing, undefined, LEASE_OP_TIMEOUT_MS).catch(() => undefined);
 }
 
 interface LeaseBusy {

@@ -47,8 +47,4 @@ export interface RunEnvironment {
   stuck: StuckWork;
   /** Messages held here waiting for a resource lease, and how many may be (the rest are nak'd). */
   leaseWaits: { held: number; limit: number };
-  /** A message ended nak'd to wait for a resource lease (`waiting`), or for good: counts its waits. */
-  waited(streamSequence: number, waiting: boolean): void;
-  /** Deliveries of the message that only waited for a lease: they are no attempt of its handler. */
-  waitsOf(streamSequence: number): number;
 }

@@ -30,6 +30,14 @@ export class RunObservers implements Required<RunObserver> {
     this.list.push(observer);
   }
 
+  /**
+   * True once an observer was added. The message path asks before it builds an event per message,
+   * so a transport nobody observes allocates none.
+   */
+  get listening(): boolean {
+    return this.list.length > 0;
+  }
+
   private emit<K extends keyof RunObserver>(event: K, arg?: unknown): void {
     for (const observer of this.list) {
       try {

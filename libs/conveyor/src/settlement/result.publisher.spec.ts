@@ -1,7 +1,6 @@
 import { ErrorCode, NatsError } from 'nats';
 import type { Resource } from '../protocol';
-import { ResultRefusedError } from '../run/message-port';
-import { classifyPublishError, encodeResult } from './result.publisher';
+import { ResultRefusedError, classifyPublishError, encodeResult } from './result.publisher';
 
 const resource: Resource = {
   id: 'id-1',

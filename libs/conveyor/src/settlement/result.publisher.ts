@@ -1,12 +1,27 @@
 import { ErrorCode } from 'nats';
-import { DriverResult, Resource, encodeWire, toPipelineEvent } from '../protocol';
-import { ResultRefusedError } from '../run/message-port';
+import { DriverResult, Resource, encodePipelineEvent } from '../protocol';
 import { Settlement, oversizeResult, unencodableResult } from './settlement.policy';
+
+/** A result publish the server refused for good: retrying the same bytes cannot help. */
+export class ResultRefusedError extends Error {
+  constructor(
+    message: string,
+    /** Why, as a bounded label for metrics. */
+    override readonly cause: 'max-payload' | 'no-stream' | 'permission' | 'rejected',
+  ) {
+    super(message);
+    this.name = 'ResultRefusedError';
+  }
+}
 
 /** What a result is published for: the run, its resource, and the `Nats-Msg-Id` that de-duplicates it. */
 export interface ResultTarget {
   runId: string;
-  resource: Resource;
+  /**
+   * The resource the result carries: for a decoded message its JSON text exactly as received (put
+   * in the result as it is, whatever the handler did to its own copy), else an object.
+   */
+  resource: Resource | string;
   msgId: string;
 }
 
@@ -22,7 +37,8 @@ function headerBytes(msgId: string): number {
 }
 
 /** The fields the engine reads from a result's resource (contract §6.2): enough to record a failure. */
-export function essentialResource(resource: Resource): Resource {
+export function essentialResource(received: Resource | string): Resource {
+  const resource = typeof received === 'string' ? (JSON.parse(received) as Resource) : received;
   return {
     id: resource.id,
     name: resource.name,
@@ -49,19 +65,19 @@ export function encodeResult(
   let replacement: Settlement | undefined;
   let bytes: Uint8Array;
   try {
-    bytes = encodeWire(toPipelineEvent(target.runId, target.resource, result, driver));
+    bytes = encodePipelineEvent(target.runId, target.resource, result, driver);
   } catch (err) {
     // A cycle, a BigInt or a throwing toJSON in `data`: the handler's answer cannot travel at all.
     replacement = unencodableResult(err);
-    bytes = encodeWire(toPipelineEvent(target.runId, target.resource, replacement.result!, driver));
+    bytes = encodePipelineEvent(target.runId, target.resource, replacement.result!, driver);
   }
   if (bytes.length > limit) {
     replacement = oversizeResult(bytes.length, maxPayload);
-    bytes = encodeWire(toPipelineEvent(target.runId, target.resource, replacement.result!, driver));
+    bytes = encodePipelineEvent(target.runId, target.resource, replacement.result!, driver);
     if (bytes.length > limit) {
       const cut = essentialResource(target.resource);
       replacement.result!.message += ' (resource spec and metadata dropped too)';
-      bytes = encodeWire(toPipelineEvent(target.runId, cut, replacement.result!, driver));
+      bytes = encodePipelineEvent(target.runId, cut, replacement.result!, driver);
     }
     if (bytes.length > limit) {
       return {

@@ -1,7 +1,7 @@
 import { BadRequestException } from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
 import { ConveyorApiError } from '../client/conveyor-api.error';
-import { RetryableError } from '../reconcile/retryable.error';
+import { RetryableError } from './retryable.error';
 import {
   MessageOutcome,
   RunState,
@@ -224,7 +224,7 @@ const TABLE: [string, MessageOutcome, RunState, Partial<Settlement>][] = [
   ],
   [
     'stale-event guard: API still unreachable at the last attempt',
-    { kind: 'lookup-failed', reason: 'GET /resources/pipeline/p -> ECONNREFUSED' },
+    { kind: 'lookup-failed', reason: 'stale-event check failed: GET /resources/pipeline/p -> ECONNREFUSED' },
     state({ deliveryCount: 3 }),
     {
       kind: 'gave-up',

@@ -1,7 +1,12 @@
 import type { DriverResult, Resource } from '../protocol';
-import type { RetryRequest } from '../reconcile/reconcile-context';
 import { isTransientApiError } from '../client/conveyor-api.error';
-import { isRetryableError } from '../reconcile/retryable.error';
+import { isRetryableError } from './retryable.error';
+
+/** A retry asked for by `ctx.retry()` or a `RetryableError`: a delay (else the backoff curve's) and why. */
+export interface RetryRequest {
+  delayMs?: number;
+  reason: string;
+}
 
 /** How a handler run ended, as seen by the transport. */
 export type ReconcileOutcome =
@@ -26,7 +31,7 @@ export type MessageOutcome =
   | { kind: 'not-started' }
   /** The stale-event guard found the resource deleted or replaced since the event. */
   | { kind: 'stale'; reason: string }
-  /** The stale-event guard could not reach the API. */
+  /** What the run needs before its handler could not be looked up (the API, the lease store): `reason` says which. */
   | { kind: 'lookup-failed'; reason: string }
   /** Cancelled (`RunControl.cancel`) before its handler started. */
   | { kind: 'cancelled'; reason: string }
@@ -254,7 +259,7 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
       };
     case 'lookup-failed':
       // Bounded like any retry: an API that stays down ends in a failure result, not a stalled pipeline.
-      return decideRetry({ reason: `stale-event check failed: ${outcome.reason}` }, state);
+      return decideRetry({ reason: outcome.reason }, state);
   }
   if (state.shutdownAborted && state.alreadyAcked) {
     // ackMode 'onReceive' acked it on receipt: no replica will rerun it, so the pipeline must hear why.

@@ -25,18 +25,24 @@ const noSpan: RunSpan = {
 /** `@opentelemetry/api` when the app has it installed (an optional peer). */
 const otel = () => optionalPeer<typeof OtelApi>('@opentelemetry/api');
 
+/** The name and attributes of a run's span. */
+export interface RunSpanStart {
+  name: string;
+  attributes: Record<string, string | number>;
+}
+
+const TRACER_NAME = '@conveyor-ci/nestjs';
+
 /**
- * Runs `fn` inside an active CONSUMER span named `name` (a no-op span without OpenTelemetry, or
- * without an SDK registered: the API's own tracer is then a no-op too).
+ * Runs `fn` inside an active CONSUMER span that `start` names (a no-op span without OpenTelemetry,
+ * or without an SDK registered: the API's own tracer is then a no-op too). `start` is called only
+ * when a span can record something, so a run without tracing builds no name, attributes or span.
  */
-export function inRunSpan<T>(
-  name: string,
-  attributes: Record<string, string | number>,
-  fn: (span: RunSpan) => Promise<T>,
-): Promise<T> {
+export function inRunSpan<T>(start: () => RunSpanStart, fn: (span: RunSpan) => Promise<T>): Promise<T> {
   const o = otel();
-  if (!o) return fn(noSpan);
-  const tracer = o.trace.getTracer('@conveyor-ci/nestjs');
+  const tracer = o ? tracerOf(o) : undefined;
+  if (!o || !tracer) return fn(noSpan);
+  const { name, attributes } = start();
   return tracer.startActiveSpan(name, { kind: o.SpanKind.CONSUMER, attributes }, (span) =>
     fn({
       traced: o.isSpanContextValid(span.spanContext()),
@@ -44,6 +50,21 @@ export function inRunSpan<T>(
       fail: (description) => void span.setStatus({ code: o.SpanStatusCode.ERROR, message: description }),
       end: () => span.end(),
     }),
+  );
+}
+
+/**
+ * The tracer to start a run's span with, or undefined when that span would be a no-op one with no
+ * valid ids: no SDK registered (the API's global provider is still its own proxy, with no delegate)
+ * and no span active to be its parent. A provider that is not the API's own proxy (another copy of
+ * the API registered it) is always used.
+ */
+function tracerOf(o: typeof OtelApi): OtelApi.Tracer | undefined {
+  const provider = o.trace.getTracerProvider();
+  if (!(provider instanceof o.ProxyTracerProvider)) return provider.getTracer(TRACER_NAME);
+  return (
+    provider.getDelegateTracer(TRACER_NAME) ??
+    (o.trace.getActiveSpan() ? provider.getTracer(TRACER_NAME) : undefined)
   );
 }
 

@@ -1,5 +1,5 @@
-import { ErrorCode, Msg, NatsConnection, NatsError, Subscription, createInbox } from 'nats';
-import { FrameTarget, FrameWriter, frameWriterFor } from './nats-frames';
+import { ErrorCode, Msg, NatsConnection, NatsError, Subscription, createInbox, headers } from 'nats';
+import { FrameWriter, frameWriterFor } from './nats-frames';
 
 /** What JetStream answers a stored publish with. */
 export interface StoredAck {
@@ -26,23 +26,17 @@ export interface StoredBatch {
   writeFrames(writer: FrameWriter, firstReply: string, lastReply: string, firstSend: boolean): void;
 }
 
-/** A single stored publish (a result) as a batch. */
-class SinglePublish implements StoredBatch {
-  readonly count = 1;
-
-  constructor(
-    private readonly target: FrameTarget,
-    private readonly data: Uint8Array,
-    private readonly msgId: string,
-  ) {}
-
-  writeFrames(writer: FrameWriter, firstReply: string): void {
-    writer.stored(this.target, firstReply, this.msgId, this.data, this.data.length);
-  }
-}
+/**
+ * Sends a waiting publish (again, on a resend) with the reply subjects of its first and last
+ * message (one message: `firstReply`); returns the bytes handed to the connection. Throws as
+ * `nc.publish` does.
+ */
+type Send = (firstReply: string, lastReply: string, firstSend: boolean) => number;
 
 interface Waiting {
-  batch: StoredBatch;
+  /** Messages it sends: a batch's lines, or 1. */
+  count: number;
+  send: Send;
   done: StoredCallback;
   deadline: number;
   timeoutMs: number;
@@ -65,6 +59,10 @@ const SWEEP_MS = 250;
  * and a single sweep times out what was not answered. Errors carry the codes nats.js uses, so
  * the publish-error classification reads them the same way.
  *
+ * A single message (a result: `publish`) goes through nats.js's public API, `nc.publish` with its
+ * reply subject and `Nats-Msg-Id` header. Only batches (log lines: `sendBatch`) are written as
+ * protocol frames by the {@link FrameWriter}, where per-line cost matters.
+ *
  * A batch asks for two PubAcks only, its first line's and its last line's. A stream handles the
  * publishes of one connection in order, so the last line's answer comes after every line before
  * it was handled; and the stream sequence grows by one per stored message, so fewer numbers
@@ -79,7 +77,6 @@ export class JetStreamPublisher {
   private readonly waiting = new Map<number, Waiting>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly writer: FrameWriter;
-  private readonly targets = new Map<string, FrameTarget>();
   private token = 0;
   private closed = false;
   /** False between a disconnect and the reconnect: a resend then would only fill nats.js's reconnect buffer. */
@@ -96,6 +93,8 @@ export class JetStreamPublisher {
    *   `Nats-Msg-Id`, so it is stored once). A stream without a leader (an election on a cluster)
    *   drops publishes without an answer; resending finds the new leader within this time instead
    *   of after the full timeout. Default: only after a reconnect.
+   * @param options.writer writes the frames of batches (`sendBatch`); default: the fastest `nc`
+   *   supports. `publish` never uses it.
    */
   constructor(
     private readonly nc: NatsConnection,
@@ -109,25 +108,25 @@ export class JetStreamPublisher {
     void this.resendAfterReconnects();
   }
 
-  /** Bytes written but still in this process, not yet taken by the socket (see FrameWriter). */
+  /** Batch bytes written but still in this process, not yet taken by the socket (see FrameWriter). */
   heldBytes(): number {
     return this.writer.heldBytes();
   }
 
-  /** Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored. */
+  /**
+   * Publishes `data` with `Nats-Msg-Id: msgId` and resolves with the PubAck once it is stored: one
+   * `nc.publish` (nats.js's public API), sent again with the same id while unanswered.
+   */
   publish(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<StoredAck> {
+    const send: Send = (reply) => {
+      const h = headers();
+      h.set('Nats-Msg-Id', msgId);
+      this.nc.publish(subject, data, { reply, headers: h });
+      return data.length;
+    };
     return new Promise<StoredAck>((resolve, reject) =>
-      this.sendBatch(new SinglePublish(this.targetOf(subject), data, msgId), timeoutMs, (err, ack) =>
-        err ? reject(err) : resolve(ack!),
-      ),
+      this.track(1, send, timeoutMs, (err, ack) => (err ? reject(err) : resolve(ack!))),
     );
-  }
-
-  /** Results all go to one subject: its frame parts are encoded once. */
-  private targetOf(subject: string): FrameTarget {
-    let target = this.targets.get(subject);
-    if (!target) this.targets.set(subject, (target = new FrameTarget(subject)));
-    return target;
   }
 
   /**
@@ -137,10 +136,21 @@ export class JetStreamPublisher {
    * connection (0 when it failed at once: `done` has the error then).
    */
   sendBatch(batch: StoredBatch, timeoutMs: number, done: StoredCallback): number {
+    return this.track(
+      batch.count,
+      (firstReply, lastReply, firstSend) => this.writeBatch(batch, firstReply, lastReply, firstSend),
+      timeoutMs,
+      done,
+    );
+  }
+
+  /** Sends, and waits for the PubAcks of, `count` messages; see sendBatch for what it returns. */
+  private track(count: number, send: Send, timeoutMs: number, done: StoredCallback): number {
     const token = ++this.token;
     const now = Date.now();
     const waiting: Waiting = {
-      batch,
+      count,
+      send,
       done,
       deadline: now + timeoutMs,
       timeoutMs,
@@ -164,10 +174,12 @@ export class JetStreamPublisher {
     w.sends += 1;
     w.acks = [];
     // Reply tokens 2n (first message) and 2n+1 (last message) name the batch and the message.
-    const first = `${this.prefix}.${token * 2}`;
-    const last = `${this.prefix}.${token * 2 + 1}`;
+    return w.send(`${this.prefix}.${token * 2}`, `${this.prefix}.${token * 2 + 1}`, firstSend);
+  }
+
+  private writeBatch(batch: StoredBatch, first: string, last: string, firstSend: boolean): number {
     try {
-      w.batch.writeFrames(this.writer, first, last, firstSend);
+      batch.writeFrames(this.writer, first, last, firstSend);
     } catch (err) {
       this.writer.discard();
       throw err;
@@ -229,7 +241,7 @@ export class JetStreamPublisher {
     }
     w.acks[reply % 2] = answer;
     const [first, last] = w.acks;
-    const { count } = w.batch;
+    const { count } = w;
     if (!first || (count > 1 && !last)) return;
     if (count > 1 && w.sends === 1 && linesMissing(first, last!, count)) {
       this.gapsResent += 1;

@@ -36,6 +36,7 @@ export interface FramePayload {
  * hundred thousand: `nc.publish` per line builds a header object, encodes the protocol line and
  * the payload separately and copies them into its outbound buffer one by one (a third of a
  * flooded run's CPU). Here the frames of a batch go into one buffer, their parts written as bytes.
+ * Log lines only: a result is one message and goes through `nc.publish` (JetStreamPublisher.publish).
  */
 export interface FrameWriter {
   /**
