@@ -318,4 +318,21 @@ describe('run ownership: where features meet', () => {
     );
     expect(await settledDeliveries(suite.env.jsm, name)).toBe(3);
   }, 30_000);
+
+  it('a redial moves the lease: a run longer than the TTL keeps it across a new connection', async () => {
+    const name = uniqueDriverName();
+    plan.runMs = 3 * BUCKET_TTL_MS;
+    const { strategy } = await start(name, [SerializeDriver], { options: { concurrency: 2 } });
+    const first = await publishStep(name, 'serial', 'redialed');
+    while (!spans.some((s) => s.runId === first)) await sleep(10);
+    // nats.js gives up on the connection for good: the transport dials a new one.
+    const old = strategy.unwrap();
+    await old.close();
+    while (strategy.unwrap() === old || !strategy.isReady) await sleep(20);
+    const second = await publishStep(name, 'serial', 'redialed');
+    await suite.env.results.waitForRun(first, 15_000);
+    await suite.env.results.waitForRun(second, 20_000);
+    expect(spans.map((s) => s.runId)).toEqual([first, second]);
+    expect(overlaps()).toEqual([]);
+  }, 40_000);
 });
