@@ -2,6 +2,8 @@
 // a fresh Nest 11 (CommonJS) app and a fresh Nest 12 (ESM, plain Node) app made from the templates
 // beside this file (no --legacy-peer-deps), builds each, starts it against a real nats-server,
 // reconciles one event, checks /health/ready and /metrics, and stops it with SIGTERM (exit 0 expected).
+// Each app also runs the testing module from the installed package (`src/testing-check.ts`: create(),
+// and builder() with an overridden provider, on the app's own @nestjs/testing).
 // Needs `npm run build` first (it uses the repo's own nats-server harness) and the package registry.
 // Usage: node test/packaging/run.mjs [nest11] [nest12]
 import { execFileSync, spawn } from 'node:child_process';
@@ -114,7 +116,7 @@ async function main() {
       // Peers are checked: npm 11 refuses an unmet peer (ERESOLVE) without --legacy-peer-deps.
       run('npm', ['install', '--no-audit', '--no-fund', ...tarballs], appDir);
       run(process.execPath, [join(appDir, 'node_modules/typescript/bin/tsc'), '-p', appDir], appDir);
-      if (name === 'nest11') run(process.execPath, ['dist/testing-check.js'], appDir);
+      run(process.execPath, ['dist/testing-check.js'], appDir);
       await checkApp(name, appDir, env);
     }
   } finally {

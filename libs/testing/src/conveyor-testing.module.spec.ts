@@ -8,6 +8,7 @@ import {
   ExceptionFilter,
   ExecutionContext,
   Injectable,
+  Module,
   NestInterceptor,
   PipeTransform,
   UseFilters,
@@ -417,5 +418,141 @@ describe('ConveyorTestingModule scripted result publishes', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(shutdownTimeoutMs + PUBLISH_GRACE_MS);
     expect(run.result).toBeUndefined();
     expect(run.verb).toEqual({ verb: 'ack' });
+  });
+});
+
+/** A provider a handler injects, to override. */
+@Injectable()
+class Registry {
+  tagOf(name: string): string {
+    return `registry.example/${name}:latest`;
+  }
+}
+
+@Module({ providers: [Registry], exports: [Registry] })
+class RegistryModule {}
+
+@Controller()
+class ImageDriver {
+  constructor(private readonly registry: Registry) {}
+
+  @Reconcile({ resource: 'image' })
+  image(@Payload() resource: Resource) {
+    return { success: true, message: `pushed ${this.registry.tagOf(resource.name)}` };
+  }
+
+  @UseGuards(DenyConveyor)
+  @Reconcile({ resource: 'guarded' })
+  guarded() {
+    return { success: true, message: 'let in' };
+  }
+}
+
+describe('ConveyorTestingModule.builder overrides', () => {
+  const fake = { tagOf: (name: string) => `fake/${name}` };
+  const image = () => widget({}, 'image');
+  const built = async (
+    testing: ConveyorTestingModule,
+    use: (testing: ConveyorTestingModule) => Promise<void>,
+  ): Promise<void> => {
+    try {
+      await use(testing);
+    } finally {
+      await testing.close();
+    }
+  };
+  const options = {
+    controllers: [ImageDriver],
+    options: { driverName: 'unit-overrides' },
+    logger: false as const,
+  };
+
+  it('runs the real provider without overrides, as create() does', async () => {
+    await built(
+      await ConveyorTestingModule.builder({ ...options, providers: [Registry] }).compile(),
+      async (t) => {
+        const run = await t.reconcile(image());
+        expect(run.result?.driverresult.message).toBe('pushed registry.example/w1:latest');
+      },
+    );
+  });
+
+  it('overrideProvider(...).useValue(fake) replaces the service the handler injects', async () => {
+    const testing = await ConveyorTestingModule.builder({ ...options, providers: [Registry] })
+      .overrideProvider(Registry)
+      .useValue(fake)
+      .compile();
+    await built(testing, async (t) => {
+      const run = await t.reconcile(image(), { runId: 'run-fake' });
+      expect(run.settlement).toMatchObject({ kind: 'succeeded', action: 'ack' });
+      expect(run.result).toMatchObject({
+        run_id: 'run-fake',
+        driverresult: { success: true, message: 'pushed fake/w1', driver: 'unit-overrides' },
+      });
+      expect(t.get(Registry)).toBe(fake);
+    });
+  });
+
+  it('overrideProvider(...).useFactory and useClass, chained with other overrides', async () => {
+    class StubRegistry {
+      tagOf(name: string) {
+        return `stub/${name}`;
+      }
+    }
+    const viaClass = await ConveyorTestingModule.builder({ ...options, providers: [Registry] })
+      .overrideProvider(Registry)
+      .useClass(StubRegistry)
+      .overrideGuard(DenyConveyor)
+      .useValue({ canActivate: () => true })
+      .compile();
+    await built(viaClass, async (t) => {
+      expect((await t.reconcile(image())).result?.driverresult.message).toBe('pushed stub/w1');
+      expect((await t.reconcile(widget({}, 'guarded'))).result?.driverresult.message).toBe('let in');
+    });
+    const viaFactory = await ConveyorTestingModule.builder({ ...options, providers: [Registry] })
+      .overrideProvider(Registry)
+      .useFactory({ factory: () => fake })
+      .compile();
+    await built(viaFactory, async (t) => {
+      expect((await t.reconcile(image())).result?.driverresult.message).toBe('pushed fake/w1');
+    });
+  });
+
+  it("overrideGuard replaces a handler's guard: the denied handler runs", async () => {
+    const denied = await ConveyorTestingModule.create({ ...options, providers: [Registry] });
+    await built(denied, async (t) => {
+      expect((await t.reconcile(widget({}, 'guarded'))).result?.driverresult.message).toBe(
+        'Forbidden resource',
+      );
+    });
+    const allowed = await ConveyorTestingModule.builder({ ...options, providers: [Registry] })
+      .overrideGuard(DenyConveyor)
+      .useValue({ canActivate: () => true })
+      .compile();
+    await built(allowed, async (t) => {
+      const run = await t.reconcile(widget({}, 'guarded'));
+      expect(run.result?.driverresult).toMatchObject({ success: true, message: 'let in' });
+    });
+  });
+
+  it('overrideModule replaces an imported module', async () => {
+    @Module({ providers: [{ provide: Registry, useValue: fake }], exports: [Registry] })
+    class FakeRegistryModule {}
+    const testing = await ConveyorTestingModule.builder({ ...options, imports: [RegistryModule] })
+      .overrideModule(RegistryModule)
+      .useModule(FakeRegistryModule)
+      .compile();
+    await built(testing, async (t) => {
+      expect((await t.reconcile(image())).result?.driverresult.message).toBe('pushed fake/w1');
+    });
+  });
+
+  it('useMocker supplies the dependencies no module provides', async () => {
+    const testing = await ConveyorTestingModule.builder(options)
+      .useMocker((token) => (token === Registry ? fake : undefined))
+      .compile();
+    await built(testing, async (t) => {
+      expect((await t.reconcile(image())).result?.driverresult.message).toBe('pushed fake/w1');
+    });
   });
 });

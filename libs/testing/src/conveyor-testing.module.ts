@@ -1,6 +1,18 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { INestApplication, LogLevel, Module, ModuleMetadata, Type } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import {
+  ConsoleLogger,
+  INestApplication,
+  InjectionToken,
+  LogLevel,
+  ModuleMetadata,
+  Type,
+} from '@nestjs/common';
+import {
+  Test,
+  type MockFactory,
+  type OverrideByFactoryOptions,
+  type TestingModuleBuilder,
+} from '@nestjs/testing';
 import {
   ConveyorModule,
   CONVEYOR_CONFIG,
@@ -24,6 +36,8 @@ import {
 } from '@conveyor-ci/nestjs/internal';
 import { HeldResultPublish, InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
 
+const DEFAULT_LOG_LEVELS: LogLevel[] = ['error', 'warn'];
+
 /** What to build: a driver module's parts, like `Test.createTestingModule`. */
 export interface ConveyorTestingModuleOptions extends Pick<ModuleMetadata, 'imports' | 'providers'> {
   controllers: Type<unknown>[];
@@ -35,6 +49,137 @@ export interface ConveyorTestingModuleOptions extends Pick<ModuleMetadata, 'impo
   logger?: LogLevel[] | false;
   /** The server's `max_payload` the results must fit. Default 1 MiB (nats-server's default). */
   maxPayload?: number;
+}
+
+/** A module {@link ConveyorTestingModuleBuilder.overrideModule} replaces, or replaces it with. */
+export type OverridableModule = Parameters<TestingModuleBuilder['overrideModule']>[0];
+
+/** What replaces an overridden provider or enhancer, as in `TestingModuleBuilder`. */
+export interface ConveyorOverrideBy {
+  useValue(value: unknown): ConveyorTestingModuleBuilder;
+  useFactory(options: OverrideByFactoryOptions): ConveyorTestingModuleBuilder;
+  useClass(metatype: Type<unknown>): ConveyorTestingModuleBuilder;
+}
+
+/** What replaces an overridden module. */
+export interface ConveyorOverrideModule {
+  useModule(newModule: OverridableModule): ConveyorTestingModuleBuilder;
+}
+
+/**
+ * A `ConveyorTestingModule` before it is compiled: overrides as with `Test.createTestingModule`
+ * (each method hands them to a real `TestingModuleBuilder`), then {@link compile}.
+ *
+ * ```ts
+ * const testing = await ConveyorTestingModule.builder({ controllers: [BuildDriver], providers: [Compiler] })
+ *   .overrideProvider(Compiler)
+ *   .useValue({ compile: async () => 7 })
+ *   .compile();
+ * ```
+ */
+export interface ConveyorTestingModuleBuilder {
+  /** Replaces a provider (of the driver's modules or the runtime's), wherever it is injected. */
+  overrideProvider(token: InjectionToken): ConveyorOverrideBy;
+  /** Replaces a guard given as a class (`@UseGuards(X)`). */
+  overrideGuard(token: InjectionToken): ConveyorOverrideBy;
+  /** Replaces an interceptor given as a class. */
+  overrideInterceptor(token: InjectionToken): ConveyorOverrideBy;
+  /** Replaces a pipe given as a class. */
+  overridePipe(token: InjectionToken): ConveyorOverrideBy;
+  /** Replaces an exception filter given as a class. */
+  overrideFilter(token: InjectionToken): ConveyorOverrideBy;
+  /** Replaces an imported module by another. */
+  overrideModule(module: OverridableModule): ConveyorOverrideModule;
+  /** Makes the dependencies no module provides (e.g. with `jest.fn()` based mocks). */
+  useMocker(mocker: MockFactory): ConveyorTestingModuleBuilder;
+  /** Builds the app with the overrides and makes it ready to reconcile; {@link ConveyorTestingModule.close} it. */
+  compile(): Promise<ConveyorTestingModule>;
+}
+
+/** {@link ConveyorTestingModuleBuilder} on a real `TestingModuleBuilder`. */
+class OverridableTestingModule implements ConveyorTestingModuleBuilder {
+  private readonly nest: TestingModuleBuilder;
+  private readonly levels: LogLevel[] | false;
+
+  constructor(
+    options: ConveyorTestingModuleOptions,
+    private readonly start: (app: INestApplication) => Promise<ConveyorTestingModule>,
+  ) {
+    this.levels = options.logger ?? DEFAULT_LOG_LEVELS;
+    this.nest = Test.createTestingModule({
+      imports: [
+        ConveyorModule.forRoot({ driverName: 'test-driver', ...options.options }),
+        ...(options.imports ?? []),
+      ],
+      controllers: options.controllers,
+      providers: options.providers ?? [],
+    });
+    // The levels hold while the module is built too (Nest's own TestingLogger drops warnings).
+    this.nest.setLogger(new ConsoleLogger({ logLevels: this.levels === false ? [] : this.levels }));
+  }
+
+  overrideProvider(token: InjectionToken): ConveyorOverrideBy {
+    return this.by(this.nest.overrideProvider(token));
+  }
+
+  overrideGuard(token: InjectionToken): ConveyorOverrideBy {
+    return this.by(this.nest.overrideGuard(token));
+  }
+
+  overrideInterceptor(token: InjectionToken): ConveyorOverrideBy {
+    return this.by(this.nest.overrideInterceptor(token));
+  }
+
+  overridePipe(token: InjectionToken): ConveyorOverrideBy {
+    return this.by(this.nest.overridePipe(token));
+  }
+
+  overrideFilter(token: InjectionToken): ConveyorOverrideBy {
+    return this.by(this.nest.overrideFilter(token));
+  }
+
+  overrideModule(module: OverridableModule): ConveyorOverrideModule {
+    return {
+      useModule: (newModule) => {
+        this.nest.overrideModule(module).useModule(newModule);
+        return this;
+      },
+    };
+  }
+
+  useMocker(mocker: MockFactory): ConveyorTestingModuleBuilder {
+    this.nest.useMocker(mocker);
+    return this;
+  }
+
+  async compile(): Promise<ConveyorTestingModule> {
+    const moduleRef = await this.nest.compile();
+    let app: INestApplication;
+    try {
+      app = moduleRef.createNestApplication({ logger: this.levels, abortOnError: false });
+    } catch (err) {
+      await moduleRef.close().catch(() => undefined);
+      throw err;
+    }
+    return this.start(app);
+  }
+
+  private by(override: ReturnType<TestingModuleBuilder['overrideProvider']>): ConveyorOverrideBy {
+    return {
+      useValue: (value) => {
+        override.useValue(value);
+        return this;
+      },
+      useFactory: (options) => {
+        override.useFactory(options);
+        return this;
+      },
+      useClass: (metatype) => {
+        override.useClass(metatype);
+        return this;
+      },
+    };
+  }
 }
 
 /** One message to reconcile, as the server would send it. */
@@ -99,20 +244,28 @@ export class ConveyorTestingModule {
     this.stopHearingCancels = app.get(RunCancellations).addListener(this.runs);
   }
 
-  static async create(options: ConveyorTestingModuleOptions): Promise<ConveyorTestingModule> {
-    @Module({
-      imports: [
-        ConveyorModule.forRoot({ driverName: 'test-driver', ...options.options }),
-        ...(options.imports ?? []),
-      ],
-      controllers: options.controllers,
-      providers: options.providers ?? [],
-    })
-    class ConveyorTestingRootModule {}
-    const app = await NestFactory.create(ConveyorTestingRootModule, {
-      logger: options.logger ?? ['error', 'warn'],
-      abortOnError: false,
-    });
+  /**
+   * Builds the driver's module and makes it ready to reconcile: `builder(options).compile()`.
+   * Use {@link builder} to override providers, guards, interceptors, pipes, filters or modules.
+   */
+  static create(options: ConveyorTestingModuleOptions): Promise<ConveyorTestingModule> {
+    return ConveyorTestingModule.builder(options).compile();
+  }
+
+  /**
+   * The module built on `Test.createTestingModule({ imports: [ConveyorModule.forRoot(options.options),
+   * ...options.imports], controllers, providers })`: override its providers, enhancers or modules as
+   * with Nest's `TestingModuleBuilder`, then {@link ConveyorTestingModuleBuilder.compile} it.
+   */
+  static builder(options: ConveyorTestingModuleOptions): ConveyorTestingModuleBuilder {
+    return new OverridableTestingModule(options, (app) => ConveyorTestingModule.start(app, options));
+  }
+
+  /** Readies a built app as a replica's would be, without connecting: handlers registered with the strategy. */
+  private static async start(
+    app: INestApplication,
+    options: ConveyorTestingModuleOptions,
+  ): Promise<ConveyorTestingModule> {
     try {
       const strategy = app.get(ConveyorStrategy);
       await options.configure?.(app);

@@ -24,6 +24,10 @@ export { DriverProcess, isProcessAlive, waitForExit, type DriverLine } from './d
 export {
   ConveyorTestingModule,
   type ConveyorTestingModuleOptions,
+  type ConveyorTestingModuleBuilder,
+  type ConveyorOverrideBy,
+  type ConveyorOverrideModule,
+  type OverridableModule,
   type ReconcileTestMessage,
   type ReconcileTestRun,
 } from './conveyor-testing.module';

@@ -7,20 +7,18 @@ import type { ConveyorConfig } from '../module/conveyor.options';
 import { lokiAuthHeaders } from '../logger/sinks/loki.sink';
 import { fetchWithin } from '../logger/sinks/fetch-within';
 import { ConveyorStrategy } from '../transport/conveyor.strategy';
+import { abortable } from '../util/abortable';
 
 /** A probe must answer quickly even when NATS or Loki hang. */
 const PROBE_TIMEOUT_MS = 2000;
 /** The event loop is considered stuck above this p99 delay (a run doing sync work for seconds). */
 const MAX_EVENT_LOOP_DELAY_MS = 5000;
 
-function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    work.finally(() => clearTimeout(timer)),
-    new Promise<T>(
-      (_, reject) => (timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)),
-    ),
-  ]);
+/** `work`'s value, or an error naming `what` when it takes longer than `ms`. */
+async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  const done = await abortable(work, undefined, ms);
+  if (done.ended === 'done') return done.value;
+  throw new Error(`${what} timed out after ${ms} ms`);
 }
 
 /**

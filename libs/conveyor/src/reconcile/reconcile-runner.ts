@@ -3,6 +3,7 @@ import { isObservable, lastValueFrom } from 'rxjs';
 import type { RunLogger } from '../logger/run-logger';
 import type { DecodedMessage, MessageRoute } from '../protocol';
 import type { ReconcileOutcome } from '../settlement/settlement.policy';
+import { abortable } from '../util/abortable';
 import { ReconcileContext, ReconcileContextInit, retryRequestedBy, thrownBy } from './reconcile-context';
 import type { ReconcileHandlerMeta } from './reconcile.decorator';
 
@@ -128,22 +129,11 @@ export async function runReconcile(inv: ReconcileInvocation): Promise<ReconcileR
     (error: unknown): ReconcileOutcome => ({ kind: 'threw', error, handler: inv.meta.handler }),
   );
   const signal = inv.abort.signal;
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const cut = new Promise<null>((resolve) => {
-    onAbort = () => resolve(null);
-    signal.addEventListener('abort', onAbort, { once: true });
-    if (inv.timeoutMs > 0) {
-      timer = setTimeout(
-        () => inv.abort.abort(new Error(`reconcile timed out after ${inv.timeoutMs} ms`)),
-        inv.timeoutMs,
-      );
-    }
-  });
-  const first = await Promise.race([settled, cut]);
-  clearTimeout(timer);
-  signal.removeEventListener('abort', onAbort!);
-  if (first) return { outcome: first, settled };
+  const first = await abortable(settled, signal, inv.timeoutMs);
+  if (first.ended === 'done') return { outcome: first.value, settled };
+  // The timeout aborts `ctx.signal` too, with its own reason: the handler is told why.
+  if (first.ended === 'timed-out')
+    inv.abort.abort(new Error(`reconcile timed out after ${inv.timeoutMs} ms`));
   const outcome: ReconcileOutcome = { kind: 'threw', error: signal.reason, handler: inv.meta.handler };
   return abortedReport(inv, outcome, settled);
 }

@@ -14,9 +14,10 @@ export type LeaseAttempt =
   | { kind: 'acquired'; lease: ResourceLease }
   /**
    * Another run holds it. `holder` is undefined when the entry is foreign (another tool or version
-   * wrote what this one cannot read): nobody to cancel, it frees itself by the bucket's TTL.
+   * wrote what this one cannot read: nobody to cancel, it frees itself by the bucket's TTL), or
+   * when other replicas' quick runs took it first each time (`contended`: ask again soon).
    */
-  | { kind: 'held'; holder?: ResourceLeaseHolder; expiresAt: number };
+  | { kind: 'held'; holder?: ResourceLeaseHolder; contended?: true; expiresAt: number };
 
 /** Where leases live: the `conveyor-run-leases` KV bucket, or memory in the testing module. */
 export interface LeaseStore {
@@ -77,23 +78,24 @@ export class KvLeaseStore implements LeaseStore {
   async acquire(key: string, holder: ResourceLeaseHolder): Promise<LeaseAttempt> {
     const { kv, ttlMs } = await this.bucket();
     const bytes = encodeGoJson(holder);
-    let refused: unknown;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const revision = await kv.create(key, bytes);
         return { kind: 'acquired', lease: this.renewed(key, holder, revision) };
       } catch (err) {
-        refused = err;
+        // Anything but "someone wrote first" is the store refusing (full, sealed, no permission).
+        if (!lostTheRace(err))
+          throw new Error(`the ${RUN_LEASES_BUCKET} bucket refused it: ${(err as Error)?.message ?? err}`);
         const current = await kv.get(key);
-        // Freed (deleted, or expired) between the create and the get: try once more.
+        // Freed (a quick run released it) between the create and the get: try again.
         if (!current || current.operation !== 'PUT') continue;
         // Even our own message's entry (a redelivery after its run here died) is left to expire:
         // its holder may still be running on a replica that lost the message, not dead.
         return { kind: 'held', holder: leaseHolderOf(current), expiresAt: expiryOf(current, ttlMs) };
       }
     }
-    // No entry, and still no create: the store refuses (full, sealed, no permission) or is contended.
-    throw new Error(`the ${RUN_LEASES_BUCKET} bucket refused it: ${(refused as Error)?.message ?? refused}`);
+    // Quick runs of other replicas took and freed it under us each time: busy, not broken.
+    return { kind: 'held', contended: true, expiresAt: Date.now() + CONTENDED_RETRY_MS };
   }
 
   async waitForRelease(key: string, expiresAt: number, signal: AbortSignal): Promise<void> {
@@ -210,6 +212,14 @@ export class KvLeaseStore implements LeaseStore {
     };
   }
 }
+
+/** JetStream's "wrong last sequence": another writer's entry came first (a create, or an update after a delete). */
+function lostTheRace(err: unknown): boolean {
+  return (err as { api_error?: { err_code?: number } })?.api_error?.err_code === 10071;
+}
+
+/** How soon a lease lost to a race every time is asked for again. */
+const CONTENDED_RETRY_MS = 100;
 
 function renewEveryMs(ttlMs: number): number {
   return Math.max(100, Math.floor(ttlMs / 3));

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { KV, NatsConnection, Subscription } from 'nats';
 import { CANCEL_SUBJECTS, RUN_CANCELS_BUCKET, RunCancelRequest, isSubjectToken } from '../protocol';
+import { abortable } from '../util/abortable';
 
 /** Whoever holds runs: told when one is cancelled. */
 export interface CancelListener {
@@ -26,33 +27,38 @@ export class RunCancellations {
   private readonly remembered = new Map<string, { reason: string; until: number }>();
   private readonly listeners = new Set<CancelListener>();
   private ttlMs = 3_600_000;
-  private sub?: Subscription;
-  private stopWatch?: () => void;
+  /** What the latest `listen` took on its connection. */
+  private listening?: Listening;
 
   /**
    * Starts listening on `nc`: the core subject at once, the KV bucket's watch in the background.
    * Resolves once the bucket's remembered cancels are loaded, so runs pulled after it see them (a
    * replica started after a cancel must not run the cancelled step), or after
    * {@link REMEMBERED_LOAD_WAIT_MS} at the most: a slow or missing JetStream must not hold the driver.
+   * Called again on a redial, with the new connection: what the previous call took is let go first,
+   * so a cancel is heard once, and nothing of the old connection is left.
    */
   async listen(nc: NatsConnection, ttlMs: number): Promise<void> {
+    this.close();
     this.ttlMs = ttlMs;
-    this.sub = nc.subscribe(CANCEL_SUBJECTS, { callback: (_err, msg) => this.receive(msg.data) });
+    const listening: Listening = (this.listening = {
+      sub: nc.subscribe(CANCEL_SUBJECTS, { callback: (_err, msg) => this.receive(msg.data) }),
+      stopped: false,
+    });
     let loaded!: () => void;
     const ready = new Promise<void>((resolve) => (loaded = resolve));
-    void this.watchBucket(nc, ttlMs, loaded);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      ready,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, REMEMBERED_LOAD_WAIT_MS))),
-    ]);
-    clearTimeout(timer);
+    void this.watchBucket(nc, ttlMs, listening, loaded);
+    await abortable(ready, undefined, REMEMBERED_LOAD_WAIT_MS);
   }
 
   /** Stops listening (the connection closes at shutdown anyway). */
   close(): void {
-    this.sub?.unsubscribe();
-    this.stopWatch?.();
+    const listening = this.listening;
+    this.listening = undefined;
+    if (!listening) return;
+    listening.stopped = true;
+    listening.sub.unsubscribe();
+    listening.stopWatch?.();
   }
 
   /** `listener` hears every cancel from now on; returns the function that stops it. */
@@ -100,28 +106,46 @@ export class RunCancellations {
     this.cancelled(request.run_id, typeof request.reason === 'string' ? request.reason : '');
   }
 
-  private async watchBucket(nc: NatsConnection, ttlMs: number, loaded: () => void): Promise<void> {
+  private async watchBucket(
+    nc: NatsConnection,
+    ttlMs: number,
+    listening: Listening,
+    loaded: () => void,
+  ): Promise<void> {
     let kv: KV;
     try {
       kv = await nc.jetstream().views.kv(RUN_CANCELS_BUCKET, { ttl: ttlMs, history: 1 });
     } catch (err) {
-      this.log.warn(
-        `cannot open the ${RUN_CANCELS_BUCKET} KV bucket (${(err as Error).message}): ` +
-          'cancels reach runs in flight only, not runs delivered later',
-      );
+      if (!listening.stopped)
+        this.log.warn(
+          `cannot open the ${RUN_CANCELS_BUCKET} KV bucket (${(err as Error).message}): ` +
+            'cancels reach runs in flight only, not runs delivered later',
+        );
       loaded();
       return;
     }
     try {
+      // Let go meanwhile (a redial, or shutdown): no watch is started for a listen that is over.
+      if (listening.stopped) return;
       const watch = await kv.watch({ key: '>', initializedFn: loaded });
-      this.stopWatch = () => watch.stop();
+      listening.stopWatch = () => watch.stop();
+      if (listening.stopped) watch.stop();
       for await (const entry of watch) {
         if (entry.operation === 'PUT') this.receive(entry.value);
       }
     } catch (err) {
-      if (!nc.isClosed()) this.log.warn(`watching ${RUN_CANCELS_BUCKET} stopped: ${(err as Error).message}`);
+      if (!nc.isClosed() && !listening.stopped)
+        this.log.warn(`watching ${RUN_CANCELS_BUCKET} stopped: ${(err as Error).message}`);
     } finally {
       loaded();
     }
   }
+}
+
+/** The subscription and the bucket's watch one `listen` took on its connection. */
+interface Listening {
+  sub: Subscription;
+  stopWatch?: () => void;
+  /** Let go: a later `listen` took over, or `close` was called. */
+  stopped: boolean;
 }

@@ -1,5 +1,6 @@
 import type { LoggerService } from '@nestjs/common';
 import type { SettlementKind } from '../settlement/settlement.policy';
+import { MAX_TIMER_MS, abortable } from '../util/abortable';
 
 /** How the run ended, as a cleanup hook sees it. */
 export interface RunEnding {
@@ -56,14 +57,12 @@ export class RunCleanups {
   }
 
   private async runOne(hook: { fn: CleanupHook; timeoutMs: number }, ending: RunEnding): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timed-out'>((resolve) => {
-      timer = setTimeout(() => resolve('timed-out'), hook.timeoutMs);
-    });
     const running = Promise.resolve().then(() => hook.fn(ending));
     try {
-      const done = await Promise.race([running, timedOut]);
-      if (done === 'timed-out') {
+      // Always a bound (abortable reads 0 or Infinity as none): a hook must not hold the message.
+      const ms = hook.timeoutMs > 0 ? Math.min(hook.timeoutMs, MAX_TIMER_MS) : 1;
+      const done = await abortable(running, undefined, ms);
+      if (done.ended !== 'done') {
         this.failed(running.catch(() => undefined));
         this.log.warn(
           `${this.where}: a cleanup hook did not finish within ${hook.timeoutMs} ms; going on without it`,
@@ -72,8 +71,6 @@ export class RunCleanups {
     } catch (err) {
       this.failed();
       this.log.warn(`${this.where}: a cleanup hook failed: ${(err as Error)?.message ?? String(err)}`);
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

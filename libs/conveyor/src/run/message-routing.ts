@@ -2,7 +2,7 @@ import type { MessageHandler } from '@nestjs/microservices';
 import { DecodedMessage, MalformedMessageError, MessageRoute, decodeDriverMessage } from '../protocol';
 import type { ReconcileHandlerMeta } from '../reconcile/reconcile.decorator';
 import type { ResultTarget } from '../settlement/result.publisher';
-import { MessageOutcome, Settlement, decideSettlement } from '../settlement/settlement.policy';
+import type { MessageOutcome } from '../settlement/settlement.policy';
 import type { InboundMessage } from './message-port';
 import type { RunEnvironment } from './run-environment';
 
@@ -16,16 +16,15 @@ export interface RoutedMessage {
   target: ResultTarget;
 }
 
-/** A message that ends without a handler run, with its decision. */
+/** A message that ends without a handler run: how (its owner decides what follows). */
 export interface DecidedMessage {
   kind: 'decided';
   outcome: MessageOutcome;
-  settlement: Settlement;
   /** Set when the run is known, so a failure result can still reach its pipeline. */
   target?: ResultTarget;
 }
 
-/** Decodes a message once and finds its handler, or decides what happens to it without one. */
+/** Decodes a message once and finds its handler, or says why it has none. */
 export function routeMessage(env: RunEnvironment, message: InboundMessage): RoutedMessage | DecidedMessage {
   const driver = env.config.driverName;
   let decoded: DecodedMessage;
@@ -40,7 +39,7 @@ export function routeMessage(env: RunEnvironment, message: InboundMessage): Rout
       runId && resource
         ? { runId, resource, msgId: `${runId}:${driver}:seq${message.streamSequence}` }
         : undefined;
-    return { kind: 'decided', outcome, settlement: decide(env, message, outcome), target };
+    return { kind: 'decided', outcome, target };
   }
   const runId = decoded.message.run_id;
   // `{run}:{driver}:{message id}`: a result published again after a lost PubAck is stored once. The
@@ -48,12 +47,7 @@ export function routeMessage(env: RunEnvironment, message: InboundMessage): Rout
   const target = { runId, resource: decoded.payload, msgId: `${runId}:${driver}:${decoded.message.id}` };
   const routing = env.registry.route(message.subject, decoded.message.event);
   if (routing.kind === 'settle') {
-    return {
-      kind: 'decided',
-      outcome: routing.outcome,
-      settlement: decide(env, message, routing.outcome),
-      target,
-    };
+    return { kind: 'decided', outcome: routing.outcome, target };
   }
   return {
     kind: 'handler',
@@ -63,14 +57,4 @@ export function routeMessage(env: RunEnvironment, message: InboundMessage): Rout
     handler: routing.handler,
     target,
   };
-}
-
-function decide(env: RunEnvironment, message: InboundMessage, outcome: MessageOutcome): Settlement {
-  return decideSettlement(outcome, {
-    deliveryCount: message.deliveryCount,
-    maxAttempts: env.config.maxAttempts,
-    retryDelayMs: env.config.retryDelayMs,
-    messageAgeMs: Date.now() - message.storedAtMs,
-    unroutedDeadLetterMs: env.config.unroutedDeadLetterMs,
-  });
 }

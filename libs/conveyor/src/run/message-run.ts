@@ -8,6 +8,7 @@ import {
 } from '../settlement/result.publisher';
 import { ErrorCode } from 'nats';
 import {
+  DecisionFacts,
   MessageOutcome,
   Settlement,
   decideSettlement,
@@ -17,9 +18,9 @@ import {
 } from '../settlement/settlement.policy';
 import { backoffDelay, sleep } from '../util/backoff';
 import { InboundMessage, ResultRefusedError } from './message-port';
-import { routeMessage } from './message-routing';
-import { admitRun, countedLeaseWaits } from './run-admission';
-import { reconcileStep } from './reconcile-step';
+import { DecidedMessage, RoutedMessage, routeMessage } from './message-routing';
+import { AdmissionResult, admitRun, countedLeaseWaits } from './run-admission';
+import { ReconcileStep, reconcileStep } from './reconcile-step';
 import { effectiveMaxAttempts } from '../reconcile/reconcile-runner';
 import type { RunEnvironment } from './run-environment';
 import { RunEvent, RunStateName, nextRunState } from './run-states';
@@ -153,59 +154,24 @@ export class MessageRun {
       : undefined;
   }
 
+  /**
+   * The life of the message, top to bottom: decode, admit, invoke, then report (decide, record,
+   * publish, settle). Each step hands the next what it needs; whatever a step takes, the step that
+   * took it gives back (admission's slots and lease in the finally below).
+   */
   private async live(): Promise<void> {
-    // received: decode once, route by subject and event.
-    const routed = routeMessage(this.env, this.message);
-    this.target = routed.target;
-    if (routed.kind === 'decided') {
-      this.handlerOutcome = routed.outcome;
-      this.transition('decided');
-      return this.report(routed.settlement);
-    }
-    this.transition('routed');
-    // Only a perResource message delivered before can have waited: no tick for any other.
-    const leaseWaits =
-      routed.meta.perResource && this.message.deliveryCount > 1
-        ? await countedLeaseWaits(this.env, routed, this.message)
-        : 0;
-    this.maxAttempts = effectiveMaxAttempts(
-      routed.meta,
-      this.env.config,
-      this.env.consumer().maxDeliver,
-      leaseWaits,
-    );
-    // waiting-for-handler, waiting-for-slot, running (the lease), waiting-for-lease.
-    const admitted = await admitRun(this.env, {
-      routed,
-      message: this.message,
-      leaseWaits,
-      signal: this.waits.signal,
-      cancelled: () => this.cancelReason,
-      transition: (event) => this.transition(event),
-    });
-    if (admitted.kind === 'decided') {
-      this.handlerOutcome = admitted.outcome;
-      this.transition('decided');
-      return this.report(this.decide(admitted.outcome));
-    }
+    const routed = this.decode();
+    if (routed.kind === 'decided') return this.reportWithout(routed.outcome);
+    const admitted = await this.admit(routed);
+    if (admitted.kind === 'decided') return this.reportWithout(admitted.outcome);
     // From here until the finally, this run owns what admission took: slots, and maybe a lease.
     const { admission } = admitted;
     let overdue: Promise<void> | undefined;
     try {
-      const step = await reconcileStep(this.env, routed, this.message, {
-        abort: this.handlerAbort,
-        maxAttempts: this.maxAttempts,
-        ackOnReceive: () => this.ackOnReceive(),
-        ctx: (ctx) => (this.context = ctx),
-      });
-      this.handlerOutcome = step.outcome;
-      this.startedAt = step.startedAt;
-      this.mask = step.mask;
-      this.handlerEndedAt = Date.now();
-      this.resourceType = routed.route.resource;
-      this.transition('handler-finished');
-      // A handler past its timeout or cancel keeps its slots and the lease until it lets go: the
-      // instance never runs more than `concurrency`, a resource never two handlers at once.
+      const step = await this.invoke(routed);
+      // A handler past its timeout, cancel or the shutdown deadline keeps its slots and the lease
+      // until it lets go: the instance never runs more than `concurrency`, a resource never two
+      // handlers at once.
       overdue = step.overdue;
       if (overdue) this.overdue = true;
       else admission.handlerLetGo();
@@ -217,6 +183,62 @@ export class MessageRun {
       }
       await admission.release();
     }
+  }
+
+  /** received: decode once, route by subject and event. */
+  private decode(): RoutedMessage | DecidedMessage {
+    const routed = routeMessage(this.env, this.message);
+    this.target = routed.target;
+    if (routed.kind === 'handler') this.transition('routed');
+    return routed;
+  }
+
+  /** waiting-for-handler, waiting-for-slot, running (the lease), waiting-for-lease. */
+  private async admit(routed: RoutedMessage): Promise<AdmissionResult> {
+    // Only a perResource message delivered before can have waited: no tick for any other.
+    const leaseWaits =
+      routed.meta.perResource && this.message.deliveryCount > 1
+        ? await countedLeaseWaits(this.env, routed, this.message)
+        : 0;
+    this.maxAttempts = effectiveMaxAttempts(
+      routed.meta,
+      this.env.config,
+      this.env.consumer().maxDeliver,
+      leaseWaits,
+    );
+    return admitRun(this.env, {
+      routed,
+      message: this.message,
+      leaseWaits,
+      signal: this.waits.signal,
+      cancelled: () => this.cancelReason,
+      transition: (event) => this.transition(event),
+    });
+  }
+
+  /** running: the stale-event check and the handler, decided on its end. */
+  private async invoke(routed: RoutedMessage): Promise<ReconcileStep> {
+    const step = await reconcileStep(this.env, routed, this.message, {
+      abort: this.handlerAbort,
+      maxAttempts: this.maxAttempts,
+      decide: (outcome, facts) => this.decide(outcome, facts),
+      ackOnReceive: () => this.ackOnReceive(),
+      ctx: (ctx) => (this.context = ctx),
+    });
+    this.handlerOutcome = step.outcome;
+    this.startedAt = step.startedAt;
+    this.mask = step.mask;
+    this.handlerEndedAt = Date.now();
+    this.resourceType = routed.route.resource;
+    this.transition('handler-finished');
+    return step;
+  }
+
+  /** Decided without a handler run (undecodable, unrouted, cancelled, shut down while waiting…). */
+  private reportWithout(outcome: MessageOutcome): Promise<void> {
+    this.handlerOutcome = outcome;
+    this.transition('decided');
+    return this.report(this.decide(outcome));
   }
 
   /** reporting: dead-letter record, the run's stored lines (a nak too), the result if any, the verb. */
@@ -337,7 +359,8 @@ export class MessageRun {
   }
 
   private deadlineNak(): Settlement {
-    return this.decide({ kind: 'threw', error: new ShutdownDeadlineError(), handler: 'in-flight run' }, true);
+    const aborted = { kind: 'threw' as const, error: new ShutdownDeadlineError(), handler: 'in-flight run' };
+    return this.decide(aborted, { shutdownAborted: true });
   }
 
   private recordDeadLetter(settlement: Settlement): Promise<Settlement> {
@@ -390,14 +413,23 @@ export class MessageRun {
     }
   }
 
-  private decide(outcome: MessageOutcome, shutdownAborted = false): Settlement {
+  /**
+   * The run's settlement decision, with every input built here: the delivery, the attempts this
+   * handler may use (its own `maxAttempts`, the live consumer's `max_deliver`, lease waits), the
+   * message's age, whether it was acked on receipt, and what the handler's end adds. A shutdown
+   * deadline that hits while reporting decides again through here.
+   */
+  private decide(outcome: MessageOutcome, facts: DecisionFacts = {}): Settlement {
+    const { config } = this.env;
     return decideSettlement(outcome, {
       deliveryCount: this.message.deliveryCount,
       maxAttempts: this.maxAttempts,
-      retryDelayMs: this.env.config.retryDelayMs,
-      retryApiErrors: this.env.config.retryApiErrors,
+      retryDelayMs: config.retryDelayMs,
+      retryApiErrors: config.retryApiErrors,
+      messageAgeMs: Date.now() - this.message.storedAtMs,
+      unroutedDeadLetterMs: config.unroutedDeadLetterMs,
       alreadyAcked: this.acked,
-      shutdownAborted,
+      ...facts,
     });
   }
 

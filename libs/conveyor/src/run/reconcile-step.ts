@@ -6,7 +6,7 @@ import { RunProgressReporter } from '../run-control/run-progress';
 import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
 import type { ReconcileContext } from '../reconcile/reconcile-context';
 import { createReconcileContext, runReconcile } from '../reconcile/reconcile-runner';
-import { MessageOutcome, Settlement, decideSettlement } from '../settlement/settlement.policy';
+import type { DecisionFacts, MessageOutcome, Settlement } from '../settlement/settlement.policy';
 import type { InboundMessage } from './message-port';
 import type { RoutedMessage } from './message-routing';
 import type { RunEnvironment } from './run-environment';
@@ -31,6 +31,8 @@ export interface StepHooks {
   abort: AbortController;
   /** Attempts the message may use (the handler's own, within the consumer's `max_deliver`). */
   maxAttempts: number;
+  /** The run's one settlement decision: its inputs are the run's, `facts` what the handler's end adds. */
+  decide: (outcome: MessageOutcome, facts?: DecisionFacts) => Settlement;
   /** `ackMode: 'onReceive'`: ack now, before the handler. */
   ackOnReceive: () => void;
   ctx: (ctx: ReconcileContext) => void;
@@ -59,17 +61,11 @@ export async function reconcileStep(
     resourceType: decoded.resource.resource,
   });
   const { maxAttempts } = hooks;
-  const state = {
-    deliveryCount: message.deliveryCount,
-    maxAttempts,
-    retryDelayMs: config.retryDelayMs,
-    retryApiErrors: config.retryApiErrors,
-  };
   const mask = (text: string) => env.logs.maskText(binding, text);
   try {
     return await runScope.run(binding, async (): Promise<ReconcileStep> => {
       const stale = await env.checkStale?.(decoded, route);
-      if (stale) return { outcome: stale, settlement: decideSettlement(stale, state), mask };
+      if (stale) return { outcome: stale, settlement: hooks.decide(stale), mask };
       const controls = new StepControls(env, binding.runId);
       const ctx = createReconcileContext(
         decoded,
@@ -125,9 +121,7 @@ export async function reconcileStep(
               `run ${binding.runId} exceeded ${timedOutAfterMs} ms: aborted, reporting it timed out`,
             );
           }
-          const settlement = decideSettlement(report.outcome, {
-            ...state,
-            alreadyAcked,
+          const settlement = hooks.decide(report.outcome, {
             timedOutAfterMs,
             shutdownAborted,
             cancelledReason,

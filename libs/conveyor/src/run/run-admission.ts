@@ -202,9 +202,10 @@ async function takeLease(
     kind: 'busy',
     key,
     expiresAt: taken.expiresAt,
-    foreign: holder
-      ? undefined
-      : `run ${driverMessage.run_id} waits for the lease of ${what}: held by an entry another tool or version wrote, until it expires`,
+    foreign:
+      holder || taken.contended
+        ? undefined
+        : `run ${driverMessage.run_id} waits for the lease of ${what}: held by an entry another tool or version wrote, until it expires`,
     outcome: { kind: 'resource-busy', resource: what, holderRunId, delayMs: SERIALIZE_WAIT_MS },
   };
 }

@@ -62,6 +62,9 @@ export interface RunState {
   retryApiErrors?: boolean;
 }
 
+/** What the end of a handler run adds to the run's own inputs: how it was cut short, if it was. */
+export type DecisionFacts = Pick<RunState, 'timedOutAfterMs' | 'shutdownAborted' | 'cancelledReason'>;
+
 /** The row of the settlement table a message ended in: a bounded label for logs and metrics. */
 export type SettlementKind =
   | 'succeeded'

@@ -1,3 +1,5 @@
+import { abortable } from '../../util/abortable';
+
 /** What an HTTP request was answered with, its body read. */
 export interface HttpAnswer {
   ok: boolean;
@@ -21,29 +23,16 @@ export async function fetchWithin(
 ): Promise<HttpAnswer> {
   if (stopping?.aborted) throw new Error('stopped before the request');
   const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  let onStop: (() => void) | undefined;
-  const ended = new Promise<never>((_, reject) => {
-    const end = (reason: Error) => {
-      controller.abort(reason);
-      reject(reason);
-    };
-    timer = setTimeout(() => end(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    onStop = () => end(new Error('stopped during the request'));
-    stopping?.addEventListener('abort', onStop, { once: true });
-  });
   const answered = (async (): Promise<HttpAnswer> => {
     const response = await fetch(url, { ...init, signal: controller.signal });
     const text = await response.text().catch(() => '');
     return { ok: response.ok, status: response.status, text };
   })();
-  try {
-    return await Promise.race([answered, ended]);
-  } finally {
-    clearTimeout(timer);
-    if (onStop) stopping?.removeEventListener('abort', onStop);
-    // The loser of the race settles later, or never: nobody waits for it.
-    answered.catch(() => undefined);
-    ended.catch(() => undefined);
-  }
+  const done = await abortable(answered, stopping, timeoutMs);
+  if (done.ended === 'done') return done.value;
+  const reason = new Error(
+    done.ended === 'timed-out' ? `no answer within ${timeoutMs} ms` : 'stopped during the request',
+  );
+  controller.abort(reason);
+  throw reason;
 }
