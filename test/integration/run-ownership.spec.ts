@@ -11,7 +11,7 @@ import {
   RunControl,
 } from '@conveyor-ci/nestjs';
 import { RUN_LEASES_BUCKET, pipelineStepSubject, resourceLeaseKey } from '@conveyor-ci/nestjs/protocol';
-import { makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
+import { NatsFaultProxy, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { CapturedLogs } from '../support/captured-logs';
 import { settledDeliveries } from '../support/consumer-deliveries';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
@@ -335,4 +335,52 @@ describe('run ownership: where features meet', () => {
     expect(spans.map((s) => s.runId)).toEqual([first, second]);
     expect(overlaps()).toEqual([]);
   }, 40_000);
+
+  it('a renewal applied whose reply was lost is re-read: the lease holds for the whole run', async () => {
+    const proxy = await NatsFaultProxy.start(suite.env.server.port);
+    suite.closeAfterTest(() => proxy.close());
+    // The first PubAck of the bucket is the create's; the second, a renewal's: lost on the way back.
+    let acks = 0;
+    const lost = proxy.drop((m) => m.body.includes(`"stream":"KV_${RUN_LEASES_BUCKET}"`) && ++acks === 2);
+    const name = uniqueDriverName();
+    plan.runMs = 3 * BUCKET_TTL_MS;
+    await start(name, [SerializeDriver], { options: { concurrency: 2, servers: proxy.url } });
+    const first = await publishStep(name, 'serial', 'renewed');
+    while (!spans.some((s) => s.runId === first)) await sleep(10);
+    const second = await publishStep(name, 'serial', 'renewed');
+    await suite.env.results.waitForRun(first, 15_000);
+    await suite.env.results.waitForRun(second, 20_000);
+    expect(lost.dropped).toHaveLength(1);
+    expect(spans.map((s) => s.runId)).toEqual([first, second]);
+    expect(overlaps()).toEqual([]);
+  }, 40_000);
+
+  it("a redelivery of the holder's own message waits for its entry to expire: no takeover while it may still run", async () => {
+    const name = uniqueDriverName();
+    await start(name, [SerializeDriver], { options: { concurrency: 1 } });
+    const runId = randomUUID();
+    const id = 'feedfacefeedfacefeedface';
+    // As a replica that lost the message (its connection) but still runs it leaves the entry.
+    const heldAt = Date.now();
+    await leases.put(
+      resourceLeaseKey(name, 'serial', 'own'),
+      new TextEncoder().encode(
+        JSON.stringify({
+          run_id: runId,
+          message_id: id,
+          stream_seq: 1,
+          renewed_at: new Date().toISOString(),
+        }),
+      ),
+    );
+    await publishDriverMessage(suite.env.js, {
+      resource: makeResource({ name: 'own', resource: 'serial', spec: {} }),
+      runId,
+      id,
+      driver: name,
+    });
+    await suite.env.results.waitForRun(runId, 15_000);
+    const ran = spans.find((s) => s.runId === runId)!;
+    expect(ran.start - heldAt).toBeGreaterThanOrEqual(BUCKET_TTL_MS - 100);
+  }, 30_000);
 });

@@ -167,8 +167,12 @@ export class KvLeaseStore implements LeaseStore {
     const renew = async () => {
       const { kv, ttlMs } = await this.bucket();
       const renewal = encodeGoJson({ ...holder, renewed_at: new Date().toISOString() });
+      // A reply awaited past the renewal period could outlast a short TTL: wait no longer than it.
+      const bound = Math.min(LEASE_OP_MS, renewEveryMs(ttlMs));
       try {
-        revision = await kv.update(key, renewal, revision);
+        const updated = await abortable(kv.update(key, renewal, revision), undefined, bound);
+        if (updated.ended !== 'done') throw new Error(`no reply within ${bound} ms`);
+        revision = updated.value;
       } catch (err) {
         // A renewal applied whose reply was lost leaves `revision` stale: read what is stored, and
         // carry on from it when the entry is still this run's.
