@@ -388,7 +388,9 @@ describe('ConveyorTestingModule scripted result publishes', () => {
       verb: 'term',
       reason: expect.stringContaining('permissions violation'),
     });
+    // The record still names the run: an operator can find the pipeline it belongs to.
     expect(run.deadLetter).toMatchObject({
+      runId: 'run-denied',
       reason: expect.stringContaining('permissions violation'),
       noResult: expect.any(String),
     });

@@ -1,5 +1,9 @@
 import type { ReconcileContext } from '../reconcile/reconcile-context';
-import { RunCancelledError, ShutdownDeadlineError } from '../reconcile/reconcile-runner';
+import {
+  RunCancelledError,
+  ShutdownDeadlineError,
+  effectiveMaxAttempts,
+} from '../reconcile/reconcile-runner';
 import {
   ResultTarget,
   classifyPublishError,
@@ -21,7 +25,6 @@ import { InboundMessage, ResultRefusedError } from './message-port';
 import { DecidedMessage, RoutedMessage, routeMessage } from './message-routing';
 import { AdmissionResult, admitRun, countedLeaseWaits } from './run-admission';
 import { ReconcileStep, reconcileStep } from './reconcile-step';
-import { effectiveMaxAttempts } from '../reconcile/reconcile-runner';
 import type { RunEnvironment } from './run-environment';
 import { RunEvent, RunStateName, nextRunState } from './run-states';
 import {
@@ -75,6 +78,8 @@ export class MessageRun {
   private acked = false;
   /** Set once the result was cut down after the server refused it: a second refusal dead-letters. */
   private shrunk = false;
+  /** No result can be stored for this run (refused for good): the rest is a dead letter, still naming the run. */
+  private resultImpossible = false;
   private startedAt?: number;
   private resourceType = '';
   readonly receivedAt = Date.now();
@@ -245,7 +250,7 @@ export class MessageRun {
   private async report(settlement: Settlement): Promise<void> {
     settlement = maskSettlement(settlement, this.mask);
     if (settlement.deadLetter) settlement = await this.recordDeadLetter(settlement);
-    const target = this.target;
+    const target = this.resultImpossible ? undefined : this.target;
     if (target && !settlement.result) await this.env.port.flushRunLogs(target.runId, this.env.deadline);
     if (!settlement.result || !target) return this.finish(settlement);
     if (this.acked) return this.publishAfterAck(settlement, target);
@@ -338,7 +343,7 @@ export class MessageRun {
       this.target = { ...this.target, resource: essentialResource(this.target.resource) };
       return this.report(refusedResult(reason));
     }
-    this.target = undefined;
+    this.resultImpossible = true;
     return this.report(unpublishableResult(reason));
   }
 
@@ -367,7 +372,9 @@ export class MessageRun {
     return deadLetterOrKeep(this.env, this.message, settlement, {
       runId: this.target?.runId ?? runIdOf(this.handlerOutcome),
       noResult:
-        settlement.result && this.target ? undefined : noResultReason(this.handlerOutcome, settlement),
+        settlement.result && this.target && !this.resultImpossible
+          ? undefined
+          : noResultReason(this.handlerOutcome, settlement),
     });
   }
 
