@@ -48,6 +48,17 @@ const CANCELLABLE: RunStateName[] = [
   'waiting-for-lease',
 ];
 
+/** Where shutdown still stops a run from starting (its handler was not called yet). */
+const WAITING: RunStateName[] = ['received', 'waiting-for-handler', 'waiting-for-slot', 'waiting-for-lease'];
+
+/** Why a run still waiting for a slot or a lease stopped: shutdown began (it is nak'd, never started). */
+class ShutdownWhileWaitingError extends Error {
+  constructor() {
+    super('shutdown began while waiting');
+    this.name = 'ShutdownWhileWaitingError';
+  }
+}
+
 /** What happened to a run's result publish. */
 type Published = 'stored' | 'maybe-stored' | 'not-stored' | ResultRefusedError;
 
@@ -63,10 +74,12 @@ export class MessageRun {
   private handlerOutcome?: MessageOutcome;
   private context?: ReconcileContext;
   private target?: ResultTarget;
-  /** Aborts the handler (`ctx.signal`): a cancel, its timeout, the shutdown deadline. */
-  private readonly handlerAbort = new AbortController();
-  /** Ends every wait of admission (slots, the lease): a cancel or shutdown. */
-  private readonly waits = new AbortController();
+  /**
+   * Ends every wait of admission (slots, the lease) and aborts the handler (`ctx.signal`): a
+   * cancel, the handler's timeout, the shutdown deadline; shutdown itself only while the run still
+   * waits. One controller for both: one allocation fewer per message on the hot path.
+   */
+  private readonly abort = new AbortController();
   /** Attempts this message may use: the handler's own, within `max_deliver`, plus lease waits nak'd. */
   private maxAttempts: number;
   /** Ends the wait of a result publish on the wire at the deadline (set while publishing). */
@@ -135,20 +148,18 @@ export class MessageRun {
   cancel(reason: string): boolean {
     if (!CANCELLABLE.includes(this.current)) return false;
     this.cancelReason ??= reason;
-    this.handlerAbort.abort(new RunCancelledError(reason));
-    this.waits.abort();
+    this.abort.abort(new RunCancelledError(reason));
     return true;
   }
 
   /** Shutdown began: a message still waiting (a slot, a lease) is nak'd now; a running one finishes. */
   shutdown(): void {
-    this.waits.abort();
+    if (WAITING.includes(this.current)) this.abort.abort(new ShutdownWhileWaitingError());
   }
 
   /** The shutdown deadline: abort the handler; what cannot have a stored result is nak'd. */
   deadline(): void {
-    this.waits.abort();
-    this.handlerAbort.abort(new ShutdownDeadlineError());
+    this.abort.abort(new ShutdownDeadlineError());
     if (this.current === 'publishing') setTimeout(() => this.endGrace?.(), PUBLISH_GRACE_MS);
   }
 
@@ -215,7 +226,7 @@ export class MessageRun {
       routed,
       message: this.message,
       leaseWaits,
-      signal: this.waits.signal,
+      signal: this.abort.signal,
       cancelled: () => this.cancelReason,
       transition: (event) => this.transition(event),
     });
@@ -224,7 +235,7 @@ export class MessageRun {
   /** running: the stale-event check and the handler, decided on its end. */
   private async invoke(routed: RoutedMessage): Promise<ReconcileStep> {
     const step = await reconcileStep(this.env, routed, this.message, {
-      abort: this.handlerAbort,
+      abort: this.abort,
       maxAttempts: this.maxAttempts,
       decide: (outcome, facts) => this.decide(outcome, facts),
       ackOnReceive: () => this.ackOnReceive(),

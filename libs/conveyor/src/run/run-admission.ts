@@ -95,6 +95,8 @@ export async function admitRun(env: RunEnvironment, run: AdmissionRun): Promise<
       throw err;
     }
     slots();
+    // Shutdown began while the lease was asked for: not a time to start waiting.
+    if (env.stopWaiting.aborted) return { kind: 'decided', outcome: { kind: 'not-started' } };
     run.transition('lease-busy');
     const waited = await waitForLease(env, busy, signal);
     if (!waited) {
