@@ -197,7 +197,8 @@ export class MessageRun {
         await overdue;
         this.overdue = false;
       }
-      await admission.release();
+      const releasing = admission.release();
+      if (releasing) await releasing;
     }
   }
 
@@ -210,12 +211,15 @@ export class MessageRun {
   }
 
   /** waiting-for-handler, waiting-for-slot, running (the lease), waiting-for-lease. */
-  private async admit(routed: RoutedMessage): Promise<AdmissionResult> {
+  private admit(routed: RoutedMessage): Promise<AdmissionResult> {
     // Only a perResource message delivered before can have waited: no tick for any other.
-    const leaseWaits =
-      routed.meta.perResource && this.message.deliveryCount > 1
-        ? await countedLeaseWaits(this.env, routed, this.message)
-        : 0;
+    if (routed.meta.perResource && this.message.deliveryCount > 1) {
+      return countedLeaseWaits(this.env, routed, this.message).then((waits) => this.admitWith(routed, waits));
+    }
+    return this.admitWith(routed, 0);
+  }
+
+  private admitWith(routed: RoutedMessage, leaseWaits: number): Promise<AdmissionResult> {
     this.maxAttempts = effectiveMaxAttempts(
       routed.meta,
       this.env.config,

@@ -33,12 +33,15 @@ export class Admission {
     this.slots = undefined;
   }
 
-  /** Gives back everything still held (bounded in time; never rejects). Idempotent. */
-  async release(): Promise<void> {
+  /**
+   * Gives back everything still held (bounded in time; never rejects). Idempotent. Nothing to wait
+   * for (no promise, no tick on the message path) when the run held no lease.
+   */
+  release(): Promise<void> | undefined {
     this.handlerLetGo();
     const lease = this.lease;
     this.lease = undefined;
-    await lease?.release();
+    return lease?.release();
   }
 }
 
