@@ -1,13 +1,10 @@
 import type { RunProgress } from '../protocol';
-import type { SettlementKind } from '../settlement/settlement.policy';
+import type { Settlement } from '../settlement/settlement.policy';
 import type { CleanupHook, CleanupOptions, RunCleanups, RunEnding } from './run-cleanup';
 import type { ProgressValue, RunProgressReporter } from './run-progress';
 
 /** How a run ended, as its settlement says it: what its cleanup hooks are told. */
-export interface RunEnd {
-  kind: SettlementKind;
-  reason: string;
-}
+type RunEnd = Pick<Settlement, 'kind' | 'reason'>;
 
 /**
  * A run's cleanup hooks and progress reporter (`ctx.onCleanup`, `ctx.progress`), each made on its

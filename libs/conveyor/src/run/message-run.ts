@@ -39,17 +39,11 @@ import {
 /** How long the deadline lets a result publish already on the wire wait for its PubAck. */
 export const PUBLISH_GRACE_MS = 2000;
 
-/** Where a cancel still changes the outcome: before a decision exists. */
-const CANCELLABLE: RunStateName[] = [
-  'received',
-  'waiting-for-handler',
-  'waiting-for-slot',
-  'running',
-  'waiting-for-lease',
-];
-
 /** Where shutdown still stops a run from starting (its handler was not called yet). */
 const WAITING: RunStateName[] = ['received', 'waiting-for-handler', 'waiting-for-slot', 'waiting-for-lease'];
+
+/** Where a cancel still changes the outcome: before a decision exists. */
+const CANCELLABLE: RunStateName[] = [...WAITING, 'running'];
 
 /** Why a run still waiting for a slot or a lease stopped: shutdown began (it is nak'd, never started). */
 class ShutdownWhileWaitingError extends Error {
@@ -212,11 +206,10 @@ export class MessageRun {
 
   /** waiting-for-handler, waiting-for-slot, running (the lease), waiting-for-lease. */
   private admit(routed: RoutedMessage): Promise<AdmissionResult> {
-    // Only a perResource message delivered before can have waited: no tick for any other.
-    if (routed.meta.perResource && this.message.deliveryCount > 1) {
-      return countedLeaseWaits(this.env, routed, this.message).then((waits) => this.admitWith(routed, waits));
-    }
-    return this.admitWith(routed, 0);
+    const waits = countedLeaseWaits(this.env, routed, this.message);
+    return typeof waits === 'number'
+      ? this.admitWith(routed, waits)
+      : waits.then((counted) => this.admitWith(routed, counted));
   }
 
   private admitWith(routed: RoutedMessage, leaseWaits: number): Promise<AdmissionResult> {

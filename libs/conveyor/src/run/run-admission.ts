@@ -115,17 +115,20 @@ export async function admitRun(env: RunEnvironment, run: AdmissionRun): Promise<
 /**
  * Earlier deliveries of a `perResource` message that only waited for its lease (nak'd when too
  * many waited here): they are no attempt of its handler. 0 on a first delivery, and when the store
- * cannot say in time (then the waits count as attempts: never more attempts than allowed).
+ * cannot say in time (then the waits count as attempts: never more attempts than allowed). A
+ * plain number, with no promise or tick, for any message that cannot have waited.
  */
-export async function countedLeaseWaits(
+export function countedLeaseWaits(
   env: RunEnvironment,
   routed: RoutedMessage,
   message: InboundMessage,
-): Promise<number> {
+): number | Promise<number> {
   if (!routed.meta.perResource || message.deliveryCount <= 1) return 0;
   const reading = env.port.leases.waitsOf(env.config.driverName, message.streamSequence);
-  const read = await abortable(reading, undefined, LEASE_OP_TIMEOUT_MS).catch(() => undefined);
-  return read?.ended === 'done' ? Math.min(read.value, message.deliveryCount - 1) : 0;
+  return abortable(reading, undefined, LEASE_OP_TIMEOUT_MS).then(
+    (read) => (read.ended === 'done' ? Math.min(read.value, message.deliveryCount - 1) : 0),
+    () => 0,
+  );
 }
 
 /** Counts a wait, or forgets the waits, of a message; bounded, never throws (a lost count costs an attempt). */
