@@ -1,7 +1,14 @@
 import { encodeWire } from '../../protocol';
 import type { FramePayload, FrameTarget, FrameWriter } from '../../transport/nats-frames';
 import { createRunBinding, formatRfc3339Nano, formatUnixSeconds } from '../run-scope';
-import { BATCH_LINES, ConveyorLogBatch, QUEUED_LINE_BYTES, subjectsOf } from './conveyor-log.batch';
+import {
+  BATCH_LINES,
+  ConveyorLogBatch,
+  QUEUED_LINE_BYTES,
+  TOO_BIG,
+  subjectsOf,
+  textRoomOf,
+} from './conveyor-log.batch';
 
 /** What a batch hands its writer, frame by frame, with each payload written out as the writer would. */
 class RecordingWriter implements FrameWriter {
@@ -59,6 +66,7 @@ function batchOf(format: 'rfc3339' | 'unix', messages: string[], marker = false,
       { message, bytes: Buffer.byteLength(message), timeUs: startUs + i, timeSubNs: i, seq: i + 1 },
       true,
       marker,
+      Infinity,
     ),
   );
   return batch;
@@ -157,11 +165,11 @@ describe('ConveyorLogBatch frames', () => {
       timeSubNs: 0,
       seq: 1,
     });
-    const first = batch.add(run, line('short'), false, false);
+    const first = batch.add(run, line('short'), false, false, Infinity);
     expect(first).toBe(512 + QUEUED_LINE_BYTES); // the first line brings the buffer
-    expect(batch.add(run, line('x'.repeat(100)), false, false)).toBe(QUEUED_LINE_BYTES); // it fits
+    expect(batch.add(run, line('x'.repeat(100)), false, false, Infinity)).toBe(QUEUED_LINE_BYTES); // it fits
     // 500 characters, 1,000 bytes escaped (ESC is \\u001b): the buffer grows to hold all three lines.
-    const grown = batch.add(run, line('\u001b[31m'.repeat(100)), false, false);
+    const grown = batch.add(run, line('\u001b[31m'.repeat(100)), false, false, Infinity);
     expect(grown).toBe(5 + 100 + 1000 - 512 + QUEUED_LINE_BYTES);
     expect(batch.cost).toBe(first + QUEUED_LINE_BYTES + grown);
     const writer = new RecordingWriter();
@@ -181,10 +189,38 @@ describe('ConveyorLogBatch frames', () => {
       { message: 'again', bytes: 5, timeUs: US, timeSubNs: 0, seq: 1 },
       false,
       false,
+      Infinity,
     );
     const writer = new RecordingWriter();
     batch.writeFrames(writer, 'a', 'b', true);
     expect(writer.frames).toHaveLength(1);
     expect(JSON.parse(writer.frames[0].payload)).toMatchObject({ message: 'again' });
+  });
+
+  it("refuses, and leaves out, a line whose frame would exceed the server's max_payload, escapes counted", () => {
+    const batch = new ConveyorLogBatch('rfc3339');
+    const run = subjectsOf(binding);
+    const line = (message: string) => ({
+      message,
+      bytes: Buffer.byteLength(message),
+      timeUs: US,
+      timeSubNs: 0,
+      seq: 1,
+    });
+    const maxPayload = 4096;
+    const room = textRoomOf(run, maxPayload);
+    expect(batch.add(run, line('a'.repeat(room)), false, false, maxPayload)).toBeGreaterThan(0);
+    // Within the room as text, but each ESC is 6 bytes in the Log JSON.
+    expect(batch.add(run, line('\u001b'.repeat(room / 2)), false, false, maxPayload)).toBe(TOO_BIG);
+    expect(batch.add(run, line('b'.repeat(room + 1)), false, false, maxPayload)).toBe(TOO_BIG);
+    expect(batch.count).toBe(1);
+    // What is kept is written whole, and its frame is within the limit with the id and the header.
+    const writer = new RecordingWriter();
+    batch.writeFrames(writer, 'a', 'b', true);
+    expect(writer.frames).toHaveLength(1);
+    const frame = writer.frames[0];
+    expect(
+      Buffer.byteLength(frame.payload) + run.stored.header.length + 'drops-99999'.length + 4,
+    ).toBeLessThanOrEqual(maxPayload);
   });
 });

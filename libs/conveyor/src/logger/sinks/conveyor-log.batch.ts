@@ -33,6 +33,22 @@ const LOG_JSON_BYTES = 48;
 /** A line's two frames beyond subjects, payloads and message id: protocol lines, header, sizes. */
 const FRAMES_BYTES = 96;
 
+/**
+ * Room in a frame beyond the run's head and the message: the widest stamp (RFC 3339 with
+ * nanoseconds), the JSON around the message, the id's own part (`drops-` and a sequence) and the
+ * header block's end. An upper bound: a line within a few dozen bytes of the limit is refused
+ * although it might just fit.
+ */
+const FRAME_ROOM_BYTES = 40 + LOG_LINE_MIDDLE.length + LOG_LINE_TAIL.length + 30 + 4;
+
+/** What `add` returns for a line whose frame would exceed the server's `max_payload`. */
+export const TOO_BIG = -1;
+
+/** The most message text (escaped) one line of `run` can carry within `maxPayload`. */
+export function textRoomOf(run: RunSubjects, maxPayload: number): number {
+  return maxPayload - run.head.length - run.stored.header.length - FRAME_ROOM_BYTES;
+}
+
 const LIVE = 1;
 const MARKER = 2;
 
@@ -41,6 +57,8 @@ type TimestampFormat = 'rfc3339' | 'unix';
 /** What every line of one delivery shares: made once, not per line (a backlog holds many lines). */
 export interface RunSubjects {
   runId: string;
+  /** The delivery's binding, for the drop notice of lines its batch lost. */
+  binding: RunBinding;
   /**
    * `logs.{runId}`, its lines' `Nats-Msg-Id` prefix: stored once even when a publish is retried
    * after a lost PubAck, yet unique per delivery. A retried run, a shutdown rerun or a driver used
@@ -84,6 +102,7 @@ export function subjectsOf(binding: RunBinding): RunSubjects {
     const head = logLineHead({ runid: binding.runId, driver: binding.driver, pipeline: binding.pipeline });
     subjects = {
       runId: binding.runId,
+      binding,
       stored: new FrameTarget(logSubject(binding.runId), deliveryIdPrefix(binding)),
       live: new FrameTarget(liveLogSubject(binding.runId, binding.driver)),
       head: Buffer.from(head, 'utf8'),
@@ -238,12 +257,15 @@ export class ConveyorLogBatch implements StoredBatch {
   /**
    * Adds a line (`marker`: the runtime's drop notice, with its own id space) and returns the memory
    * it made the batch hold: its text (escapes make it longer than the message), its columns, and
-   * the buffer's growth or, for the first line, the buffer.
+   * the buffer's growth or, for the first line, the buffer. Returns {@link TOO_BIG} and adds nothing
+   * when the line's frame would exceed `maxPayload` (the server's): the frame writer would refuse
+   * the whole batch for it, every other run's lines in it included.
    */
-  add(run: RunSubjects, line: QueuedLine, live: boolean, marker: boolean): number {
-    const i = this.count++;
+  add(run: RunSubjects, line: QueuedLine, live: boolean, marker: boolean, maxPayload: number): number {
     const text = logMessageText(line.message);
     const bytes = text === line.message ? line.bytes : Buffer.byteLength(text);
+    if (bytes > textRoomOf(run, maxPayload)) return TOO_BIG;
+    const i = this.count++;
     const held = this.cost;
     const at = this.roomFor(bytes);
     // A text whose UTF-8 length is its length is ASCII: latin1 is a plain copy, without UTF-8's checks.
@@ -294,13 +316,19 @@ export class ConveyorLogBatch implements StoredBatch {
     return false;
   }
 
-  /** Calls `fn` once per run with the number of its lines here (lines of one run sit together). */
-  forEachRun(fn: (runId: string, lines: number) => void): void {
+  /**
+   * Calls `fn` once per stretch of one delivery's lines with their number and message bytes (a
+   * delivery's lines sit together, unless another's came between them).
+   */
+  forEachRun(fn: (run: RunSubjects, lines: number, bytes: number) => void): void {
     let start = 0;
-    for (let i = 1; i <= this.count; i++) {
-      if (i === this.count || this.runs[i] !== this.runs[start]) {
-        fn(this.runs[start].runId, i - start);
-        start = i;
+    let bytes = 0;
+    for (let i = 0; i < this.count; i++) {
+      bytes += this.sizes[i];
+      if (i + 1 === this.count || this.runs[i + 1] !== this.runs[start]) {
+        fn(this.runs[start], i + 1 - start, bytes);
+        start = i + 1;
+        bytes = 0;
       }
     }
   }

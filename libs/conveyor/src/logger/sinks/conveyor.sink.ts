@@ -1,12 +1,19 @@
 import type { LoggerService } from '@nestjs/common';
-import type { NatsConnection } from 'nats';
+import { ErrorCode, NatsConnection, NatsError } from 'nats';
 import type { LogConfig } from '../../module/log.options';
 import { backoffDelay, sleep } from '../../util/backoff';
 import { JetStreamPublisher } from '../../transport/jetstream.publisher';
 import { LogBudget } from '../log-budget';
 import { DropReason, LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
 import { RunBinding, advanceClock } from '../run-scope';
-import { ConveyorLogBatch, QUEUED_LINE_BYTES, QueuedLine, subjectsOf } from './conveyor-log.batch';
+import {
+  ConveyorLogBatch,
+  QUEUED_LINE_BYTES,
+  QueuedLine,
+  RunSubjects,
+  TOO_BIG,
+  subjectsOf,
+} from './conveyor-log.batch';
 
 /**
  * Bytes handed to the connection and not yet stored, at most. PubAcks are only read once a
@@ -34,6 +41,8 @@ interface RunDrops {
   lines: number;
   bytes: number;
   reason: DropReason;
+  /** What the server said, when it refused them. */
+  refusal?: string;
   /** Every drop of the run, marker or not, for its own accounting. */
   total: number;
 }
@@ -43,6 +52,20 @@ const RAISE_HINT: Partial<Record<DropReason, string>> = {
   budget: 'raise logs.maxBufferBytes / logs.maxTotalBytes (CONVEYOR_LOG_MAX_BYTES)',
   overflow: 'raise logs.maxBufferLines',
 };
+
+/** nats-server's default `max_payload`, until the server's INFO says otherwise. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/**
+ * A publish error no resend can cure: the same bytes would be refused again (a payload over
+ * `max_payload`, a request the stream answers with a 4xx other than a timeout or a rate limit).
+ * Retrying it for the whole retry budget only held back the results of every run in its batch.
+ */
+function isPermanent(err: Error): boolean {
+  if ((err as NatsError).code === ErrorCode.MaxPayloadExceeded) return true;
+  const status = (err as NatsError).api_error?.code;
+  return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
 
 /**
  * The Conveyor sink (contract §9.1): the Log JSON to JetStream `logs.{runId}` (stored by the server)
@@ -82,9 +105,11 @@ export class ConveyorLogSink implements LogSink {
   private readonly stopped = new AbortController();
   /** Set with `stopped`; read per line (AbortSignal's getter checks its receiver each time). */
   private closed = false;
-  private readonly publisher: JetStreamPublisher;
+  private publisher: JetStreamPublisher;
   private readonly budget: LogBudget;
   private connected = true;
+  /** The server's `max_payload`: a line whose frame is larger is dropped alone (see ConveyorLogBatch.add). */
+  private maxPayload: number;
   /** Message text of the last sealed batch. */
   private lastTextBytes = 0;
   /**
@@ -99,15 +124,36 @@ export class ConveyorLogSink implements LogSink {
   };
 
   constructor(
-    private readonly nc: NatsConnection,
+    private nc: NatsConnection,
     private readonly config: LogConfig,
     total: LogBudget,
     private readonly logger: LoggerService,
   ) {
     this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
+    this.maxPayload = nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
     this.budget = new LogBudget(config.maxBufferBytes, total);
     this.heldCap = Math.floor(Math.min(config.maxBufferBytes, total.limitBytes) / 4);
-    void this.watch();
+    void this.watch(nc);
+  }
+
+  /**
+   * Moves to a new connection (the transport dialled anew after nats.js closed the old one for
+   * good). Lines are not the connection's but the runs': batches unanswered on the old one are
+   * sent again over the new one (their `Nats-Msg-Id`s make what the old one did store a
+   * duplicate the stream drops), queued ones follow, and a run's flush still waits for all of them.
+   */
+  use(nc: NatsConnection): void {
+    if (nc === this.nc || this.closed) return;
+    const old = this.publisher;
+    this.nc = nc;
+    this.publisher = new JetStreamPublisher(nc, { resendAfterMs: RESEND_AFTER_MS });
+    this.maxPayload = nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+    this.connected = !nc.isClosed();
+    void this.watch(nc);
+    // Fails what still waits on the old connection: each batch is retried over `this.publisher`.
+    old.close();
+    this.wake();
+    this.pump();
   }
 
   write(entry: LogEntry): void {
@@ -132,7 +178,11 @@ export class ConveyorLogSink implements LogSink {
       return this.drop(binding, bytes, refused);
     }
     if (this.drops.size > 0) this.announceDrops(binding.runId);
-    this.enqueue(binding, entry, false, cost);
+    if (this.enqueue(binding, entry, false, cost)) return;
+    // Too big for one message on this server even after `logs.maxLineBytes` (escapes lengthen a
+    // line): this line alone is dropped, never the batch it would have joined.
+    this.liveStats.dropped.rejected += 1;
+    this.drop(binding, bytes, 'rejected', `larger than the server's max_payload (${this.maxPayload} bytes)`);
   }
 
   /** True while some of the run's lines are not stored yet (or a drop is not announced yet). */
@@ -150,12 +200,20 @@ export class ConveyorLogSink implements LogSink {
   }
 
   async flushRun(runId: string, timeoutMs: number): Promise<void> {
-    // The run ends: its stored log must say what it lost before the result is published.
-    this.announceDrops(runId, true);
-    this.seal();
-    await this.until(() => !this.unsettled.has(runId), timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    // The run ends: its stored log must say what it lost before the result is published. A batch
+    // the server refuses while we wait adds drops of its own, to be said as well.
+    do {
+      this.announceDrops(runId, true);
+      this.seal();
+      await this.until(() => !this.unsettled.has(runId), deadline - Date.now());
+    } while (!this.unsettled.has(runId) && this.unannounced(runId) && Date.now() < deadline && !this.closed);
     const drops = this.drops.get(runId);
     if (drops && drops.lines === 0) this.drops.delete(runId);
+  }
+
+  private unannounced(runId: string): boolean {
+    return (this.drops.get(runId)?.lines ?? 0) > 0;
   }
 
   async close(timeoutMs: number): Promise<void> {
@@ -164,6 +222,8 @@ export class ConveyorLogSink implements LogSink {
     await this.until(() => this.unsettled.size === 0, timeoutMs);
     this.closed = true;
     this.stopped.abort();
+    // Retries waiting for a connection end now, as shutdown drops.
+    this.wake();
     // Only what never left is dropped here; a batch in flight is counted once, when it ends.
     for (const batch of this.ready.splice(0)) {
       this.liveStats.dropped.shutdown += batch.takeLive();
@@ -173,10 +233,9 @@ export class ConveyorLogSink implements LogSink {
     this.publisher.close();
   }
 
-  private enqueue(binding: RunBinding, line: QueuedLine, marker: boolean, reserved: number): void {
+  /** Queues a line within what `reserved` covers; false (nothing queued or reserved) when it is too big. */
+  private enqueue(binding: RunBinding, line: QueuedLine, marker: boolean, reserved: number): boolean {
     const run = subjectsOf(binding);
-    // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
-    if (!this.connected) this.liveStats.dropped.disconnected += 1;
     let batch = this.open;
     if (!batch) {
       batch = this.open =
@@ -187,15 +246,28 @@ export class ConveyorLogSink implements LogSink {
         queueMicrotask(this.sealOpen);
       }
     }
+    const held = batch.add(run, line, this.connected, marker, this.maxPayload);
+    if (held === TOO_BIG) {
+      this.budget.release(reserved);
+      return false;
+    }
+    // Live viewers get what happens now: a line logged while NATS is away is skipped, not replayed.
+    if (!this.connected) this.liveStats.dropped.disconnected += 1;
     // What was reserved was the message and its columns; the batch says what it really holds.
-    const held = batch.add(run, line, this.connected, marker);
     if (held > reserved) this.budget.force(held - reserved);
     else this.budget.release(reserved - held);
     if (batch.full) this.seal();
+    return true;
   }
 
   private seal(): void {
     if (!this.open) return;
+    if (this.open.count === 0) {
+      // Its only line was too big: nothing to send.
+      this.spare.push(this.open);
+      this.open = undefined;
+      return;
+    }
     // The next batch is likely alike: sized for it, it needs no growing (copies) as lines come.
     this.lastTextBytes = this.open.messageBytes;
     this.waitingLines += this.open.count;
@@ -206,14 +278,39 @@ export class ConveyorLogSink implements LogSink {
     this.pump();
   }
 
-  private drop(binding: RunBinding, bytes: number, reason: DropReason): void {
+  private drop(binding: RunBinding, bytes: number, reason: DropReason, refusal?: string): void {
     this.stats.dropped[reason] += 1;
+    this.noteDrops(binding, 1, bytes, reason, refusal);
+  }
+
+  /** Remembers lines of a run the sink lost, for its drop notice and its own accounting. */
+  private noteDrops(
+    binding: RunBinding,
+    lines: number,
+    bytes: number,
+    reason: DropReason,
+    refusal?: string,
+  ): void {
     const drops = this.drops.get(binding.runId) ?? { binding, lines: 0, bytes: 0, reason, total: 0 };
-    drops.lines += 1;
-    drops.total += 1;
+    drops.lines += lines;
+    drops.total += lines;
     drops.bytes += bytes;
     drops.reason = reason;
+    drops.refusal = refusal;
     this.drops.set(binding.runId, drops);
+  }
+
+  /**
+   * Drops of runs whose result is out: no flush of theirs will come to announce them, so they are
+   * announced once there is room (a batch was just stored), and forgotten then: an entry left
+   * would hold the run's binding for the life of the process.
+   */
+  private announceLateDrops(): void {
+    for (const [runId, drops] of this.drops) {
+      if (!drops.binding.resultSent) continue;
+      this.announceDrops(runId);
+      if (drops.lines === 0) this.drops.delete(runId);
+    }
   }
 
   /** Queues the marker line of a run's unannounced drops, when there is room (or `force`d at its end). */
@@ -221,9 +318,15 @@ export class ConveyorLogSink implements LogSink {
     const drops = this.drops.get(runId);
     if (!drops || drops.lines === 0 || this.closed) return;
     const hint = RAISE_HINT[drops.reason];
+    const why =
+      drops.reason === 'budget'
+        ? 'the log buffer was full'
+        : drops.reason === 'overflow'
+          ? 'too many lines buffered'
+          : (drops.refusal ?? drops.reason.replace('_', ' '));
     const message =
       `[conveyor] ${drops.lines} log line(s) (${drops.bytes} bytes) of this run were not shipped: ` +
-      `${drops.reason === 'budget' ? 'the log buffer was full' : 'too many lines buffered'}` +
+      why +
       (hint ? ` (${hint})` : '');
     const bytes = Buffer.byteLength(message);
     const cost = bytes + QUEUED_LINE_BYTES;
@@ -235,7 +338,8 @@ export class ConveyorLogSink implements LogSink {
     drops.lines = 0;
     drops.bytes = 0;
     const line = { message, bytes, timeUs: binding.clockUs, timeSubNs: binding.clockSubNs, seq: binding.seq };
-    this.enqueue(binding, line, true, cost);
+    if (!this.enqueue(binding, line, true, cost))
+      this.logger.warn(`the drop notice of run ${runId} is too large to send`);
   }
 
   private pump(): void {
@@ -266,12 +370,20 @@ export class ConveyorLogSink implements LogSink {
       if (!err) return this.finished(batch);
       if (this.closed) return this.finished(batch, 'shutdown');
       batch.attempt += 1;
+      if (isPermanent(err)) {
+        this.logger.warn(`${batch.count} log line(s) dropped: the server refused them (${err.message})`);
+        return this.finished(batch, 'rejected', `refused by the server: ${err.message}`);
+      }
       // A disconnect pauses the clock: the batch is retried after the reconnect.
       if (this.connected && Date.now() - batch.firstTry > RETRY_BUDGET_MS) {
         this.logger.warn(
           `${batch.count} log line(s) dropped after ${batch.attempt} attempts: ${err.message}`,
         );
-        return this.finished(batch, 'retries_exhausted');
+        return this.finished(
+          batch,
+          'retries_exhausted',
+          `not stored after ${batch.attempt} attempts: ${err.message}`,
+        );
       }
       void this.retryLater(batch);
     });
@@ -299,34 +411,42 @@ export class ConveyorLogSink implements LogSink {
   private async retryLater(batch: ConveyorLogBatch): Promise<void> {
     await sleep(backoffDelay(batch.attempt, 100, 5000), this.stopped.signal);
     if (!this.connected) {
-      while (!this.connected && !this.closed) await this.until(() => this.connected, 60_000);
+      while (!this.connected && !this.closed) await this.until(() => this.connected || this.closed, 60_000);
       batch.firstTry = Date.now();
     }
     if (this.closed) return this.finished(batch, 'shutdown');
     this.publish(batch);
   }
 
-  private finished(batch: ConveyorLogBatch, reason?: DropReason): void {
+  private finished(batch: ConveyorLogBatch, reason?: DropReason, refusal?: string): void {
     this.inFlight -= 1;
     this.inFlightBytes -= batch.wireBytes;
     this.heldInFlight -= batch.wireHeld;
     this.budget.release(batch.wireHeld);
-    this.settle(batch, reason);
+    this.settle(batch, reason, refusal);
     this.pump();
   }
 
   /** A batch's life ends: stored, or dropped for `reason`. Exactly once per line. */
-  private settle(batch: ConveyorLogBatch, reason?: DropReason): void {
+  private settle(batch: ConveyorLogBatch, reason?: DropReason, refusal?: string): void {
     if (reason) this.stats.dropped[reason] += batch.count;
     else this.stats.sent += batch.count;
+    // Lost on the way (not at shutdown, when nothing more is sent): each run's log says so.
+    if (reason && reason !== 'shutdown') batch.forEachRun(this.noteBatchDrops(reason, refusal));
     this.budget.release(batch.cost);
     batch.forEachRun(this.untrackLines);
     batch.reset();
     if (this.spare.length < SPARE_BATCHES) this.spare.push(batch);
+    if (this.drops.size > 0 && !this.closed) this.announceLateDrops();
   }
 
-  private readonly trackLines = (runId: string, lines: number) => this.track(runId, lines);
-  private readonly untrackLines = (runId: string, lines: number) => this.track(runId, -lines);
+  private noteBatchDrops(reason: DropReason, refusal?: string) {
+    return (run: RunSubjects, lines: number, bytes: number) =>
+      this.noteDrops(run.binding, lines, bytes, reason, refusal);
+  }
+
+  private readonly trackLines = (run: RunSubjects, lines: number) => this.track(run.runId, lines);
+  private readonly untrackLines = (run: RunSubjects, lines: number) => this.track(run.runId, -lines);
 
   private track(runId: string, delta: number): void {
     const n = (this.unsettled.get(runId) ?? 0) + delta;
@@ -339,8 +459,9 @@ export class ConveyorLogSink implements LogSink {
     this.waiters.forEach((check) => check());
   }
 
-  private async watch(): Promise<void> {
-    for await (const status of this.nc.status()) {
+  private async watch(nc: NatsConnection): Promise<void> {
+    for await (const status of nc.status()) {
+      if (nc !== this.nc) return;
       if (status.type === 'disconnect') this.connected = false;
       else if (status.type === 'reconnect') {
         this.connected = true;
@@ -348,6 +469,8 @@ export class ConveyorLogSink implements LogSink {
         this.pump();
       }
     }
+    // Closed for good: what is queued waits for the connection the transport dials next (`use`).
+    if (nc === this.nc) this.connected = false;
   }
 
   private until(done: () => boolean, timeoutMs: number): Promise<void> {

@@ -13,9 +13,14 @@ export class LegacyLiveLogSink implements LogSink {
   readonly stats: SinkStats = emptySinkStats();
 
   constructor(
-    private readonly nc: NatsConnection,
+    private nc: NatsConnection,
     private readonly logger: LoggerService,
   ) {}
+
+  /** Publishes over `nc` from now on (the transport dialled anew). */
+  use(nc: NatsConnection): void {
+    this.nc = nc;
+  }
 
   write(entry: LogEntry): void {
     try {
