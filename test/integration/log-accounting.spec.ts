@@ -7,7 +7,8 @@ import {
   ReconcileContext,
   RunLogCounts,
 } from '@conveyor-ci/nestjs';
-import { NatsFaultProxy, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
+import { LogShipper } from '@conveyor-ci/nestjs/internal';
+import { NatsFaultProxy, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 import { storedRunLogs } from '../support/stored-logs';
 
@@ -155,5 +156,37 @@ describe('every logged line is stored or counted', () => {
       retries_exhausted: 0,
     });
     expect(accounted(app, 1)).toEqual({ logged: 2, accounted: 2 });
+  }, 30_000);
+
+  it("announces what a finished run's late lines lost once there is room, then forgets the run", async () => {
+    let runDone!: () => void;
+    const late = new Promise<void>((resolve) => (runDone = resolve));
+    @Controller()
+    class Late {
+      @Reconcile({ resource: 'late-log' })
+      run(@Ctx() ctx: ReconcileContext) {
+        // Work the handler left behind logs after the result: more than the budget holds at once.
+        setTimeout(() => {
+          for (let i = 0; i < 2000; i++) ctx.logger.info(`late ${i} ${'x'.repeat(100)}`);
+          runDone();
+        }, 200);
+        return { success: true };
+      }
+    }
+    const name = uniqueDriverName();
+    const { app } = await start(name, [Late], { options: { logs: { maxTotalBytes: 64 * 1024 } } });
+    const runId = await publishFor(name, 'late-log');
+    await suite.env.results.waitForRun(runId, 15_000);
+    await late;
+    const shipper = app.get(LogShipper);
+    // Nothing of the run is left: not its lines, not a drop notice still to say, not its binding.
+    await eventually(() => !shipper.hasUnflushed(runId), 'the run forgotten by the sink', 10_000);
+    const stored = (await storedRunLogs(suite.env.jsm, runId)).map((l) => l.log.message);
+    const markers = stored.filter((m) => m.startsWith('[conveyor] '));
+    const sink = app.get(DriverLogger).stats.sinks.conveyor;
+    expect(markers.length).toBeGreaterThanOrEqual(1);
+    const announced = markers.reduce((n, m) => n + Number(/^\[conveyor\] (\d+) log line/.exec(m)![1]), 0);
+    expect(announced).toBe(sink.dropped.budget);
+    expect(stored.length - markers.length + sink.dropped.budget).toBe(2000);
   }, 30_000);
 });
