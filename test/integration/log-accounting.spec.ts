@@ -1,23 +1,17 @@
 import { Controller } from '@nestjs/common';
 import { Ctx } from '@nestjs/microservices';
-import {
-  DriverLogger,
-  LOGS_ENGINE_STREAM,
-  Reconcile,
-  ReconcileContext,
-  RunLogCounts,
-} from '@conveyor-ci/nestjs';
+import { DriverLogger, LOGS_ENGINE_STREAM, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
 import { LogShipper } from '@conveyor-ci/nestjs/internal';
 import { NatsFaultProxy, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 import { storedRunLogs } from '../support/stored-logs';
 
 const MAX_PAYLOAD = 64 * 1024;
+const suite = useDriverApps({ maxPayload: MAX_PAYLOAD });
+const { start, closeAfterTest } = suite;
 
 /** What `ctx.logger.counts()` returns. */
 type RunLogCounts = { lines: number; dropped: number };
-const suite = useDriverApps({ maxPayload: MAX_PAYLOAD });
-const { start, closeAfterTest } = suite;
 
 /** Lines the sink stored or dropped, its own drop notices left out: what the logger was given. */
 function accounted(app: { get: (t: typeof DriverLogger) => DriverLogger }, markers: number) {

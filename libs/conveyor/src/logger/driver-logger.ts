@@ -35,7 +35,18 @@ export class DriverLogger implements RunLogger {
     return this.shipper.loggerFor(runScope.getStore()).stream(options);
   }
 
-  /** Hides these values in every later line of the current run. */
+  /**
+   * Hides these values (replaced by `***`) in every later line of the current run, at any depth of
+   * its fields, and in its failure result and dead-letter reason.
+   *
+   * Outside a run (e.g. in `onModuleInit`, for a token read at startup) the values are masked
+   * process-wide instead: in every later line of this driver, in runs or not, in results and dead
+   * letters, and in the errors and `/health` bodies the driver's redactor cleans (there only values
+   * of 4 characters or more). Masking too much cannot leak, so this is never a silent no-op. At most
+   * 1,000 values are masked process-wide, as each is looked for in every line.
+   *
+   * @throws Error outside a run, when more than 1,000 values would be masked process-wide.
+   */
   mask(...values: string[]): void {
     this.shipper.loggerFor(runScope.getStore()).mask(...values);
   }

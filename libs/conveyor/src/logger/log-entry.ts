@@ -11,6 +11,11 @@ export interface LogEntry {
   message: string;
   /** UTF-8 length of `message` (measured once for every sink). */
   bytes: number;
+  /**
+   * Masked at any depth like `message`, with Errors as plain `{ name, message, stack, cause }`
+   * objects and cycles or oversize parts cut: safe to serialise as it is. The caller's own object
+   * when nothing needed doing (copy on write): a sink never changes it.
+   */
   fields?: LogFields;
   /** µs since the epoch, and ns within it: strictly increasing per run, the same for every sink. */
   timeUs: number;

@@ -1,5 +1,7 @@
+import { Logger } from '@nestjs/common';
 import type { NatsConnection, Subscription } from 'nats';
 import { ConveyorLog, assertSubjectToken } from '../protocol';
+import { redactText } from '../security/redact';
 import { fetchWithin } from './sinks/fetch-within';
 
 /** One line read back from Loki. */
@@ -72,24 +74,65 @@ export async function queryLokiLogs(lokiUrl: string, query: LokiQuery): Promise<
   }
 }
 
+/** Options of {@link subscribeRunLogs}. */
+export interface RunLogSubscriptionOptions {
+  /**
+   * Called with what `onLog` threw, and with a subscription error from NATS (a permissions
+   * violation, which ends the subscription), instead of the default: a Nest `Logger` warning naming
+   * the subject and the run. A throwing `onLog` never ends the subscription. What `onError` throws
+   * in turn is logged as that warning.
+   */
+  onError?: (err: unknown) => void;
+}
+
 /**
  * Subscribes to a run's live lines (`live.logs.{runId}.*`, every driver), the subject the server's SSE
  * forwards; call `unsubscribe()` on the result when done. Live lines are core NATS: at-most-once, and
- * only those published while subscribed.
+ * only those published while subscribed. A message that is not a Log's JSON is skipped. An exception
+ * from `onLog` goes to `options.onError`, or is logged as a warning; it never ends the subscription.
  */
 export function subscribeRunLogs(
   nc: NatsConnection,
   runId: string,
   onLog: (log: ConveyorLog) => void,
+  options: RunLogSubscriptionOptions = {},
 ): Subscription {
-  return nc.subscribe(`live.logs.${assertSubjectToken('run id', runId)}.*`, {
-    callback: (err, msg) => {
-      if (err) return;
+  const subject = `live.logs.${assertSubjectToken('run id', runId)}.*`;
+  const report = (err: unknown, what: string) => {
+    if (options.onError) {
       try {
-        onLog(JSON.parse(new TextDecoder().decode(msg.data)) as ConveyorLog);
+        return options.onError(err);
+      } catch (fromHandler) {
+        [err, what] = [fromHandler, 'onError threw'];
+      }
+    }
+    readerLog.warn(`subscribeRunLogs ${subject} (run ${runId}): ${what}: ${errorText(err)}`);
+  };
+  return nc.subscribe(subject, {
+    callback: (err, msg) => {
+      if (err) return report(err, 'the subscription failed');
+      let log: ConveyorLog;
+      try {
+        log = JSON.parse(new TextDecoder().decode(msg.data)) as ConveyorLog;
       } catch {
-        /* not a Log line: ignore, like the server's SSE clients would choke on it */
+        return; // not a Log line: skipped, as the server's SSE clients skip what they cannot parse
+      }
+      try {
+        onLog(log);
+      } catch (fromCallback) {
+        report(fromCallback, 'onLog threw (still subscribed)');
       }
     },
   });
+}
+
+const readerLog = new Logger('subscribeRunLogs');
+
+/** An error for a warning line: redacted, as a callback's error may quote a URL with its password. */
+function errorText(err: unknown): string {
+  try {
+    return redactText(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
+  } catch {
+    return 'an unprintable value';
+  }
 }

@@ -3,6 +3,7 @@ import type { NatsConnection } from 'nats';
 import { CONVEYOR_CONFIG } from '../module/conveyor.constants';
 import { NO_TRACE_IDS, TraceIds, activeTraceIds, loadTracing } from '../tracing/optional-tracing';
 import type { ConveyorConfig } from '../module/conveyor.options';
+import { maskDeep } from '../security/redact';
 import { createLineStream } from './line-stream';
 import { limitLine, maskSecrets } from './line-limits';
 import { LogBudget } from './log-budget';
@@ -14,6 +15,19 @@ import { RunBinding, advanceClock } from './run-scope';
 import { ConveyorLogSink } from './sinks/conveyor.sink';
 import { LegacyLiveLogSink } from './sinks/legacy-live.sink';
 import { LokiLogSink } from './sinks/loki.sink';
+
+/**
+ * What a line's frame holds beyond its message: the Log JSON's run fields and keys, the stamp, the
+ * `Nats-Msg-Id` header. Driver and pipeline names are short in practice; escapes that lengthen a
+ * message are caught line by line by the sink.
+ */
+const LINE_FRAME_BYTES = 1024;
+
+/**
+ * Values `mask()`ed outside any run, at most: each is looked for in every later line, and a caller
+ * masking per request (outside a run) would otherwise slow every line of the process without end.
+ */
+export const MAX_PROCESS_MASKS = 1000;
 
 /** Whether a line is also written to the process log: always, never, or within the step-output rate. */
 type ProcessLogCopy = 'always' | 'never' | 'limited';
@@ -55,7 +69,9 @@ export type LineOrigin = 'call' | 'stream' | 'runtime';
 export class LogShipper {
   private readonly sinks: LogSink[] = [];
   private conveyor?: ConveyorLogSink;
-  private attachedTo?: NatsConnection;
+  private legacy?: LegacyLiveLogSink;
+  /** `logs.maxLineBytes`, lowered to what one message of the connected server can carry. */
+  private maxLineBytes: number;
   private readonly log = new Logger('DriverLogger');
   private readonly counts = { lines: 0, late: 0, split: 0, truncated: 0 };
   private readonly budget: LogBudget;
@@ -63,9 +79,14 @@ export class LogShipper {
   /** The entry handed to the sinks, filled anew for each line; in use while they take one. */
   private readonly entry: LogEntry = blankEntry(undefined);
   private entryInUse = false;
+  /** Values masked outside any run (`DriverLogger.mask()` at startup…): hidden in every later line. */
+  private readonly processSecrets = new Set<string>();
+  /** `processSecrets`, longest first (sorted once per `mask()` call, not per line). */
+  private processMaskList?: string[];
 
   constructor(@Inject(CONVEYOR_CONFIG) private readonly config: ConveyorConfig) {
     const { logs } = config;
+    this.maxLineBytes = logs.maxLineBytes;
     this.budget = new LogBudget(logs.maxTotalBytes);
     this.streamLimiter = new ProcessLogLimiter(logs.processLogBytesPerSecond);
     loadTracing();
@@ -85,24 +106,37 @@ export class LogShipper {
 
   /**
    * Adds the NATS sinks once the transport is connected (runs only happen after that). A new
-   * connection (the old one was closed for good) replaces them; lines still buffered in the old
-   * ones are counted as dropped at shutdown.
+   * connection (the old one was closed for good) carries them on: lines queued or unanswered on
+   * the old one are sent over it, and every line stays counted in the same sink's stats.
    */
   attach(nc: NatsConnection): void {
-    if (this.attachedTo && this.attachedTo !== nc) {
-      const old = this.sinks.filter((s) => s === this.conveyor || s.name === 'legacy');
-      for (const sink of old) this.sinks.splice(this.sinks.indexOf(sink), 1);
-      this.conveyor = undefined;
-      for (const sink of old) void sink.close(0);
-    }
-    this.attachedTo = nc;
-    if (this.config.logs.conveyor && !this.conveyor) {
+    this.fitLinesTo(nc.info?.max_payload);
+    if (this.conveyor) this.conveyor.use(nc);
+    else if (this.config.logs.conveyor) {
       this.conveyor = new ConveyorLogSink(nc, this.config.logs, this.budget, this.log);
       this.sinks.push(this.conveyor);
     }
-    if (this.config.logs.legacySubject && !this.sinks.some((s) => s.name === 'legacy')) {
-      this.sinks.push(new LegacyLiveLogSink(nc, this.log));
+    if (this.legacy) this.legacy.use(nc);
+    else if (this.config.logs.legacySubject) {
+      this.legacy = new LegacyLiveLogSink(nc, this.log);
+      this.sinks.push(this.legacy);
     }
+  }
+
+  /**
+   * Lines are split (or truncated) to fit one message of the server: a `logs.maxLineBytes` above
+   * its `max_payload` would only make the sink drop every long line whole.
+   */
+  private fitLinesTo(maxPayload: number | undefined): void {
+    const configured = this.config.logs.maxLineBytes;
+    const fits = maxPayload === undefined ? configured : Math.max(64, maxPayload - LINE_FRAME_BYTES);
+    const next = Math.min(configured, fits);
+    if (next < configured && next !== this.maxLineBytes)
+      this.log.warn(
+        `logs.maxLineBytes (${configured}) does not fit the server's max_payload (${maxPayload} bytes): ` +
+          `lines are split at ${next} bytes (lower logs.maxLineBytes / CONVEYOR_LOG_MAX_LINE_BYTES to silence this)`,
+      );
+    this.maxLineBytes = next;
   }
 
   /**
@@ -118,7 +152,8 @@ export class LogShipper {
     origin: LineOrigin = 'call',
   ): void {
     const text = typeof message === 'string' ? message : String(message);
-    const { maxLineBytes, oversize } = this.config.logs;
+    const { maxLineBytes } = this;
+    const { oversize } = this.config.logs;
     if (!binding) {
       writeProcessLog(
         'DriverLogger',
@@ -197,7 +232,7 @@ export class LogShipper {
           this.write(binding, options.level ?? 'info', line, options.fields, 'stream'),
         ),
       mask: (...values) => {
-        if (!binding) return;
+        if (!binding) return this.maskProcessWide(values);
         for (const v of values) if (typeof v === 'string' && v) binding.secrets.add(v);
         // Longest first, so a secret containing another is hidden whole; sorted once, not per line.
         if (binding.secrets.size > 0)
@@ -207,20 +242,72 @@ export class LogShipper {
     };
   }
 
-  /** Masks a run's text wherever it goes (results, dead letters): its `mask()` values, then `logs.mask`. */
+  /**
+   * `mask()` outside a run: the values are hidden from every later line of this logger, in runs or
+   * not, from results and dead letters, and from what the driver's redactor cleans (errors, `/health`).
+   * Process-wide rather than ignored: a value read at startup is exactly what must never be printed,
+   * and masking too much cannot leak. @throws Error past MAX_PROCESS_MASKS values.
+   */
+  private maskProcessWide(values: readonly string[]): void {
+    const fresh = values.filter((v) => typeof v === 'string' && v !== '' && !this.processSecrets.has(v));
+    if (fresh.length === 0) return;
+    if (this.processSecrets.size + fresh.length > MAX_PROCESS_MASKS)
+      throw new Error(
+        `DriverLogger.mask() outside a run: more than ${MAX_PROCESS_MASKS} values would be masked process-wide, ` +
+          'each looked for in every line; mask a per-run value inside its run (ctx.logger.mask()) instead',
+      );
+    for (const v of fresh) this.processSecrets.add(v);
+    this.processMaskList = [...this.processSecrets].sort((a, b) => b.length - a.length);
+    this.config.redactor.add(...fresh);
+  }
+
+  /**
+   * Masks a run's text wherever it goes (results, dead letters): its `mask()` values, those masked
+   * outside any run, then `logs.mask` (which also hides the driver's configured secrets).
+   */
   maskText(binding: RunBinding | undefined, text: string): string {
     let out = binding?.maskList ? maskSecrets(text, binding.maskList) : text;
+    if (this.processMaskList) out = maskSecrets(out, this.processMaskList);
     if (this.config.logs.mask) out = this.config.logs.mask(out);
     return out;
   }
 
+  /**
+   * The fields as every sink and the process log get them: strings masked at any depth, Errors as
+   * name, message, stack and cause, cycles and oversize values cut (see maskDeep). Copy on write:
+   * fields that need nothing done are handed on as they are, so a line with no fields or only
+   * clean primitive ones allocates nothing here; only object values are walked.
+   */
   private maskFields(binding: RunBinding | undefined, fields?: LogFields): LogFields | undefined {
-    if (!fields || (!binding?.maskList && !this.config.logs.mask)) return fields;
-    const out: LogFields = {};
-    for (const [key, value] of Object.entries(fields)) {
-      out[key] = typeof value === 'string' ? this.maskText(binding, value) : value;
+    if (!fields) return fields;
+    const masking =
+      binding?.maskList !== undefined ||
+      this.processMaskList !== undefined ||
+      this.config.logs.mask !== undefined;
+    let out: LogFields | undefined;
+    for (const key in fields) {
+      const value = fields[key];
+      let safe: unknown;
+      if (typeof value === 'string') {
+        if (!masking) continue;
+        safe = this.maskText(binding, value);
+      } else if ((typeof value === 'object' && value !== null) || typeof value === 'bigint') {
+        // Without anything to mask an object is still walked: Errors, cycles and size need it.
+        safe = maskDeep(value, masking ? this.maskerFor(binding) : undefined);
+      } else continue;
+      if (safe === value) continue;
+      out ??= { ...fields };
+      out[key] = safe;
     }
-    return out;
+    return out ?? fields;
+  }
+
+  /**
+   * `maskText` bound to `binding`, for values inside fields. Made here, not in maskFields: a closure
+   * there would make every call allocate its context, also for a line with only clean strings.
+   */
+  private maskerFor(binding: RunBinding | undefined): (text: string) => string {
+    return (text) => this.maskText(binding, text);
   }
 
   private countsOf(binding: RunBinding | undefined): RunLogCounts {

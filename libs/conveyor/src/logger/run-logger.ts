@@ -1,6 +1,10 @@
 import type { Writable } from 'node:stream';
 
-/** Structured fields attached to a log line. */
+/**
+ * Structured fields attached to a log line. They reach the process log (and `LogEntry.fields` of
+ * every sink) masked at any depth; an `Error` among them is written as its name, message, stack
+ * and cause. Very deep or large values are cut (`[Object]`, `[… n more]`) rather than walked whole.
+ */
 export type LogFields = Record<string, unknown>;
 
 /** Options of {@link RunLogger.stream}. */
@@ -27,7 +31,9 @@ export interface RunLogger {
   stream(options?: LogStreamOptions): Writable;
   /**
    * Hides these values (e.g. secrets from a step's env) in every later line of the run, in its
-   * fields and process-log lines, and in its failure result's message and dead-letter reason.
+   * fields at any depth (Errors in them included) and process-log lines, and in its failure
+   * result's message and dead-letter reason. The injected `DriverLogger` called outside a run masks
+   * process-wide instead (see `DriverLogger.mask`).
    */
   mask(...values: string[]): void;
   /** The run's lines so far, and how many could not be stored (announced in the run's log). */
