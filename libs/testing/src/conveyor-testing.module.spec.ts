@@ -18,6 +18,8 @@ import {
 import { Ctx, Payload } from '@nestjs/microservices';
 import { map, of } from 'rxjs';
 import {
+  CONVEYOR_CONFIG,
+  ConveyorConfig,
   Reconcile,
   ReconcileContext,
   Resource,
@@ -556,5 +558,38 @@ describe('ConveyorTestingModule.builder overrides', () => {
     await built(testing, async (t) => {
       expect((await t.reconcile(image())).result?.driverresult.message).toBe('pushed fake/w1');
     });
+  });
+});
+
+describe('ConveyorTestingModule environment', () => {
+  const saved = process.env.LOKI_URL;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.LOKI_URL;
+    else process.env.LOKI_URL = saved;
+  });
+
+  it("ignores the developer's shell: a LOKI_URL there does not turn the Loki sink on", async () => {
+    process.env.LOKI_URL = 'http://127.0.0.1:9';
+    const testing = await ConveyorTestingModule.create({ controllers: [FilteredDriver], logger: false });
+    try {
+      expect(testing.get<ConveyorConfig>(CONVEYOR_CONFIG).loki).toBeUndefined();
+    } finally {
+      await testing.close();
+    }
+  });
+
+  it('reads the environment it is given (`env: process.env` to use the real one)', async () => {
+    const testing = await ConveyorTestingModule.create({
+      controllers: [FilteredDriver],
+      env: { LOKI_URL: 'http://127.0.0.1:9', CONVEYOR_CONCURRENCY: '3' },
+      logger: false,
+    });
+    try {
+      const config = testing.get<ConveyorConfig>(CONVEYOR_CONFIG);
+      expect(config.loki?.url).toBe('http://127.0.0.1:9');
+      expect(config.concurrency).toBe(3);
+    } finally {
+      await testing.close();
+    }
   });
 });

@@ -34,6 +34,7 @@ import {
   type Settlement,
   type DeadLetterRecord,
 } from '@conveyor-ci/nestjs/internal';
+import { resolveConveyorConfig } from '@conveyor-ci/nestjs';
 import { HeldResultPublish, InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
 
 const DEFAULT_LOG_LEVELS: LogLevel[] = ['error', 'warn'];
@@ -49,6 +50,11 @@ export interface ConveyorTestingModuleOptions extends Pick<ModuleMetadata, 'impo
   logger?: LogLevel[] | false;
   /** The server's `max_payload` the results must fit. Default 1 MiB (nats-server's default). */
   maxPayload?: number;
+  /**
+   * The environment `options` fall back to (`CONVEYOR_*`, `LOKI_URL`…). Default none: a `LOKI_URL`
+   * in the developer's shell must not make a unit test push to Loki. Pass `process.env` to use it.
+   */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** A module {@link ConveyorTestingModuleBuilder.overrideModule} replaces, or replaces it with. */
@@ -106,14 +112,16 @@ class OverridableTestingModule implements ConveyorTestingModuleBuilder {
     private readonly start: (app: INestApplication) => Promise<ConveyorTestingModule>,
   ) {
     this.levels = options.logger ?? DEFAULT_LOG_LEVELS;
+    const moduleOptions = { driverName: 'test-driver', ...options.options };
     this.nest = Test.createTestingModule({
-      imports: [
-        ConveyorModule.forRoot({ driverName: 'test-driver', ...options.options }),
-        ...(options.imports ?? []),
-      ],
+      imports: [ConveyorModule.forRoot(moduleOptions), ...(options.imports ?? [])],
       controllers: options.controllers,
       providers: options.providers ?? [],
     });
+    // The module would resolve its options against process.env; a test sees only the env it names.
+    this.nest
+      .overrideProvider(CONVEYOR_CONFIG)
+      .useFactory({ factory: () => resolveConveyorConfig(moduleOptions, options.env ?? {}) });
     // The levels hold while the module is built too (Nest's own TestingLogger drops warnings).
     this.nest.setLogger(new ConsoleLogger({ logLevels: this.levels === false ? [] : this.levels }));
   }

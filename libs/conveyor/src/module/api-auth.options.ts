@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { parseFlag } from './log.options';
 import type { ConveyorTlsOptions } from './nats-auth.options';
+import { Env, OptionFields, echo, flag, milliseconds, readOptions, stringValue } from './option-schema';
 
 /**
  * Proof-of-possession JWTs for a Conveyor API with `api.auth_enabled: true` (contract §10.4): every
@@ -24,7 +24,12 @@ export interface ApiAuthConfig {
   ttlMs: number;
 }
 
-type Env = Record<string, string | undefined>;
+const FIELDS: OptionFields<{ enabled: boolean; cert?: string; key?: string; ttlMs: number }> = {
+  enabled: { env: 'CONVEYOR_API_AUTH', parse: flag, default: false },
+  cert: { env: 'CONVEYOR_API_AUTH_CERT', parse: stringValue },
+  key: { env: 'CONVEYOR_API_AUTH_KEY', parse: stringValue },
+  ttlMs: { parse: milliseconds(10_000), default: 120_000 },
+};
 
 /** Resolves `apiAuth` with env fallbacks; off unless enabled. Problems go to `problems`. */
 export function resolveApiAuth(
@@ -33,16 +38,10 @@ export function resolveApiAuth(
   env: Env,
   problems: string[],
 ): ApiAuthConfig | undefined {
-  const rawEnabled = given?.enabled ?? (env.CONVEYOR_API_AUTH?.trim() || undefined);
-  const enabled = rawEnabled === undefined ? false : parseFlag(rawEnabled);
-  if (enabled === undefined) {
-    problems.push('option "apiAuth.enabled" (env CONVEYOR_API_AUTH): must be true or false');
-    return undefined;
-  }
-  if (!enabled) return undefined;
-  const cert = given?.cert ?? (env.CONVEYOR_API_AUTH_CERT?.trim() || undefined) ?? tls?.cert;
-  const key = given?.key ?? (env.CONVEYOR_API_AUTH_KEY?.trim() || undefined) ?? tls?.key;
-  const ttlMs = given?.ttlMs ?? 120_000;
+  const { values } = readOptions('apiAuth', given, FIELDS, env, problems);
+  if (!values.enabled) return undefined;
+  const cert = values.cert ?? tls?.cert;
+  const key = values.key ?? tls?.key;
   if (!cert || !key) {
     problems.push(
       'option "apiAuth": signing API requests needs a certificate and its key: set CONVEYOR_API_AUTH_CERT and ' +
@@ -54,10 +53,7 @@ export function resolveApiAuth(
     ['cert', cert],
     ['key', key],
   ] as const) {
-    if (!existsSync(file))
-      problems.push(`option "apiAuth.${part}": file ${JSON.stringify(file)} does not exist`);
+    if (!existsSync(file)) problems.push(`option "apiAuth.${part}": file ${echo(file)} does not exist`);
   }
-  if (!Number.isSafeInteger(ttlMs) || ttlMs < 10_000)
-    problems.push('option "apiAuth.ttlMs": must be a whole number >= 10000');
-  return { cert, key, ttlMs };
+  return { cert, key, ttlMs: values.ttlMs };
 }

@@ -1,4 +1,17 @@
 import { backoffDelay } from '../util/backoff';
+import {
+  Env,
+  OptionField,
+  OptionFields,
+  callback,
+  httpUrl,
+  milliseconds,
+  readDelayRange,
+  readEnv,
+  readOption,
+  readOptions,
+  wholeNumber,
+} from './option-schema';
 
 /**
  * Supplies the `Authorization` header of one API request (e.g. a proof-of-possession JWT signer's
@@ -45,9 +58,20 @@ export interface ConveyorClientConfig {
   authorization?: AuthorizationProvider;
 }
 
-type Env = Record<string, string | undefined>;
-
 const DEFAULT_API_URL = 'http://localhost:8080';
+
+const API_URL_FIELD: OptionField<string> = {
+  env: 'CONVEYOR_API_URL',
+  parse: httpUrl(DEFAULT_API_URL),
+  default: legacyApiUrl,
+  derivedFrom: 'env CONVEYOR_SERVER_HOST/CONVEYOR_SERVER_PORT',
+};
+
+const CLIENT_FIELDS: OptionFields<Pick<ConveyorClientConfig, 'timeoutMs' | 'retries' | 'authorization'>> = {
+  timeoutMs: { env: 'CONVEYOR_API_TIMEOUT_MS', parse: milliseconds(1), default: 10_000 },
+  retries: { env: 'CONVEYOR_API_RETRIES', parse: wholeNumber(0), default: 3 },
+  authorization: { parse: callback('() => Promise<string | undefined>') },
+};
 
 /**
  * Resolves the client's options with env fallbacks; every invalid value is added to `problems`
@@ -58,65 +82,30 @@ export function resolveClientConfig(
   env: Env,
   problems: string[],
 ): ConveyorClientConfig {
-  const fromEnv = (name: string) => env[name]?.trim() || undefined;
-  const whole = (option: string, given: unknown, envName: string, fallback: number, min: number) => {
-    const input = given ?? fromEnv(envName);
-    if (input === undefined) return fallback;
-    const n = typeof input === 'string' ? Number(input) : input;
-    if (typeof n === 'number' && Number.isSafeInteger(n) && n >= min) return n;
-    const source = given === undefined ? ` from env ${envName}=${JSON.stringify(input)}` : '';
-    problems.push(`option "${option}"${source}: must be a whole number >= ${min}`);
-    return fallback;
-  };
-  const apiUrl = resolveApiUrl(options.apiUrl, env, problems);
-  const initialMs = whole(
-    'client.retryBackoff.initialMs',
-    options.retryBackoff?.initialMs,
-    'CONVEYOR_API_RETRY_INITIAL_MS',
-    200,
-    0,
+  // `apiUrl` is named without the `client.` prefix: the module's own `apiUrl` wins over it.
+  const given = readOption('apiUrl', options.apiUrl, API_URL_FIELD, env, problems).value;
+  const apiUrl = (given ?? DEFAULT_API_URL).trim().replace(/\/+$/, '');
+  const { values } = readOptions('client', options, CLIENT_FIELDS, env, problems, ['apiUrl', 'retryBackoff']);
+  const { initialMs, maxMs } = readDelayRange(
+    'client.retryBackoff',
+    options.retryBackoff,
+    {
+      initialMs: { env: 'CONVEYOR_API_RETRY_INITIAL_MS', parse: milliseconds(0), default: 200 },
+      maxMs: { env: 'CONVEYOR_API_RETRY_MAX_MS', parse: milliseconds(0), default: 5000 },
+    },
+    env,
+    problems,
   );
-  const maxMs = whole(
-    'client.retryBackoff.maxMs',
-    options.retryBackoff?.maxMs,
-    'CONVEYOR_API_RETRY_MAX_MS',
-    5000,
-    0,
-  );
-  if (maxMs < initialMs)
-    problems.push(`option "client.retryBackoff": maxMs (${maxMs}) is below initialMs (${initialMs})`);
-  if (options.authorization !== undefined && typeof options.authorization !== 'function')
-    problems.push('option "client.authorization": must be a function () => Promise<string | undefined>');
   const url = new URL(apiUrl);
   return {
     apiUrl,
     host: url.hostname,
     port: url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80,
-    timeoutMs: whole('client.timeoutMs', options.timeoutMs, 'CONVEYOR_API_TIMEOUT_MS', 10_000, 1),
-    retries: whole('client.retries', options.retries, 'CONVEYOR_API_RETRIES', 3, 0),
+    timeoutMs: values.timeoutMs,
+    retries: values.retries,
     retryDelayMs: (retry) => backoffDelay(retry, initialMs, maxMs),
-    ...(typeof options.authorization === 'function' ? { authorization: options.authorization } : {}),
+    ...(values.authorization ? { authorization: values.authorization } : {}),
   };
-}
-
-/** The API URL from the option, `CONVEYOR_API_URL`, or the seed's `CONVEYOR_SERVER_HOST`/`PORT`. */
-function resolveApiUrl(given: string | undefined, env: Env, problems: string[]): string {
-  const envUrl = env.CONVEYOR_API_URL?.trim() || undefined;
-  const [input, source] =
-    given !== undefined
-      ? [given, 'option "apiUrl"']
-      : envUrl !== undefined
-        ? [envUrl, `option "apiUrl" from env CONVEYOR_API_URL=${JSON.stringify(envUrl)}`]
-        : [legacyApiUrl(env), 'option "apiUrl" from env CONVEYOR_SERVER_HOST/CONVEYOR_SERVER_PORT'];
-  try {
-    const url = new URL(String(input));
-    if (typeof input === 'string' && (url.protocol === 'http:' || url.protocol === 'https:'))
-      return input.replace(/\/+$/, '');
-  } catch {
-    /* reported below */
-  }
-  problems.push(`${source}: must be an http(s) URL such as ${DEFAULT_API_URL}`);
-  return DEFAULT_API_URL;
 }
 
 /**
@@ -125,7 +114,7 @@ function resolveApiUrl(given: string | undefined, env: Env, problems: string[]):
  * `CONVEYOR_SERVER_PORT` (default 8080).
  */
 function legacyApiUrl(env: Env): string {
-  const host = env.CONVEYOR_SERVER_HOST?.trim();
+  const host = readEnv(env, 'CONVEYOR_SERVER_HOST');
   if (!host) return DEFAULT_API_URL;
-  return host.includes('://') ? host : `http://${host}:${env.CONVEYOR_SERVER_PORT?.trim() || '8080'}`;
+  return host.includes('://') ? host : `http://${host}:${readEnv(env, 'CONVEYOR_SERVER_PORT') ?? '8080'}`;
 }

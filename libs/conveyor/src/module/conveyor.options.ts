@@ -1,5 +1,5 @@
 import { isPublishSubject, isSubjectToken } from '../protocol';
-import { SecretRedactor, redactUrl } from '../security/redact';
+import { SecretRedactor } from '../security/redact';
 import type { DeadLetterRecord } from '../settlement/dead-letter';
 import { backoffDelay } from '../util/backoff';
 import { ConveyorClientConfig, ConveyorClientOptions, resolveClientConfig } from './client.options';
@@ -8,9 +8,21 @@ import {
   ConveyorLokiOptions,
   LogConfig,
   LokiConfig,
-  parseFlag,
   resolveLogConfig,
 } from './log.options';
+import {
+  Env,
+  OptionFields,
+  Parse,
+  callback,
+  echo,
+  flag,
+  milliseconds,
+  oneOf,
+  readDelayRange,
+  readOptions,
+  wholeNumber,
+} from './option-schema';
 import { ConveyorStartupError } from './startup.error';
 import { ApiAuthConfig, ConveyorApiAuthOptions, resolveApiAuth } from './api-auth.options';
 import {
@@ -46,8 +58,11 @@ export type IncompatibleConsumerPolicy = 'warn' | 'refuse';
 export type RetryBackoff = { initialMs?: number; maxMs?: number } | ((deliveryCount: number) => number);
 
 /**
- * Options of {@link ConveyorModule}. Every option falls back to an environment variable, then to a
- * default (see the README's configuration table).
+ * Options of {@link ConveyorModule}. Every option falls back to an environment variable (trimmed;
+ * blank counts as unset), then to a default (see the README's configuration table). A value is read
+ * the same way from code, env or a config service: numbers may be numeric strings, booleans are
+ * `true`/`false` or `1`/`0` (also as strings; anything else is refused), and every millisecond
+ * option is at most 2^31-1 (Node's timer limit). An unknown key is refused with the nearest option.
  */
 export interface ConveyorModuleOptions {
   /** Driver name: consumer name and subject token. Env `CONVEYOR_DRIVER_NAME`. Required. */
@@ -189,32 +204,6 @@ export class ConveyorConfigError extends ConveyorStartupError {
   }
 }
 
-type Env = Record<string, string | undefined>;
-/** Either the parsed value or the reason the input is invalid. */
-type Parsed<T> = { value: T } | { error: string };
-type Parse<T> = (input: unknown) => Parsed<T>;
-
-const wholeNumber =
-  (min: number): Parse<number> =>
-  (input) => {
-    const n = typeof input === 'string' && input.trim() !== '' ? Number(input) : input;
-    return typeof n === 'number' && Number.isSafeInteger(n) && n >= min
-      ? { value: n }
-      : { error: `must be a whole number >= ${min}` };
-  };
-
-const oneOf =
-  <T extends string>(...allowed: T[]): Parse<T> =>
-  (input) =>
-    allowed.includes(input as T)
-      ? { value: input as T }
-      : { error: `must be one of ${allowed.map((a) => `"${a}"`).join(', ')}` };
-
-const bool: Parse<boolean> = (input) => {
-  const value = parseFlag(input);
-  return value === undefined ? { error: 'must be true or false' } : { value };
-};
-
 const subjectToken: Parse<string> = (input) =>
   isSubjectToken(input)
     ? { value: input }
@@ -223,21 +212,12 @@ const subjectToken: Parse<string> = (input) =>
           'must be a non-empty name without whitespace, ".", "*", ">", "/" or "\\" (it is a NATS subject token)',
       };
 
-interface Spec<T> {
-  env: string;
-  parse: Parse<T>;
-  /** The default; a function derives it from other env vars (and may find none). */
-  fallback: T | ((env: Env) => unknown);
-  /** No default and not required. */
-  optional?: true;
-}
-
-const publishSubject: Parse<string | undefined> = (input) =>
+const publishSubject: Parse<string> = (input) =>
   isPublishSubject(input)
     ? { value: input }
     : { error: 'must be a NATS subject of dot-separated tokens without wildcards or whitespace' };
 
-/** Options resolved outside the scalar table (objects, functions). */
+/** Options resolved by their own sections (objects, derived values) rather than the table below. */
 type StructuredKey =
   | 'explicit'
   | 'tls'
@@ -245,98 +225,70 @@ type StructuredKey =
   | 'apiAuth'
   | 'redactor'
   | 'retryDelayMs'
-  | 'onDeadLetter'
   | 'logs'
   | 'loki'
   | 'apiUrl'
   | 'client';
 type TableKey = Exclude<keyof ConveyorConfig, StructuredKey>;
 
-const SPECS: { [K in TableKey]: Spec<ConveyorConfig[K]> } = {
-  driverName: { env: 'CONVEYOR_DRIVER_NAME', parse: subjectToken, fallback: () => undefined },
-  servers: { env: 'CONVEYOR_NATS_URL', parse: parseNatsServers, fallback: ['nats://127.0.0.1:4222'] },
-  retryApiErrors: { env: 'CONVEYOR_RETRY_API_ERRORS', parse: bool, fallback: true },
-  concurrency: { env: 'CONVEYOR_CONCURRENCY', parse: wholeNumber(1), fallback: 1 },
-  ackMode: { env: 'CONVEYOR_ACK_MODE', parse: oneOf('afterResult', 'onReceive'), fallback: 'afterResult' },
-  maxAckPending: { env: 'CONVEYOR_MAX_ACK_PENDING', parse: wholeNumber(1), fallback: 1000 },
-  ackWaitMs: { env: 'CONVEYOR_ACK_WAIT_MS', parse: wholeNumber(1000), fallback: 30_000 },
-  maxAttempts: { env: 'CONVEYOR_MAX_ATTEMPTS', parse: wholeNumber(1), fallback: 3 },
-  deadLetterSubject: {
-    env: 'CONVEYOR_DEAD_LETTER_SUBJECT',
-    parse: publishSubject,
-    fallback: undefined,
-    optional: true,
-  },
-  reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: wholeNumber(0), fallback: 3_600_000 },
-  shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: wholeNumber(0), fallback: 25_000 },
-  cleanupTimeoutMs: { env: 'CONVEYOR_CLEANUP_TIMEOUT_MS', parse: wholeNumber(1), fallback: 10_000 },
-  deadLetterTimeoutMs: {
-    env: 'CONVEYOR_DEAD_LETTER_TIMEOUT_MS',
-    parse: wholeNumber(1),
-    fallback: 10_000,
-  },
-  cancelTtlMs: { env: 'CONVEYOR_CANCEL_TTL_MS', parse: wholeNumber(1000), fallback: 3_600_000 },
-  leaseTtlMs: { env: 'CONVEYOR_LEASE_TTL_MS', parse: wholeNumber(1000), fallback: 30_000 },
+/**
+ * Module options read by their own resolvers: known here, so not refused as unknown. A record
+ * rather than a list so the compiler checks that every option is read somewhere.
+ */
+const ELSEWHERE: Record<Exclude<keyof ConveyorModuleOptions, TableKey>, true> = {
+  apiUrl: true,
+  client: true,
+  backoff: true,
+  tls: true,
+  natsAuth: true,
+  apiAuth: true,
+  logs: true,
+  loki: true,
+};
+
+const FIELDS: OptionFields<Pick<ConveyorConfig, TableKey>> = {
+  driverName: { env: 'CONVEYOR_DRIVER_NAME', parse: subjectToken, required: true },
+  servers: { env: 'CONVEYOR_NATS_URL', parse: parseNatsServers, default: ['nats://127.0.0.1:4222'] },
+  retryApiErrors: { env: 'CONVEYOR_RETRY_API_ERRORS', parse: flag, default: true },
+  concurrency: { env: 'CONVEYOR_CONCURRENCY', parse: wholeNumber(1), default: 1 },
+  ackMode: { env: 'CONVEYOR_ACK_MODE', parse: oneOf('afterResult', 'onReceive'), default: 'afterResult' },
+  maxAckPending: { env: 'CONVEYOR_MAX_ACK_PENDING', parse: wholeNumber(1), default: 1000 },
+  ackWaitMs: { env: 'CONVEYOR_ACK_WAIT_MS', parse: milliseconds(1000), default: 30_000 },
+  maxAttempts: { env: 'CONVEYOR_MAX_ATTEMPTS', parse: wholeNumber(1), default: 3 },
+  deadLetterSubject: { env: 'CONVEYOR_DEAD_LETTER_SUBJECT', parse: publishSubject },
+  onDeadLetter: { parse: callback('(record) => void | Promise<void>') },
+  reconcileTimeoutMs: { env: 'CONVEYOR_RECONCILE_TIMEOUT_MS', parse: milliseconds(0), default: 3_600_000 },
+  shutdownTimeoutMs: { env: 'CONVEYOR_SHUTDOWN_TIMEOUT_MS', parse: milliseconds(0), default: 25_000 },
+  cleanupTimeoutMs: { env: 'CONVEYOR_CLEANUP_TIMEOUT_MS', parse: milliseconds(1), default: 10_000 },
+  deadLetterTimeoutMs: { env: 'CONVEYOR_DEAD_LETTER_TIMEOUT_MS', parse: milliseconds(1), default: 10_000 },
+  cancelTtlMs: { env: 'CONVEYOR_CANCEL_TTL_MS', parse: milliseconds(1000), default: 3_600_000 },
+  leaseTtlMs: { env: 'CONVEYOR_LEASE_TTL_MS', parse: milliseconds(1000), default: 30_000 },
   unroutedDeadLetterMs: {
     env: 'CONVEYOR_UNROUTED_DEAD_LETTER_MS',
-    parse: wholeNumber(0),
-    fallback: 3_600_000,
+    parse: milliseconds(0),
+    default: 3_600_000,
   },
-  consumerFilters: {
-    env: 'CONVEYOR_CONSUMER_FILTERS',
-    parse: oneOf('merge', 'replace'),
-    fallback: 'merge',
-  },
-  staleEventGuard: { env: 'CONVEYOR_STALE_EVENT_GUARD', parse: bool, fallback: false },
+  consumerFilters: { env: 'CONVEYOR_CONSUMER_FILTERS', parse: oneOf('merge', 'replace'), default: 'merge' },
+  staleEventGuard: { env: 'CONVEYOR_STALE_EVENT_GUARD', parse: flag, default: false },
   incompatibleConsumer: {
     env: 'CONVEYOR_INCOMPATIBLE_CONSUMER',
     parse: oneOf('warn', 'refuse'),
-    fallback: 'warn',
+    default: 'warn',
   },
 };
 
-/** Applies env fallbacks and defaults, and validates. @throws ConveyorConfigError listing every problem. */
+/**
+ * Applies env fallbacks and defaults, and validates. `env` is what the options fall back to
+ * (`process.env` by default; a test hands in its own so the developer's shell cannot leak in).
+ * @throws ConveyorConfigError listing every problem, values redacted.
+ */
 export function resolveConveyorConfig(
   options: ConveyorModuleOptions = {},
   env: Env = process.env,
 ): ConveyorConfig {
   const problems: string[] = [];
-  const explicit = new Set<keyof ConveyorModuleOptions>();
-  const resolved: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(SPECS) as [keyof typeof SPECS, Spec<unknown>][]) {
-    const fromEnv = env[spec.env]?.trim() ? env[spec.env] : undefined;
-    let input: unknown;
-    let source: string;
-    if (options[key] !== undefined) {
-      [input, source] = [options[key], `option "${key}"${spec.env ? ` (env ${spec.env})` : ''}`];
-      explicit.add(key);
-    } else if (fromEnv !== undefined) {
-      [input, source] = [
-        fromEnv,
-        `option "${key}" from env ${spec.env}=${JSON.stringify(redactUrl(fromEnv))}`,
-      ];
-      explicit.add(key);
-    } else {
-      input =
-        typeof spec.fallback === 'function' ? (spec.fallback as (e: Env) => unknown)(env) : spec.fallback;
-      source = `option "${key}" (default or legacy env)`;
-      if (input === undefined) {
-        if (spec.optional) continue;
-        problems.push(`option "${key}" (env ${spec.env}) is required`);
-        continue;
-      }
-    }
-    const parsed = spec.parse(input);
-    if ('error' in parsed) problems.push(`${source}: ${parsed.error}`);
-    else resolved[key] = parsed.value;
-  }
-  const security = resolveNatsSecurity(
-    (resolved.servers as string[] | undefined) ?? [],
-    options.natsAuth,
-    options.tls,
-    env,
-    problems,
-  );
+  const { values, explicit } = readOptions('', options, FIELDS, env, problems, Object.keys(ELSEWHERE));
+  const security = resolveNatsSecurity(values.servers ?? [], options.natsAuth, options.tls, env, problems);
   const apiAuth = resolveApiAuth(options.apiAuth, security.tls, env, problems);
   const retryDelayMs = resolveBackoff(options.backoff, env, problems);
   const client = resolveClientConfig(
@@ -351,23 +303,21 @@ export function resolveConveyorConfig(
     logging.loki?.password,
     logging.loki?.bearerToken,
   ]);
-  if (options.onDeadLetter !== undefined && typeof options.onDeadLetter !== 'function')
-    problems.push('option "onDeadLetter": must be a function (record) => void | Promise<void>');
-  if (problems.length > 0) throw new ConveyorConfigError(problems);
+  // The values echoed are redacted already; this also hides the configured secrets themselves.
+  if (problems.length > 0) throw new ConveyorConfigError(problems.map((p) => redactor.redact(p)));
   return {
-    ...(resolved as Omit<ConveyorConfig, StructuredKey>),
+    ...values,
     servers: security.servers,
     retryDelayMs,
     apiUrl: client.apiUrl,
     client,
     ...logging,
     logs: withSecretsMasked(logging.logs, redactor),
-    ...(options.onDeadLetter ? { onDeadLetter: options.onDeadLetter } : {}),
     ...(security.tls ? { tls: security.tls } : {}),
     ...(security.natsAuth ? { natsAuth: security.natsAuth } : {}),
     ...(apiAuth ? { apiAuth } : {}),
     redactor,
-    explicit,
+    explicit: explicit as Set<keyof ConveyorModuleOptions>,
   };
 }
 
@@ -383,23 +333,21 @@ function resolveBackoff(
       return Number.isFinite(ms) && ms >= 0 ? Math.round(ms) : backoffDelay(n, 1000, 60_000);
     };
   }
-  if (given !== undefined && (typeof given !== 'object' || given === null)) {
-    problems.push('option "backoff": must be { initialMs?, maxMs? } or a function (deliveryCount) => ms');
-  }
-  const read = (key: 'initialMs' | 'maxMs', envName: string, fallback: number): number => {
-    const fromOption = given && typeof given === 'object' ? given[key] : undefined;
-    const input = fromOption ?? (env[envName]?.trim() || undefined) ?? fallback;
-    const parsed = wholeNumber(0)(input);
-    if ('value' in parsed) return parsed.value;
+  const range = typeof given === 'object' && given !== null ? given : undefined;
+  if (given !== undefined && range === undefined)
     problems.push(
-      `option "backoff.${key}"${fromOption === undefined ? ` from env ${envName}=${JSON.stringify(input)}` : ''}: ${parsed.error}`,
+      `option "backoff": must be { initialMs?, maxMs? } or a function (deliveryCount) => ms, got ${echo(given)}`,
     );
-    return fallback;
-  };
-  const initialMs = read('initialMs', 'CONVEYOR_BACKOFF_INITIAL_MS', 1000);
-  const maxMs = read('maxMs', 'CONVEYOR_BACKOFF_MAX_MS', 60_000);
-  if (maxMs < initialMs)
-    problems.push(`option "backoff": maxMs (${maxMs}) is below initialMs (${initialMs})`);
+  const { initialMs, maxMs } = readDelayRange(
+    'backoff',
+    range,
+    {
+      initialMs: { env: 'CONVEYOR_BACKOFF_INITIAL_MS', parse: milliseconds(0), default: 1000 },
+      maxMs: { env: 'CONVEYOR_BACKOFF_MAX_MS', parse: milliseconds(0), default: 60_000 },
+    },
+    env,
+    problems,
+  );
   return (n) => backoffDelay(n, initialMs, maxMs);
 }
 

@@ -1,4 +1,15 @@
-import { redactUrl } from '../security/redact';
+import {
+  Env,
+  OptionFields,
+  callback,
+  flag,
+  httpUrl,
+  milliseconds,
+  oneOf,
+  readOptions,
+  stringValue,
+  wholeNumber,
+} from './option-schema';
 
 /** Options of the DriverLogger's sinks (`logs` in {@link ConveyorModuleOptions}). */
 export interface ConveyorLogOptions {
@@ -100,143 +111,82 @@ export interface LokiConfig {
   timeoutMs: number;
 }
 
-type Env = Record<string, string | undefined>;
+const LOG_FIELDS: OptionFields<LogConfig> = {
+  conveyor: { parse: flag, default: true },
+  timestampFormat: { env: 'CONVEYOR_LOG_TIMESTAMP', parse: oneOf('rfc3339', 'unix'), default: 'rfc3339' },
+  legacySubject: { env: 'CONVEYOR_LOG_LEGACY_SUBJECT', parse: flag, default: false },
+  // 64 bytes is the floor: a split must make progress even with 4-byte characters.
+  maxLineBytes: { env: 'CONVEYOR_LOG_MAX_LINE_BYTES', parse: wholeNumber(64), default: 32 * 1024 },
+  oversize: { parse: oneOf('split', 'truncate'), default: 'split' },
+  maxBufferLines: { parse: wholeNumber(1), default: 100_000 },
+  maxBufferBytes: { parse: wholeNumber(4096), default: 64 * 1024 * 1024 },
+  maxTotalBytes: { env: 'CONVEYOR_LOG_MAX_BYTES', parse: wholeNumber(4096), default: 64 * 1024 * 1024 },
+  streamsToProcessLog: { env: 'CONVEYOR_LOG_STREAMS_TO_PROCESS_LOG', parse: flag, default: false },
+  processLogBytesPerSecond: { parse: wholeNumber(1), default: 256 * 1024 },
+  flushTimeoutMs: { parse: milliseconds(0), default: 5000 },
+  mask: { parse: callback('(line) => string') },
+};
 
-/** `true`/`false`, or their usual env spellings (`1`, `yes`, `on`…); undefined when neither. */
-export const parseFlag = (value: unknown): boolean | undefined => {
-  if (typeof value === 'boolean') return value;
-  const text = typeof value === 'string' ? value.trim().toLowerCase() : '';
-  if (['true', '1', 'yes', 'on'].includes(text)) return true;
-  if (['false', '0', 'no', 'off'].includes(text)) return false;
-  return undefined;
+const LOKI_FIELDS: OptionFields<Omit<LokiConfig, 'url'> & { url?: string }> = {
+  url: { env: 'LOKI_URL', parse: httpUrl('http://loki:3100') },
+  tenant: { env: 'LOKI_TENANT', parse: stringValue },
+  username: { env: 'LOKI_USERNAME', parse: stringValue },
+  password: { env: 'LOKI_PASSWORD', parse: stringValue, secret: true },
+  bearerToken: { env: 'LOKI_BEARER_TOKEN', parse: stringValue, secret: true },
+  legacyLabels: { env: 'LOKI_LEGACY_LABELS', parse: flag, default: false },
+  batchBytes: { parse: wholeNumber(1), default: 1024 * 1024 },
+  batchIntervalMs: { parse: milliseconds(1), default: 1000 },
+  deferMaxMs: { parse: milliseconds(0), default: 5000 },
+  timeoutMs: { parse: milliseconds(1), default: 10_000 },
 };
 
 /**
  * Resolves `logs` and `loki` with env fallbacks; every invalid value is added to `problems`.
- * Kept apart from the scalar option table: these are nested objects with functions.
+ * Kept apart from the module's table: these are nested objects with functions.
  */
 export function resolveLogConfig(
-  logs: ConveyorLogOptions = {},
-  loki: ConveyorLokiOptions = {},
+  logs: ConveyorLogOptions | undefined,
+  loki: ConveyorLokiOptions | undefined,
   env: Env,
   problems: string[],
 ): { logs: LogConfig; loki?: LokiConfig } {
-  const number = (
-    name: string,
-    given: unknown,
-    envName: string | undefined,
-    fallback: number,
-    min: number,
-  ) => {
-    const raw = given ?? (envName ? env[envName]?.trim() || undefined : undefined);
-    if (raw === undefined) return fallback;
-    const n = typeof raw === 'string' ? Number(raw) : raw;
-    if (typeof n === 'number' && Number.isSafeInteger(n) && n >= min) return n;
-    problems.push(
-      `option "${name}"${given === undefined && envName ? ` from env ${envName}` : ''}: must be a whole number >= ${min}`,
-    );
-    return fallback;
-  };
-  const bool = (name: string, given: unknown, envName: string, fallback: boolean) => {
-    const raw = given ?? (env[envName]?.trim() || undefined);
-    if (raw === undefined) return fallback;
-    const value = parseFlag(raw);
-    if (value === undefined) problems.push(`option "${name}" (env ${envName}): must be true or false`);
-    return value ?? fallback;
-  };
-  const timestampFormat = logs.timestampFormat ?? (env.CONVEYOR_LOG_TIMESTAMP?.trim() || 'rfc3339');
-  if (timestampFormat !== 'rfc3339' && timestampFormat !== 'unix') {
-    problems.push('option "logs.timestampFormat" (env CONVEYOR_LOG_TIMESTAMP): must be "rfc3339" or "unix"');
-  }
-  const oversize = logs.oversize ?? 'split';
-  if (oversize !== 'split' && oversize !== 'truncate')
-    problems.push('option "logs.oversize": must be "split" or "truncate"');
-  if (logs.mask !== undefined && typeof logs.mask !== 'function')
-    problems.push('option "logs.mask": must be a function');
-  const resolvedLogs: LogConfig = {
-    conveyor: logs.conveyor ?? true,
-    timestampFormat: timestampFormat === 'unix' ? 'unix' : 'rfc3339',
-    legacySubject: bool('logs.legacySubject', logs.legacySubject, 'CONVEYOR_LOG_LEGACY_SUBJECT', false),
-    // 64 bytes is the floor: a split must make progress even with 4-byte characters.
-    maxLineBytes: number(
-      'logs.maxLineBytes',
-      logs.maxLineBytes,
-      'CONVEYOR_LOG_MAX_LINE_BYTES',
-      32 * 1024,
-      64,
-    ),
-    oversize: oversize === 'truncate' ? 'truncate' : 'split',
-    maxBufferLines: number('logs.maxBufferLines', logs.maxBufferLines, undefined, 100_000, 1),
-    maxBufferBytes: number('logs.maxBufferBytes', logs.maxBufferBytes, undefined, 64 * 1024 * 1024, 4096),
-    maxTotalBytes: number(
-      'logs.maxTotalBytes',
-      logs.maxTotalBytes,
-      'CONVEYOR_LOG_MAX_BYTES',
-      64 * 1024 * 1024,
-      4096,
-    ),
-    streamsToProcessLog: bool(
-      'logs.streamsToProcessLog',
-      logs.streamsToProcessLog,
-      'CONVEYOR_LOG_STREAMS_TO_PROCESS_LOG',
-      false,
-    ),
-    processLogBytesPerSecond: number(
-      'logs.processLogBytesPerSecond',
-      logs.processLogBytesPerSecond,
-      undefined,
-      256 * 1024,
-      1,
-    ),
-    flushTimeoutMs: number('logs.flushTimeoutMs', logs.flushTimeoutMs, undefined, 5000, 0),
-    ...(typeof logs.mask === 'function' ? { mask: logs.mask } : {}),
-  };
-  const given = loki.url ?? (env.LOKI_URL?.trim() || undefined);
+  const resolvedLogs = readOptions('logs', logs, LOG_FIELDS, env, problems).values;
+  // Read (and checked) even without a URL: a typo or a bad value there is a mistake all the same.
+  const {
+    url: given,
+    username,
+    password,
+    bearerToken,
+    tenant,
+    ...rest
+  } = readOptions('loki', loki, LOKI_FIELDS, env, problems).values;
   if (given === undefined) return { logs: resolvedLogs };
-  const { url, username: urlUser, password: urlPassword } = splitLokiUrl(given, problems);
-  const read = (value: string | undefined, envName: string) => value ?? (env[envName] || undefined);
-  const username = read(loki.username, 'LOKI_USERNAME') ?? urlUser;
-  const password = read(loki.password, 'LOKI_PASSWORD') ?? urlPassword;
-  const bearerToken = read(loki.bearerToken, 'LOKI_BEARER_TOKEN');
-  if ((username === undefined) !== (password === undefined))
+  const fromUrl = splitLokiUrl(given);
+  const user = username ?? fromUrl.username;
+  const secret = password ?? fromUrl.password;
+  if ((user === undefined) !== (secret === undefined))
     problems.push(
       'option "loki": username and password must be given together (LOKI_USERNAME, LOKI_PASSWORD)',
     );
-  if (bearerToken !== undefined && username !== undefined)
+  if (bearerToken !== undefined && user !== undefined)
     problems.push(
       'option "loki": set either basic auth (LOKI_USERNAME/LOKI_PASSWORD) or LOKI_BEARER_TOKEN, not both',
     );
   return {
     logs: resolvedLogs,
     loki: {
-      url,
-      tenant: loki.tenant ?? (env.LOKI_TENANT?.trim() || undefined),
-      ...(username !== undefined && password !== undefined ? { username, password } : {}),
+      url: fromUrl.url,
+      ...(tenant !== undefined ? { tenant } : {}),
+      ...(user !== undefined && secret !== undefined ? { username: user, password: secret } : {}),
       ...(bearerToken !== undefined ? { bearerToken } : {}),
-      legacyLabels: bool('loki.legacyLabels', loki.legacyLabels, 'LOKI_LEGACY_LABELS', false),
-      batchBytes: number('loki.batchBytes', loki.batchBytes, undefined, 1024 * 1024, 1),
-      batchIntervalMs: number('loki.batchIntervalMs', loki.batchIntervalMs, undefined, 1000, 1),
-      deferMaxMs: number('loki.deferMaxMs', loki.deferMaxMs, undefined, 5000, 0),
-      timeoutMs: number('loki.timeoutMs', loki.timeoutMs, undefined, 10_000, 1),
+      ...rest,
     },
   };
 }
 
-/** Validates the Loki URL and takes credentials out of it (`fetch` would put them in its error text). */
-function splitLokiUrl(
-  given: string,
-  problems: string[],
-): { url: string; username?: string; password?: string } {
-  let url: URL;
-  try {
-    url = new URL(given);
-    if (!['http:', 'https:'].includes(url.protocol)) throw new Error('scheme');
-  } catch {
-    problems.push(
-      `option "loki.url" (env LOKI_URL): ${JSON.stringify(redactUrl(given))} must be an http(s) URL such as http://loki:3100`,
-    );
-    return { url: given };
-  }
+/** Takes credentials out of the Loki URL (valid: its field parsed it): `fetch` would put them in its error text. */
+function splitLokiUrl(given: string): { url: string; username?: string; password?: string } {
+  const url = new URL(given);
   const username = url.username ? decodeURIComponent(url.username) : undefined;
   const password = url.password ? decodeURIComponent(url.password) : undefined;
   url.username = '';

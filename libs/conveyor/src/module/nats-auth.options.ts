@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { redactUrl } from '../security/redact';
+import { Env, OptionFields, Parse, echo, readOptions, stringValue } from './option-schema';
 
 /**
  * How the driver authenticates to NATS: one of user/password, token, nkey seed file or credentials
@@ -41,7 +41,19 @@ export const NATS_AUTH_ENV: Record<NatsAuthConfig['mode'], string> = {
   creds: 'CONVEYOR_NATS_CREDS',
 };
 
-type Env = Record<string, string | undefined>;
+const AUTH_FIELDS: OptionFields<ConveyorNatsAuthOptions> = {
+  user: { env: 'CONVEYOR_NATS_USER', parse: stringValue },
+  password: { env: 'CONVEYOR_NATS_PASSWORD', parse: stringValue, secret: true },
+  token: { env: 'CONVEYOR_NATS_TOKEN', parse: stringValue, secret: true },
+  nkey: { env: 'CONVEYOR_NATS_NKEY', parse: stringValue },
+  creds: { env: 'CONVEYOR_NATS_CREDS', parse: stringValue },
+};
+
+const TLS_FIELDS: OptionFields<ConveyorTlsOptions> = {
+  cert: { env: 'CONVEYOR_TLS_CERT', parse: stringValue },
+  key: { env: 'CONVEYOR_TLS_KEY', parse: stringValue },
+  ca: { env: 'CONVEYOR_TLS_CA', parse: stringValue },
+};
 
 /** What {@link resolveNatsSecurity} adds to the configuration. */
 export interface NatsSecurityConfig {
@@ -59,29 +71,30 @@ const NODE_SCHEMES = ['nats:', 'tls:'];
  * Parses the server list. Refuses schemes the Node client cannot use; never echoes credentials
  * written into a URL (nats.js would ignore them anyway: they are taken out in {@link resolveNatsSecurity}).
  */
-export function parseNatsServers(input: unknown): { value: string[] } | { error: string } {
+export const parseNatsServers: Parse<string[]> = (input) => {
   const list = (Array.isArray(input) ? input : typeof input === 'string' ? input.split(',') : [])
     .map((s) => (typeof s === 'string' ? s.trim() : ''))
     .filter(Boolean);
   if (list.length === 0) return { error: 'must name at least one NATS server URL' };
   for (const server of list) {
-    const shown = JSON.stringify(redactUrl(server));
+    const shown = echo(server);
     let url: URL;
     try {
       url = new URL(server.includes('://') ? server : `nats://${server}`);
     } catch {
-      return { error: `${shown} is not a NATS URL (nats://host:port or tls://host:port)` };
+      return { error: `${shown} is not a NATS URL (nats://host:port or tls://host:port)`, quotesValue: true };
     }
     if (url.protocol === 'ws:' || url.protocol === 'wss:') {
       return {
         error: `${shown}: the Node NATS client cannot use ${url.protocol}// (websocket); use nats://host:port or tls://host:port (the server's client port)`,
+        quotesValue: true,
       };
     }
     if (!NODE_SCHEMES.includes(url.protocol) || !url.hostname)
-      return { error: `${shown} is not a NATS URL (nats://host:port or tls://host:port)` };
+      return { error: `${shown} is not a NATS URL (nats://host:port or tls://host:port)`, quotesValue: true };
   }
   return { value: list };
-}
+};
 
 /**
  * Resolves NATS authentication and TLS with env fallbacks, takes credentials out of the server URLs
@@ -95,17 +108,12 @@ export function resolveNatsSecurity(
   problems: string[],
 ): NatsSecurityConfig {
   const fromUrls = splitUrlCredentials(servers, problems);
-  const read = (key: keyof ConveyorNatsAuthOptions, envName: string) =>
-    auth?.[key] ?? (env[envName]?.trim() ? env[envName] : undefined);
-  const given: ConveyorNatsAuthOptions = {
-    user: read('user', 'CONVEYOR_NATS_USER'),
-    password: read('password', 'CONVEYOR_NATS_PASSWORD'),
-    token: read('token', 'CONVEYOR_NATS_TOKEN'),
-    nkey: read('nkey', 'CONVEYOR_NATS_NKEY'),
-    creds: read('creds', 'CONVEYOR_NATS_CREDS'),
-  };
+  const before = problems.length;
+  const given = readOptions('natsAuth', auth, AUTH_FIELDS, env, problems).values;
   const anyGiven = Object.values(given).some((v) => v !== undefined);
-  const natsAuth = authMode(anyGiven ? given : fromUrls.auth, problems);
+  // A refused value reads as unset: "user and password must be given together" would only mislead.
+  const natsAuth =
+    problems.length > before ? undefined : authMode(anyGiven ? given : fromUrls.auth, problems);
   const secrets = [given.password, given.token, fromUrls.auth.password, fromUrls.auth.token].filter(
     (s): s is string => typeof s === 'string',
   );
@@ -176,7 +184,7 @@ function fileSecrets(file: string, kind: 'nkey' | 'creds', problems: string[]): 
     text = readFileSync(file, 'utf8');
   } catch (err) {
     problems.push(
-      `option "natsAuth.${kind}" (env ${envName}): cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      `option "natsAuth.${kind}" (env ${envName}): cannot read ${echo(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     );
     return [];
   }
@@ -184,7 +192,7 @@ function fileSecrets(file: string, kind: 'nkey' | 'creds', problems: string[]): 
   const hasJwt = /-----BEGIN NATS USER JWT-----/.test(text);
   if (seeds.length === 0 || (kind === 'creds' && !hasJwt)) {
     problems.push(
-      `option "natsAuth.${kind}" (env ${envName}): ${JSON.stringify(file)} is not ${kind === 'nkey' ? 'an nkey seed file (a line starting with SU)' : 'a NATS credentials file (a user JWT and an nkey seed)'}`,
+      `option "natsAuth.${kind}" (env ${envName}): ${echo(file)} is not ${kind === 'nkey' ? 'an nkey seed file (a line starting with SU)' : 'a NATS credentials file (a user JWT and an nkey seed)'}`,
     );
   }
   return seeds;
@@ -210,18 +218,13 @@ function resolveTls(
   env: Env,
   problems: string[],
 ): ConveyorTlsOptions | undefined {
-  const tls: ConveyorTlsOptions = {
-    cert: given?.cert ?? (env.CONVEYOR_TLS_CERT || undefined),
-    key: given?.key ?? (env.CONVEYOR_TLS_KEY || undefined),
-    ca: given?.ca ?? (env.CONVEYOR_TLS_CA || undefined),
-  };
+  const tls = readOptions('tls', given, TLS_FIELDS, env, problems).values;
   if (!tls.cert && !tls.key && !tls.ca) return undefined;
   if (!tls.cert !== !tls.key)
     problems.push('option "tls": cert and key must be given together (CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY)');
   for (const part of ['cert', 'key', 'ca'] as const) {
     const file = tls[part];
-    if (file && !existsSync(file))
-      problems.push(`option "tls.${part}": file ${JSON.stringify(file)} does not exist`);
+    if (file && !existsSync(file)) problems.push(`option "tls.${part}": file ${echo(file)} does not exist`);
   }
   return tls;
 }

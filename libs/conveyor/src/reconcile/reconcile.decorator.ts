@@ -3,6 +3,7 @@ import { EventPattern } from '@nestjs/microservices';
 import { assertSubjectToken } from '../protocol';
 import { CONVEYOR_TRANSPORT, RECONCILE_EXTRAS, RECONCILE_METADATA } from './reconcile.constants';
 import { recordingErrorsOf } from './reconcile-errors';
+import { OptionFields, milliseconds, readOptions, wholeNumber } from '../module/option-schema';
 
 /** Options of {@link Reconcile}. */
 export interface ReconcileOptions {
@@ -76,19 +77,18 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
       `@Reconcile({ resource: '${resource}' }): "perResource" must be 'serialize' or 'supersede'`,
     );
   }
-  const limits = {
-    concurrency: wholeNumberOption(resource, 'concurrency', options.concurrency, 1),
-    timeoutMs: wholeNumberOption(resource, 'timeoutMs', options.timeoutMs, 0),
-    maxAttempts: wholeNumberOption(resource, 'maxAttempts', options.maxAttempts, 1),
-  };
   return (target, key, descriptor: PropertyDescriptor) => {
+    const handler = `${target.constructor.name}.${String(key)}`;
+    // Checked as the class is declared, before anything runs: a 30-day timeoutMs would otherwise
+    // pass and end every run at once (Node fires timers past 2^31-1 ms straight away).
+    const limits = readLimits(`@Reconcile({ resource: '${resource}' }) on ${handler}`, options);
     if (typeof descriptor.value === 'function') descriptor.value = recordingErrorsOf(descriptor.value);
     const meta: ReconcileHandlerMeta = {
       resource,
       events,
-      ...Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined)),
+      ...limits,
       ...(options.perResource ? { perResource: options.perResource } : {}),
-      handler: `${target.constructor.name}.${String(key)}`,
+      handler,
     };
     // The pattern is unique per method: Nest chains event handlers that share a pattern, and we
     // want overlaps reported as an error instead (see ReconcileHandlerRegistry).
@@ -101,12 +101,28 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
   };
 }
 
-function wholeNumberOption(resource: string, name: string, value: unknown, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new TypeError(
-      `@Reconcile({ resource: '${resource}' }): "${name}" must be a whole number >= ${min}, got ${String(value)}`,
-    );
-  }
-  return value;
+type Limits = Pick<ReconcileHandlerMeta, 'concurrency' | 'timeoutMs' | 'maxAttempts'>;
+
+const LIMITS: OptionFields<Limits> = {
+  concurrency: { parse: wholeNumber(1) },
+  timeoutMs: { parse: milliseconds(0) },
+  maxAttempts: { parse: wholeNumber(1) },
+};
+
+/** The other options, checked above: a record so the compiler keeps it in step with ReconcileOptions. */
+const CHECKED_ABOVE: Record<Exclude<keyof ReconcileOptions, keyof Limits>, true> = {
+  resource: true,
+  events: true,
+  perResource: true,
+};
+
+/**
+ * The handler's own limits, read by the module options' schema (and its other keys checked for
+ * typos). No env: one app may have many handlers. @throws TypeError naming `where` and every problem.
+ */
+function readLimits(where: string, options: ReconcileOptions): Limits {
+  const problems: string[] = [];
+  const { values } = readOptions('', options, LIMITS, {}, problems, Object.keys(CHECKED_ABOVE));
+  if (problems.length > 0) throw new TypeError(`${where}: ${problems.join('; ')}`);
+  return values;
 }
