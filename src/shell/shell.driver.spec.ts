@@ -1,4 +1,4 @@
-import { perResourcePolicy, stepEvents } from './shell.driver';
+import { driverEnvForSteps, perResourcePolicy, stepEvents } from './shell.driver';
 
 describe('stepEvents (which events run a pipeline’s steps)', () => {
   it('is create and process by default: a delete never starts a build', () => {
@@ -23,5 +23,34 @@ describe('perResourcePolicy (SHELL_RUNNER_PER_RESOURCE)', () => {
     expect(() => perResourcePolicy('queue')).toThrow(
       'SHELL_RUNNER_PER_RESOURCE="queue" must be "serialize" or "supersede"',
     );
+  });
+});
+
+describe('driverEnvForSteps (what the driver passes its steps)', () => {
+  it('passes the defaults and SHELL_RUNNER_PASS_ENV names, and warns about the CONVEYOR_* / LOKI_* ones it refuses', () => {
+    const warnings: string[] = [];
+    const env = driverEnvForSteps(
+      {
+        PATH: '/bin',
+        CONVEYOR_NATS_PASSWORD: 'nats-secret',
+        LOKI_BEARER_TOKEN: 'loki-secret',
+        NPM_CONFIG_CACHE: '/cache/npm',
+        SHELL_RUNNER_PASS_ENV: 'NPM_CONFIG_CACHE,CONVEYOR_NATS_PASSWORD',
+      },
+      (message) => warnings.push(message),
+    );
+    expect(env).toEqual({ PATH: '/bin', NPM_CONFIG_CACHE: '/cache/npm' });
+    expect(warnings).toEqual([
+      "SHELL_RUNNER_PASS_ENV: not passing CONVEYOR_NATS_PASSWORD to steps: the driver's own configuration " +
+        'and credentials (CONVEYOR_*, LOKI_* or a copy of one) never reach a step',
+    ]);
+  });
+
+  it('warns about nothing when nothing is refused', () => {
+    const warnings: string[] = [];
+    expect(driverEnvForSteps({ HOME: '/h', LOKI_URL: 'http://loki:3100' }, (m) => warnings.push(m))).toEqual({
+      HOME: '/h',
+    });
+    expect(warnings).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
-import { Controller } from '@nestjs/common';
+import { Controller, Logger } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { DriverResult, PerResourcePolicy, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
 import { parsePipelineSpec } from './pipeline-spec';
-import { StepReport, describeFailure, runStep } from './step-runner';
+import { StepReport, describeFailure, runStep, stepBaseEnv } from './step-runner';
 
 /**
  * Events that run a pipeline's steps: `create` (a first step) and `process` (a later one), what
@@ -43,11 +43,33 @@ export interface ShellRunData {
 }
 
 /**
+ * The driver's variables its steps see (`DEFAULT_STEP_ENV` plus `SHELL_RUNNER_PASS_ENV`), read once
+ * when the driver starts; a variable refused there (`CONVEYOR_*`, `LOKI_*`, a copy of a credential)
+ * is named in a warning, so an operator who listed it learns why a step does not see it.
+ */
+export function driverEnvForSteps(
+  driverEnv: NodeJS.ProcessEnv = process.env,
+  warn: (message: string) => void = (message) => new Logger(ShellDriver.name).warn(message),
+): Record<string, string> {
+  const { env, refused } = stepBaseEnv(driverEnv);
+  if (refused.length > 0) {
+    warn(
+      `SHELL_RUNNER_PASS_ENV: not passing ${refused.join(', ')} to steps: the driver's own ` +
+        'configuration and credentials (CONVEYOR_*, LOKI_* or a copy of one) never reach a step',
+    );
+  }
+  return env;
+}
+
+/**
  * The reference driver: runs a `pipeline` resource's shell steps in order, streams their output to
- * the run's logger and stops at the first failing step.
+ * the run's logger and stops at the first failing step. A step's environment is its spec's `env`
+ * over an allow-listed part of the driver's (see {@link driverEnvForSteps}), never the whole of it.
  */
 @Controller()
 export class ShellDriver {
+  private readonly baseEnv = driverEnvForSteps();
+
   @Reconcile({ resource: 'pipeline', events: stepEvents(), perResource: perResourcePolicy() })
   async run(
     @Payload() resource: Resource,
@@ -66,6 +88,7 @@ export class ShellDriver {
       ctx.logger.info(`step ${step.name}: starting`, { step: step.name });
       const report = await runStep(step, {
         env: spec.env,
+        baseEnv: this.baseEnv,
         signal: ctx.signal,
         // However the run ends (cancelled, timed out, shutdown), nothing of the step outlives it.
         onSpawn: (killGroup) => ctx.onCleanup(killGroup),

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { waitForExit } from '@conveyor-ci/testing';
 import { parsePipelineSpec } from './pipeline-spec';
 import { createLineStream } from '../../libs/conveyor/src/logger/line-stream';
-import { describeFailure, runStep } from './step-runner';
+import { describeFailure, runStep, stepBaseEnv } from './step-runner';
 
 /** Collects each stream's lines as `stream:line`. */
 const collect = (lines: string[] = []) => ({
@@ -70,6 +70,70 @@ describe('runStep (real /bin/sh)', () => {
     );
     expect(report).toMatchObject({ aborted: true, exitCode: null, signal: 'SIGTERM' });
     expect(describeFailure(report)).toBe('was aborted');
+  });
+});
+
+describe('the step environment (allow-listed)', () => {
+  /** A driver's environment as deployed: its own credentials next to ordinary variables. */
+  const driverEnv = {
+    PATH: '/usr/bin:/bin',
+    HOME: '/home/runner',
+    LANG: 'C.UTF-8',
+    CONVEYOR_NATS_PASSWORD: 'nats-secret-1',
+    CONVEYOR_API_URL: 'http://conveyor:8080',
+    LOKI_BEARER_TOKEN: 'loki-secret-2',
+    CI_CACHE_DIR: '/cache',
+    ALIAS_OF_SECRET: 'nats-secret-1',
+    UNLISTED: 'x',
+  };
+  /** The variables the step saw, from its `env`. */
+  const envSeenBy = async (options: Omit<Parameters<typeof runStep>[1], 'output'>) => {
+    const lines: string[] = [];
+    await runStep({ name: 'env', run: 'env' }, { ...options, output: collect(lines) });
+    return Object.fromEntries(
+      lines.map((l) => l.replace(/^stdout:/, '')).map((l) => [l.split('=')[0], l.slice(l.indexOf('=') + 1)]),
+    );
+  };
+
+  it("never shows a step the driver's CONVEYOR_* / LOKI_* variables (process.env by default)", async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, driverEnv);
+    try {
+      const seen = await envSeenBy({ env: { GREETING: 'hi' } });
+      expect(seen).toMatchObject({ GREETING: 'hi', PATH: '/usr/bin:/bin', HOME: '/home/runner' });
+      expect(Object.keys(seen).filter((name) => /^(CONVEYOR_|LOKI_)/.test(name))).toEqual([]);
+      expect(seen).not.toHaveProperty('UNLISTED');
+      expect(JSON.stringify(seen)).not.toMatch(/secret/);
+    } finally {
+      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+      Object.assign(process.env, saved);
+    }
+  });
+
+  it('passes what SHELL_RUNNER_PASS_ENV names, and refuses CONVEYOR_*, LOKI_* and copies of credentials', () => {
+    const { env, refused } = stepBaseEnv({
+      ...driverEnv,
+      SHELL_RUNNER_PASS_ENV:
+        ' CI_CACHE_DIR, CONVEYOR_NATS_PASSWORD,LOKI_BEARER_TOKEN,ALIAS_OF_SECRET,,MISSING',
+    });
+    expect(env).toEqual({
+      PATH: '/usr/bin:/bin',
+      HOME: '/home/runner',
+      LANG: 'C.UTF-8',
+      CI_CACHE_DIR: '/cache',
+    });
+    expect(refused).toEqual(['CONVEYOR_NATS_PASSWORD', 'LOKI_BEARER_TOKEN', 'ALIAS_OF_SECRET']);
+  });
+
+  it("gives the step its own env over the driver's, and only the allowed driver variables", async () => {
+    const { env: baseEnv } = stepBaseEnv({
+      ...driverEnv,
+      SHELL_RUNNER_PASS_ENV: 'CI_CACHE_DIR,CONVEYOR_API_URL',
+    });
+    const seen = await envSeenBy({ baseEnv, env: { HOME: '/workspace', CONVEYOR_STEP: 'mine' } });
+    expect(seen).toMatchObject({ CI_CACHE_DIR: '/cache', HOME: '/workspace', CONVEYOR_STEP: 'mine' });
+    expect(seen).not.toHaveProperty('CONVEYOR_API_URL');
+    expect(seen).not.toHaveProperty('CONVEYOR_NATS_PASSWORD');
   });
 });
 

@@ -16,7 +16,13 @@ export interface StepReport {
 }
 
 export interface RunStepOptions {
+  /** The step's own variables (the pipeline spec's `env`): they win over {@link baseEnv}. */
   env?: Record<string, string>;
+  /**
+   * The driver's variables the step may see. Default `stepBaseEnv(process.env).env`: never the
+   * driver's whole environment, which holds its credentials.
+   */
+  baseEnv?: Record<string, string>;
   signal?: AbortSignal;
   /** Where the step's output goes, e.g. `ctx.logger.stream({ fields: { stream: 'stdout' } })`. Ended with the step. */
   output: { stdout: Writable; stderr: Writable };
@@ -24,6 +30,69 @@ export interface RunStepOptions {
   killGraceMs?: number;
   /** Hears the step's group killer once the shell started (the driver hands it to `ctx.onCleanup`). */
   onSpawn?: (killGroup: () => void) => void;
+}
+
+/**
+ * The driver's variables every step gets without asking: what a shell and common tools need to
+ * behave (find programs, a home, locale, time zone, temp dir, who and what terminal). Anything else
+ * of the driver's environment is opt-in through `SHELL_RUNNER_PASS_ENV`.
+ */
+export const DEFAULT_STEP_ENV: readonly string[] = [
+  'PATH',
+  'HOME',
+  'USER',
+  'SHELL',
+  'LANG',
+  'LC_ALL',
+  'TZ',
+  'TMPDIR',
+  'TERM',
+];
+
+/**
+ * The driver's own configuration: its NATS and API credentials, TLS keys, Loki token. A step runs
+ * the resource's commands, which anyone able to create a resource writes: none of this may reach it.
+ */
+const DRIVER_ONLY_ENV = /^(CONVEYOR_|LOKI_)/;
+/**
+ * Secrets at or above this length are also refused under another name (`MY_TOKEN=$CONVEYOR_NATS_TOKEN`);
+ * shorter values (`1`, `true`) are too common to be told from an ordinary value.
+ */
+const MIN_SECRET_LENGTH = 6;
+
+/** What {@link stepBaseEnv} passes, and the names it refused although `SHELL_RUNNER_PASS_ENV` asked. */
+export interface StepBaseEnv {
+  env: Record<string, string>;
+  refused: string[];
+}
+
+/**
+ * The part of the driver's environment its steps may see: {@link DEFAULT_STEP_ENV} plus the names in
+ * `SHELL_RUNNER_PASS_ENV` (comma-separated), each only when set. A name is refused, even when listed,
+ * when it is the driver's (`CONVEYOR_*`, `LOKI_*`) or its value is one of those variables' values
+ * (a credential copied under another name): the caller warns about {@link StepBaseEnv.refused}.
+ */
+export function stepBaseEnv(driverEnv: NodeJS.ProcessEnv | Record<string, string | undefined>): StepBaseEnv {
+  const driverValues = new Set(
+    Object.entries(driverEnv)
+      .filter(([name, value]) => DRIVER_ONLY_ENV.test(name) && value && value.length >= MIN_SECRET_LENGTH)
+      .map(([, value]) => value),
+  );
+  const listed = (driverEnv.SHELL_RUNNER_PASS_ENV ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  const env: Record<string, string> = {};
+  const refused: string[] = [];
+  for (const name of new Set([...DEFAULT_STEP_ENV, ...listed])) {
+    const value = driverEnv[name];
+    if (DRIVER_ONLY_ENV.test(name) || (value !== undefined && driverValues.has(value))) {
+      refused.push(name);
+      continue;
+    }
+    if (value !== undefined) env[name] = value;
+  }
+  return { env, refused };
 }
 
 /**
@@ -36,7 +105,7 @@ export function runStep(step: StepSpec, options: RunStepOptions): Promise<StepRe
   const started = Date.now();
   const child = spawn('/bin/sh', ['-c', step.run], {
     detached: true,
-    env: { ...process.env, ...options.env },
+    env: { ...(options.baseEnv ?? stepBaseEnv(process.env).env), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let timedOut = false;

@@ -1,4 +1,5 @@
-import { Agent } from 'node:http';
+import { Agent, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { HttpService } from '@nestjs/axios';
 import axios from 'axios';
 import { firstValueFrom, take, toArray } from 'rxjs';
@@ -50,7 +51,7 @@ describe('live log streams', () => {
   beforeAll(() => usePlane(50));
   afterAll(() => plane.stop());
 
-  it('gives replayed then live lines once each, in order, skipping heartbeats and the replay/live overlap', async () => {
+  it('gives replayed then live lines in order, skipping heartbeats', async () => {
     const runid = newRun();
     const stored = [1, 2, 3].map((n) => line(runid, 'shell-runner', n));
     for (const log of stored) plane.store.addLog(log);
@@ -60,9 +61,8 @@ describe('live log streams', () => {
       for await (const log of client.streamDriverLogs('shell-runner', runid, { signal: abort.signal })) {
         received.push(log);
         if (received.length === 3) {
-          // The replay is in; now live lines, with a replayed one sent live twice (the server drops
-          // one copy, the client the other) and another driver's line that this stream must not show.
-          publishLive(stored[2]);
+          // The replay is in; now live lines, with a replayed one sent live again (the server drops
+          // that copy) and another driver's line that this stream must not show.
           publishLive(stored[2]);
           publishLive(line(runid, 'other-driver', 99));
           for (const n of [4, 5, 6]) publishLive(line(runid, 'shell-runner', n));
@@ -83,6 +83,30 @@ describe('live log streams', () => {
     await openConnectionsSettle(0);
   });
 
+  it('gives every line, also lines that look the same (a Go driver stamps to the second)', async () => {
+    const runid = newRun();
+    const same: ConveyorLog = {
+      runid,
+      driver: 'go-driver',
+      pipeline: '',
+      timestamp: '1796896800',
+      message: 'waiting for the container',
+    };
+    // Live copies differ from the stored ones: the plane drops a live line equal to a replayed one.
+    const sameLive: ConveyorLog = { ...same, message: 'container started' };
+    for (let i = 0; i < 5; i++) plane.store.addLog(same);
+    const received: ConveyorLog[] = [];
+    // A client that drops look-alikes would wait forever for the tenth line: stop it well before the test's timeout.
+    const signal = AbortSignal.timeout(5000);
+    for await (const log of client.streamDriverLogs('go-driver', runid, { signal })) {
+      received.push(log);
+      if (received.length === 5) for (let i = 0; i < 5; i++) publishLive(sameLive);
+      if (received.length === 10) break;
+    }
+    expect(received).toEqual([...Array(5).fill(same), ...Array(5).fill(sameLive)]);
+    await openConnectionsSettle(0);
+  });
+
   it('streams every driver of a run through the pipeline route, as an Observable', async () => {
     const runid = newRun();
     plane.store.addLog(line(runid, 'a', 1));
@@ -97,6 +121,29 @@ describe('live log streams', () => {
       'a:line 3',
     ]);
     await openConnectionsSettle(0); // take(3) unsubscribed: the socket is closed
+  });
+});
+
+describe('a server that numbers its events', () => {
+  it('drops only an event whose SSE id was seen, never a look-alike line with its own id', async () => {
+    const same: ConveyorLog = { runid: 'r', driver: 'd', pipeline: '', timestamp: '1', message: 'same' };
+    const event = (id: number) => `id: ${id}\ndata: ${JSON.stringify(same)}\n\n`;
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      // 1 and 2 replayed, 2 again live (the overlap), then 3.
+      res.end([1, 2, 2, 3].map(event).join(''));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const numbered = new ConveyorClient({ apiUrl: `http://127.0.0.1:${port}`, retries: 0 });
+      const received: ConveyorLog[] = [];
+      for await (const log of numbered.streamDriverLogs('d', 'r')) received.push(log);
+      expect(received).toEqual([same, same, same]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 

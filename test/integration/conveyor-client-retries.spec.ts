@@ -1,4 +1,9 @@
-import { ConveyorClient } from '@conveyor-ci/nestjs';
+import {
+  ConveyorApiError,
+  ConveyorApiOutcomeUnknownError,
+  ConveyorAuthorizationError,
+  ConveyorClient,
+} from '@conveyor-ci/nestjs';
 import { rejectionOf } from '../support/api-error';
 import { FlakyHttpServer } from '../support/flaky-http.server';
 
@@ -40,9 +45,11 @@ describe('retries', () => {
     );
     expect(server.requests).toHaveLength(1);
     server.failNext('reset');
+    // The connection dropped after the request went out: the server may have created it.
     const reset = await rejectionOf(client.createResourceDefinition({ name: 't', schema: {} }));
-    expect(reset).toMatchObject({ status: 0, code: 'ECONNRESET' });
-    expect(reset.isTransient()).toBe(true);
+    expect(reset).toBeInstanceOf(ConveyorApiOutcomeUnknownError);
+    expect(reset).toMatchObject({ status: 0, code: 'ECONNRESET', outcomeUnknown: true });
+    expect(reset.isTransient()).toBe(false);
     expect(server.requests).toHaveLength(1);
     server.failNext({ status: 503 });
     await rejectionOf(client.broadcastMessage({ event: 'e', payload: '', run_id: 'r' }));
@@ -67,6 +74,22 @@ describe('retries', () => {
     server.failNext({ status: 400, body: 'Invalid request payload' });
     await rejectionOf(client.updateResource({ name: 'n', resource: 't', spec: {} }));
     expect(server.requests).toHaveLength(1);
+  });
+});
+
+describe('deletes', () => {
+  it('counts a 404 after a delete that got no answer as done', async () => {
+    server.failNext('hang', { status: 404, body: 'not found' });
+    await expect(clientWith({ timeoutMs: 200 }).deleteResource('t', 'gone')).resolves.toBeUndefined();
+    expect(server.requests.map((r) => r.method)).toEqual(['DELETE', 'DELETE']);
+  });
+
+  it('reports a 404 answered to the first attempt, and one after an answered 503', async () => {
+    server.failNext({ status: 404, body: 'not found' });
+    expect((await rejectionOf(clientWith().deleteResource('t', 'gone'))).status).toBe(404);
+    server.failNext({ status: 503 }, { status: 404, body: 'not found' });
+    expect((await rejectionOf(clientWith().deleteResource('t', 'gone'))).status).toBe(404);
+    expect(server.requests).toHaveLength(2);
   });
 });
 
@@ -112,6 +135,44 @@ describe('authorization', () => {
     expect(`${error.message} ${error.body} ${JSON.stringify(error)} ${String(error.stack)}`).not.toMatch(
       /token-/,
     );
+  });
+
+  it('reports a provider that throws as an authorization error: nothing sent, no retry, secrets redacted', async () => {
+    let asked = 0;
+    const client = clientWith({
+      retries: 3,
+      authorization: () => {
+        asked++;
+        throw new Error('cannot sign with /keys/driver.key (last token Bearer eyJhbGciOi.eyJzdWIi.c2ln)');
+      },
+    });
+    server.failNext();
+    const error = await client.getResource('t', 'n').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConveyorAuthorizationError);
+    expect(error).not.toBeInstanceOf(ConveyorApiError);
+    expect(error).toMatchObject({
+      name: 'ConveyorAuthorizationError',
+      method: 'GET',
+      path: '/resources/t/n',
+    });
+    const text = `${(error as Error).message} ${JSON.stringify(error)} ${String((error as Error).stack)}`;
+    expect((error as Error).message).toBe(
+      'GET /resources/t/n: the authorization provider failed, so the request was not sent: ' +
+        'cannot sign with /keys/driver.key (last token Bearer ***)',
+    );
+    expect(text).not.toMatch(/eyJ/);
+    expect([asked, server.requests.length]).toEqual([1, 0]);
+  });
+
+  it('does the same for a provider whose promise rejects, also when opening a log stream', async () => {
+    const client = clientWith({ authorization: () => Promise.reject(new Error('key file unreadable')) });
+    server.failNext();
+    await expect(client.health()).rejects.toThrow(ConveyorAuthorizationError);
+    const streamError = await (async () => {
+      for await (const log of client.streamPipelineLogs('r')) return log;
+    })().catch((e: unknown) => e);
+    expect(streamError).toBeInstanceOf(ConveyorAuthorizationError);
+    expect(server.requests).toHaveLength(0);
   });
 
   it('sends no header when the provider gives none', async () => {

@@ -13,7 +13,11 @@ export {
   type LogQuery,
 } from './client/conveyor.client';
 export { ConveyorClientModule } from './client/conveyor-client.module';
-export { ConveyorApiError } from './client/conveyor-api.error';
+export {
+  ConveyorApiError,
+  ConveyorApiOutcomeUnknownError,
+  ConveyorAuthorizationError,
+} from './client/conveyor-api.error';
 export { InvalidApiNameError } from './client/api-paths';
 export type { ApiCallOptions } from './client/api-request';
 export { LogStream, type LiveLogOptions } from './client/log-stream';

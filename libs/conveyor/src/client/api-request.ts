@@ -5,7 +5,11 @@ import type { AxiosResponse } from 'axios';
 import { runScope } from '../logger/run-scope';
 import type { ConveyorClientConfig } from '../module/client.options';
 import { sleep } from '../util/backoff';
-import { ConveyorApiError } from './conveyor-api.error';
+import {
+  ConveyorApiError,
+  ConveyorApiOutcomeUnknownError,
+  ConveyorAuthorizationError,
+} from './conveyor-api.error';
 
 /** Default floor of the wait for a stream's headers: above the server's 15 s heartbeat. */
 const STREAM_HEADERS_MIN_MS = 30_000;
@@ -16,7 +20,7 @@ export interface ApiCallOptions {
   signal?: AbortSignal;
   /** Ceiling of one attempt in ms. */
   timeoutMs?: number;
-  /** Extra attempts (idempotent calls only). */
+  /** Extra attempts: of an idempotent call, and of a resource update (read back before each). */
   retries?: number;
 }
 
@@ -25,9 +29,22 @@ export interface ApiCall {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   path: string;
   body?: unknown;
-  /** Safe to send again after a lost or failed response: only then is it retried. */
+  /** Safe to send again after a lost or failed response: only then is it retried blindly. */
   idempotent: boolean;
+  /**
+   * For a call that must not be sent twice blindly but whose effect can be read back (a resource
+   * PUT raises its version): it is retried, and before a retry that follows an attempt the server
+   * may have applied, and once more after the last attempt, `confirm` reads the server's state.
+   */
+  confirm?: (signal: AbortSignal | undefined) => Promise<Confirmation>;
 }
+
+/**
+ * What a {@link ApiCall.confirm} read found: an earlier attempt took effect (`applied`, with the
+ * response the call would have had), none did (`not-applied`: sent again), or the state shows
+ * another writer's change, so whether ours took effect cannot be told (`conflict`: why).
+ */
+export type Confirmation = { applied: ApiResponse<unknown> } | 'not-applied' | { conflict: string };
 
 /** A successful response: the status and the body, parsed when it is JSON (`undefined` when empty, e.g. 204). */
 export interface ApiResponse<T> {
@@ -49,23 +66,102 @@ export class ApiRequester {
     private readonly config: ConveyorClientConfig,
   ) {}
 
-  /** @throws ConveyorApiError for any status >= 300 and when no response arrives. */
+  /**
+   * Sends `call`, retrying per its kind: an idempotent call blindly; a call with `confirm` after
+   * re-reading when an attempt may have been applied; any other call never. A DELETE whose retry
+   * finds nothing after an attempt that may have been applied has succeeded (the first attempt did
+   * it).
+   * @throws ConveyorApiError for any status >= 300 and when no response arrives;
+   *   ConveyorApiOutcomeUnknownError when a call that is not idempotent may have been applied;
+   *   ConveyorAuthorizationError when the authorization provider fails (nothing is sent).
+   */
   async send<T>(call: ApiCall, options: ApiCallOptions = {}): Promise<ApiResponse<T>> {
     const signal = callSignal(options.signal);
-    const retries = call.idempotent ? (options.retries ?? this.config.retries) : 0;
+    const retries = call.idempotent || call.confirm ? (options.retries ?? this.config.retries) : 0;
+    /** Some attempt may have been applied although it failed: retries must not assume otherwise. */
+    let mayHaveBeenApplied = false;
+    let last: ConveyorApiError | undefined;
     for (let attempt = 0; ; attempt++) {
+      if (last) {
+        await this.pause(call, last, attempt, retries, signal);
+        if (call.confirm && mayHaveBeenApplied) {
+          const confirmed = await this.confirm<T>(call, last, signal, attempt >= retries);
+          if (confirmed) return confirmed;
+          if (confirmed === null) continue; // the re-read failed: read again after the next pause
+          mayHaveBeenApplied = false; // not applied: this attempt is a first one again
+        }
+      }
       try {
         const response = await this.attempt(call, 'text', signal, options.timeoutMs);
         return { status: response.status, data: parseBody(response) as T };
       } catch (err) {
-        if (!(err instanceof ConveyorApiError) || !err.isTransient() || attempt >= retries) throw err;
-        const delayMs = this.config.retryDelayMs(attempt + 1);
-        // The error names method, path, status and the server's text only: never a header.
-        this.logger.warn(`${err.message}: retry ${attempt + 1} of ${retries} in ${delayMs} ms`);
-        await sleep(delayMs, signal);
-        if (signal?.aborted) throw apiError(call, 0, 'aborted by the caller', 'ABORTED');
+        if (!(err instanceof ConveyorApiError)) throw err;
+        // Nothing to delete now, after an attempt that may have deleted it: that attempt did.
+        if (call.method === 'DELETE' && mayHaveBeenApplied && err.isNotFound())
+          return { status: err.status, data: undefined as T };
+        mayHaveBeenApplied ||= err.mayHaveBeenApplied();
+        if (!err.isTransient()) throw err;
+        if (attempt < retries) {
+          last = err;
+          continue;
+        }
+        if (call.confirm && mayHaveBeenApplied) {
+          // No attempt left: one last read tells a late success from a failure.
+          await sleep(this.config.retryDelayMs(attempt + 1), signal);
+          const confirmed = await this.confirm<T>(call, err, signal, true);
+          if (confirmed) return confirmed;
+        } else if (!call.idempotent && err.mayHaveBeenApplied()) {
+          throw new ConveyorApiOutcomeUnknownError(
+            err,
+            'the server may have applied it, and it is not sent twice: read the state before trying again',
+          );
+        }
+        throw err;
       }
     }
+  }
+
+  /** Waits before retry `attempt`, logging why. @throws ConveyorApiError (`ABORTED`) when the caller aborts. */
+  private async pause(
+    call: ApiCall,
+    failure: ConveyorApiError,
+    attempt: number,
+    retries: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const delayMs = this.config.retryDelayMs(attempt);
+    // The error names method, path, status and the server's text only: never a header.
+    this.logger.warn(`${failure.message}: retry ${attempt} of ${retries} in ${delayMs} ms`);
+    await sleep(delayMs, signal);
+    if (signal?.aborted) throw apiError(call, 0, 'aborted by the caller', 'ABORTED');
+  }
+
+  /**
+   * Reads back whether an earlier attempt of `call` took effect.
+   * @returns the response when it did, undefined when it did not, null when the read failed and
+   *   more attempts are left.
+   * @throws ConveyorApiOutcomeUnknownError when another writer's change hides it, or the read failed on the last attempt.
+   */
+  private async confirm<T>(
+    call: ApiCall,
+    failure: ConveyorApiError,
+    signal: AbortSignal | undefined,
+    lastAttempt: boolean,
+  ): Promise<ApiResponse<T> | undefined | null> {
+    let confirmation: Confirmation;
+    try {
+      confirmation = await call.confirm!(signal);
+    } catch (err) {
+      if (signal?.aborted) throw apiError(call, 0, 'aborted by the caller', 'ABORTED');
+      const transient = err instanceof ConveyorApiError && err.isTransient();
+      if (transient && !lastAttempt) return null;
+      const why = err instanceof Error ? err.message : String(err);
+      throw new ConveyorApiOutcomeUnknownError(failure, `reading it back to check failed (${why})`);
+    }
+    if (confirmation === 'not-applied') return undefined;
+    if ('conflict' in confirmation) throw new ConveyorApiOutcomeUnknownError(failure, confirmation.conflict);
+    this.logger.log(`${failure.message}: it had been applied (read back), not sent again`);
+    return confirmation.applied as ApiResponse<T>;
   }
 
   /**
@@ -96,10 +192,12 @@ export class ApiRequester {
     if (callerSignal?.aborted) controller.abort();
     let response: AxiosResponse;
     try {
+      // Asked before the request exists: a provider's failure is not a network error of the request.
+      const headers = await this.headers(call);
       response = await this.http.axiosRef.request({
         method: call.method,
         url: `${this.config.apiUrl}${call.path}`,
-        headers: await this.headers(),
+        headers,
         data: call.body === undefined ? undefined : JSON.stringify(call.body),
         responseType,
         // Bodies are parsed here (JSON or the server's plain-text errors), statuses judged here.
@@ -109,6 +207,7 @@ export class ApiRequester {
         maxRedirects: 0,
       });
     } catch (err) {
+      if (err instanceof ConveyorAuthorizationError) throw err;
       if (timedOut) throw apiError(call, 0, `no response within ${timeoutMs} ms`, 'ETIMEDOUT');
       if (callerSignal?.aborted) throw apiError(call, 0, 'aborted by the caller', 'ABORTED');
       // Only the code and message: the axios error holds the request config, headers included.
@@ -126,9 +225,15 @@ export class ApiRequester {
     return response;
   }
 
-  private async headers(): Promise<Record<string, string>> {
+  /** @throws ConveyorAuthorizationError when the authorization provider throws or rejects. */
+  private async headers(call: ApiCall): Promise<Record<string, string>> {
     const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-    const authorization = await this.config.authorization?.();
+    let authorization: string | undefined;
+    try {
+      authorization = await this.config.authorization?.();
+    } catch (err) {
+      throw new ConveyorAuthorizationError(call.method, call.path, err);
+    }
     if (authorization) headers.Authorization = authorization;
     return headers;
   }

@@ -32,6 +32,8 @@ describe('ConveyorClientModule', () => {
       imports: [ConveyorClientModule.forRoot({ apiUrl: 'ftp://x', timeoutMs: 0 })],
     }).compile();
     await expect(bad).rejects.toThrow(ConveyorConfigError);
-    await expect(bad).rejects.toThrow(/option "client.timeoutMs": must be a whole number >= 1/);
+    await expect(bad).rejects.toThrow(
+      /option "client.timeoutMs" \(env CONVEYOR_API_TIMEOUT_MS\): must be a whole number >= 1 and <= 2147483647 .*, got 0/,
+    );
   });
 });

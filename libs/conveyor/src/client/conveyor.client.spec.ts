@@ -2,9 +2,14 @@ import { ConveyorApiServer } from '@conveyor-ci/testing';
 import { resolveClientConfig } from '../module/client.options';
 import { ConveyorConfigError, resolveConveyorConfig } from '../module/conveyor.options';
 import { InvalidApiNameError, resourcePath } from './api-paths';
-import { ConveyorApiError, isTransientApiError } from './conveyor-api.error';
+import {
+  ConveyorApiError,
+  ConveyorApiOutcomeUnknownError,
+  ConveyorAuthorizationError,
+  isTransientApiError,
+} from './conveyor-api.error';
 import { ConveyorClient } from './conveyor.client';
-import { previousResult, withServerMetadata } from './driver-results';
+import { confirmUpdate, previousResult, versionOf, withServerMetadata } from './driver-results';
 
 describe('ConveyorClient against the server-faithful API', () => {
   let api: ConveyorApiServer;
@@ -106,8 +111,8 @@ describe('client options', () => {
     );
     expect(problems).toEqual([
       'option "apiUrl" from env CONVEYOR_API_URL="ftp://x": must be an http(s) URL such as http://localhost:8080',
+      'option "client.timeoutMs" from env CONVEYOR_API_TIMEOUT_MS="soon": must be a whole number >= 1 and <= 2147483647 (2^31-1 ms, about 24.8 days: Node fires a longer timer at once)',
       'option "client.retryBackoff": maxMs (100) is below initialMs (500)',
-      'option "client.timeoutMs" from env CONVEYOR_API_TIMEOUT_MS="soon": must be a whole number >= 1',
     ]);
   });
 
@@ -150,6 +155,35 @@ describe('ConveyorApiError', () => {
     expect(error(0, 'aborted by the caller', 'ABORTED').isTransient()).toBe(false);
   });
 
+  it('tells a request the server may have applied from one it surely did not', () => {
+    expect(error(0, 'no response within 10 ms', 'ETIMEDOUT').mayHaveBeenApplied()).toBe(true);
+    expect(error(0, 'socket hang up', 'ECONNRESET').mayHaveBeenApplied()).toBe(true);
+    expect(error(504, 'gateway timeout').mayHaveBeenApplied()).toBe(true);
+    expect(error(0, 'connect ECONNREFUSED', 'ECONNREFUSED').mayHaveBeenApplied()).toBe(false);
+    expect(error(0, 'aborted by the caller', 'ABORTED').mayHaveBeenApplied()).toBe(false);
+    expect(error(503, 'busy').mayHaveBeenApplied()).toBe(false);
+  });
+
+  it('an outcome-unknown error keeps its cause and is never transient', () => {
+    const unknown = new ConveyorApiOutcomeUnknownError(error(0, 'no response', 'ETIMEDOUT'), 'read it back');
+    expect(unknown).toMatchObject({ status: 0, code: 'ETIMEDOUT', outcomeUnknown: true });
+    expect(unknown.message).toBe('GET /x -> ETIMEDOUT: no response; outcome unknown: read it back');
+    expect([unknown.isTransient(), isTransientApiError(unknown)]).toEqual([false, false]);
+    expect(error(0, 'x', 'ETIMEDOUT').outcomeUnknown).toBe(false);
+  });
+
+  it('an authorization provider failure redacts token-like text', () => {
+    const failure = new ConveyorAuthorizationError(
+      'GET',
+      '/x',
+      new Error('bad Bearer abc.def and eyJhbGciOiJFUzI1NiJ9.eyJpYXQiOjF9.sig'),
+    );
+    expect(failure.message).toBe(
+      'GET /x: the authorization provider failed, so the request was not sent: bad Bearer *** and ***',
+    );
+    expect(isTransientApiError(failure)).toBe(false);
+  });
+
   it('is recognised across package copies by name', () => {
     const foreign = Object.assign(new Error('x'), { name: 'ConveyorApiError', isTransient: () => true });
     expect(isTransientApiError(foreign)).toBe(true);
@@ -186,5 +220,48 @@ describe('driver results on a resource', () => {
       'driverresults.a': '{}',
       owner: 'new',
     });
+  });
+});
+
+describe('reading back a resource PUT that got no answer', () => {
+  const sent = {
+    name: 'n',
+    resource: 't',
+    metadata: { owner: 'me', version: '4' },
+    spec: { size: 2, tags: ['a'] },
+  };
+  const storedAs = (version: string, spec: unknown, extra: Record<string, string> = {}) => ({
+    ...sent,
+    id: 'i',
+    metadata: { ...extra, owner: 'me', version },
+    spec,
+  });
+
+  it('reads the version the server counts with', () => {
+    expect([
+      versionOf({ version: '7' }),
+      versionOf({ version: 'x' }),
+      versionOf({}),
+      versionOf(null),
+    ]).toEqual([7, undefined, undefined, undefined]);
+  });
+
+  it('with the replaced version: unmoved is not applied, raised with the update is applied, else a conflict', () => {
+    expect(confirmUpdate(sent, storedAs('4', { size: 1 }), 4)).toBe('not-applied');
+    const applied = storedAs('5', { tags: ['a'], size: 2 }, { 'driverresults.b': '{}' });
+    expect(confirmUpdate(sent, applied, 4)).toEqual({ applied: { status: 200, data: applied } });
+    expect(confirmUpdate(sent, storedAs('6', { size: 9 }), 4)).toEqual({
+      conflict: expect.stringMatching(/^the resource is at version 6 \(this update replaced version 4\)/),
+    });
+  });
+
+  it('without it, the content decides: the update held is applied, anything else is sent again', () => {
+    expect(confirmUpdate(sent, storedAs('9', { size: 2, tags: ['a'] }), undefined)).toMatchObject({
+      applied: { status: 200 },
+    });
+    expect(confirmUpdate(sent, storedAs('9', { size: 1 }), undefined)).toBe('not-applied');
+    expect(confirmUpdate(sent, { ...storedAs('9', sent.spec), metadata: { version: '9' } }, undefined)).toBe(
+      'not-applied',
+    );
   });
 });

@@ -11,10 +11,10 @@ import {
   assertSubjectToken,
 } from '../protocol';
 import { definitionPath, pathSegment, resourcePath } from './api-paths';
-import { ApiCall, ApiCallOptions, ApiRequester } from './api-request';
+import { ApiCall, ApiCallOptions, ApiRequester, Confirmation } from './api-request';
 import { CONVEYOR_CLIENT_CONFIG } from './client.constants';
 import { ConveyorApiError } from './conveyor-api.error';
-import { withServerMetadata } from './driver-results';
+import { confirmUpdate, versionOf, withServerMetadata } from './driver-results';
 import { LogStream, LiveLogOptions } from './log-stream';
 
 /** `201` of `POST /resources/` (contract §10.1). */
@@ -49,7 +49,9 @@ export type BroadcastMessage = Omit<DriverMessage, 'id'> & { id?: string };
  *
  * Every call accepts {@link ApiCallOptions} (`signal`, `timeoutMs`, `retries`); inside a run the
  * run's `ctx.signal` aborts it too. Failures throw {@link ConveyorApiError}; reads of one item return
- * `null` for the server's "not found" (a 500 at 0.6.x).
+ * `null` for the server's "not found" (a 500 at 0.6.x). A call that must not be sent twice and got
+ * no answer throws `ConveyorApiOutcomeUnknownError` (never transient); an `authorization` provider
+ * that fails throws `ConveyorAuthorizationError` (nothing sent, not retried).
  */
 @Injectable()
 export class ConveyorClient {
@@ -103,7 +105,9 @@ export class ConveyorClient {
   /**
    * `POST /resources/`: stores the resource and starts a run (its pipeline's, or one event on
    * `resources.{type}`). The server overwrites `id` and `metadata`, so they are not sent. Never
-   * retried: a second POST would be a duplicate (500 "already exists").
+   * retried: a second POST would be a duplicate (500 "already exists"). Without an answer (a
+   * timeout, a dropped connection) it throws `ConveyorApiOutcomeUnknownError`, never a transient
+   * error: the resource may exist; `getResource` tells.
    */
   async createResource<Spec>(resource: Resource<Spec>, options?: ApiCallOptions): Promise<CreatedResource> {
     assertSubjectToken('resource type', resource.resource);
@@ -137,10 +141,16 @@ export class ConveyorClient {
    * `PUT /resources/{resource.resource}/{resource.name}`: replaces spec and metadata, keeps the `id`,
    * increments `metadata.version`, publishes no event. The stored metadata becomes the body's, so the
    * engine's `driverresults.*` are lost unless sent back: see {@link updateResourceKeepingResults}.
+   *
+   * Not sent twice blindly: every PUT raises the version and replaces the metadata, wiping results
+   * the engine wrote meanwhile. After an attempt that got no answer the client reads the resource
+   * back first: when it holds this update at a version above `resource.metadata.version` (or, without
+   * one, holds this update) that attempt succeeded and its stored state is returned; when the version
+   * did not move it is sent again; when another writer changed it, it throws
+   * `ConveyorApiOutcomeUnknownError`.
    */
   async updateResource<Spec>(resource: Resource<Spec>, options?: ApiCallOptions): Promise<Resource<Spec>> {
-    const path = resourcePath(typeToken(resource.resource), resource.name);
-    return this.data({ method: 'PUT', path, body: resource, idempotent: true }, options);
+    return this.putResource(resource, versionOf(resource.metadata), options);
   }
 
   /**
@@ -165,10 +175,35 @@ export class ConveyorClient {
       );
     }
     const metadata = withServerMetadata(current, resource);
-    return this.updateResource({ ...resource, metadata }, options);
+    // The version read is the one this PUT raises: a read-back after a lost answer compares with it.
+    return this.putResource({ ...resource, metadata }, versionOf(current.metadata), options);
   }
 
-  /** `DELETE /resources/{type}/{name}`: 204, also when nothing was there (the server does not check). */
+  /** The PUT of {@link updateResource}; `baseVersion`: the stored version it replaces, when known. */
+  private async putResource<Spec>(
+    resource: Resource<Spec>,
+    baseVersion: number | undefined,
+    options?: ApiCallOptions,
+  ): Promise<Resource<Spec>> {
+    const path = resourcePath(typeToken(resource.resource), resource.name);
+    const confirm = async (signal: AbortSignal | undefined): Promise<Confirmation> => {
+      const read: ApiCall = { method: 'GET', path, idempotent: true };
+      const stored = await this.find<Resource<Spec>>(read, {
+        timeoutMs: options?.timeoutMs,
+        signal,
+        retries: 0,
+      });
+      // Gone: sent again, the server answers its "not found" for the caller to see.
+      if (!stored) return 'not-applied';
+      return confirmUpdate(resource, stored, baseVersion);
+    };
+    return this.data({ method: 'PUT', path, body: resource, idempotent: false, confirm }, options);
+  }
+
+  /**
+   * `DELETE /resources/{type}/{name}`: 204, also when nothing was there (the server does not check).
+   * Retried; a retry answered "not found" after an attempt that got no answer is a success.
+   */
   async deleteResource(type: string, name: string, options?: ApiCallOptions): Promise<void> {
     await this.data(
       { method: 'DELETE', path: resourcePath(typeToken(type), name), idempotent: true },
@@ -208,7 +243,10 @@ export class ConveyorClient {
     return this.data({ method: 'PUT', path, body: definition, idempotent: true }, options);
   }
 
-  /** `DELETE /resource-definitions/{name}`: 500 "not found" (thrown) for an unknown name. */
+  /**
+   * `DELETE /resource-definitions/{name}`: 500 "not found" (thrown) for an unknown name, unless it
+   * answers a retry after an attempt that got no answer: that attempt deleted it, a success.
+   */
   async deleteResourceDefinition(name: string, options?: ApiCallOptions): Promise<void> {
     await this.data({ method: 'DELETE', path: definitionPath(name), idempotent: true }, options);
   }
@@ -227,7 +265,10 @@ export class ConveyorClient {
     return (await this.data<ConveyorLog[] | null>({ method: 'GET', path, idempotent: true }, options)) ?? [];
   }
 
-  /** `POST /logs`: stores one line directly (drivers normally publish to `logs.{runId}`). Never retried. */
+  /**
+   * `POST /logs`: stores one line directly (drivers normally publish to `logs.{runId}`). Never
+   * retried; without an answer, `ConveyorApiOutcomeUnknownError`.
+   */
   async createLog(log: ConveyorLog, options?: ApiCallOptions): Promise<void> {
     await this.data({ method: 'POST', path: '/logs', body: log, idempotent: false }, options);
   }

@@ -1,4 +1,6 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { DriverResultEvent, Resource } from '../protocol';
+import type { Confirmation } from './api-request';
 
 /** Prefix of the metadata keys the pipeline engine writes at 0.6.x: `driverresults.<driver>`. */
 const RESULT_KEY_PREFIX = 'driverresults.';
@@ -63,4 +65,56 @@ export function withServerMetadata(
   const merged: Record<string, unknown> = { ...Object.fromEntries(kept), ...(next.metadata ?? {}) };
   delete merged.version;
   return merged;
+}
+
+/** `metadata.version` as the number the server counts with, or undefined when there is none. */
+export function versionOf(metadata: Resource['metadata'] | undefined): number | undefined {
+  const raw = metadata?.version;
+  const text = typeof raw === 'number' ? String(raw) : raw;
+  return typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+/** Whether `stored` holds what `sent` replaced it with: its spec, pipeline and metadata (the server's keys aside). */
+function holdsUpdate(sent: Resource, stored: Resource): boolean {
+  // Compared as JSON carries it: the server re-encodes the body (Go's key order, no `undefined`).
+  const asJson = (value: unknown): unknown =>
+    value === undefined ? null : JSON.parse(JSON.stringify(value));
+  if (!isDeepStrictEqual(asJson(sent.spec), asJson(stored.spec))) return false;
+  if ((sent.pipeline ?? '') !== (stored.pipeline ?? '')) return false;
+  const sentMetadata = sent.metadata ?? {};
+  const storedMetadata = stored.metadata ?? {};
+  const isServerKey = (key: string) =>
+    key === 'version' || key === 'driverresults' || key.startsWith(RESULT_KEY_PREFIX);
+  const keys = new Set([...Object.keys(sentMetadata), ...Object.keys(storedMetadata)]);
+  for (const key of keys) {
+    // The engine may have written a result since (also over one the update echoed): not the update's to match.
+    if (isServerKey(key)) continue;
+    if (!isDeepStrictEqual(asJson(sentMetadata[key]), asJson(storedMetadata[key]))) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether a resource PUT that got no answer took effect, from the resource read back. The server
+ * sets `version` to the stored one + 1 on every PUT and ignores the body's (contract §3.1, §10.1);
+ * the engine's result writes leave it alone. So, with `baseVersion` (the version the PUT replaced):
+ * still that version means not applied; a higher one holding the update means applied; a higher one
+ * holding something else means another writer changed it. Without it only the content can tell: the
+ * update held means applied (at worst a PUT that changed nothing is not repeated).
+ */
+export function confirmUpdate(
+  sent: Resource,
+  stored: Resource,
+  baseVersion: number | undefined,
+): Confirmation {
+  const storedVersion = versionOf(stored.metadata);
+  const known = baseVersion !== undefined && storedVersion !== undefined && storedVersion >= baseVersion;
+  if (known && storedVersion === baseVersion) return 'not-applied';
+  if (holdsUpdate(sent, stored)) return { applied: { status: 200, data: stored } };
+  if (!known) return 'not-applied';
+  return {
+    conflict:
+      `the resource is at version ${storedVersion} (this update replaced version ${baseVersion}) with ` +
+      "other content: another writer changed it, so it was not sent again over that writer's change",
+  };
 }

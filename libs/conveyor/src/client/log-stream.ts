@@ -22,9 +22,15 @@ export interface LiveLogOptions {
 
 /**
  * Lines of one SSE log stream (`/logs/streams/{driver}/{runid}` or `/logs/pipeline/{runid}`): the
- * server's replay of stored lines, then the live ones. Heartbeat comments are skipped; a line seen in
- * the replay and again live (the server's replay/subscribe overlap) is given once. Lines that do not
- * parse as a Log are skipped. Each iteration opens its own connection.
+ * server's replay of stored lines, then the live ones. Heartbeat comments are skipped; lines that do
+ * not parse as a Log are skipped. Each iteration opens its own connection, and a new connection
+ * replays the run's lines from the start.
+ *
+ * Every event is a line: two lines with the same driver, timestamp and message are two lines (a Go
+ * driver stamps to the second and may log the same text twice in it), so lines are never
+ * de-duplicated by content. Only an event that repeats an SSE `id:` already seen on this connection
+ * is dropped; Conveyor 0.6.x sends no ids, so a line the server sends in both its replay and its
+ * live part (a rare overlap of its own, contract §11) is given twice rather than risk dropping one.
  */
 export class LogStream implements AsyncIterable<ConveyorLog> {
   constructor(
@@ -77,23 +83,23 @@ export class LogStream implements AsyncIterable<ConveyorLog> {
   }
 }
 
-/** Identity of a line for de-duplication: the server sends no event ids (contract §11). */
-const lineKey = (log: ConveyorLog) => `${log.driver}\u0000${log.timestamp}\u0000${log.message}`;
-/** Keys remembered for de-duplication; the replay/live overlap is short, a run's log may not be. */
-const DEDUP_WINDOW = 10_000;
+/** Event ids remembered per connection; a server repeats one only around its replay/live switch. */
+const SEEN_IDS_WINDOW = 10_000;
 
 async function* parseLogs(body: IncomingMessage, signal: AbortSignal): AsyncGenerator<ConveyorLog> {
   const ready: ConveyorLog[] = [];
-  const seen = new Set<string>();
+  const seenIds = new Set<string>();
   const parser = createParser({
     // Comments (`: heartbeat`) reach only onComment, which is not set: ignored.
-    onEvent: ({ data }) => {
+    onEvent: ({ id, data }) => {
       const log = parseLog(data);
       if (!log) return;
-      const key = lineKey(log);
-      if (seen.has(key)) return;
-      seen.add(key);
-      if (seen.size > DEDUP_WINDOW) seen.delete(seen.values().next().value as string);
+      // The position the server gives a line is its identity; without one, every event is a line.
+      if (id) {
+        if (seenIds.has(id)) return;
+        seenIds.add(id);
+        if (seenIds.size > SEEN_IDS_WINDOW) seenIds.delete(seenIds.values().next().value as string);
+      }
       ready.push(log);
     },
   });
