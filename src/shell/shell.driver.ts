@@ -81,8 +81,10 @@ export class ShellDriver {
     ctx.logger.mask(...Object.values(spec.env ?? {}).filter((value) => value.length >= MIN_MASKED_LENGTH));
     const steps: StepReport[] = [];
     const data = () => ({ steps, exitCodes: steps.map((s) => s.exitCode), log: ctx.logger.counts() });
+    // The step env as a nested field: masked values and all, it says what the steps were given.
     ctx.logger.info(`running ${spec.steps.length} step(s) of ${resource.name}`, {
       delivery: ctx.deliveryCount,
+      ...(spec.env ? { env: spec.env } : {}),
     });
     for (const step of spec.steps) {
       ctx.logger.info(`step ${step.name}: starting`, { step: step.name });
