@@ -2,6 +2,8 @@ import { Controller, Inject } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import {
   ConveyorApiError,
+  ConveyorApiOutcomeUnknownError,
+  RetryableError,
   ConveyorClient,
   DriverResult,
   Reconcile,
@@ -71,13 +73,16 @@ export class ReportWriterDriver {
 
   /**
    * A redelivered run (at-least-once) finds its report already created: creates are never retried
-   * by the client, so "already exists" is answered with an update here.
+   * by the client, so "already exists" is answered with an update here. A create that got no
+   * answer may have been applied: the run is retried, and the next attempt finds out which.
    */
   private async createOrReplace(report: Resource): Promise<ReportWriterData['action']> {
     try {
       await this.client.createResource(report);
       return 'created';
     } catch (err) {
+      if (err instanceof ConveyorApiOutcomeUnknownError)
+        throw new RetryableError(`creating report ${report.name}: ${err.message}`);
       if (!(err instanceof ConveyorApiError) || !/already exists/i.test(err.body)) throw err;
       await this.client.updateResource(report);
       return 'replaced';
