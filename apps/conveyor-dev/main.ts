@@ -1,8 +1,24 @@
 /**
  * `npm run conveyor:dev`: a local Conveyor control plane on the server's default ports (API 8080,
- * NATS 4222; override with CONVEYOR_DEV_API_PORT / CONVEYOR_DEV_NATS_PORT), until Ctrl-C.
+ * NATS 4222; override with CONVEYOR_DEV_API_PORT / CONVEYOR_DEV_NATS_PORT), until Ctrl-C. It
+ * applies the reference driver's `pipeline` resource definition first (`--no-seed`: starts empty,
+ * as a fresh server is) and prints paste-ready curls from a definition to a run's logs, then each
+ * run's `GET /logs?runid=` URL and its `npm run cancel` line as runs start. `--auth`: secured, as
+ * with `api.auth_enabled: true`, with certificates made here.
  */
-import { ConveyorControlPlane, PortInUseError, createLocalAuth } from '@conveyor-ci/testing';
+import { PopTokenSigner } from '@conveyor-ci/nestjs';
+import {
+  ConveyorControlPlane,
+  PIPELINE_DEFINITION,
+  PortInUseError,
+  createLocalAuth,
+} from '@conveyor-ci/testing';
+import { BannerTarget, conveyorDevBanner, runStartedLines } from './banner';
+
+/** The env var the banner's curls read the bearer token from in `--auth` mode. */
+const TOKEN_VARIABLE = 'CONVEYOR_TOKEN';
+/** Lifetime of the token printed for curls: long enough to try things by hand. */
+const BANNER_TOKEN_TTL_MS = 3_600_000;
 
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -15,24 +31,47 @@ function port(name: string, fallback: number): number {
 async function main(): Promise<void> {
   // --auth: as with `api.auth_enabled: true` (NATS mTLS + PoP JWTs), with certificates made here.
   const auth = process.argv.includes('--auth') ? createLocalAuth() : undefined;
+  const seed = !process.argv.includes('--no-seed');
+  // Set once the plane listens: a run started before that (none can be) would print nothing.
+  const printed: { target?: BannerTarget } = {};
   const plane = await ConveyorControlPlane.start({
     auth: auth?.pki,
     apiPort: port('CONVEYOR_DEV_API_PORT', 8080),
     natsPort: port('CONVEYOR_DEV_NATS_PORT', 4222),
     onEvent: (line) => console.log(`[engine] ${line}`),
+    onRun: (runId, resource) => {
+      const { target } = printed;
+      if (!target) return;
+      const what = `${resource.resource}/${resource.name}${resource.pipeline ? `, pipeline "${resource.pipeline}"` : ''}`;
+      for (const line of runStartedLines(target, runId, what)) console.log(line);
+    },
   });
-  console.log(`Conveyor API  ${plane.apiUrl}`);
-  console.log(`NATS          ${plane.natsUrl}`);
-  console.log(
-    'Point a driver at it: CONVEYOR_NATS_URL=%s CONVEYOR_API_URL=%s. Ctrl-C stops.',
-    plane.natsUrl,
-    plane.apiUrl,
-  );
+  const target: BannerTarget = {
+    apiUrl: plane.apiUrl,
+    natsUrl: plane.natsUrl,
+    ...(auth ? { auth: { driverEnv: auth.driverEnv, tokenVariable: TOKEN_VARIABLE } } : {}),
+  };
+  printed.target = target;
+  if (seed) {
+    // Through the API, as a user would: a fresh server knows no resource type, and the first
+    // submit of a `pipeline` resource would fail with "resource definition ... not found".
+    const response = await fetch(`${plane.apiUrl}/resource-definitions/apply`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...(await auth?.headers()) },
+      body: JSON.stringify(PIPELINE_DEFINITION),
+    });
+    if (response.status !== 201) {
+      const answer = `${response.status} ${await response.text()}`;
+      await plane.stop();
+      throw new Error(`seeding the pipeline definition: ${answer}`);
+    }
+  }
+  for (const line of conveyorDevBanner(target, seed)) console.log(line);
   if (auth) {
+    const signer = PopTokenSigner.fromFiles(auth.pki.clientCert, auth.pki.clientKey, BANNER_TOKEN_TTL_MS);
     console.log(
-      `Secured: point a driver at it with ${Object.entries(auth.driverEnv)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(' ')}`,
+      `Secured: the curls read a PoP token (valid 1 h) from $${TOKEN_VARIABLE}; set it first:\n` +
+        `   export ${TOKEN_VARIABLE}=${(await signer.authorizationHeader()).replace(/^Bearer /, '')}`,
     );
   }
   let stopping = false;

@@ -11,11 +11,13 @@ import type { PipelineEvent } from '@conveyor-ci/nestjs';
 import {
   ConveyorControlPlane,
   DriverProcess,
+  PIPELINE_DEFINITION,
   createLocalAuth,
   freePort,
   readEventStream,
   waitForConsumer,
 } from '@conveyor-ci/testing';
+import { logsUrl } from '../conveyor-dev/banner';
 import { REPORT_WRITER, printReport, startReportWriter } from './report-step';
 import { cancelHint, cancelRequested, printProgress } from './run-control-step';
 
@@ -61,6 +63,13 @@ function waitForResult(plane: ConveyorControlPlane, runId: string, driver: strin
       },
     });
   });
+}
+
+/** The client certificate's env (`--auth`), for commands that connect to NATS. */
+function tlsEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(auth?.driverEnv ?? {}).filter(([key]) => key.startsWith('CONVEYOR_TLS_')),
+  );
 }
 
 /** Where a driver's probes and metrics answer. */
@@ -110,15 +119,9 @@ async function main(): Promise<number> {
     await waitForConsumer(plane.jsm, DRIVER, { timeoutMs: 30_000 });
     await waitForConsumer(plane.jsm, REPORT_WRITER, { timeoutMs: 30_000 });
     console.log(`drivers "${DRIVER}" and "${REPORT_WRITER}" are consuming`);
-    await api(plane.apiUrl, 'POST', '/resource-definitions/apply', {
-      name: 'pipeline',
-      version: '0.0.1',
-      schema: {
-        type: 'object',
-        properties: { steps: { type: 'array' }, env: { type: 'object' } },
-        required: ['steps'],
-      },
-    });
+    // A Conveyor server refuses resources of a type nobody defined: the reference driver's first.
+    await api(plane.apiUrl, 'POST', '/resource-definitions/apply', PIPELINE_DEFINITION);
+    console.log(`applied the resource definition "${PIPELINE_DEFINITION.name}" (the reference driver's)`);
     await api(plane.apiUrl, 'POST', '/pipelines/', {
       name: 'hello-pipeline',
       resource: 'pipeline',
@@ -145,7 +148,8 @@ async function main(): Promise<number> {
     const [shellResult, reportResult] = [DRIVER, REPORT_WRITER].map((name) =>
       waitForResult(plane, created.runid, name),
     );
-    console.log(`  ${cancelHint(plane.natsUrl, created.runid)}`);
+    console.log(`  its stored lines: GET ${logsUrl(plane.apiUrl, created.runid)}`);
+    console.log(`  ${cancelHint(plane.natsUrl, created.runid, tlsEnv())}`);
     void streamLogs(plane.apiUrl, created.runid, streaming.signal);
     void printProgress(plane.nc, created.runid, streaming.signal);
     const { driverresult } = await shellResult;
@@ -172,7 +176,8 @@ async function main(): Promise<number> {
       return reported ? 0 : 1;
     }
     console.log(
-      `\nStill running. Submit more: curl -X POST ${plane.apiUrl}/resources/ -H 'Content-Type: application/json' -d '{...}'. Ctrl-C stops.`,
+      `\nStill running. The last run's lines: GET ${logsUrl(plane.apiUrl, created.runid)}` +
+        `\nSubmit more: curl -X POST ${plane.apiUrl}/resources -H 'Content-Type: application/json' -d '{...}'. Ctrl-C stops.`,
     );
     return new Promise<number>(() => undefined);
   } catch (err) {

@@ -1,5 +1,5 @@
 import type { NatsConnection } from 'nats';
-import { cancelSubject, progressReports, publishCancel } from '@conveyor-ci/nestjs';
+import { progressReports, publishCancel } from '@conveyor-ci/nestjs';
 
 /** `--cancel`: cancel the sample run once its first step reported progress, as a user pressing stop would. */
 export const cancelRequested = process.argv.includes('--cancel');
@@ -18,8 +18,11 @@ export async function printProgress(nc: NatsConnection, runId: string, signal: A
   }
 }
 
-/** How to cancel a run from anywhere: the core subject every driver replica listens on. */
-export function cancelHint(natsUrl: string, runId: string): string {
-  const body = JSON.stringify({ run_id: runId, reason: 'stop' });
-  return `cancel it from another shell: nats --server ${natsUrl} pub ${cancelSubject(runId)} '${body}' (or npm run dev -- --cancel)`;
+/**
+ * How to cancel a run from another shell: `npm run cancel` (the library's run control; no `nats`
+ * CLI), with the env that reaches this NATS (`tlsEnv`: the client certificate when secured).
+ */
+export function cancelHint(natsUrl: string, runId: string, tlsEnv: Record<string, string> = {}): string {
+  const env = [`CONVEYOR_NATS_URL=${natsUrl}`, ...Object.entries(tlsEnv).map(([k, v]) => `${k}=${v}`)];
+  return `cancel it from another shell: ${env.join(' ')} npm run cancel -- ${runId} stop (or npm run dev -- --cancel)`;
 }

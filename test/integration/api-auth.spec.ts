@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
-import { PopTokenSigner, Reconcile, Resource, popAlgorithmOf } from '@conveyor-ci/nestjs';
+import { PopTokenSigner, Reconcile, Resource } from '@conveyor-ci/nestjs';
+import { popAlgorithmOf } from '@conveyor-ci/nestjs/internal';
 import {
   ConveyorControlPlane,
   TestPki,
@@ -152,6 +153,31 @@ describe('the control plane in auth mode checks tokens as the server does', () =
     expect(await call('/', `Bearer ${hs}`)).toEqual(refused('invalid token'));
     // The control: the same crafting with nothing wrong passes.
     expect((await call('/', `Bearer ${good}`)).status).toBe(200);
+  });
+
+  it('answers a CORS preflight before the token check, and puts the CORS header on a 401 (Fiber middleware order)', async () => {
+    const preflight = await fetch(`${plane.apiUrl}/resources`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'http://localhost:3000', 'Access-Control-Request-Method': 'POST' },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    const refusedWithOrigin = await fetch(`${plane.apiUrl}/resources/pipeline/x`, {
+      headers: { Origin: 'http://localhost:3000' },
+    });
+    expect(refusedWithOrigin.status).toBe(401);
+    expect(refusedWithOrigin.headers.get('access-control-allow-origin')).toBe('*');
+  });
+
+  it('refuses a token whose leaf has clientAuth only, as the real server does (Go x509.Verify default: serverAuth)', async () => {
+    const clientOnly = issueCertificate('api-driver', 'client', pki.authority, {
+      extKeyUsage: ['clientAuth'],
+    });
+    const token = await craftToken({}, { key: clientOnly.keyPem, certPem: clientOnly.certPem });
+    expect(await call('/', `Bearer ${token}`)).toEqual(refused('invalid token'));
+    const both = issueCertificate('api-driver', 'client', pki.authority);
+    const accepted = await craftToken({}, { key: both.keyPem, certPem: both.certPem });
+    expect((await call('/', `Bearer ${accepted}`)).status).toBe(200);
   });
 });
 

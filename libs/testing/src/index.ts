@@ -39,7 +39,15 @@ export { LokiServer, type LokiEntry } from './loki.server';
 export { ConveyorControlPlane, type ControlPlaneOptions } from './control-plane/conveyor-control-plane';
 export { ControlPlaneStore } from './control-plane/control-plane.store';
 export { readEventStream } from './control-plane/event-stream.client';
-export { createTestPki, issueCertificate, natsTlsConfig, type TestPki } from './test-pki';
+export { PIPELINE_DEFINITION } from './control-plane/pipeline-definition';
+export {
+  createTestPki,
+  issueCertificate,
+  natsTlsConfig,
+  type ExtKeyUsage,
+  type IssueOptions,
+  type TestPki,
+} from './test-pki';
 export { createNatsOperator, type NatsOperatorSetup } from './nats-operator';
 export { ApiAuthVerifier, type ApiAuthError } from './control-plane/api-auth.verifier';
 export { createLocalAuth, type LocalAuth } from './control-plane/local-auth';

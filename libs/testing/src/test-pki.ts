@@ -35,33 +35,50 @@ function rsaKeys(): { publicKey: forge.pki.rsa.PublicKey; privateKey: forge.pki.
   };
 }
 
+/** An extended key usage by name, or any OID (e.g. `2.5.29.37.0`, anyExtendedKeyUsage). */
+export type ExtKeyUsage = 'serverAuth' | 'clientAuth' | (string & {});
+
+/** Options of {@link issueCertificate}. */
+export interface IssueOptions {
+  notBefore?: Date;
+  notAfter?: Date;
+  /**
+   * The extended key usages of a server or client certificate. Default both serverAuth and
+   * clientAuth, as upstream `conveyor init` issues them: the Conveyor server verifies a PoP token's
+   * leaf with Go's `x509.Verify` default (serverAuth), and NATS mutual TLS needs clientAuth, so one
+   * certificate serves both (contract §10.4). `[]` leaves the extension out (Go then accepts any usage).
+   * A CA has none unless given here (Go checks every certificate of the chain).
+   */
+  extKeyUsage?: ExtKeyUsage[];
+}
+
 /**
  * Issues a certificate signed by `issuer` (self-signed without one). `kind` sets the key usages a
- * TLS stack checks: a CA, a server for 127.0.0.1/localhost, or a client.
+ * TLS stack checks: a CA (no extended key usage), a server for 127.0.0.1/localhost, or a client;
+ * servers and clients both get serverAuth and clientAuth unless `options.extKeyUsage` says otherwise.
  */
 export function issueCertificate(
   commonName: string,
   kind: 'ca' | 'server' | 'client',
   issuer?: { cert: forge.pki.Certificate; key: forge.pki.rsa.PrivateKey },
-  validity: { notBefore?: Date; notAfter?: Date } = {},
+  options: IssueOptions = {},
 ): Issued {
   const keys = rsaKeys();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = `01${randomBytes(8).toString('hex')}`;
-  cert.validity.notBefore = validity.notBefore ?? new Date(Date.now() - 60_000);
-  cert.validity.notAfter = validity.notAfter ?? new Date(Date.now() + 24 * 3600_000);
+  cert.validity.notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
+  cert.validity.notAfter = options.notAfter ?? new Date(Date.now() + 24 * 3600_000);
   const subject = [{ name: 'commonName', value: commonName }];
   cert.setSubject(subject);
   cert.setIssuer(issuer ? issuer.cert.subject.attributes : subject);
   const extensions: object[] = [{ name: 'basicConstraints', cA: kind === 'ca' }];
   if (kind === 'ca') extensions.push({ name: 'keyUsage', keyCertSign: true, cRLSign: true });
-  else {
-    extensions.push(
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-      { name: 'extKeyUsage', serverAuth: kind === 'server', clientAuth: kind === 'client' },
-    );
-  }
+  else extensions.push({ name: 'keyUsage', digitalSignature: true, keyEncipherment: true });
+  const usages = options.extKeyUsage ?? (kind === 'ca' ? [] : ['serverAuth', 'clientAuth']);
+  // node-forge takes each usage as a key set to true: a name it knows or a dotted OID.
+  if (usages.length > 0)
+    extensions.push({ name: 'extKeyUsage', ...Object.fromEntries(usages.map((u) => [u, true])) });
   if (kind === 'server') {
     extensions.push({
       name: 'subjectAltName',
@@ -84,6 +101,7 @@ export function issueCertificate(
 /**
  * Writes a throwaway CA, a server certificate (127.0.0.1, localhost) and a client certificate
  * (CN `clientName`) into `dir`, generated with node-forge: for mTLS tests and `--auth` local runs.
+ * Both leaves carry serverAuth and clientAuth, so they work against the real Conveyor server too.
  */
 export function createTestPki(dir: string, clientName = 'conveyor-driver'): TestPki {
   mkdirSync(dir, { recursive: true });

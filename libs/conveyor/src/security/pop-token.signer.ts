@@ -1,6 +1,7 @@
+import { Logger } from '@nestjs/common';
 import { KeyObject, X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { SignJWT } from 'jose';
+import type * as Jose from 'jose';
 import type { ApiAuthConfig } from '../module/api-auth.options';
 
 /** The server compares `iat` with its clock with no leeway (contract §10.4): a clock a little ahead would be refused. */
@@ -40,6 +41,47 @@ interface PopIdentity {
   commonName?: string;
 }
 
+const EXTENDED_KEY_USAGES = { serverAuth: '1.3.6.1.5.5.7.3.1', clientAuth: '1.3.6.1.5.5.7.3.2' } as const;
+const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
+/** Certificate files already warned about: one warning per file and process, however many signers. */
+const warnedCertificates = new Set<string>();
+
+/**
+ * The extended key usages a Conveyor driver certificate needs that `cert` does not allow: serverAuth,
+ * because the server checks a PoP token's leaf with Go's `x509.Verify` default (serverAuth), and
+ * clientAuth, because NATS mutual TLS uses the same certificate (contract §10.4). A certificate
+ * without the extension, or with anyExtendedKeyUsage, allows both.
+ */
+export function missingKeyUsages(cert: X509Certificate): Array<keyof typeof EXTENDED_KEY_USAGES> {
+  // Node's `keyUsage` is the extended key usage OIDs; undefined without the extension.
+  const usages = cert.keyUsage;
+  if (!usages || usages.length === 0 || usages.includes(ANY_EXTENDED_KEY_USAGE)) return [];
+  return (Object.keys(EXTENDED_KEY_USAGES) as Array<keyof typeof EXTENDED_KEY_USAGES>).filter(
+    (name) => !usages.includes(EXTENDED_KEY_USAGES[name]),
+  );
+}
+
+/**
+ * Warns (once per file) about a certificate the real server or NATS would refuse: it loads fine
+ * here and against the local control plane of old, so without this the first sign of it is a 401
+ * "invalid token" or a TLS "bad certificate" with nothing naming the cause.
+ */
+function warnAboutKeyUsage(certFile: string, leaf: X509Certificate): void {
+  const missing = missingKeyUsages(leaf);
+  if (missing.length === 0 || warnedCertificates.has(certFile)) return;
+  warnedCertificates.add(certFile);
+  const effects = missing.map((usage) =>
+    usage === 'serverAuth'
+      ? 'a Conveyor server verifies PoP tokens with Go\'s x509 default (serverAuth) and answers 401 {"error":"invalid token"}'
+      : 'NATS mutual TLS, which uses the same certificate, refuses it',
+  );
+  new Logger('ConveyorApiAuth').warn(
+    `the API auth certificate ${certFile} lacks the ${missing.join(' and ')} extended key usage: ` +
+      `${effects.join('; ')}. Reissue it with both, as \`conveyor init\` does ` +
+      '(e.g. openssl x509 -req … -extfile <(echo "extendedKeyUsage=serverAuth,clientAuth"))',
+  );
+}
+
 function loadIdentity(certFile: string, keyFile: string): PopIdentity {
   const pems = readFileSync(certFile, 'utf8').match(PEM_CERT) ?? [];
   if (pems.length === 0)
@@ -48,6 +90,7 @@ function loadIdentity(certFile: string, keyFile: string): PopIdentity {
   const key = createPrivateKey(readFileSync(keyFile));
   if (!chain[0].checkPrivateKey(key))
     throw new Error(`the API auth key ${keyFile} does not belong to the first certificate of ${certFile}`);
+  warnAboutKeyUsage(certFile, chain[0]);
   return {
     key,
     alg: popAlgorithmOf(key),
@@ -99,6 +142,9 @@ export class PopTokenSigner {
   private sign(now: number): Promise<string> {
     const id = this.identity;
     if (!id || !this.config) throw new Error('API auth is off (set apiAuth.enabled / CONVEYOR_API_AUTH)');
+    // jose (83 modules) is loaded by the first signature, not by every driver that imports the library.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { SignJWT } = require('jose') as typeof Jose;
     const iat = Math.floor(now / 1000) - IAT_BACKDATE_SECONDS;
     const jwt = new SignJWT({ cnf: { 'x5t#S256': id.thumbprint } })
       .setProtectedHeader({ alg: id.alg, typ: 'JWT', x5c: id.x5c })

@@ -17,6 +17,7 @@ import {
   matchRoute,
   originalPath,
   route,
+  send,
   text,
 } from './fiber-http';
 import { broadcastMessage, createPipeline } from './pipeline.routes';
@@ -29,7 +30,7 @@ import {
   updateResource,
 } from './resource.routes';
 
-export { fiberNotFound, readBody, type ApiDeps } from './fiber-http';
+export { fiberCors, fiberNotFound, readBody, type ApiDeps } from './fiber-http';
 
 const ROOT_TEXT = 'CONVEYOR API SERVER. Visit https://conveyor.open.ug for Documentation';
 
@@ -64,12 +65,12 @@ export async function handleApiRoute(
   }
   if (allowed.size === 0) return false;
   // [I] Fiber v2 `methodExist`: a path routed for other methods only is 405 with `Allow`, not 404.
-  res
-    .writeHead(405, {
-      'Content-Type': TEXT_PLAIN,
-      Allow: FIBER_METHODS.filter((m) => allowed.has(m)).join(', '),
-    })
-    .end('Method Not Allowed');
+  send(
+    res,
+    405,
+    { 'Content-Type': TEXT_PLAIN, Allow: FIBER_METHODS.filter((m) => allowed.has(m)).join(', ') },
+    'Method Not Allowed',
+  );
   return true;
 }
 

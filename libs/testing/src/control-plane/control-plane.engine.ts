@@ -1,7 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AckPolicy, ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg, NatsConnection } from 'nats';
 import {
-  ConveyorLog,
   DriverMessage,
   LOGS_ENGINE_STREAM,
   PIPELINE_ENGINE_STREAM,
@@ -134,7 +133,7 @@ export class ControlPlaneEngine {
 
   private async onLog(msg: JsMsg): Promise<void> {
     try {
-      this.store.addLog(JSON.parse(new TextDecoder().decode(msg.data)) as ConveyorLog);
+      this.store.addLog(JSON.parse(new TextDecoder().decode(msg.data)));
     } catch {
       /* the server drops lines it cannot parse */
     }

@@ -4,9 +4,10 @@ import { JetStreamManager, NatsConnection, connect } from 'nats';
 import type { Resource } from '@conveyor-ci/nestjs/internal';
 import { createConveyorStreams } from '../conveyor-nats';
 import { NatsServer, PortInUseError } from '../nats-server.harness';
-import { fiberNotFound, handleApiRoute, readBody } from './api.routes';
+import { fiberCors, fiberNotFound, handleApiRoute, readBody } from './api.routes';
 import { ControlPlaneEngine } from './control-plane.engine';
 import { ControlPlaneStore } from './control-plane.store';
+import { send } from './fiber-http';
 import { handleLogRoute } from './logs.routes';
 import { natsTlsConfig, type TestPki } from '../test-pki';
 import { ApiAuthVerifier, refuseUnauthorized } from './api-auth.verifier';
@@ -23,6 +24,11 @@ export interface ControlPlaneOptions {
   heartbeatMs?: number;
   /** Called with a line per engine event (step dispatched, result received). */
   onEvent?: (line: string) => void;
+  /**
+   * Called when `POST /resources` starts a run (after its event is published), with the run id the
+   * API answers and the stored resource: e.g. to print where the run's logs are.
+   */
+  onRun?: (runId: string, resource: Resource<unknown>) => void;
   /**
    * `api.auth_enabled: true`: NATS requires mutual TLS (`tls { verify: true }`) and every API route
    * but `/health`, `/swagger`, `/metrics` a proof-of-possession JWT, checked as the server does.
@@ -46,6 +52,7 @@ export class ConveyorControlPlane {
     private readonly engine: ControlPlaneEngine,
     private readonly http: Server,
     private readonly verifier?: ApiAuthVerifier,
+    private readonly onRun?: ControlPlaneOptions['onRun'],
   ) {}
 
   static async start(options: ControlPlaneOptions = {}): Promise<ConveyorControlPlane> {
@@ -67,7 +74,7 @@ export class ConveyorControlPlane {
     await engine.start(jsm);
     const http = createServer();
     const verifier = auth && ApiAuthVerifier.fromCaFile(auth.ca);
-    const plane = new ConveyorControlPlane(store, nats, nc, jsm, engine, http, verifier);
+    const plane = new ConveyorControlPlane(store, nats, nc, jsm, engine, http, verifier, options.onRun);
     const heartbeatMs = options.heartbeatMs ?? 15_000;
     http.on('request', (req, res) => void plane.handle(req, res, heartbeatMs));
     try {
@@ -116,25 +123,32 @@ export class ConveyorControlPlane {
 
   private async handle(req: IncomingMessage, res: ServerResponse, heartbeatMs: number): Promise<void> {
     try {
+      // The server's middleware order: CORS, (Prometheus,) then the JWT check.
+      if (fiberCors(req, res)) return;
       if (this.verifier && (await refuseUnauthorized(req, res, this.verifier))) return;
       const body = await readBody(req);
       if (await handleApiRoute(req, res, body, this.apiDeps())) return;
       if (handleLogRoute(req, res, body, { store: this.store, nc: this.nc, heartbeatMs })) return;
       if (req.method === 'GET' && new URL(req.url ?? '/', 'http://x').pathname === '/metrics') {
-        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4' }).end(this.metrics());
+        send(res, 200, { 'Content-Type': 'text/plain; version=0.0.4' }, this.metrics());
         return;
       }
       fiberNotFound(req, res);
     } catch (err) {
-      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ error: (err as Error).message }));
+      const body = JSON.stringify({ error: (err as Error).message });
+      if (!res.headersSent) send(res, 500, { 'Content-Type': 'application/json' }, body);
+      else res.end();
     }
   }
 
   private apiDeps() {
     return {
       store: this.store,
-      publishResourceEvent: (resource: Resource<unknown>) => this.publishResourceEvent(resource),
+      publishResourceEvent: async (resource: Resource<unknown>) => {
+        const runId = await this.publishResourceEvent(resource);
+        this.onRun?.(runId, resource);
+        return runId;
+      },
       publishCore: (subject: string, data: string) => this.nc.publish(subject, data),
     };
   }

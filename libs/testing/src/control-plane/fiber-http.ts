@@ -114,13 +114,58 @@ function escapeHtml(value: string): string {
   return value.replace(/[<>&'"]/g, (c) => escapes[c]);
 }
 
+/**
+ * A whole response framed as fasthttp frames it: `Content-Length`, never chunked, and no
+ * `Keep-Alive: timeout=` header (contract §10.2a). Node's `writeHead(...).end(body)` would send the
+ * headers before it knows the length, and so chunk; and Node adds `Keep-Alive` unless the response
+ * names its own `Connection`, so a kept-alive connection is named here (the socket still closes
+ * when idle, as Node's server decides; a client cannot tell).
+ */
+export function send(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  body: string | Buffer = '',
+): void {
+  res
+    .writeHead(status, {
+      ...headers,
+      'Content-Length': String(Buffer.byteLength(body)),
+      ...(res.shouldKeepAlive ? { Connection: 'keep-alive' } : {}),
+    })
+    .end(body);
+}
+
 export function text(res: ServerResponse, status: number, body: string): void {
-  res.writeHead(status, { 'Content-Type': TEXT_PLAIN }).end(body);
+  send(res, status, { 'Content-Type': TEXT_PLAIN }, body);
 }
 
 /** Fiber `c.JSON` with Go's `encoding/json`: HTML-escaped strings; maps (e.g. `fiber.Map`) are built key-sorted. */
 export function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'Content-Type': 'application/json' }).end(encodeGoJson(body));
+  send(res, status, { 'Content-Type': 'application/json' }, encodeGoJson(body));
+}
+
+/** Fiber v2 `cors.Config` defaults: `AllowMethods`, sent as is on a preflight. */
+export const CORS_ALLOW_METHODS = 'GET,POST,HEAD,PUT,DELETE,PATCH';
+
+/**
+ * The server's first middleware, Fiber v2.52's `cors.New()` with its defaults (`AllowOrigins: "*"`,
+ * no credentials, no AllowHeaders, no MaxAge). A request without `Origin` is left alone. With one,
+ * a preflight (OPTIONS with `Access-Control-Request-Method`) is answered here, 204, before routing
+ * and before the JWT middleware; any other request gets `Access-Control-Allow-Origin: *` on
+ * whatever answer follows, errors included. Returns true when it answered.
+ */
+export function fiberCors(req: IncomingMessage, res: ServerResponse): boolean {
+  if (!req.headers.origin) return false;
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  if (req.method !== 'OPTIONS' || !req.headers['access-control-request-method']) return false;
+  res.setHeader('Vary', 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers');
+  res.setHeader('Access-Control-Allow-Methods', CORS_ALLOW_METHODS);
+  // No AllowHeaders configured: Fiber echoes the headers the browser asks for.
+  const requested = req.headers['access-control-request-headers'];
+  if (requested) res.setHeader('Access-Control-Allow-Headers', requested);
+  res.writeHead(204).end();
+  return true;
 }
 
 export function error(res: ServerResponse, status: number, message: string): void {

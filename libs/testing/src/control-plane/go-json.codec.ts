@@ -172,6 +172,28 @@ export const decodeDriverMessage = goStruct(
   () => ({ event: '', payload: '', id: '', run_id: '' }),
 );
 
+/** `types.Log` (contract §3.7): what the logs engine decodes a `logs.>` line into before storing it. */
+export const decodeLog = goStruct(
+  { runid: goString, driver: goString, pipeline: goString, timestamp: goString, message: goString },
+  () => ({ runid: '', driver: '', pipeline: '', timestamp: '', message: '' }),
+);
+
+const goBool: Decoder = (value, current) => {
+  if (value === null) return current;
+  if (typeof value !== 'boolean') throw mismatch(value, 'bool');
+  return value;
+};
+
+/**
+ * The engine's `DriverResultEvent` struct (`internal/engine/driver_result.go`): `success`, `message`,
+ * `data` (an `interface{}`, so objects become maps and re-encode key-sorted), `driver`, in that
+ * order. `SaveDriverResult` marshals it as the `driverresults.<driver>` value.
+ */
+export const decodeDriverResult = goStruct(
+  { success: goBool, message: goString, data: goAny, driver: goString },
+  () => ({ success: false, message: '', data: null, driver: '' }),
+);
+
 const str = (value: unknown): string => (typeof value === 'string' ? value : '');
 
 /**

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NatsConnection } from 'nats';
-import { ConveyorLog, encodeGoJson } from '@conveyor-ci/nestjs/internal';
+import { encodeGoJson } from '@conveyor-ci/nestjs/internal';
 import type { ControlPlaneStore } from './control-plane.store';
+import { send, text } from './fiber-http';
 
 export interface LogRouteDeps {
   store: ControlPlaneStore;
@@ -9,9 +10,6 @@ export interface LogRouteDeps {
   /** The server sends `: heartbeat` every 15 s. */
   heartbeatMs: number;
 }
-
-const text = (res: ServerResponse, status: number, body: string) =>
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8' }).end(body);
 
 /**
  * `POST /logs`, `GET /logs` and the two SSE streams (contract §10.1, §11). The `/logs` handlers
@@ -27,16 +25,14 @@ export function handleLogRoute(
   const url = new URL(req.url ?? '/', 'http://x');
   const path = url.pathname.replace(/\/+$/, '') || '/';
   if (path === '/logs' && req.method === 'POST') {
-    let log: ConveyorLog;
     try {
       if (!String(req.headers['content-type'] ?? '').startsWith('application/json'))
         throw new Error('Unprocessable Entity');
-      log = JSON.parse(body.toString('utf8')) as ConveyorLog;
+      deps.store.addLog(JSON.parse(body.toString('utf8')));
     } catch (err) {
       text(res, 400, (err as Error).message);
       return true;
     }
-    deps.store.addLog(log);
     text(res, 201, 'Created'); // Fiber `SendStatus(201)`: the status text as body
     return true;
   }
@@ -47,7 +43,7 @@ export function handleLogRoute(
       driver: q.get('driver') ?? undefined,
       runid: q.get('runid') ?? undefined,
     });
-    res.writeHead(200, { 'Content-Type': 'application/json' }).end(encodeGoJson(logs));
+    send(res, 200, { 'Content-Type': 'application/json' }, encodeGoJson(logs));
     return true;
   }
   const driverStream = /^\/logs\/streams\/([^/]+)\/([^/]+)$/.exec(path);

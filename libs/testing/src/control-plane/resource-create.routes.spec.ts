@@ -116,7 +116,7 @@ describe('Conveyor API: creating resources (contract §10.1)', () => {
       const res = await post('/resources/', { ...buildApp, spec: { repository: 'r', env: 'x' } });
       expect(res.status).toBe(400);
       expect(res.json.error).toMatch(
-        /^Resource validation failed: validation failed: jsonschema: '\/env' does not validate with file:\/\/.*\/inline-schema#\/properties\/env\/type: must be array$/,
+        /^Resource validation failed: validation failed: jsonschema: '\/env' does not validate with file:\/\/.*\/inline-schema#\/properties\/env\/type: expected array, but got string$/,
       );
       const missing = await post('/resources/', { ...buildApp, spec: { env: [] } });
       expect(missing.json.error).toMatch(
@@ -129,7 +129,9 @@ describe('Conveyor API: creating resources (contract §10.1)', () => {
     it('validates only spec, and a missing spec as null', async () => {
       const res = await post('/resources/', { name: 'x', resource: 'flutter-builder' });
       expect(res.status).toBe(400);
-      expect(res.json.error).toMatch(/^Resource validation failed: validation failed: .*must be object$/);
+      expect(res.json.error).toMatch(
+        /^Resource validation failed: validation failed: .*#\/type: expected object, but got null$/,
+      );
     });
 
     it('answers 400 Resource validation failed: failed to compile schema: … to an invalid schema', async () => {
