@@ -13,13 +13,8 @@ import {
   type JetStreamManager,
   type NatsConnection,
 } from 'nats';
-import {
-  MESSAGES_STREAM,
-  RESULT_SUBJECT,
-  type ConveyorLog,
-  type PipelineEvent,
-  type Resource,
-} from '@conveyor-ci/nestjs';
+import type { ConveyorLog, PipelineEvent, Resource } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM, RESULT_SUBJECT } from '@conveyor-ci/nestjs/internal';
 import {
   NatsServer,
   createConveyorStreams,
@@ -46,20 +41,23 @@ export interface BenchEvent {
   runId: string;
 }
 
-/** `count` pipeline resources of a realistic size and shape (two shell steps, an env). */
-export function makeBenchEvents(count: number): BenchEvent[] {
+/** The default spec: a realistic size and shape (two shell steps, an env). */
+const BENCH_SPEC = {
+  steps: [
+    { name: 'build', run: 'make build && echo "built <ok> & done"' },
+    { name: 'test', run: 'make test', timeoutSeconds: 600 },
+  ],
+  env: { CI: 'true' },
+};
+
+/** `count` pipeline resources with `spec` (default: two shell steps and an env). */
+export function makeBenchEvents(count: number, spec: Record<string, unknown> = BENCH_SPEC): BenchEvent[] {
   return Array.from({ length: count }, (_, i) => ({
     resource: makeResource({
       name: `bench-pipeline-${i}`,
       resource: 'pipeline',
       pipeline: 'bench',
-      spec: {
-        steps: [
-          { name: 'build', run: 'make build && echo "built <ok> & done"' },
-          { name: 'test', run: 'make test', timeoutSeconds: 600 },
-        ],
-        env: { CI: 'true' },
-      },
+      spec,
     }),
     id: randomBytes(12).toString('hex'),
     runId: randomUUID(),
@@ -125,20 +123,29 @@ export class BenchBroker {
     });
   }
 
-  /** Publishes the backlog as pipeline steps for `driver`; returns the last stream sequence. */
-  async preload(driver: string, events: BenchEvent[], timeoutMs: number): Promise<number> {
+  /** Publishes one event as a pipeline step for `driver`; returns its stream sequence. */
+  async publish(driver: string, event: BenchEvent): Promise<number> {
+    return (await publishDriverMessage(this.js, { ...event, driver })).seq;
+  }
+
+  /** Publishes `events` for `driver`, a window at a time; returns the last stream sequence. */
+  async publishAll(driver: string, events: BenchEvent[], timeoutMs: number): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     let lastSeq = 0;
     for (let start = 0; start < events.length; start += PRELOAD_WINDOW) {
       if (Date.now() > deadline)
-        throw new Error(`preloading ${events.length} messages took over ${timeoutMs} ms`);
-      const acks = await Promise.all(
-        events
-          .slice(start, start + PRELOAD_WINDOW)
-          .map((event) => publishDriverMessage(this.js, { ...event, driver })),
+        throw new Error(`publishing ${events.length} messages took over ${timeoutMs} ms`);
+      const seqs = await Promise.all(
+        events.slice(start, start + PRELOAD_WINDOW).map((event) => this.publish(driver, event)),
       );
-      for (const ack of acks) lastSeq = Math.max(lastSeq, ack.seq);
+      lastSeq = Math.max(lastSeq, ...seqs);
     }
+    return lastSeq;
+  }
+
+  /** Publishes the backlog (no driver running yet); returns the last stream sequence. */
+  async preload(driver: string, events: BenchEvent[], timeoutMs: number): Promise<number> {
+    const lastSeq = await this.publishAll(driver, events, timeoutMs);
     const stored = (await this.jsm.streams.info(MESSAGES_STREAM)).state.messages;
     if (stored !== events.length) {
       throw new Error(`preloaded ${events.length} messages but "${MESSAGES_STREAM}" holds ${stored}`);

@@ -12,6 +12,8 @@ export interface DriverChildConfig {
   handlerDelayMs: number;
   /** The logger section's drivers only: what to log, and for which run. */
   logging?: LoggingConfig;
+  /** The footprint section's framework driver only: serve `/health` on this loopback port. */
+  httpPort?: number;
 }
 
 export interface LoggingConfig {
@@ -44,8 +46,24 @@ export interface StatsReport {
   stats: unknown;
 }
 
+/**
+ * Where a framework driver's start-up went, sent right before `consuming`: now() after each step,
+ * in order, and the modules in `require.cache` by package at that point.
+ */
+export interface StartupReport {
+  type: 'startup';
+  phases: { name: string; at: number }[];
+  modules: Record<string, number>;
+  /** now() and the monotonic clock (µs, as a .cpuprofile's timestamps) read together. */
+  clock: { at: number; monotonicUs: number };
+}
+
 export type ChildToParent =
-  { type: 'consuming'; at: number } | { type: 'failed'; error: string } | LoggedReport | StatsReport;
+  | { type: 'consuming'; at: number }
+  | { type: 'failed'; error: string }
+  | LoggedReport
+  | StatsReport
+  | StartupReport;
 export type ParentToChild = { type: 'stop' };
 
 /**
@@ -98,4 +116,28 @@ export function onStop(stop: () => Promise<void>): void {
     );
   });
   process.on('disconnect', () => process.exit(0));
+}
+
+/**
+ * The package a loaded file (a path or a `file://` URL) belongs to: `@scope/name` or `name` below the
+ * last `node_modules`, `@conveyor-ci/nestjs` for the library's own build, else `(driver)`.
+ */
+export function packageOf(file: string): string {
+  const path = file.replace(/^file:\/\//, '');
+  const at = path.lastIndexOf('/node_modules/');
+  if (at < 0) return path.includes('/libs/conveyor/') ? '@conveyor-ci/nestjs' : '(driver)';
+  const [first, second] = path.slice(at + '/node_modules/'.length).split('/');
+  // The bench's own build lives in node_modules/.cache: that is not a package.
+  if (first === '.cache') return path.includes('/libs/conveyor/') ? '@conveyor-ci/nestjs' : '(driver)';
+  return first.startsWith('@') ? `${first}/${second}` : first;
+}
+
+/** How many of `files` each package holds. */
+export function countByPackage(files: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const file of files) {
+    const name = packageOf(file);
+    counts[name] = (counts[name] ?? 0) + 1;
+  }
+  return counts;
 }

@@ -3,7 +3,7 @@
  * results and acks, the framework against a hand-written nats.js loop doing the same wire work.
  */
 import { BenchBroker, makeBenchEvents, type BenchEvent, type BrokerTally } from './broker';
-import { DriverChild, type DriverKind } from './driver-child';
+import { DriverChild, START_TIMEOUT_MS, type DriverKind } from './driver-child';
 import { fmtInt, fmtRatio, median, runConditions, table, type Machine } from './report';
 
 export interface DispatchOptions {
@@ -39,7 +39,6 @@ export interface DispatchOutcome {
 
 const SLOW_HANDLER_MS = 50;
 const SLOW_CONCURRENCY = 16;
-const START_TIMEOUT_MS = 60_000;
 const PRELOAD_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 15_000;
 

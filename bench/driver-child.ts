@@ -4,7 +4,16 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { ChildToParent, DriverChildConfig, LoggedReport, ParentToChild } from './child-protocol';
+import type {
+  ChildToParent,
+  DriverChildConfig,
+  LoggedReport,
+  ParentToChild,
+  StartupReport,
+} from './child-protocol';
+
+/** How long any section waits for a driver to start consuming (a loaded machine is slow to start one). */
+export const START_TIMEOUT_MS = 60_000;
 
 const live = new Set<ChildProcess>();
 let exitHook = false;
@@ -28,6 +37,23 @@ function childEnv(): NodeJS.ProcessEnv {
 
 export type DriverKind = 'loop' | 'framework' | 'log-loop' | 'log-framework';
 
+/** How to fork a driver that is not one of the bench's own (no config argument, no IPC protocol). */
+export interface ScriptSpawn {
+  script: string;
+  /** Added to the cleaned environment (see childEnv). */
+  env: NodeJS.ProcessEnv;
+  /** How it is asked to stop: it does not read the bench's `stop` message. */
+  stopSignal: NodeJS.Signals;
+  /** Keep its output (for a failure's message) without echoing it: a driver that logs every run. */
+  quiet?: boolean;
+}
+
+/** Per-spawn options of a bench driver. */
+export interface SpawnOptions {
+  /** Write a .cpuprofile named after the label into this directory (default: BENCH_CPU_PROF). */
+  cpuProfileDir?: string;
+}
+
 const SCRIPTS: Record<DriverKind, string> = {
   loop: 'loop-driver.js',
   framework: 'framework-driver.js',
@@ -47,11 +73,15 @@ export class DriverChild {
   readonly logged: Promise<LoggedReport>;
   /** The framework's counters, sent by a logging driver after its shutdown flush. */
   private statsReport?: unknown;
+  private startupReport?: StartupReport;
 
+  /** `startTimeoutMs` undefined: the child never reports `consuming`; do not wait for it. */
   private constructor(
     private readonly child: ChildProcess,
     private readonly label: string,
-    startTimeoutMs: number,
+    startTimeoutMs: number | undefined,
+    private readonly stopSignal?: NodeJS.Signals,
+    private readonly quiet = false,
   ) {
     live.add(child);
     // A send to a child that is dying (killed by a signal handler) fails with EPIPE; unhandled,
@@ -77,11 +107,16 @@ export class DriverChild {
       }),
     );
     this.consuming = new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new Error(`${label}: driver did not start consuming within ${startTimeoutMs} ms${this.tail()}`),
-        );
-      }, startTimeoutMs);
+      const timer =
+        startTimeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              reject(
+                new Error(
+                  `${label}: driver did not start consuming within ${startTimeoutMs} ms${this.tail()}`,
+                ),
+              );
+            }, startTimeoutMs);
       child.on('message', (message: ChildToParent) => {
         if (message.type === 'consuming') {
           clearTimeout(timer);
@@ -101,6 +136,7 @@ export class DriverChild {
       child.on('message', (message: ChildToParent) => {
         if (message.type === 'logged') resolve(message);
         else if (message.type === 'stats') this.statsReport = message.stats;
+        else if (message.type === 'startup') this.startupReport = message;
         else if (message.type === 'failed') reject(this.failed);
       });
       void this.exited.then(() => reject(this.failed));
@@ -115,10 +151,11 @@ export class DriverChild {
     config: DriverChildConfig,
     label: string,
     startTimeoutMs: number,
+    options: SpawnOptions = {},
   ): DriverChild {
     const script = join(__dirname, SCRIPTS[kind]);
     // BENCH_CPU_PROF=<dir>: each driver process writes a .cpuprofile there (where the time goes).
-    const profileDir = process.env.BENCH_CPU_PROF;
+    const profileDir = options.cpuProfileDir ?? process.env.BENCH_CPU_PROF;
     const child = fork(script, [JSON.stringify(config)], {
       env: childEnv(),
       execArgv: profileDir
@@ -129,9 +166,29 @@ export class DriverChild {
     return new DriverChild(child, label, startTimeoutMs);
   }
 
+  /** Forks a driver configured by its environment (the reference driver), tracked like the others. */
+  static spawnScript({ script, env, stopSignal, quiet }: ScriptSpawn, label: string): DriverChild {
+    const child = fork(script, [], {
+      env: { ...childEnv(), ...env },
+      execArgv: [],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    return new DriverChild(child, label, undefined, stopSignal, quiet);
+  }
+
+  /** The driver's process id (for /proc); undefined if the fork failed. */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** What the child sent as `stats` (undefined until it has stopped cleanly). */
   get stats(): unknown {
     return this.statsReport;
+  }
+
+  /** What a framework driver sent as `startup` (before `consuming`). */
+  get startup(): StartupReport | undefined {
+    return this.startupReport;
   }
 
   failure(): Error | undefined {
@@ -145,7 +202,8 @@ export class DriverChild {
     const message: ParentToChild = { type: 'stop' };
     // With a callback, a failed send is reported there instead of as an 'error' event; the
     // kill timer below covers a child that never got the message.
-    if (this.child.connected) this.child.send(message, () => undefined);
+    if (this.stopSignal) this.child.kill(this.stopSignal);
+    else if (this.child.connected) this.child.send(message, () => undefined);
     let timer: NodeJS.Timeout | undefined;
     const killed = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => {
@@ -162,6 +220,7 @@ export class DriverChild {
   /** Driver output goes to the bench's stderr, labelled: a warning from the framework is worth seeing. */
   private forward(chunk: string): void {
     this.output = (this.output + chunk).slice(-4000);
+    if (this.quiet) return;
     // Chunks split lines anywhere: label whole lines only.
     const lines = (this.partial + chunk).split('\n');
     this.partial = lines.pop() ?? '';

@@ -6,9 +6,10 @@ import { LokiServer } from '@conveyor-ci/testing';
 import { BenchBroker, makeBenchEvents } from './broker';
 import type { LoggedReport } from './child-protocol';
 import { LineAuditor, type LineAudit } from './log-lines';
-import { DriverChild } from './driver-child';
+import { DriverChild, START_TIMEOUT_MS } from './driver-child';
 import { renderLogger, type LoggerRound, type LoggerScenario, type Ratio } from './logger.report';
 import { fmtInt, fmtRatio, median, type Machine } from './report';
+import { sleep, within } from './wait';
 
 export interface LoggerOptions {
   rounds: number;
@@ -18,7 +19,6 @@ export interface LoggerOptions {
   stallMs: number;
 }
 
-const START_TIMEOUT_MS = 60_000;
 const PRELOAD_TIMEOUT_MS = 30_000;
 /** The framework's shutdown flushes each sink for up to 5 s (`logs.flushTimeoutMs`): room for that. */
 const STOP_TIMEOUT_MS = 20_000;
@@ -38,21 +38,6 @@ const SCENARIOS: LoggerScenario[] = [
     loki: true,
   },
 ];
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** `promise`, or an error naming `what` after `ms`: no wait in a round is unbounded. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not come within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Waits for the result's arrival stamp. Throws on `timeoutMs`, when the stored line count stops

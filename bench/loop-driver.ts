@@ -5,7 +5,8 @@
  */
 import { connect, type JsMsg } from 'nats';
 // Types only: the baseline must not load Nest or the framework at run time.
-import type { DriverMessage, PipelineEvent, Resource } from '@conveyor-ci/nestjs';
+import type { PipelineEvent, Resource } from '@conveyor-ci/nestjs';
+import type { DriverMessage } from '@conveyor-ci/nestjs/internal';
 import { announceConsuming, failChild, onStop, readChildConfig } from './child-protocol';
 
 // Literals rather than the framework's constants, for the same reason as the type-only import.

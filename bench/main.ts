@@ -2,17 +2,23 @@
  * `npm run bench`: starts its own nats-server on loopback, runs the benchmark sections and rewrites
  * their parts of docs/BENCHMARKS.md. Not part of `npm test`: figures depend on the machine.
  *
- * Env: BENCH_SECTIONS (comma list of `dispatch`, `logger`; default both), BENCH_ROUNDS (default 3),
- * BENCH_LOGGER_ROUNDS (the logger section's, default BENCH_ROUNDS when that is set, else 5),
- * BENCH_MESSAGES (backlog of the no-op dispatch scenarios, default 20000; the 50 ms scenario scales
- * with it from 3200), BENCH_SLOW_MESSAGES (that one explicitly), BENCH_LOG_LINES (lines of each logger
- * scenario's run, default 100000), BENCH_ROUND_TIMEOUT_MS, BENCH_STALL_MS (default 20000).
+ * Env: BENCH_SECTIONS (comma list of `dispatch`, `logger`, `footprint`; default all three),
+ * BENCH_ROUNDS (default 3), BENCH_LOGGER_ROUNDS (the logger section's, default BENCH_ROUNDS when
+ * that is set, else 5), BENCH_MESSAGES (backlog of the no-op dispatch scenarios, default 20000; the
+ * 50 ms scenario scales with it from 3200), BENCH_SLOW_MESSAGES (that one explicitly),
+ * BENCH_LOG_LINES (lines of each logger scenario's run, default 100000), BENCH_ROUND_TIMEOUT_MS,
+ * BENCH_STALL_MS (default 20000).
+ * Footprint: BENCH_FOOTPRINT_COLD (cold starts per driver, default 5), BENCH_FOOTPRINT_SAMPLES (warm
+ * latency samples, default 200), BENCH_FOOTPRINT_RUNS (runs of the leak check, default 10000),
+ * BENCH_REFERENCE_MAIN (the reference driver's entry point, default dist/src/main.js).
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BenchBroker } from './broker';
 import { killAllChildren } from './driver-child';
 import { runDispatch, type DispatchOptions } from './dispatch.bench';
+import { runFootprint } from './footprint.bench';
+import type { FootprintOptions } from './footprint.report';
 import { runLogger, type LoggerOptions } from './logger.bench';
 import { describeMachine, writeSection } from './report';
 
@@ -27,11 +33,12 @@ function repositoryRoot(): string {
   throw new Error(`no repository with bench/tsconfig.json above ${__dirname}`);
 }
 
-const REPORT_FILE = join(repositoryRoot(), 'docs', 'BENCHMARKS.md');
+const ROOT = repositoryRoot();
+const REPORT_FILE = join(ROOT, 'docs', 'BENCHMARKS.md');
 const DEFAULT_MESSAGES = 20_000;
 const DEFAULT_SLOW_MESSAGES = 3_200;
 const DEFAULT_LOG_LINES = 100_000;
-const SECTIONS = ['dispatch', 'logger'] as const;
+const SECTIONS = ['dispatch', 'logger', 'footprint'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function intFromEnv(name: string, fallback: number, min: number): number {
@@ -70,6 +77,16 @@ function loggerOptions(): LoggerOptions {
     roundTimeoutMs,
     stallMs,
     lines: intFromEnv('BENCH_LOG_LINES', DEFAULT_LOG_LINES, 1),
+  };
+}
+
+function footprintOptions(): FootprintOptions {
+  return {
+    coldStarts: intFromEnv('BENCH_FOOTPRINT_COLD', 5, 1),
+    samples: intFromEnv('BENCH_FOOTPRINT_SAMPLES', 200, 1),
+    leakRuns: intFromEnv('BENCH_FOOTPRINT_RUNS', 10_000, 1),
+    referenceMain: process.env.BENCH_REFERENCE_MAIN || join(ROOT, 'dist', 'src', 'main.js'),
+    stallMs: readOptions().stallMs,
   };
 }
 
@@ -133,6 +150,7 @@ async function main(): Promise<number> {
   const sections = readSections();
   const options = readOptions();
   const logging = loggerOptions();
+  const footprint = footprintOptions();
   broker = await BenchBroker.start();
   const machine = describeMachine(broker.serverVersion);
   console.log(
@@ -141,19 +159,28 @@ async function main(): Promise<number> {
   const context = { machine, command: commandLine(), date: new Date().toISOString().replace(/\.\d+Z$/, 'Z') };
   let code = 0;
   for (const section of sections) {
+    const started = Date.now();
     if (section === 'dispatch') {
       console.log(`\n== dispatch: ${options.messages} messages (a, b), ${options.slowMessages} messages (c)`);
       const dispatch = await runDispatch(broker, options, context);
       writeSection(REPORT_FILE, 'dispatch', dispatch.markdown);
       // Missing targets are findings, reported in the file; a wrong result count means the figures lie.
       if (!dispatch.verified) code = 1;
+    } else if (section === 'footprint') {
+      console.log(
+        `\n== footprint: ${footprint.coldStarts} cold starts per driver, ${footprint.samples} latency samples, ` +
+          `leak check over ${footprint.leakRuns} runs`,
+      );
+      writeSection(REPORT_FILE, 'footprint', (await runFootprint(broker, footprint, context)).markdown);
     } else {
       console.log(`\n== logger: ${logging.lines} lines per run, ${logging.rounds} round(s)`);
       // Dropped lines and missed targets are findings, reported in the file, not failures.
       writeSection(REPORT_FILE, 'logger', (await runLogger(broker, logging, context)).markdown);
     }
     // Written per section: a later section that fails keeps the figures of the earlier ones.
-    console.log(`\nwrote the ${section} section of ${REPORT_FILE}`);
+    console.log(
+      `\nwrote the ${section} section of ${REPORT_FILE} (${Math.round((Date.now() - started) / 1000)} s)`,
+    );
   }
   return code;
 }
