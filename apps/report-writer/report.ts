@@ -1,43 +1,56 @@
 import type { DriverResultEvent, Resource, ResourceDefinition } from '@conveyor-ci/nestjs';
+import type { ReportResource, ReportSpec } from './generated';
 
 /** The resource type report-writer creates. */
 export const REPORT_TYPE = 'report';
 
-/** The `report` resource definition, applied (create or replace) before the first report. */
+/**
+ * The `report` resource definition, applied (create or replace) before the first report. Its
+ * types and validator (`./generated`) are generated from it: after a change, run
+ * `conveyor-nestjs generate --resource report --out apps/report-writer/generated` against an API
+ * that has it (docs/typed-resources.md).
+ */
 export const REPORT_DEFINITION: ResourceDefinition = {
   name: REPORT_TYPE,
-  version: '0.0.1',
+  version: '0.0.2',
   description: 'What a pipeline step reported, written by the report-writer example driver',
   schema: {
     type: 'object',
     properties: {
-      source: { type: 'object' },
+      source: {
+        type: 'object',
+        description: 'The resource the run was about, and the driver whose result this reports',
+        properties: {
+          resource: { type: 'string' },
+          name: { type: 'string' },
+          pipeline: { type: 'string' },
+          driver: { type: 'string' },
+        },
+        required: ['resource', 'name', 'pipeline', 'driver'],
+      },
       runId: { type: 'string' },
       success: { type: 'boolean' },
       summary: { type: 'string' },
-      steps: { type: 'array' },
+      steps: {
+        type: 'array',
+        description: "The shell runner's steps (name, exit code, duration), when its result has them",
+        items: {
+          type: 'object',
+          properties: {
+            name: { type: 'string' },
+            exitCode: { type: ['integer', 'null'] },
+            durationMs: { type: 'number' },
+          },
+          required: ['name', 'exitCode', 'durationMs'],
+        },
+      },
     },
-    required: ['source', 'runId', 'success', 'summary'],
+    required: ['source', 'runId', 'success', 'summary', 'steps'],
   },
 };
 
-/** `spec` of a report. */
-export interface ReportSpec {
-  /** The resource the run was about, and the driver whose result this reports. */
-  source: { resource: string; name: string; pipeline: string; driver: string };
-  runId: string;
-  success: boolean;
-  summary: string;
-  /** The shell runner's steps (name, exit code, duration), when its result has them. */
-  steps: { name: string; exitCode: number | null; durationMs: number }[];
-}
-
 /** The report of `result` (the source driver's, read from `resource`), as a resource to create. */
-export function buildReport(
-  resource: Resource,
-  result: DriverResultEvent,
-  runId: string,
-): Resource<ReportSpec> {
+export function buildReport(resource: Resource, result: DriverResultEvent, runId: string): ReportResource {
   return {
     name: `${resource.name}-report`,
     resource: REPORT_TYPE,

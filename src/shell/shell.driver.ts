@@ -1,7 +1,8 @@
 import { Controller, Logger } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
-import { DriverResult, PerResourcePolicy, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
-import { parsePipelineSpec } from './pipeline-spec';
+import { DriverResult, PerResourcePolicy, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
+import { PipelineResource, PipelineSpecValidator } from '../generated';
+import { checkPipelineSpec } from './pipeline-spec';
 import { StepReport, describeFailure, runStep, stepBaseEnv } from './step-runner';
 
 /**
@@ -70,12 +71,19 @@ export function driverEnvForSteps(
 export class ShellDriver {
   private readonly baseEnv = driverEnvForSteps();
 
-  @Reconcile({ resource: 'pipeline', events: stepEvents(), perResource: perResourcePolicy() })
+  // `spec`: a resource whose spec does not match the `pipeline` definition ends as a failure result
+  // naming the path and the rule, before this runs.
+  @Reconcile({
+    resource: 'pipeline',
+    events: stepEvents(),
+    perResource: perResourcePolicy(),
+    spec: PipelineSpecValidator,
+  })
   async run(
-    @Payload() resource: Resource,
+    @Payload() resource: PipelineResource,
     @Ctx() ctx: ReconcileContext,
   ): Promise<DriverResult<ShellRunData>> {
-    const spec = parsePipelineSpec(resource.spec);
+    const spec = checkPipelineSpec(resource.spec);
     // Step env often carries tokens: never let one reach a log line. Short values (`1`, `true`) are
     // left alone: masking them would blank ordinary output, and they are not secrets.
     ctx.logger.mask(...Object.values(spec.env ?? {}).filter((value) => value.length >= MIN_MASKED_LENGTH));

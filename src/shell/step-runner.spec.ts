@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForExit } from '@conveyor-ci/testing';
-import { parsePipelineSpec } from './pipeline-spec';
+import { PipelineSpecValidator } from '../generated';
+import { checkPipelineSpec } from './pipeline-spec';
 import { createLineStream } from '../../libs/conveyor/src/logger/line-stream';
 import { describeFailure, runStep, stepBaseEnv } from './step-runner';
 
@@ -137,25 +138,36 @@ describe('the step environment (allow-listed)', () => {
   });
 });
 
-describe('parsePipelineSpec', () => {
-  it('accepts a valid spec', () => {
-    expect(
-      parsePipelineSpec({ steps: [{ name: 'a', run: 'true', timeoutSeconds: 5 }], env: { A_1: 'x' } }),
-    ).toEqual({
+describe("the pipeline spec: the generated validator (shape), then the driver's own rules", () => {
+  it('accepts a valid spec, keeping only the fields the driver reads', () => {
+    const spec = { steps: [{ name: 'a', run: 'true', timeoutSeconds: 5, note: 'x' }], env: { A_1: 'x' } };
+    expect(PipelineSpecValidator.check(spec)).toBeUndefined();
+    expect(checkPipelineSpec(spec)).toEqual({
       steps: [{ name: 'a', run: 'true', timeoutSeconds: 5 }],
       env: { A_1: 'x' },
     });
   });
 
   it.each([
-    [null, /"steps"/],
+    [null, { path: '', rule: 'type' }],
+    [{ steps: 'nope' }, { path: '/steps', rule: 'type' }],
+    [{ steps: [{ run: 'x' }] }, { path: '/steps/0', rule: 'required' }],
+    [
+      { steps: [{ name: 'a', run: 'x' }], env: { A: 1 } },
+      { path: '/env/A', rule: 'type' },
+    ],
+  ])('the validator rejects %j', (spec, violation) => {
+    expect(PipelineSpecValidator.check(spec)).toMatchObject(violation);
+  });
+
+  it.each([
     [{ steps: [] }, /"steps" must be a non-empty array/],
-    [{ steps: [{ run: 'x' }] }, /steps\[0\]\.name/],
+    [{ steps: [{ name: ' ', run: 'x' }] }, /steps\[0\]\.name/],
     [{ steps: [{ name: 'a', run: '' }] }, /steps\[0\]\.run/],
     [{ steps: [{ name: 'a', run: 'x', timeoutSeconds: -1 }] }, /timeoutSeconds/],
     [{ steps: [{ name: 'a', run: 'x' }], env: { 'BAD-NAME': 'x' } }, /not a valid variable name/],
-    [{ steps: [{ name: 'a', run: 'x' }], env: { A: 1 } }, /env A must be a string/],
-  ])('rejects %j', (spec, message) => {
-    expect(() => parsePipelineSpec(spec)).toThrow(message);
+  ])('the driver rejects %j, which the schema allows', (spec, message) => {
+    expect(PipelineSpecValidator.check(spec)).toBeUndefined();
+    expect(() => checkPipelineSpec(spec)).toThrow(message);
   });
 });

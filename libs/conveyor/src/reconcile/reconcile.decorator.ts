@@ -4,6 +4,7 @@ import { assertSubjectToken } from '../protocol';
 import { CONVEYOR_TRANSPORT, RECONCILE_EXTRAS, RECONCILE_METADATA } from './reconcile.constants';
 import { recordingErrorsOf } from './reconcile-errors';
 import { OptionFields, milliseconds, readOptions, wholeNumber } from '../module/option-schema';
+import { type SpecValidator, specValidatorProblem } from '../resources/spec-validator';
 
 /** Options of {@link Reconcile}. */
 export interface ReconcileOptions {
@@ -31,6 +32,15 @@ export interface ReconcileOptions {
    * Default: off.
    */
   perResource?: PerResourcePolicy;
+  /**
+   * The validator `conveyor-nestjs generate` wrote for the resource's definition
+   * (`PipelineSpecValidator`). The payload's `spec` is checked before the handler runs: one that
+   * does not match ends the run with a failure result naming the path and the rule (counted in
+   * `conveyor_spec_rejections_total`), and the handler receives only resources that match, so it
+   * can take `Resource<PipelineSpec>`. At startup the generated version is compared with the
+   * server's (`resourceDrift`). Default: none (the handler gets `spec` unchecked).
+   */
+  spec?: SpecValidator;
 }
 
 /** See {@link ReconcileOptions.perResource}. */
@@ -44,6 +54,8 @@ export interface ReconcileHandlerMeta {
   timeoutMs?: number;
   maxAttempts?: number;
   perResource?: PerResourcePolicy;
+  /** Checks the payload's `spec` before the handler runs. */
+  spec?: SpecValidator;
   /** `Class.method`, for error messages. */
   handler: string;
 }
@@ -59,6 +71,10 @@ export interface ReconcileHandlerMeta {
  * ```ts
  * @Reconcile({ resource: 'pipeline' })
  * run(@Payload() resource: Resource<Spec>, @Ctx() ctx: ReconcileContext): Promise<DriverResult> { … }
+ *
+ * // with types and a validator generated from the server's definition (`conveyor-nestjs generate`)
+ * @Reconcile({ resource: 'pipeline', spec: PipelineSpecValidator })
+ * run(@Payload() resource: PipelineResource, @Ctx() ctx: ReconcileContext): Promise<DriverResult> { … }
  * ```
  */
 export function Reconcile(options: ReconcileOptions): MethodDecorator {
@@ -77,6 +93,15 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
       `@Reconcile({ resource: '${resource}' }): "perResource" must be 'serialize' or 'supersede'`,
     );
   }
+  if (options.spec !== undefined) {
+    const problem = specValidatorProblem(options.spec);
+    if (problem) throw new TypeError(`@Reconcile({ resource: '${resource}' }): "spec" ${problem}`);
+    if (options.spec.definition !== resource) {
+      throw new TypeError(
+        `@Reconcile({ resource: '${resource}' }): "spec" validates resource definition "${options.spec.definition}", not "${resource}"`,
+      );
+    }
+  }
   return (target, key, descriptor: PropertyDescriptor) => {
     const handler = `${target.constructor.name}.${String(key)}`;
     // Checked as the class is declared, before anything runs: a 30-day timeoutMs would otherwise
@@ -88,6 +113,7 @@ export function Reconcile(options: ReconcileOptions): MethodDecorator {
       events,
       ...limits,
       ...(options.perResource ? { perResource: options.perResource } : {}),
+      ...(options.spec ? { spec: options.spec } : {}),
       handler,
     };
     // The pattern is unique per method: Nest chains event handlers that share a pattern, and we
@@ -114,6 +140,7 @@ const CHECKED_ABOVE: Record<Exclude<keyof ReconcileOptions, keyof Limits>, true>
   resource: true,
   events: true,
   perResource: true,
+  spec: true,
 };
 
 /**

@@ -7,6 +7,7 @@ import { RunBinding, createRunBinding, runScope } from '../logger/run-scope';
 import type { ReconcileContext } from '../reconcile/reconcile-context';
 import { createReconcileContext, runReconcile } from '../reconcile/reconcile-runner';
 import type { DecisionFacts, MessageOutcome, Settlement } from '../settlement/settlement.policy';
+import { describeViolation } from '../resources/spec-validator';
 import type { InboundMessage } from './message-port';
 import type { RoutedMessage } from './message-routing';
 import type { RunEnvironment } from './run-environment';
@@ -66,6 +67,12 @@ export async function reconcileStep(
     return await runScope.run(binding, async (): Promise<ReconcileStep> => {
       const stale = await env.checkStale?.(decoded, route);
       if (stale) return { outcome: stale, settlement: hooks.decide(stale), mask };
+      const invalid = meta.spec && invalidSpec(env, routed);
+      if (invalid) {
+        const settlement = hooks.decide(invalid);
+        noteUnsuccessful(env, binding, invalid, settlement);
+        return { outcome: invalid, settlement, mask };
+      }
       const controls = new StepControls(env, binding.runId);
       const ctx = createReconcileContext(
         decoded,
@@ -154,6 +161,22 @@ export async function reconcileStep(
     // Lines an overdue handler logs from here on are late.
     binding.resultSent = true;
   }
+}
+
+/**
+ * `@Reconcile({ spec })`: the payload's `spec` checked by its generated validator before the
+ * handler (after the stale-event check: a stale event is skipped whatever its spec). A mismatch is
+ * an outcome, counted, and the handler is never called with it.
+ */
+function invalidSpec(env: RunEnvironment, routed: RoutedMessage): MessageOutcome | undefined {
+  const validator = routed.meta.spec!;
+  const violation = validator.check(routed.decoded.resource.spec);
+  if (!violation) return undefined;
+  if (env.observers.listening) {
+    env.observers.specRejected({ resourceType: routed.route.resource, rule: violation.rule });
+  }
+  const reason = describeViolation(validator, violation);
+  return { kind: 'invalid-spec', handler: routed.meta.handler, reason, violation };
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { DriverResult, Resource } from '../protocol';
 import { isTransientApiError } from '../client/conveyor-api.error';
 import { isRetryableError } from './retryable.error';
+import type { SpecViolation } from '../resources/spec-validator';
 
 /** A retry asked for by `ctx.retry()` or a `RetryableError`: a delay (else the backoff curve's) and why. */
 export interface RetryRequest {
@@ -36,7 +37,12 @@ export type MessageOutcome =
   /** Cancelled (`RunControl.cancel`) before its handler started. */
   | { kind: 'cancelled'; reason: string }
   /** `perResource`: another run holds the resource's lease; this event waits its turn. */
-  | { kind: 'resource-busy'; resource: string; holderRunId: string; delayMs: number };
+  | { kind: 'resource-busy'; resource: string; holderRunId: string; delayMs: number }
+  /**
+   * The payload's `spec` does not match the handler's generated validator (`@Reconcile({ spec })`),
+   * so the handler was not called. `reason` names the path and the rule.
+   */
+  | { kind: 'invalid-spec'; handler: string; reason: string; violation: SpecViolation };
 
 /** What the transport knows about the message beyond the outcome. */
 export interface RunState {
@@ -259,6 +265,13 @@ export function decideSettlement(outcome: MessageOutcome, state: RunState): Sett
         delayMs: outcome.delayMs,
         reason: `${outcome.resource} is busy with run ${outcome.holderRunId}: waiting for its turn`,
         level: 'debug',
+      };
+    case 'invalid-spec':
+      // The same spec fails the same way on every delivery: a failure result, never a retry. The
+      // violation is in `data` too, for tools that read results.
+      return {
+        ...failure('failed', outcome.reason, `${outcome.handler} not called: ${outcome.reason}`),
+        result: { success: false, message: outcome.reason, data: { specViolation: outcome.violation } },
       };
     case 'lookup-failed':
       // Bounded like any retry: an API that stays down ends in a failure result, not a stalled pipeline.
