@@ -13,7 +13,9 @@ import {
   PortInUseError,
   createLocalAuth,
 } from '@conveyor-ci/testing';
-import { BannerTarget, conveyorDevBanner, runStartedLines } from './banner';
+import { BannerTarget, REFERENCE_DRIVER, conveyorDevBanner, runStartedLines } from './banner';
+import { DEAD_LETTER_SUBJECTS, deadLetterSubject } from './console-setup';
+import { warnAboutMissingDrivers } from './driver-check';
 
 /** The env var the banner's curls read the bearer token from in `--auth` mode. */
 const TOKEN_VARIABLE = 'CONVEYOR_TOKEN';
@@ -33,17 +35,19 @@ async function main(): Promise<void> {
   const auth = process.argv.includes('--auth') ? createLocalAuth() : undefined;
   const seed = !process.argv.includes('--no-seed');
   // Set once the plane listens: a run started before that (none can be) would print nothing.
-  const printed: { target?: BannerTarget } = {};
+  const printed: { target?: BannerTarget; plane?: ConveyorControlPlane } = {};
   const plane = await ConveyorControlPlane.start({
     auth: auth?.pki,
     apiPort: port('CONVEYOR_DEV_API_PORT', 8080),
     natsPort: port('CONVEYOR_DEV_NATS_PORT', 4222),
     onEvent: (line) => console.log(`[engine] ${line}`),
+    console: { deadLetterSubject: DEAD_LETTER_SUBJECTS },
     onRun: (runId, resource) => {
-      const { target } = printed;
-      if (!target) return;
+      const { target, plane } = printed;
+      if (!target || !plane) return;
       const what = `${resource.resource}/${resource.name}${resource.pipeline ? `, pipeline "${resource.pipeline}"` : ''}`;
       for (const line of runStartedLines(target, runId, what)) console.log(line);
+      warnAboutMissingDrivers(plane, resource);
     },
   });
   const target: BannerTarget = {
@@ -52,6 +56,7 @@ async function main(): Promise<void> {
     ...(auth ? { auth: { driverEnv: auth.driverEnv, tokenVariable: TOKEN_VARIABLE } } : {}),
   };
   printed.target = target;
+  printed.plane = plane;
   if (seed) {
     // Through the API, as a user would: a fresh server knows no resource type, and the first
     // submit of a `pipeline` resource would fail with "resource definition ... not found".
@@ -67,6 +72,10 @@ async function main(): Promise<void> {
     }
   }
   for (const line of conveyorDevBanner(target, seed)) console.log(line);
+  console.log(
+    `Console       ${plane.consoleUrl} (live drivers, runs, logs, cancel; dead letters of drivers started with ` +
+      `CONVEYOR_DEAD_LETTER_SUBJECT=${deadLetterSubject(REFERENCE_DRIVER)})`,
+  );
   if (auth) {
     const signer = PopTokenSigner.fromFiles(auth.pki.clientCert, auth.pki.clientKey, BANNER_TOKEN_TTL_MS);
     console.log(

@@ -18,6 +18,8 @@ import {
   waitForConsumer,
 } from '@conveyor-ci/testing';
 import { logsUrl } from '../conveyor-dev/banner';
+import { DEAD_LETTER_SUBJECTS, deadLetterSubject } from '../conveyor-dev/console-setup';
+import { warnAboutMissingDrivers } from '../conveyor-dev/driver-check';
 import { REPORT_WRITER, printReport, startReportWriter } from './report-step';
 import { cancelHint, cancelRequested, printProgress } from './run-control-step';
 
@@ -78,13 +80,19 @@ function probes(port: number): string {
 }
 
 async function main(): Promise<number> {
+  // Set once started: a run submitted before (none can be) is not checked.
+  const started: { plane?: ConveyorControlPlane } = {};
   const plane = await ConveyorControlPlane.start({
     onEvent: (line) => console.log(`[engine] ${line}`),
     auth: auth?.pki,
+    console: { deadLetterSubject: DEAD_LETTER_SUBJECTS },
+    onRun: (_runId, resource) => started.plane && warnAboutMissingDrivers(started.plane, resource),
   });
+  started.plane = plane;
   console.log(
     `Conveyor API ${plane.apiUrl}, NATS ${plane.natsUrl}${auth ? ` (secured: certificates in ${auth.pki.dir})` : ''}`,
   );
+  console.log(`Console ${plane.consoleUrl} (drivers, runs, logs, cancel, dead letters)`);
   const [driverPort, writerPort] = [await freePort(), await freePort()];
   const driver = new DriverProcess(
     ENTRY,
@@ -94,6 +102,7 @@ async function main(): Promise<number> {
       CONVEYOR_DRIVER_NAME: DRIVER,
       PORT: String(driverPort),
       HOST: '127.0.0.1',
+      CONVEYOR_DEAD_LETTER_SUBJECT: deadLetterSubject(DRIVER),
       ...auth?.driverEnv,
     },
     // The driver's own log is JSON for machines; show only its warnings and errors here.
@@ -103,7 +112,10 @@ async function main(): Promise<number> {
     },
   );
   console.log(`reference driver "${DRIVER}" started (pid ${driver.pid}): ${probes(driverPort)}`);
-  const reportWriter = await startReportWriter(plane, DRIVER, writerPort, auth?.driverEnv);
+  const reportWriter = await startReportWriter(plane, DRIVER, writerPort, {
+    CONVEYOR_DEAD_LETTER_SUBJECT: deadLetterSubject(REPORT_WRITER),
+    ...auth?.driverEnv,
+  });
   console.log(`example driver "${REPORT_WRITER}" started (pid ${reportWriter.pid}): ${probes(writerPort)}`);
   let stopping: Promise<void> | undefined;
   const stop = () =>

@@ -12,8 +12,8 @@ export async function startReportWriter(
   sourceDriver: string,
   /** Its HTTP port (`/health`, `/metrics`). */
   port: number,
-  /** `--auth`: the driver's certificates (NATS mTLS, PoP JWTs on the API). */
-  authEnv: Record<string, string> = {},
+  /** More env: `--auth`'s certificates (NATS mTLS, PoP JWTs on the API), its dead-letter subject. */
+  extraEnv: Record<string, string> = {},
 ): Promise<DriverProcess> {
   return new DriverProcess(
     ENTRY,
@@ -24,7 +24,7 @@ export async function startReportWriter(
       REPORT_SOURCE_DRIVER: sourceDriver,
       PORT: String(port),
       HOST: '127.0.0.1',
-      ...authEnv,
+      ...extraEnv,
     },
     { onLine: ({ raw }) => /\b(WARN|ERROR)\b/.test(raw) && console.log(`  [${REPORT_WRITER}] ${raw}`) },
   );

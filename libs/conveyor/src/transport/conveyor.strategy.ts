@@ -30,6 +30,7 @@ import { NatsLink, NatsLinkStatus } from './nats-link';
 import { NatsResultPort } from './nats-result.port';
 import { logRunErrorsOnce } from '../reconcile/handler-error-log';
 import { RunCancellations } from '../run-control/run-cancellations';
+import { DriverPresence } from '../registry/driver-presence';
 import {
   ConveyorReadiness,
   ConveyorTransportEvent,
@@ -62,6 +63,8 @@ export class ConveyorStrategy
   private readonly observers = new RunObservers();
   private readonly slots: RunSlots;
   private readonly link: NatsLink;
+  /** This replica's entry in the driver registry (`conveyor-drivers`), from consuming to shutdown. */
+  private readonly presence: DriverPresence;
   private nc?: NatsConnection;
   private port?: NatsResultPort;
   private runs?: MessageRuns;
@@ -88,7 +91,30 @@ export class ConveyorStrategy
     super();
     logRunErrorsOnce();
     this.link = new NatsLink(config, this.log);
-    this.slots = new RunSlots(config.concurrency, () => this.session?.schedulePull());
+    this.slots = new RunSlots(config.concurrency, () => {
+      this.session?.schedulePull();
+      // A run ended: the registry's "in flight" follows within a second, not at the next heartbeat.
+      this.presence.changed();
+    });
+    this.presence = new DriverPresence(
+      () => ({
+        driver: config.driverName,
+        resources: this.registry.resources().map((resource) => ({
+          resource,
+          events: this.registry
+            .handlers()
+            .filter((meta) => meta.resource === resource)
+            .reduce<string[] | null>(
+              (all, meta) => (all === null || !meta.events ? null : [...all, ...meta.events]),
+              [],
+            ),
+        })),
+        concurrency: config.concurrency,
+        inFlight: this.inFlight,
+        state: this.current,
+      }),
+      this.log,
+    );
     this.consuming = new Promise((resolve) => (this.markConsuming = resolve));
     this.connected = new Promise((resolve) => (this.markConnected = resolve));
   }
@@ -261,6 +287,8 @@ export class ConveyorStrategy
   async onApplicationShutdown(): Promise<void> {
     await this.drainRuns();
     this.closing ??= (async () => {
+      // Gone from the registry once no run is left here, while the connection still works.
+      await this.presence.stop();
       // Sinks flush over this connection: close them first.
       await this.logs.close();
       if (this.nc && !this.nc.isClosed()) {
@@ -281,6 +309,7 @@ export class ConveyorStrategy
     if (this.stopping.signal.aborted) return;
     this.stopping.abort();
     if (this.current !== 'idle') this.setState('draining');
+    this.presence.changed();
   }
 
   private drainRuns(): Promise<void> {
@@ -398,8 +427,11 @@ export class ConveyorStrategy
       this.setState('consuming');
       if (!was.pulling) this.log.log(`consuming "${this.config.driverName}" on "${MESSAGES_STREAM}"`);
       this.markConsuming();
+      // Listed once it takes work (and again over each new connection after a redial).
+      if (this.nc) this.presence.start(this.nc);
     } else {
       this.setState(this.current === 'connecting' || this.current === 'binding' ? 'binding' : 'recovering');
+      this.presence.changed();
     }
   }
 

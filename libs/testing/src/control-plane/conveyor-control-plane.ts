@@ -1,7 +1,7 @@
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { JetStreamManager, NatsConnection, connect } from 'nats';
-import type { Resource } from '@conveyor-ci/nestjs/internal';
+import { ConsoleTracker, handleConsoleRequest, type Resource } from '@conveyor-ci/nestjs/internal';
 import { createConveyorStreams } from '../conveyor-nats';
 import { NatsServer, PortInUseError } from '../nats-server.harness';
 import { fiberCors, fiberNotFound, handleApiRoute, readBody } from './api.routes';
@@ -35,6 +35,13 @@ export interface ControlPlaneOptions {
    * Certificates from {@link createTestPki}.
    */
   auth?: Pick<TestPki, 'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'clientKey'>;
+  /**
+   * Serve the run console (drivers, runs, logs, cancel, dead letters) at `path` (default
+   * `/console`). Not part of the real server: off unless asked for (`npm run dev` and
+   * `npm run conveyor:dev` ask). Served without the API's token check even with `auth`, since a
+   * browser has no client certificate: the plane listens on loopback unless `host` says otherwise.
+   */
+  console?: { path?: string; deadLetterSubject?: string };
 }
 
 /**
@@ -53,6 +60,7 @@ export class ConveyorControlPlane {
     private readonly http: Server,
     private readonly verifier?: ApiAuthVerifier,
     private readonly onRun?: ControlPlaneOptions['onRun'],
+    private readonly console?: { path: string; tracker: ConsoleTracker },
   ) {}
 
   static async start(options: ControlPlaneOptions = {}): Promise<ConveyorControlPlane> {
@@ -74,7 +82,29 @@ export class ConveyorControlPlane {
     await engine.start(jsm);
     const http = createServer();
     const verifier = auth && ApiAuthVerifier.fromCaFile(auth.ca);
-    const plane = new ConveyorControlPlane(store, nats, nc, jsm, engine, http, verifier, options.onRun);
+    const consolePath =
+      options.console && `/${(options.console.path ?? 'console').replace(/^\/+|\/+$/g, '')}`;
+    const tracker =
+      options.console &&
+      new ConsoleTracker({
+        connection: () => nc,
+        deadLetterSubject: options.console.deadLetterSubject,
+        storedLogs: async (runid) => store.queryLogs({ runid }),
+        pipelineSteps: (name) => store.pipelines.get(name)?.steps.map((step) => step.driver),
+      });
+    // Watching from the start: every run submitted from now on is seen whole.
+    tracker?.start();
+    const plane = new ConveyorControlPlane(
+      store,
+      nats,
+      nc,
+      jsm,
+      engine,
+      http,
+      verifier,
+      options.onRun,
+      consolePath && tracker ? { path: consolePath, tracker } : undefined,
+    );
     const heartbeatMs = options.heartbeatMs ?? 15_000;
     http.on('request', (req, res) => void plane.handle(req, res, heartbeatMs));
     try {
@@ -101,6 +131,11 @@ export class ConveyorControlPlane {
     return this.nats.url;
   }
 
+  /** The console's URL, when it is served (`console` option). */
+  get consoleUrl(): string | undefined {
+    return this.console && `${this.apiUrl}${this.console.path}/`;
+  }
+
   /** Open HTTP connections (a log stream holds one until its client goes): tests check that a client frees them. */
   openConnections(): Promise<number> {
     return new Promise((resolve, reject) =>
@@ -114,6 +149,7 @@ export class ConveyorControlPlane {
   }
 
   async stop(): Promise<void> {
+    this.console?.tracker.close();
     this.http.closeAllConnections();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
     await this.engine.stop();
@@ -125,6 +161,7 @@ export class ConveyorControlPlane {
     try {
       // The server's middleware order: CORS, (Prometheus,) then the JWT check.
       if (fiberCors(req, res)) return;
+      if (await this.serveConsole(req, res)) return;
       if (this.verifier && (await refuseUnauthorized(req, res, this.verifier))) return;
       const body = await readBody(req);
       if (await handleApiRoute(req, res, body, this.apiDeps())) return;
@@ -139,6 +176,37 @@ export class ConveyorControlPlane {
       if (!res.headersSent) send(res, 500, { 'Content-Type': 'application/json' }, body);
       else res.end();
     }
+  }
+
+  /** The console's routes, when it is served and the path is below it. */
+  private async serveConsole(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    if (!this.console) return false;
+    const { path, tracker } = this.console;
+    const pathname = new URL(req.url ?? '/', 'http://x').pathname;
+    if (pathname !== path && !pathname.startsWith(`${path}/`)) return false;
+    const raw = await readBody(req);
+    let body: unknown;
+    try {
+      body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : undefined;
+    } catch {
+      send(res, 400, { 'Content-Type': 'application/json' }, JSON.stringify({ error: 'body is not JSON' }));
+      return true;
+    }
+    const answer = await handleConsoleRequest(tracker, path, {
+      method: req.method ?? 'GET',
+      path: pathname.slice(path.length),
+      body,
+      headers: req.headers,
+    });
+    if (!answer)
+      send(
+        res,
+        404,
+        { 'Content-Type': 'application/json' },
+        JSON.stringify({ error: 'no such console route' }),
+      );
+    else send(res, answer.status, answer.headers, answer.body);
+    return true;
   }
 
   private apiDeps() {
