@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { connect, ErrorCode, NatsConnection, JetStreamManager } from 'nats';
 import { NatsFaultProxy, NatsServer, eventually } from '@conveyor-ci/testing';
-import { resolveConveyorConfig } from '@conveyor-ci/nestjs';
+import { resolveConveyorConfig } from '@conveyor-ci/nestjs/internal';
 import { RESULT_SUBJECT, type LogShipper } from '@conveyor-ci/nestjs/internal';
 import { NatsResultPort } from '../../libs/conveyor/src/transport/nats-result.port';
 import {
@@ -69,6 +69,24 @@ describe('JetStreamPublisher: unanswered publishes (real nats-server behind a fa
     expect(Date.now() - started).toBeLessThan(2000); // not the 5 s timeout
     expect(ack).toMatchObject({ stream: 'pubtest', duplicate: true });
     expect(await stored()).toBe(1);
+    publisher.close();
+  });
+
+  it('sweeps only while a publish waits (an idle driver is not woken for it), and again for the next one', async () => {
+    const publisher = new JetStreamPublisher(await client(), { resendAfterMs: 300 });
+    expect(publisher.sweeping).toBe(false);
+    for (const id of ['msg-idle-1', 'msg-idle-2']) {
+      const lost = dropNextPubAck();
+      const started = Date.now();
+      const answered = publisher.publish('pubtest.idle', new TextEncoder().encode(id), id, 5000);
+      expect(publisher.sweeping).toBe(true);
+      // Sent again by the sweep, so the restarted sweep works as the first one did.
+      expect(await answered).toMatchObject({ stream: 'pubtest', duplicate: true });
+      expect(lost.dropped).toHaveLength(1);
+      expect(Date.now() - started).toBeLessThan(2000); // not the 5 s timeout
+      await eventually(() => !publisher.sweeping, 'the sweep stopped once nothing waited');
+    }
+    expect(await stored()).toBe(2);
     publisher.close();
   });
 

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type * as NestAxios from '@nestjs/axios';
 import type { HttpService } from '@nestjs/axios';
 import { Logger } from '@nestjs/common';
 import type { AxiosResponse } from 'axios';
@@ -61,8 +62,9 @@ export interface ApiResponse<T> {
 export class ApiRequester {
   private readonly logger = new Logger('ConveyorClient');
 
+  /** @param http the HttpService to send with; default one made by the first request. */
   constructor(
-    private readonly http: HttpService,
+    private http: HttpService | undefined,
     private readonly config: ConveyorClientConfig,
   ) {}
 
@@ -194,7 +196,7 @@ export class ApiRequester {
     try {
       // Asked before the request exists: a provider's failure is not a network error of the request.
       const headers = await this.headers(call);
-      response = await this.http.axiosRef.request({
+      response = await this.httpService().axiosRef.request({
         method: call.method,
         url: `${this.config.apiUrl}${call.path}`,
         headers,
@@ -223,6 +225,20 @@ export class ApiRequester {
       throw apiError(call, response.status, errorText(body));
     }
     return response;
+  }
+
+  /**
+   * The HttpService requests go through. Made on first use: axios and its dependencies (about 60
+   * modules) are then loaded only by a driver that calls the API, not by every one that imports
+   * the library or injects the client.
+   */
+  private httpService(): HttpService {
+    if (!this.http) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { HttpService } = require('@nestjs/axios') as typeof NestAxios;
+      this.http = new HttpService();
+    }
+    return this.http;
   }
 
   /** @throws ConveyorAuthorizationError when the authorization provider throws or rejects. */

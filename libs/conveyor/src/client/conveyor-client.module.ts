@@ -1,4 +1,3 @@
-import { HttpModule } from '@nestjs/axios';
 import { ConfigurableModuleBuilder, Module } from '@nestjs/common';
 import type { ConveyorClientOptions } from '../module/client.options';
 import { CONVEYOR_CLIENT_CONFIG } from './client.constants';
@@ -16,7 +15,8 @@ const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN: CONVEYOR_CLIENT_MODULE_OP
  * back to the environment as in `ConveyorModule`; invalid ones stop startup with every problem listed.
  */
 @Module({
-  imports: [HttpModule],
+  // No HttpModule: the client makes its HttpService on its first request, so axios is loaded by
+  // an app that calls the API, not by one that only imports this module.
   providers: [
     // The client resolves the options (env fallbacks, validation) itself.
     { provide: CONVEYOR_CLIENT_CONFIG, useExisting: CONVEYOR_CLIENT_MODULE_OPTIONS },

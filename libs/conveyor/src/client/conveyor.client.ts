@@ -1,4 +1,4 @@
-import { HttpService } from '@nestjs/axios';
+import type { HttpService } from '@nestjs/axios';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ConveyorClientConfig, ConveyorClientOptions, resolveClientConfig } from '../module/client.options';
 import { ConveyorConfigError } from '../module/conveyor.options';
@@ -59,9 +59,15 @@ export class ConveyorClient {
   readonly config: ConveyorClientConfig;
   private readonly requester: ApiRequester;
 
+  /**
+   * @param options the client's settings (standalone: resolved with env fallbacks here).
+   * @param http the `@nestjs/axios` HttpService to send with, e.g. one with its own agent; default
+   *   one of its own, made by the first request (axios is not loaded before a driver calls the API).
+   */
   constructor(
     @Inject(CONVEYOR_CLIENT_CONFIG) options: ConveyorClientOptions | ConveyorClientConfig = {},
-    @Optional() http: HttpService = new HttpService(),
+    // A type-only import: Nest sees `Object` here, which nothing provides, so it passes undefined.
+    @Optional() http?: HttpService,
   ) {
     this.config = isResolved(options) ? options : resolveStandalone(options);
     this.requester = new ApiRequester(http, this.config);

@@ -67,6 +67,21 @@ export function withServerMetadata(
   return merged;
 }
 
+/**
+ * A resource's version as a number: the server keeps it as a decimal string in `metadata.version`
+ * (`"1"` on create, raised by one on every `PUT`). `undefined` when the resource carries none (one
+ * built locally, not read from the server) or it is not a whole number.
+ *
+ * @example
+ * ```ts
+ * const current = await client.getResource('widget', 'w1');
+ * const version = current ? resourceVersion(current) : undefined; // 3, not "3"
+ * ```
+ */
+export function resourceVersion(resource: Pick<Resource, 'metadata'>): number | undefined {
+  return versionOf(resource.metadata);
+}
+
 /** `metadata.version` as the number the server counts with, or undefined when there is none. */
 export function versionOf(metadata: Resource['metadata'] | undefined): number | undefined {
   const raw = metadata?.version;

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { createParser } from 'eventsource-parser';
+import type * as EventSourceParser from 'eventsource-parser';
 import { Observable } from 'rxjs';
 import type { ConveyorLog } from '../protocol';
 import type { ApiCall, ApiRequester } from './api-request';
@@ -89,6 +89,9 @@ const SEEN_IDS_WINDOW = 10_000;
 async function* parseLogs(body: IncomingMessage, signal: AbortSignal): AsyncGenerator<ConveyorLog> {
   const ready: ConveyorLog[] = [];
   const seenIds = new Set<string>();
+  // Loaded by the first stream opened, not by every driver that imports the library.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createParser } = require('eventsource-parser') as typeof EventSourceParser;
   const parser = createParser({
     // Comments (`: heartbeat`) reach only onComment, which is not set: ignored.
     onEvent: ({ id, data }) => {

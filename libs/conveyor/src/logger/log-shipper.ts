@@ -14,7 +14,7 @@ import type { LogFields, LogStreamOptions, RunLogger } from './run-logger';
 import { RunBinding, advanceClock } from './run-scope';
 import { ConveyorLogSink } from './sinks/conveyor.sink';
 import { LegacyLiveLogSink } from './sinks/legacy-live.sink';
-import { LokiLogSink } from './sinks/loki.sink';
+import type * as LokiSinkModule from './sinks/loki.sink';
 
 /**
  * What a line's frame holds beyond its message: the Log JSON's run fields and keys, the stamp, the
@@ -92,6 +92,9 @@ export class LogShipper {
     loadTracing();
     loadProcessLog();
     if (config.loki) {
+      // Loaded only by a driver that ships to Loki.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { LokiLogSink } = require('./sinks/loki.sink') as typeof LokiSinkModule;
       this.sinks.push(
         new LokiLogSink(
           config.loki,

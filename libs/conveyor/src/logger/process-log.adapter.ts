@@ -1,24 +1,28 @@
-import { Logger } from '@nestjs/common';
+import { Logger, type LoggerService } from '@nestjs/common';
 import type { PinoLogger as PinoLoggerType } from 'nestjs-pino';
-import { optionalPeer } from '../module/optional-peer';
+import { appLoadedPeer } from '../module/optional-peer';
 import type { LogLevel } from './log-entry';
 import type { LogFields } from './run-logger';
 import type { RunBinding } from './run-scope';
 
 let pino: PinoLoggerType | undefined;
 
-/** The app's out-of-request pino logger, when the app uses nestjs-pino's LoggerModule (an optional peer). */
+/**
+ * The app's out-of-request pino logger, when the app uses nestjs-pino's LoggerModule (an optional
+ * peer). Only an app that loaded nestjs-pino itself can have set it up: one that has it installed
+ * but does not use it never loads it (nor pino) through here.
+ */
 function appPino(): PinoLoggerType | undefined {
-  const PinoLogger = optionalPeer<{ PinoLogger: typeof PinoLoggerType }>('nestjs-pino')?.PinoLogger;
+  const PinoLogger = appLoadedPeer<{ PinoLogger: typeof PinoLoggerType }>('nestjs-pino')?.PinoLogger;
   if (!PinoLogger?.root) return undefined;
   // Constructed after the app's LoggerModule: it reuses the app's logger instead of making one.
   pino ??= new PinoLogger({});
   return pino;
 }
 
-/** Loads nestjs-pino now if installed (at startup, not inside the first run's first log call). */
+/** Finds nestjs-pino now, if the app loaded it (at startup, not inside the first run's first log call). */
 export function loadProcessLog(): void {
-  optionalPeer('nestjs-pino');
+  appLoadedPeer('nestjs-pino');
 }
 
 /** Writes one line of a run to the process log. */
@@ -44,6 +48,24 @@ export function writeProcessLog(context: string, level: LogLevel, message: strin
     return;
   }
   nestWrite(new Logger(context), level, message, fields);
+}
+
+/**
+ * A transport line (a run's settlement): nestjs-pino gets `fields` as the JSON line's own fields;
+ * Nest's logger prints the message alone, since every id appended would make a console line too
+ * wide to read.
+ */
+export function writeTransportLine(
+  logger: LoggerService,
+  context: string,
+  level: LogLevel,
+  message: string,
+  fields: LogFields,
+): void {
+  const app = appPino();
+  if (app) app.logger.child({ context, ...fields })[level](message);
+  else if (level === 'info') logger.log(message);
+  else logger[level]?.(message);
 }
 
 /**

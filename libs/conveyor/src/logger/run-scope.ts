@@ -75,7 +75,8 @@ export function createRunBinding(
 /**
  * Now in µs since the epoch: the monotonic clock, anchored to the wall clock (`Date.now()`, which
  * follows NTP, unlike `performance.timeOrigin + now()`, which drifts over a long uptime) at the
- * first call and again every ANCHOR_MS by a timer. Sub-millisecond precision matters: Loki keeps
+ * first call (the first after a quiet second) and again every ANCHOR_MS by a timer while lines
+ * are stamped. Sub-millisecond precision matters: Loki keeps
  * one of two entries equal in (timestamp, line) within a stream, and a stream holds every run of a
  * driver (`driver`, `event`, `level`): two runs printing the same line within one millisecond would
  * lose one of them. One clock read per line (lines come by the hundred thousand), and no branch
@@ -86,21 +87,48 @@ export function createRunBinding(
 export function nowUs(): number {
   const monoUs = Math.floor(performance.now() * 1000);
   if (!wall.anchoring) startAnchoring(monoUs);
+  // A store, not a branch: tells the timer the clock is in use.
+  wall.read = true;
   return wall.offsetUs + monoUs;
 }
 
 const ANCHOR_MS = 1000;
-/** NaN, not 0: the field holds a double from the start (a small integer first would change its shape). */
-const wall = { offsetUs: Number.NaN, anchoring: false };
+/**
+ * NaN, not 0: the field holds a double from the start (a small integer first would change its
+ * shape). `read`: the clock was read since the last anchoring.
+ */
+const wall = {
+  offsetUs: Number.NaN,
+  anchoring: false,
+  read: false,
+  timer: undefined as NodeJS.Timeout | undefined,
+};
 
 function anchor(monoUs = Math.floor(performance.now() * 1000)): void {
   wall.offsetUs = Date.now() * 1000 - monoUs;
 }
 
+/**
+ * Anchors again every ANCHOR_MS while lines are stamped. A second without a line stops the timer
+ * (an idle driver is not woken for a clock nobody reads); the next line anchors at once and starts
+ * it again.
+ */
+function reanchor(): void {
+  if (!wall.read) {
+    clearInterval(wall.timer);
+    wall.timer = undefined;
+    wall.anchoring = false;
+    return;
+  }
+  wall.read = false;
+  anchor();
+}
+
 function startAnchoring(monoUs: number): void {
   wall.anchoring = true;
   anchor(monoUs);
-  setInterval(anchor, ANCHOR_MS).unref();
+  wall.timer = setInterval(reanchor, ANCHOR_MS);
+  wall.timer.unref();
 }
 
 /** The last stamp given to any line of this process (`us` a double from the start, as in `wall`). */

@@ -1,8 +1,10 @@
 import { Logger } from '@nestjs/common';
+import { writeTransportLine } from '../logger/process-log.adapter';
 import type { Settlement, SettlementKind } from '../settlement/settlement.policy';
 import type { InboundMessage } from './message-port';
 import { MessageRun } from './message-run';
 import type { RunEnvironment } from './run-environment';
+import { settlementLine, type RunLineFacts } from './run-line';
 import { StuckWork } from './stuck-work';
 
 /** Counters of what happened to messages, by settlement row, plus runs in flight and past their timeout. */
@@ -81,7 +83,7 @@ export class MessageRuns {
       ...env,
       stopWaiting: this.stopWaiting.signal,
       deadline: this.deadlineHit.signal,
-      record: (settlement, where) => this.record(settlement, where),
+      record: (settlement, facts) => this.record(settlement, facts),
       unrouted: (seq, held, delayMs) => this.trackUnrouted(seq, held, delayMs),
       leaseWaits: { held: 0, limit: env.slots.concurrency },
       stuck: this.stuckWork,
@@ -187,7 +189,10 @@ export class MessageRuns {
     if (this.ticker) this.ensureTicker();
   }
 
-  /** One timer for every run: `working()` for those older than half a period, so short runs send none. */
+  /**
+   * One timer for every run: `working()` for those older than half a period, so short runs send
+   * none. It runs while runs are here (and one period after the last).
+   */
   private ensureTicker(): void {
     const periodMs = this.env.consumer().heartbeatMs;
     if (this.ticker && periodMs === this.tickerMs) return;
@@ -198,6 +203,13 @@ export class MessageRuns {
   }
 
   private heartbeat(): void {
+    if (this.live.size === 0) {
+      // Idle: nothing to heartbeat until the next run starts the ticker again. Stopped here, not
+      // when the last run leaves, so runs one at a time do not start and stop a timer each.
+      clearInterval(this.ticker);
+      this.ticker = undefined;
+      return;
+    }
     const youngest = Date.now() - this.tickerMs / 2;
     for (const run of this.live) {
       if (run.needsHeartbeat && run.receivedAt <= youngest) {
@@ -212,20 +224,15 @@ export class MessageRuns {
     this.ensureTicker();
   }
 
-  private record(settlement: Settlement, where: () => string): void {
+  private record(settlement: Settlement, facts: () => RunLineFacts): void {
     this.counts[settlement.kind] += 1;
     if (this.env.observers.listening)
       this.env.observers.messageSettled({ outcome: settlement.kind, action: settlement.action });
     const level = settlement.level;
     // Formatting a line per message costs real time at thousands of messages a second.
     if (!levelEnabled(level)) return;
-    const verb = `${settlement.action}${settlement.delayMs !== undefined ? ` in ${settlement.delayMs} ms` : ''}`;
-    const line = `${settlement.kind} ${where()}: ${settlement.reason} -> ${verb}`;
-    const { logger } = this.env;
-    if (level === 'error') logger.error(line);
-    else if (level === 'warn') logger.warn(line);
-    else if (level === 'log') logger.log(line);
-    else logger.debug?.(line);
+    const { text, fields } = settlementLine(settlement, facts());
+    writeTransportLine(this.env.logger, 'ConveyorTransport', level === 'log' ? 'info' : level, text, fields);
   }
 
   private trackUnrouted(streamSequence: number, held: boolean, delayMs = 0): void {

@@ -22,8 +22,22 @@ const noSpan: RunSpan = {
   end: () => undefined,
 };
 
-/** `@opentelemetry/api` when the app has it installed (an optional peer). */
-const otel = () => optionalPeer<typeof OtelApi>('@opentelemetry/api');
+/**
+ * Where `@opentelemetry/api` (1.x) keeps what an app registers (a tracer provider, a context
+ * manager…), on the global object, whichever copy of the API (CommonJS, ESM, bundled) registered it.
+ */
+const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+
+/**
+ * `@opentelemetry/api` when the app has it installed (an optional peer) and has registered something
+ * with it. Until then every span would be a no-op one with no valid ids (no provider to record it,
+ * no context manager to make a parent active), so the API is not loaded for nothing: a driver
+ * without tracing never loads it. Asked on each call (one property read) until the app registers.
+ */
+function otel(): typeof OtelApi | undefined {
+  if ((globalThis as Record<symbol, unknown>)[OTEL_GLOBAL] === undefined) return undefined;
+  return optionalPeer<typeof OtelApi>('@opentelemetry/api');
+}
 
 /** The name and attributes of a run's span. */
 export interface RunSpanStart {
@@ -84,7 +98,10 @@ export function activeTraceIds(): TraceIds {
   return span && o!.isSpanContextValid(span) ? { traceId: span.traceId, spanId: span.spanId } : NO_TRACE_IDS;
 }
 
-/** Loads `@opentelemetry/api` now if installed (at startup, not inside the first run's first log call). */
+/**
+ * Loads `@opentelemetry/api` now if the app has registered something with it (at startup, not inside
+ * the first run's first log call).
+ */
 export function loadTracing(): void {
   otel();
 }

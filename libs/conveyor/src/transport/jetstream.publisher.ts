@@ -49,7 +49,7 @@ interface Waiting {
 
 const decoder = new TextDecoder();
 
-/** How often unanswered publishes are checked against their deadline. */
+/** How often unanswered publishes are checked against their deadline (only while any wait). */
 const SWEEP_MS = 250;
 
 /**
@@ -75,7 +75,8 @@ export class JetStreamPublisher {
   private readonly prefix = createInbox();
   private readonly sub: Subscription;
   private readonly waiting = new Map<number, Waiting>();
-  private readonly sweeper: NodeJS.Timeout;
+  /** Runs while publishes wait for their answer; an idle driver's process is not woken for it. */
+  private sweeper?: NodeJS.Timeout;
   private readonly writer: FrameWriter;
   private token = 0;
   private closed = false;
@@ -103,9 +104,12 @@ export class JetStreamPublisher {
     this.resendAfterMs = options.resendAfterMs ?? Infinity;
     this.writer = options.writer ?? frameWriterFor(nc);
     this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_err, msg) => this.answer(msg) });
-    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
-    this.sweeper.unref();
     void this.resendAfterReconnects();
+  }
+
+  /** Whether the sweep timer runs: only while some publish waits for its answer (and one sweep after). */
+  get sweeping(): boolean {
+    return this.sweeper !== undefined;
   }
 
   /** Batch bytes written but still in this process, not yet taken by the socket (see FrameWriter). */
@@ -159,6 +163,10 @@ export class JetStreamPublisher {
       sends: 0,
     };
     this.waiting.set(token, waiting);
+    if (!this.sweeper && !this.closed) {
+      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+      this.sweeper.unref();
+    }
     try {
       return this.transmit(token, waiting);
     } catch (err) {
@@ -252,7 +260,13 @@ export class JetStreamPublisher {
   }
 
   private sweep(): void {
-    if (this.waiting.size === 0) return;
+    // Stopped here rather than at each last answer: a driver publishing one result at a time
+    // would otherwise start and stop a timer per result.
+    if (this.waiting.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
     const now = Date.now();
     for (const [token, w] of this.waiting) {
       if (w.deadline <= now && this.stillQueued(token, now, w.timeoutMs)) {

@@ -35,7 +35,7 @@ export class PullRequester {
   private readonly inbox = createInbox();
   private readonly subject: string;
   private readonly sub: Subscription;
-  private readonly watchdog: NodeJS.Timeout;
+  private watchdog?: NodeJS.Timeout;
   private owed = 0;
   private lastHeard = Date.now();
   private closing?: Promise<void>;
@@ -49,8 +49,7 @@ export class PullRequester {
   ) {
     this.subject = `$JS.API.CONSUMER.MSG.NEXT.${MESSAGES_STREAM}.${consumer}`;
     this.sub = nc.subscribe(this.inbox, { callback: (err, msg) => err || this.receive(msg) });
-    this.watchdog = setInterval(() => this.checkHeard(), PULL_HEARTBEAT_MS);
-    this.watchdog.unref();
+    this.watch(STALE_AFTER_MS);
   }
 
   /** Messages requested and not yet delivered or released by the server. */
@@ -80,7 +79,7 @@ export class PullRequester {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      clearInterval(this.watchdog);
+      clearTimeout(this.watchdog);
       this.owed = 0;
       if (this.nc.isClosed()) return;
       // A disconnected link cannot confirm the drain: past the bound, just stop listening.
@@ -129,12 +128,28 @@ export class PullRequester {
     this.events.warn(`unexpected message on the pull inbox: ${code} ${description}`);
   }
 
+  /**
+   * Checks for lost heartbeats in `inMs`. A timeout set for the earliest moment they can be missed,
+   * not a tick per heartbeat: an idle driver (its pull open, heartbeats arriving) wakes for it about
+   * every two seconds, and a lost request is still noticed STALE_AFTER_MS after the last word.
+   */
+  private watch(inMs: number): void {
+    this.watchdog = setTimeout(() => this.checkHeard(), inMs);
+    this.watchdog.unref();
+  }
+
   private checkHeard(): void {
-    if (this.owed > 0 && Date.now() - this.lastHeard > STALE_AFTER_MS) {
+    if (this.closing) return;
+    const silentMs = Date.now() - this.lastHeard;
+    if (this.owed > 0 && silentMs > STALE_AFTER_MS) {
       // Heartbeats stopped: the requests are gone (a restarted node, a lost route). Ask again.
       this.owed = 0;
       this.lastHeard = Date.now();
       this.onOwedDropped();
+      return this.watch(STALE_AFTER_MS);
     }
+    // Not stale yet: look again when it first can be. With nothing owed a period on is soon enough
+    // (the next pull restarts the silence).
+    this.watch(this.owed > 0 ? Math.max(1, STALE_AFTER_MS - silentMs + 1) : STALE_AFTER_MS);
   }
 }

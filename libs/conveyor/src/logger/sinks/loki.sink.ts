@@ -6,6 +6,7 @@ import type { LokiConfig } from '../../module/log.options';
 import { backoffDelay, sleep } from '../../util/backoff';
 import { LogBudget } from '../log-budget';
 import { HttpAnswer, fetchWithin } from './fetch-within';
+import { lokiAuthHeaders } from './loki-auth';
 import { LogEntry, LogSink, SinkStats, emptySinkStats } from '../log-entry';
 import { RunBinding, formatUnixNanos } from '../run-scope';
 
@@ -272,16 +273,4 @@ export class LokiLogSink implements LogSink {
       await sleep(backoffDelay(attempt, 500, 30_000), this.stopping.signal);
     }
   }
-}
-
-/** Tenant and auth headers of every request to Loki (pushes and the health probe). */
-export function lokiAuthHeaders(config: LokiConfig): Record<string, string> {
-  const headers: Record<string, string> = {};
-  if (config.tenant) headers['X-Scope-OrgID'] = config.tenant;
-  if (config.bearerToken !== undefined) headers.Authorization = `Bearer ${config.bearerToken}`;
-  else if (config.username !== undefined) {
-    const pair = `${config.username}:${config.password ?? ''}`;
-    headers.Authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
-  }
-  return headers;
 }
