@@ -42,7 +42,7 @@ export interface BenchEvent {
 }
 
 /** The default spec: a realistic size and shape (two shell steps, an env). */
-const BENCH_SPEC = {
+export const BENCH_SPEC = {
   steps: [
     { name: 'build', run: 'make build && echo "built <ok> & done"' },
     { name: 'test', run: 'make test', timeoutSeconds: 600 },

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds @conveyor-ci/nestjs and @conveyor-ci/testing as publishable packages and packs them into
-# the directory given (default: .packages/). Plain tsc, not `nest build`: Nest's builder rewrites
+# Builds @conveyor-ci/nestjs and @conveyor-ci/testing as publishable packages and packs them, with
+# the create-conveyor-driver scaffolder (plain JavaScript, nothing to build), into the directory
+# given (default: .packages/). Plain tsc, not `nest build`: Nest's builder rewrites
 # the `@conveyor-ci/nestjs` imports of the testing package into relative paths into this repo,
 # while a published package must import its sibling by name.
 set -euo pipefail
@@ -14,4 +15,7 @@ for lib in conveyor testing; do
   (cd "libs/$lib" && npm pack --pack-destination "$out" --silent >/dev/null)
   rm "libs/$lib/LICENSE"
 done
+cp LICENSE packages/create-conveyor-driver/LICENSE
+(cd packages/create-conveyor-driver && npm pack --pack-destination "$out" --silent >/dev/null)
+rm packages/create-conveyor-driver/LICENSE
 ls "$out"/*.tgz

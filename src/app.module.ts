@@ -9,8 +9,8 @@ import { ShellDriver } from './shell/shell.driver';
   imports: [
     LoggerModule.forRoot({ pinoHttp: { level: process.env.LOG_LEVEL ?? 'info', autoLogging: false } }),
     ConveyorModule.forRoot({ driverName: process.env.CONVEYOR_DRIVER_NAME || 'shell-runner' }),
-    ConveyorHealthModule, // /health, /health/live, /health/ready
-    ConveyorMetricsModule.register(), // /metrics
+    ConveyorHealthModule.forRoot(), // /health, /health/live, /health/ready
+    ConveyorMetricsModule.forRoot(), // /metrics
   ],
   controllers: [ShellDriver],
 })

@@ -15,7 +15,7 @@ import { FaultDriver } from './fault.driver';
   imports: [
     LoggerModule.forRoot({ pinoHttp: { level: process.env.LOG_LEVEL ?? 'info', autoLogging: false } }),
     ConveyorModule.forRoot({ driverName: process.env.CONVEYOR_DRIVER_NAME || 'fault-driver' }),
-    ConveyorHealthModule,
+    ConveyorHealthModule.forRoot(),
   ],
   controllers: [FaultDriver],
 })

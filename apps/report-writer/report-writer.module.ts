@@ -7,8 +7,8 @@ import { REPORT_SOURCE_DRIVER, ReportWriterDriver } from './report-writer.driver
 @Module({
   imports: [
     ConveyorModule.forRoot({ driverName: process.env.CONVEYOR_DRIVER_NAME || 'report-writer' }),
-    ConveyorHealthModule, // /health, /health/live, /health/ready
-    ConveyorMetricsModule.register(), // /metrics
+    ConveyorHealthModule.forRoot(), // /health, /health/live, /health/ready
+    ConveyorMetricsModule.forRoot(), // /metrics
   ],
   controllers: [ReportWriterDriver],
   providers: [

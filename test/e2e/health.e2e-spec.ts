@@ -96,7 +96,7 @@ describe('reference driver probes (built, as a child process)', () => {
     const finished = (text: string) =>
       ['succeeded', 'failed'].reduce(
         (n, outcome) =>
-          n + sample(text, `conveyor_runs_finished_total{resource="pipeline",outcome="${outcome}"}`),
+          n + sample(text, `conveyor_runs_finished_total{resource="pipeline",result="${outcome}"}`),
         0,
       );
     let after = '';
@@ -105,10 +105,10 @@ describe('reference driver probes (built, as a child process)', () => {
       return finished(after) - finished(before) === 3;
     }, 'three finished runs');
     const delta = (metric: string) => sample(after, metric) - sample(before, metric);
-    expect(delta('conveyor_runs_finished_total{resource="pipeline",outcome="succeeded"}')).toBe(2);
-    expect(delta('conveyor_runs_finished_total{resource="pipeline",outcome="failed"}')).toBe(1);
-    expect(delta('conveyor_run_duration_seconds_count{resource="pipeline",outcome="succeeded"}')).toBe(2);
-    expect(delta('conveyor_messages_settled_total{outcome="failed",action="ack"}')).toBe(1);
+    expect(delta('conveyor_runs_finished_total{resource="pipeline",result="succeeded"}')).toBe(2);
+    expect(delta('conveyor_runs_finished_total{resource="pipeline",result="failed"}')).toBe(1);
+    expect(delta('conveyor_run_duration_seconds_count{resource="pipeline",result="succeeded"}')).toBe(2);
+    expect(delta('conveyor_messages_settled_total{result="failed",action="ack"}')).toBe(1);
     for (const r of results.results) expect(after).not.toContain(r.event.run_id);
 
     await publishDriverMessage(nc.jetstream(), {

@@ -8,7 +8,8 @@ import {
   sleep,
   waitForConsumer,
 } from '@conveyor-ci/testing';
-import { LOGS_ENGINE_STREAM, type PipelineEvent } from '@conveyor-ci/nestjs';
+import { type PipelineEvent } from '@conveyor-ci/nestjs';
+import { LOGS_ENGINE_STREAM } from '@conveyor-ci/nestjs/internal';
 import { startReferenceDriver } from '../support/reference-driver';
 
 const DRIVER = 'shell-runner-volume';

@@ -111,10 +111,14 @@ describe('reference shell-runner driver (built, as a child process)', () => {
   });
 
   it('reports an invalid spec as a failure result, and everything ends settled', async () => {
+    // Checked against the `pipeline` definition by the generated validator before the handler runs.
     const result = await runPipeline('invalid', { steps: 'nope' });
     expect(result.driverresult).toMatchObject({
       success: false,
-      message: 'invalid pipeline spec: "steps" must be a non-empty array',
+      message:
+        'spec does not match resource definition "pipeline" (version 0.0.1): ' +
+        'spec.steps must be array (rule "type" at #/properties/steps/type)',
+      data: { specViolation: { path: '/steps', rule: 'type' } },
     });
     // One delivery per pipeline of this file, none redelivered.
     expect(await settledDeliveries(env.jsm, DRIVER)).toBe(5);

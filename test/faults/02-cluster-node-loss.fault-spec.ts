@@ -1,5 +1,5 @@
 import { connect } from 'nats';
-import { LOGS_ENGINE_STREAM, MESSAGES_STREAM } from '@conveyor-ci/nestjs';
+import { LOGS_ENGINE_STREAM, MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { NatsClusterNode, eventually, sleep } from '@conveyor-ci/testing';
 import { account, expectNothingLost } from './support/accounting';
 import { shellStep } from './support/event-feeder';

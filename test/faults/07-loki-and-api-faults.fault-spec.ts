@@ -24,7 +24,7 @@ async function sinkLines(driver: TimedDriver): Promise<Record<string, SinkLines>
   for (const { labels, value } of samples(text, 'conveyor_log_sink_lines_total')) {
     const sink = /sink="([^"]+)"/.exec(labels)![1];
     out[sink] ??= { sent: 0, dropped: 0, reasons: [] };
-    if (labels.includes('outcome="sent"')) out[sink].sent += value;
+    if (labels.includes('result="sent"')) out[sink].sent += value;
     else {
       out[sink].dropped += value;
       if (value > 0) out[sink].reasons.push(`${/reason="([^"]*)"/.exec(labels)?.[1]}=${value}`);

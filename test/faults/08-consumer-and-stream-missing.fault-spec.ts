@@ -1,4 +1,4 @@
-import { MESSAGES_STREAM } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { eventually } from '@conveyor-ci/testing';
 import { account, expectNothingLost } from './support/accounting';
 import { shellStep } from './support/event-feeder';

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { MESSAGES_STREAM } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { sleep } from '@conveyor-ci/testing';
 import { recordRow } from './support/fault-rows';
 import { stepEvent } from './support/event-feeder';

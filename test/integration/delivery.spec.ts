@@ -5,12 +5,12 @@ import { RetentionPolicy } from 'nats';
 import {
   DEAD_LETTER_HEADERS,
   DeadLetterRecord,
-  MESSAGES_STREAM,
   Reconcile,
   ReconcileContext,
   Resource,
   RetryableError,
 } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { NatsFaultProxy, makeResource, publishDriverMessage, eventually, sleep } from '@conveyor-ci/testing';
 import { encodeGoJson } from '../../libs/conveyor/src/protocol';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';

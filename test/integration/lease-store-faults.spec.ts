@@ -1,7 +1,8 @@
 import { Controller } from '@nestjs/common';
 import { Payload } from '@nestjs/microservices';
 import { AckPolicy, nanos } from 'nats';
-import { MESSAGES_STREAM, Reconcile, Resource } from '@conveyor-ci/nestjs';
+import { Reconcile, Resource } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { RUN_LEASES_BUCKET } from '@conveyor-ci/nestjs/protocol';
 import { makeResource, publishDriverMessage } from '@conveyor-ci/testing';
 import { settledDeliveries } from '../support/consumer-deliveries';

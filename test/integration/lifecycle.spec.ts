@@ -4,12 +4,12 @@ import { randomUUID } from 'node:crypto';
 import { AckPolicy, connect } from 'nats';
 import {
   ConveyorModuleOptions,
-  MESSAGES_STREAM,
   Reconcile,
   ReconcileContext,
   Resource,
   deleteDriverConsumer,
 } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import {
   ConveyorApiServer,
   ConveyorTestEnv,

@@ -1,6 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { Ctx } from '@nestjs/microservices';
-import { DriverLogger, LOGS_ENGINE_STREAM, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
+import { DriverLogger, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
+import { LOGS_ENGINE_STREAM } from '@conveyor-ci/nestjs/internal';
 import { LogShipper } from '@conveyor-ci/nestjs/internal';
 import { NatsFaultProxy, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';

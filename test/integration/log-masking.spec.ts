@@ -3,13 +3,8 @@ import { Ctx } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Logger as PinoNestLogger, LoggerModule } from 'nestjs-pino';
-import {
-  ConveyorLog,
-  DriverLogger,
-  Reconcile,
-  ReconcileContext,
-  subscribeRunLogs,
-} from '@conveyor-ci/nestjs';
+import { ConveyorLog, DriverLogger, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
+import { subscribeRunLogs } from '@conveyor-ci/nestjs/internal';
 import { LokiServer, eventually, makeResource, publishDriverMessage } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 import { storedRunLogs } from '../support/stored-logs';

@@ -1,15 +1,8 @@
 import { Controller, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { Ctx, Payload } from '@nestjs/microservices';
-import {
-  ConveyorLog,
-  DriverLogger,
-  Reconcile,
-  ReconcileContext,
-  Resource,
-  queryLokiLogs,
-  subscribeRunLogs,
-} from '@conveyor-ci/nestjs';
+import { ConveyorLog, DriverLogger, Reconcile, ReconcileContext, Resource } from '@conveyor-ci/nestjs';
+import { queryLokiLogs, subscribeRunLogs } from '@conveyor-ci/nestjs/internal';
 import { LokiServer, eventually, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { uniqueDriverName, useDriverApps } from '../support/driver-app';
 import { storedRunLogs } from '../support/stored-logs';

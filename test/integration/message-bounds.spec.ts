@@ -1,7 +1,8 @@
 import { Controller } from '@nestjs/common';
 import { Ctx } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
-import { DeadLetterRecord, MESSAGES_STREAM, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
+import { DeadLetterRecord, Reconcile, ReconcileContext } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { NatsFaultProxy, eventually, sleep } from '@conveyor-ci/testing';
 import { pipelineStepSubject } from '../../libs/conveyor/src/protocol';
 import { settledDeliveries } from '../support/consumer-deliveries';

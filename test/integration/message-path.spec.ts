@@ -5,10 +5,10 @@ import {
   DeadLetterRecord,
   Reconcile,
   ReconcileContext,
-  MESSAGES_STREAM,
   Resource,
   deleteDriverConsumer,
 } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import {
   ConveyorTestingModule,
   NatsFaultProxy,

@@ -76,16 +76,16 @@ describe('metrics and tracing', () => {
     ]);
     expect(samples(text, 'conveyor_runs_finished_total')).toEqual(
       expect.arrayContaining([
-        { labels: '{resource="observed",outcome="succeeded"}', value: 3 },
-        { labels: '{resource="observed",outcome="failed"}', value: 2 },
+        { labels: '{resource="observed",result="succeeded"}', value: 3 },
+        { labels: '{resource="observed",result="failed"}', value: 2 },
       ]),
     );
     const counts = samples(text, 'conveyor_run_duration_seconds_count');
     expect(counts.reduce((n, s) => n + s.value, 0)).toBe(5);
     expect(samples(text, 'conveyor_messages_settled_total')).toEqual(
       expect.arrayContaining([
-        { labels: '{outcome="succeeded",action="ack"}', value: 3 },
-        { labels: '{outcome="failed",action="ack"}', value: 2 },
+        { labels: '{result="succeeded",action="ack"}', value: 3 },
+        { labels: '{result="failed",action="ack"}', value: 2 },
       ]),
     );
     expect(samples(text, 'conveyor_runs_in_flight')).toEqual([{ labels: '', value: 0 }]);
@@ -95,7 +95,7 @@ describe('metrics and tracing', () => {
       value: 7,
     });
     expect(samples(text, 'conveyor_log_sink_lines_total')).toContainEqual({
-      labels: '{sink="conveyor",outcome="sent",reason=""}',
+      labels: '{sink="conveyor",result="sent",reason=""}',
       value: 7,
     });
     for (const s of sent) {

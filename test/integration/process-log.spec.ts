@@ -85,9 +85,13 @@ describe("the process log with Nest's logger", () => {
     const plain = out.map((l) => l.replace(ansi, ''));
     const about = plain.filter((l) => l.includes('compiler exploded'));
     expect(about).toHaveLength(1);
+    // The short run id, the resource and event, a duration and the verb in plain words.
     expect(about[0]).toMatch(
-      / WARN \[ConveyorTransport\] failed .*handler failed: compiler exploded -> ack$/,
+      new RegExp(
+        ` WARN \\[ConveyorTransport\\] failed run ${runId.slice(0, 8)} step/build-1 create in \\d+ ms: handler failed: compiler exploded; acked$`,
+      ),
     );
+    expect(about[0]).not.toContain(runId);
     expect(plain.filter((l) => /^\s+at /.test(l) || l.includes('RpcExceptionsHandler'))).toEqual([]);
     const stored = await storedRunLogs(suite.env.jsm, runId);
     expect(stored.filter((l) => l.log.message.includes('compiler exploded'))).toHaveLength(1);
@@ -111,7 +115,8 @@ describe('the process log with nestjs-pino', () => {
     await startWithPino(name);
     const runId = await runStep({});
     await expectSettled(name, 1);
-    expect(lines.filter((l) => l.run_id === runId)).toEqual([
+    // The handler's line (the transport's settlement line carries the run's fields too).
+    expect(lines.filter((l) => l.run_id === runId && l.context === name)).toEqual([
       expect.objectContaining({
         level: 30,
         context: name,
@@ -136,12 +141,28 @@ describe('the process log with nestjs-pino', () => {
       [
         40,
         expect.stringMatching(
-          /^retried .*delivery 1: attempt 1 of 2 asks for a retry in 50 ms: registry busy -> nak in 50 ms$/,
+          /^retried run \w{8} step\/build-1 create in \d+ ms: attempt 1 of 2 asks for a retry in 50 ms: registry busy; will retry in 50 ms$/,
         ),
       ],
       [30, 'step greet: exit 0'],
-      [40, expect.stringMatching(/^gave-up .*delivery 2: gave up after 2 attempts: registry busy -> ack$/)],
+      [
+        40,
+        expect.stringMatching(
+          /^gave-up run \w{8} step\/build-1 create in \d+ ms \(delivery 2\): gave up after 2 attempts: registry busy; acked$/,
+        ),
+      ],
     ]);
+    // The full run id and the rest as the JSON line's own fields.
+    expect(about.at(-1)).toMatchObject({
+      run_id: runId,
+      resource: 'build-1',
+      resource_type: 'step',
+      event: 'create',
+      outcome: 'gave-up',
+      action: 'ack',
+      delivery: 2,
+      duration_ms: expect.any(Number),
+    });
     expect(lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
     const stored = await storedRunLogs(suite.env.jsm, runId);
     expect(stored.map((l) => l.log.message).filter((m) => m.includes('registry busy'))).toEqual([

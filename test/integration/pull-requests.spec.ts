@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { AckPolicy, connect, nanos } from 'nats';
-import { MESSAGES_STREAM } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { ConveyorTestEnv } from '@conveyor-ci/testing';
 import { PullRequester } from '../../libs/conveyor/src/transport/pull-requests';
 

@@ -1,5 +1,5 @@
 import { NatsConnection, connect } from 'nats';
-import { RUN_CANCELS_BUCKET, cancelSubject } from '@conveyor-ci/nestjs';
+import { RUN_CANCELS_BUCKET, cancelSubject } from '@conveyor-ci/nestjs/internal';
 import { ConveyorTestEnv, eventually } from '@conveyor-ci/testing';
 import { RunCancellations } from '../../libs/conveyor/src/run-control/run-cancellations';
 

@@ -7,7 +7,6 @@ import { readFileSync, readdirSync } from 'node:fs';
 import {
   ConveyorModule,
   ConveyorModuleOptions,
-  RUN_CANCELS_BUCKET,
   Reconcile,
   ReconcileContext,
   Resource,
@@ -15,11 +14,10 @@ import {
   RunControl,
   RunEnding,
   RunProgress,
-  cancelSubject,
   progressReports,
-  progressSubject,
   publishCancel,
 } from '@conveyor-ci/nestjs';
+import { RUN_CANCELS_BUCKET, cancelSubject, progressSubject } from '@conveyor-ci/nestjs/internal';
 import { eventually, freePort, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 

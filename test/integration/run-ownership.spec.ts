@@ -2,14 +2,8 @@ import { Controller } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
 import type { KV } from 'nats';
-import {
-  MESSAGES_STREAM,
-  Reconcile,
-  ReconcileContext,
-  Resource,
-  RetryableError,
-  RunControl,
-} from '@conveyor-ci/nestjs';
+import { Reconcile, ReconcileContext, Resource, RetryableError, RunControl } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { RUN_LEASES_BUCKET, pipelineStepSubject, resourceLeaseKey } from '@conveyor-ci/nestjs/protocol';
 import { NatsFaultProxy, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { CapturedLogs } from '../support/captured-logs';

@@ -1,5 +1,6 @@
 import { Controller } from '@nestjs/common';
-import { MESSAGES_STREAM, Reconcile } from '@conveyor-ci/nestjs';
+import { Reconcile } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 
 const suite = useDriverApps();

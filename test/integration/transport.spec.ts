@@ -13,13 +13,8 @@ import {
 import { Ctx, EventPattern, Payload, Transport } from '@nestjs/microservices';
 import { AckPolicy, DeliverPolicy, nanos } from 'nats';
 import { tap } from 'rxjs';
-import {
-  MESSAGES_STREAM,
-  Reconcile,
-  ReconcileContext,
-  Resource,
-  isConveyorContext,
-} from '@conveyor-ci/nestjs';
+import { Reconcile, ReconcileContext, Resource, isConveyorContext } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { makeResource, publishDriverMessage } from '@conveyor-ci/testing';
 import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 

@@ -1,5 +1,5 @@
 import type { JetStreamManager } from 'nats';
-import { MESSAGES_STREAM } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { waitForSettled } from '@conveyor-ci/testing';
 
 /**

@@ -1,5 +1,5 @@
 import type { JetStreamManager } from 'nats';
-import { LOGS_ENGINE_STREAM } from '@conveyor-ci/nestjs';
+import { LOGS_ENGINE_STREAM } from '@conveyor-ci/nestjs/internal';
 
 /**
  * Every stored Log of `runId` in `logs-engine`, in stream order. Read by sequence with the stream

@@ -17,9 +17,9 @@ const BOTTOM = ['util', 'protocol'];
  * Shared by every layer, outside the order: a layer may use them, but never reach a higher layer
  * through them (checked on runtime imports), and no cycle may pass through them.
  */
-const HELPERS = ['client', 'logger', 'module', 'run-control', 'security', 'tracing'];
-/** Entry points: the barrels, the composition root and the optional subpaths. Only they import each other. */
-const ENTRY_FOLDERS = ['health', 'metrics'];
+const HELPERS = ['client', 'logger', 'module', 'registry', 'resources', 'run-control', 'security', 'tracing'];
+/** Entry points: the barrels, the composition root, the optional subpaths and the `bin` (cli). Only they import each other. */
+const ENTRY_FOLDERS = ['cli', 'console', 'health', 'metrics'];
 const ENTRY_FILES = ['index.ts', 'internal.ts', 'module/conveyor.module.ts'];
 
 interface Edge {

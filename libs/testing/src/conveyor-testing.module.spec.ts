@@ -18,15 +18,13 @@ import {
 import { Ctx, Payload } from '@nestjs/microservices';
 import { map, of } from 'rxjs';
 import {
-  CONVEYOR_CONFIG,
-  ConveyorConfig,
   Reconcile,
   ReconcileContext,
   Resource,
-  ResultRefusedError,
   RetryableError,
   isConveyorContext,
 } from '@conveyor-ci/nestjs';
+import { CONVEYOR_CONFIG, ConveyorConfig, ResultRefusedError } from '@conveyor-ci/nestjs/internal';
 import { PUBLISH_GRACE_MS } from '@conveyor-ci/nestjs/run/message-run';
 import { ConveyorTestingModule } from './conveyor-testing.module';
 

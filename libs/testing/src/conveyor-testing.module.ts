@@ -33,8 +33,8 @@ import {
   type MessageOutcome,
   type Settlement,
   type DeadLetterRecord,
+  resolveConveyorConfig,
 } from '@conveyor-ci/nestjs/internal';
-import { resolveConveyorConfig } from '@conveyor-ci/nestjs';
 import { HeldResultPublish, InMemoryMessage, InMemoryResultPort, RecordedVerb } from './in-memory.port';
 
 const DEFAULT_LOG_LEVELS: LogLevel[] = ['error', 'warn'];
@@ -112,7 +112,8 @@ class OverridableTestingModule implements ConveyorTestingModuleBuilder {
     private readonly start: (app: INestApplication) => Promise<ConveyorTestingModule>,
   ) {
     this.levels = options.logger ?? DEFAULT_LOG_LEVELS;
-    const moduleOptions = { driverName: 'test-driver', ...options.options };
+    // No drift check unless asked: a unit test of a typed handler has no API to compare with.
+    const moduleOptions = { driverName: 'test-driver', resourceDrift: 'off' as const, ...options.options };
     this.nest = Test.createTestingModule({
       imports: [ConveyorModule.forRoot(moduleOptions), ...(options.imports ?? [])],
       controllers: options.controllers,

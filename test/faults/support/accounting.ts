@@ -1,4 +1,4 @@
-import { MESSAGES_STREAM } from '@conveyor-ci/nestjs';
+import { MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { consumerBacklog, sleep } from '@conveyor-ci/testing';
 import type { LedgerEntry } from './event-feeder';
 import { AccountingRow, recordRow } from './fault-rows';

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { JetStreamClient } from 'nats';
 import { encodeGoJson, pipelineStepSubject } from '@conveyor-ci/nestjs/protocol';
-import type { DriverMessage } from '@conveyor-ci/nestjs';
+import type { DriverMessage } from '@conveyor-ci/nestjs/internal';
 import { makeResource, sleep } from '@conveyor-ci/testing';
 
 /** What a published event must end in for the accounting to call it handled. */

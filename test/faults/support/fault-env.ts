@@ -1,5 +1,5 @@
 import { JetStreamClient, JetStreamManager, NatsConnection, connect } from 'nats';
-import { LOGS_ENGINE_STREAM, MESSAGES_STREAM } from '@conveyor-ci/nestjs';
+import { LOGS_ENGINE_STREAM, MESSAGES_STREAM } from '@conveyor-ci/nestjs/internal';
 import { NatsCluster, NatsServer, createConveyorStreams, waitForConsumer } from '@conveyor-ci/testing';
 import { EventFeeder } from './event-feeder';
 import { addDeadLetterStream } from './stored-records';

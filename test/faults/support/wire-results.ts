@@ -1,5 +1,5 @@
 import { NatsConnection, connect } from 'nats';
-import { RESULT_SUBJECT } from '@conveyor-ci/nestjs';
+import { RESULT_SUBJECT } from '@conveyor-ci/nestjs/internal';
 
 /**
  * Results as they cross the wire, seen by one core subscription per node (drivers and tests must not

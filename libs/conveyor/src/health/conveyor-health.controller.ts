@@ -3,12 +3,13 @@ import { HealthCheckResult, HealthCheckService, HealthIndicatorResult } from '@n
 import { ConveyorHealthIndicators } from './conveyor.health';
 
 /**
- * `/health/live` for the liveness probe (the process and its event loop: stays up during a drain),
- * `/health/ready` for readiness (NATS connected and the consumer bound: 503 while binding,
- * disconnected or draining), `/health` for both. Optional dependencies (Loki) appear in the body
- * with their status but never turn a probe red.
+ * `<path>/live` for the liveness probe (the process and its event loop: stays up during a drain),
+ * `<path>/ready` for readiness (NATS connected and the consumer bound: 503 while binding,
+ * disconnected or draining), `<path>` for both. Optional dependencies (Loki) appear in the body
+ * with their status but never turn a probe red. The module serves it under its `path` (a subclass
+ * per path, since Nest reads a controller's path from its class).
  */
-@Controller('health')
+@Controller()
 export class ConveyorHealthController {
   constructor(
     private readonly health: HealthCheckService,

@@ -1,6 +1,7 @@
+import type { ModuleRef } from '@nestjs/core';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import type { ConveyorConfig } from '../module/conveyor.options';
-import type { ConveyorStrategy } from '../transport/conveyor.strategy';
+import { ConveyorStrategy } from '../transport/conveyor.strategy';
 import { ConveyorHealthIndicators } from './conveyor.health';
 
 describe('ConveyorHealthIndicators.nats', () => {
@@ -13,7 +14,10 @@ describe('ConveyorHealthIndicators.nats', () => {
       unwrap: () => nc,
     } as unknown as ConveyorStrategy;
     const config = { redactor: { redact: (text: string) => text } } as unknown as ConveyorConfig;
-    return new ConveyorHealthIndicators(new HealthIndicatorService(), strategy, config);
+    const moduleRef = {
+      get: (token: unknown) => (token === ConveyorStrategy ? strategy : config),
+    } as unknown as ModuleRef;
+    return new ConveyorHealthIndicators(new HealthIndicatorService(), moduleRef, {});
   }
 
   it('answers up with the round trip', async () => {

@@ -1,41 +1,80 @@
-import { DynamicModule, Module } from '@nestjs/common';
-import { PrometheusModule } from '@willsoto/nestjs-prometheus';
-import { Registry, register as globalRegistry } from 'prom-client';
+import {
+  ConfigurableModuleAsyncOptions,
+  ConfigurableModuleBuilder,
+  Controller,
+  DynamicModule,
+  Module,
+  Type,
+} from '@nestjs/common';
+import { register as globalRegistry } from 'prom-client';
+import { CONVEYOR_METRICS_OPTIONS, CONVEYOR_METRICS_REGISTRY } from './conveyor-metrics.constants';
 import { ConveyorMetricsController } from './conveyor-metrics.controller';
-import { CONVEYOR_METRICS_REGISTRY } from './conveyor-metrics.constants';
+import { ConveyorMetricsModuleExtras, ConveyorMetricsOptions } from './conveyor-metrics.options';
 import { ConveyorMetrics } from './conveyor.metrics';
 
-/** Options of {@link ConveyorMetricsModule}. */
-export interface ConveyorMetricsOptions {
-  /**
-   * Where the metrics live. Default: prom-client's global registry. Give each app its own
-   * `new Registry()` when several run in one process (tests), or their metric names clash.
-   */
-  registry?: Registry;
-  /** Default `/metrics`. */
-  path?: string;
-  /** prom-client's process metrics (CPU, memory, event loop). Default true. */
-  defaultMetrics?: boolean;
+/** The endpoint served under `path`: Nest reads a controller's path from its class. */
+function metricsControllerAt(path: string): Type<ConveyorMetricsController> {
+  @Controller(path)
+  class ConveyorMetricsEndpoint extends ConveyorMetricsController {}
+  return ConveyorMetricsEndpoint;
 }
 
-/** `/metrics` for Prometheus (@willsoto/nestjs-prometheus) with the Conveyor driver's metrics. */
-@Module({})
-export class ConveyorMetricsModule {
-  static register(options: ConveyorMetricsOptions = {}): DynamicModule {
-    const registry = options.registry ?? globalRegistry;
-    return {
-      module: ConveyorMetricsModule,
-      // Global so the Prometheus module's controller can inject the registry.
-      global: true,
-      imports: [
-        PrometheusModule.register({
-          path: options.path ?? '/metrics',
-          controller: ConveyorMetricsController,
-          defaultMetrics: { enabled: options.defaultMetrics ?? true, config: { register: registry } },
-        }),
-      ],
-      providers: [{ provide: CONVEYOR_METRICS_REGISTRY, useValue: registry }, ConveyorMetrics],
-      exports: [CONVEYOR_METRICS_REGISTRY],
-    };
+const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<ConveyorMetricsOptions>({
+  optionsInjectionToken: CONVEYOR_METRICS_OPTIONS,
+})
+  .setClassMethodName('forRoot')
+  .setExtras<Required<ConveyorMetricsModuleExtras>>(
+    { isGlobal: false, path: 'metrics' },
+    (definition, extras) => ({
+      ...definition,
+      global: extras.isGlobal,
+      controllers: extras.path === false ? [] : [metricsControllerAt(extras.path)],
+    }),
+  )
+  .build();
+
+/** What `forRoot` (and `register`) take: the registry, default metrics, `path` and `isGlobal`. */
+export type ConveyorMetricsModuleOptions = ConveyorMetricsOptions & ConveyorMetricsModuleExtras;
+/** What `forRootAsync` takes: `useFactory`/`useClass`/`useExisting` for the options, `imports`, `inject`, `path` and `isGlobal`. */
+export type ConveyorMetricsModuleAsyncOptions = ConfigurableModuleAsyncOptions<ConveyorMetricsOptions> &
+  ConveyorMetricsModuleExtras;
+
+/**
+ * The Conveyor driver's Prometheus metrics (`conveyor_*`) in a prom-client registry, served at
+ * `/metrics`. Needs no `@willsoto/nestjs-prometheus`, and works beside it: with the default
+ * (global) registry, `PrometheusModule.register()`'s endpoint shows the Conveyor metrics too
+ * (`forRoot({ path: false })` then serves nothing of its own), and prom-client's process metrics are
+ * registered only when the registry has none. Works whether or not `ConveyorModule` is global.
+ */
+@Module({
+  providers: [
+    {
+      provide: CONVEYOR_METRICS_REGISTRY,
+      useFactory: (options: ConveyorMetricsOptions) => options.registry ?? globalRegistry,
+      inject: [CONVEYOR_METRICS_OPTIONS],
+    },
+    ConveyorMetrics,
+  ],
+  exports: [CONVEYOR_METRICS_REGISTRY],
+})
+export class ConveyorMetricsModule extends ConfigurableModuleClass {
+  /** The metrics in `options.registry` (default: prom-client's global one), served at `path` (default `metrics`). */
+  static override forRoot(options: ConveyorMetricsModuleOptions = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+
+  /** The same with options made by a factory, class or existing provider (`path` and `isGlobal` beside them). */
+  static override forRootAsync(options: ConveyorMetricsModuleAsyncOptions): DynamicModule {
+    return super.forRootAsync(options);
+  }
+
+  /**
+   * `forRoot(options)`, kept for apps written against 0.1: it was global, so it still is unless
+   * `isGlobal` says otherwise.
+   *
+   * @deprecated Use {@link ConveyorMetricsModule.forRoot}.
+   */
+  static register(options: ConveyorMetricsModuleOptions = {}): DynamicModule {
+    return this.forRoot({ isGlobal: true, ...options });
   }
 }

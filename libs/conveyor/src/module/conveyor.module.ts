@@ -1,11 +1,11 @@
 import { Inject, Module, OnApplicationBootstrap } from '@nestjs/common';
-import { HttpModule } from '@nestjs/axios';
 import { DiscoveryModule } from '@nestjs/core';
 import { CONVEYOR_CLIENT_CONFIG } from '../client/client.constants';
 import { ConveyorClient } from '../client/conveyor.client';
 import { DriverLogger } from '../logger/driver-logger';
 import { LogShipper } from '../logger/log-shipper';
 import { ReconcileExplorer } from '../reconcile/reconcile.explorer';
+import { ResourceDriftCheck } from '../resources/definition-drift';
 import { RunCancellations } from '../run-control/run-cancellations';
 import { RunControl } from '../run-control/run-control';
 import { PopTokenSigner } from '../security/pop-token.signer';
@@ -20,7 +20,9 @@ import { ConveyorStartupError } from './startup.error';
  * then `await connectConveyor(app)` in `main.ts` attaches the transport.
  */
 @Module({
-  imports: [DiscoveryModule, HttpModule],
+  // No HttpModule: ConveyorClient makes its HttpService on its first request (axios is loaded by a
+  // driver that calls the API only).
+  imports: [DiscoveryModule],
   providers: [
     {
       provide: CONVEYOR_CONFIG,
@@ -43,6 +45,8 @@ import { ConveyorStartupError } from './startup.error';
     LogShipper,
     DriverLogger,
     ReconcileExplorer,
+    // `@Reconcile({ spec })` validators compared with the server's definitions at startup.
+    ResourceDriftCheck,
     RunCancellations,
     RunControl,
     // API auth off: a signer that says so (`enabled` false), so the client can always inject it.

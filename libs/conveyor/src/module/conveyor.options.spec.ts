@@ -28,6 +28,7 @@ describe('resolveConveyorConfig', () => {
       shutdownTimeoutMs: 25_000,
       unroutedDeadLetterMs: 3_600_000,
       incompatibleConsumer: 'warn',
+      resourceDrift: 'warn',
       consumerFilters: 'merge',
       staleEventGuard: false,
       logs: {
@@ -119,6 +120,7 @@ describe('resolveConveyorConfig', () => {
         CONVEYOR_INCOMPATIBLE_CONSUMER: 'refuse',
         CONVEYOR_CONSUMER_FILTERS: 'replace',
         CONVEYOR_STALE_EVENT_GUARD: 'true',
+        CONVEYOR_RESOURCE_DRIFT: 'refuse',
       },
     );
     expect(config).toMatchObject({
@@ -132,6 +134,7 @@ describe('resolveConveyorConfig', () => {
       reconcileTimeoutMs: 0,
       shutdownTimeoutMs: 1000,
       incompatibleConsumer: 'refuse',
+      resourceDrift: 'refuse',
       consumerFilters: 'replace',
       staleEventGuard: true,
     });

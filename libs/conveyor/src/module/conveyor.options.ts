@@ -51,6 +51,9 @@ export type ConsumerFilterPolicy = 'merge' | 'replace';
 /** What to do when the existing consumer was made by another runtime with settings we cannot fix. */
 export type IncompatibleConsumerPolicy = 'warn' | 'refuse';
 
+/** What startup does when a generated `spec` validator's definition changed on the server. */
+export type ResourceDriftPolicy = 'warn' | 'refuse' | 'off';
+
 /**
  * Delay before a retry, by the delivery count that failed: exponential from `initialMs`, doubling,
  * capped at `maxMs`, with ±20 % jitter; or your own function.
@@ -144,6 +147,13 @@ export interface ConveyorModuleOptions {
   staleEventGuard?: boolean;
   /** Existing consumer that is not durable or has max_ack_pending 1. Env `CONVEYOR_INCOMPATIBLE_CONSUMER`. Default `warn`. */
   incompatibleConsumer?: IncompatibleConsumerPolicy;
+  /**
+   * At startup, when the API answers, the definitions of `@Reconcile({ spec })` validators are
+   * compared with the server's (version and schema): `warn` names each one that changed, `refuse`
+   * also stops startup, `off` skips the check. An API that does not answer is a warning, never a
+   * refusal. Env `CONVEYOR_RESOURCE_DRIFT`. Default `warn`.
+   */
+  resourceDrift?: ResourceDriftPolicy;
   /** TLS files (`ca` alone, or mTLS). Env `CONVEYOR_TLS_CERT`, `CONVEYOR_TLS_KEY`, `CONVEYOR_TLS_CA`. Default off. */
   tls?: ConveyorTlsOptions;
   /** NATS credentials (one mode). Env `CONVEYOR_NATS_USER`/`_PASSWORD`, `_TOKEN`, `_NKEY`, `_CREDS`. Default none. */
@@ -180,6 +190,7 @@ export interface ConveyorConfig {
   leaseTtlMs: number;
   unroutedDeadLetterMs: number;
   incompatibleConsumer: IncompatibleConsumerPolicy;
+  resourceDrift: ResourceDriftPolicy;
   consumerFilters: ConsumerFilterPolicy;
   staleEventGuard: boolean;
   tls?: ConveyorTlsOptions;
@@ -275,6 +286,7 @@ const FIELDS: OptionFields<Pick<ConveyorConfig, TableKey>> = {
     parse: oneOf('warn', 'refuse'),
     default: 'warn',
   },
+  resourceDrift: { env: 'CONVEYOR_RESOURCE_DRIFT', parse: oneOf('warn', 'refuse', 'off'), default: 'warn' },
 };
 
 /**

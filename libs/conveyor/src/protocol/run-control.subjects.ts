@@ -29,7 +29,7 @@ export function runProgressSubjects(runId: string): string {
   return `${RUN_CONTROL_PREFIX}.progress.${assertSubjectToken('run id', runId)}.*`;
 }
 
-/** A cancel request on {@link cancelSubject} and in {@link RUN_CANCELS_BUCKET} (key: the run id). */
+/** A cancel request on core `conveyor-run.cancel.{runId}` and in the KV bucket `conveyor-run-cancels` (key: the run id). */
 export interface RunCancelRequest {
   run_id: string;
   reason: string;
@@ -37,7 +37,7 @@ export interface RunCancelRequest {
   requested_at: string;
 }
 
-/** A progress report on {@link progressSubject}. */
+/** A progress report on core `conveyor-run.progress.{runId}.{driver}`. */
 export interface RunProgress {
   run_id: string;
   driver: string;

@@ -13,8 +13,20 @@ export interface Resource<Spec = unknown> {
   pipeline?: string;
   /** The resource-definition (type) name, e.g. `pipeline`. */
   resource: string;
-  metadata?: Record<string, unknown> | null;
+  metadata?: ResourceMetadata | null;
   spec: Spec;
+}
+
+/**
+ * A resource's `metadata` as the server sends it: `version` is a decimal *string* (`"1"` on create,
+ * raised by one on every `PUT`; read it as a number with {@link resourceVersion}). The engine adds
+ * `driverresults.<driver>` entries (read them with `previousResult`); other values are strings at
+ * 0.6.x and any JSON upstream.
+ */
+export interface ResourceMetadata {
+  /** The resource's version as the server stores it: `"1"`, `"2"`, … */
+  version?: string;
+  [key: string]: unknown;
 }
 
 /**

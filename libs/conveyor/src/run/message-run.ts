@@ -26,6 +26,7 @@ import { DecidedMessage, RoutedMessage, routeMessage } from './message-routing';
 import { AdmissionResult, admitRun, countedLeaseWaits } from './run-admission';
 import { ReconcileStep, reconcileStep } from './reconcile-step';
 import type { RunEnvironment } from './run-environment';
+import type { RunLineFacts } from './run-line';
 import { RunEvent, RunStateName, nextRunState } from './run-states';
 import {
   deadLetterOrKeep,
@@ -89,6 +90,8 @@ export class MessageRun {
   private resultImpossible = false;
   private startedAt?: number;
   private resourceType = '';
+  /** The decoded message's event and resource, for the settlement line. */
+  private named?: { event: string; resourceType: string; resource: string };
   readonly receivedAt = Date.now();
   private cancelReason?: string;
   /** The run's timeout elapsed but its handler still holds its slot. */
@@ -200,7 +203,11 @@ export class MessageRun {
   private decode(): RoutedMessage | DecidedMessage {
     const routed = routeMessage(this.env, this.message);
     this.target = routed.target;
-    if (routed.kind === 'handler') this.transition('routed');
+    if (routed.kind === 'handler') {
+      const { message, resource } = routed.decoded;
+      this.named = { event: message.event, resourceType: resource.resource, resource: resource.name };
+      this.transition('routed');
+    }
     return routed;
   }
 
@@ -393,7 +400,7 @@ export class MessageRun {
     const { message, env } = this;
     if (!this.acked) sendVerb(message, settlement, env);
     this.transition('verb-sent');
-    env.record(settlement, () => this.where());
+    env.record(settlement, () => this.lineFacts());
     env.unrouted(message.streamSequence, settlement.kind === 'unrouted', settlement.delayMs);
     if (this.startedAt !== undefined && env.observers.listening) {
       env.observers.runFinished({
@@ -455,6 +462,17 @@ export class MessageRun {
   /** Where the run is, for a person: its message, state, and whether its handler is overdue. */
   describe(): string {
     return `${this.where()}: ${this.overdue ? 'handler ignores its abort signal' : this.current}`;
+  }
+
+  /** What the settlement line names (run-line.ts words it). */
+  private lineFacts(): RunLineFacts {
+    return {
+      ...this.named,
+      runId: this.target?.runId ?? runIdOf(this.handlerOutcome),
+      streamSequence: this.message.streamSequence,
+      deliveryCount: this.message.deliveryCount,
+      durationMs: Date.now() - this.receivedAt,
+    };
   }
 
   private where(): string {

@@ -8,6 +8,7 @@ import type { ReconcileInvocation } from '../reconcile/reconcile-runner';
 import type { MessageOutcome, Settlement } from '../settlement/settlement.policy';
 import type { ResultPort } from './message-port';
 import type { RunObservers } from './run-events';
+import type { RunLineFacts } from './run-line';
 import type { RunSlots } from './run-slots';
 import type { StuckWork } from './stuck-work';
 
@@ -39,8 +40,8 @@ export interface RunEnvironment {
   stopWaiting: AbortSignal;
   /** Aborted at the shutdown deadline (shared by every run). */
   deadline: AbortSignal;
-  /** Counts, logs and reports a message's final row: called once per message. */
-  record(settlement: Settlement, where: () => string): void;
+  /** Counts, logs and reports a message's final row: called once per message (facts asked lazily). */
+  record(settlement: Settlement, facts: () => RunLineFacts): void;
   /** A message no handler serves was nak'd (`held`) or let go (`released`): the held gauge. */
   unrouted(streamSequence: number, held: boolean, delayMs?: number): void;
   /** Work left behind past its deadline (hung hooks, handlers ignoring their signal), for readiness. */

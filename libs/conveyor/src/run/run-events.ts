@@ -20,6 +20,8 @@ export interface RunObserver {
   runPhaseChanged?(e: { from?: string; to?: string }): void;
   /** A cleanup hook threw or did not finish within its deadline. */
   cleanupFailed?(): void;
+  /** A payload's `spec` failed its handler's generated validator (`rule`: the JSON Schema keyword). */
+  specRejected?(e: { resourceType: string; rule: string }): void;
 }
 
 /** Fans one event out to every observer; an observer that throws never disturbs the transport. */
@@ -74,5 +76,8 @@ export class RunObservers implements Required<RunObserver> {
   }
   cleanupFailed(): void {
     this.emit('cleanupFailed');
+  }
+  specRejected(e: Parameters<Required<RunObserver>['specRejected']>[0]): void {
+    this.emit('specRejected', e);
   }
 }

@@ -5,7 +5,7 @@ import { ConveyorMetricsModule } from '@conveyor-ci/nestjs/metrics';
 import { WidgetDriver } from './widget.driver';
 
 @Module({
-  imports: [ConveyorModule.forRoot({}), ConveyorHealthModule, ConveyorMetricsModule.register()],
+  imports: [ConveyorModule.forRoot({}), ConveyorHealthModule.forRoot(), ConveyorMetricsModule.forRoot()],
   controllers: [WidgetDriver],
 })
 export class AppModule {}
