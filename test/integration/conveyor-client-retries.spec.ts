@@ -119,9 +119,36 @@ describe('timeouts and aborts', () => {
     );
     setTimeout(() => abort.abort(), 100);
     const error = await call;
-    expect(error).toMatchObject({ status: 0, code: 'ABORTED' });
+    // Aborted after the request went out: the server may still apply it (a create would be
+    // outcome-unknown), and it is the caller's own outcome, not an outage to retry.
+    expect(error).toMatchObject({ status: 0, code: 'ABORTED_IN_FLIGHT' });
+    expect(error.mayHaveBeenApplied()).toBe(true);
     expect(error.isTransient()).toBe(false);
     expect(server.requests).toHaveLength(1);
+  });
+
+  it('an abort before the request is sent is surely not applied', async () => {
+    const abort = new AbortController();
+    abort.abort();
+    const error = await rejectionOf(clientWith({}).getResource('t', 'pre-aborted', { signal: abort.signal }));
+    expect(error).toMatchObject({ status: 0, code: 'ABORTED' });
+    expect(error.mayHaveBeenApplied()).toBe(false);
+    expect(server.requests.filter((r) => r.url.endsWith('/pre-aborted'))).toEqual([]);
+  });
+
+  it('bounds an authorization provider that never answers by the attempt timeout', async () => {
+    const never = () => new Promise<string>(() => undefined);
+    const call = clientWith({ timeoutMs: 200, retries: 0, authorization: never }).getResource(
+      't',
+      'no-token',
+    );
+    const error = await call.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(ConveyorAuthorizationError);
+    expect((error as Error).message).toMatch(/did not answer within 200 ms/);
+    expect(server.requests.filter((r) => r.url.endsWith('/no-token'))).toEqual([]);
   });
 });
 

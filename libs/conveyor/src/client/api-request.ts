@@ -6,6 +6,7 @@ import type { AxiosResponse } from 'axios';
 import { runScope } from '../logger/run-scope';
 import type { ConveyorClientConfig } from '../module/client.options';
 import { sleep } from '../util/backoff';
+import { abortable } from '../util/abortable';
 import {
   ConveyorApiError,
   ConveyorApiOutcomeUnknownError,
@@ -193,9 +194,22 @@ export class ApiRequester {
     callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
     if (callerSignal?.aborted) controller.abort();
     let response: AxiosResponse;
+    let sent = false;
     try {
       // Asked before the request exists: a provider's failure is not a network error of the request.
-      const headers = await this.headers(call);
+      // Bounded by the attempt's timeout and the caller's abort: a provider stuck on a dead key
+      // service must not hold the call (and the run) for ever.
+      const asked = await abortable(this.headers(call), controller.signal, 0);
+      if (asked.ended !== 'done') {
+        if (!timedOut) throw apiError(call, 0, 'aborted by the caller', 'ABORTED');
+        throw new ConveyorAuthorizationError(
+          call.method,
+          call.path,
+          new Error(`the authorization provider did not answer within ${timeoutMs} ms`),
+        );
+      }
+      const headers = asked.value;
+      sent = true;
       response = await this.httpService().axiosRef.request({
         method: call.method,
         url: `${this.config.apiUrl}${call.path}`,
@@ -209,9 +223,11 @@ export class ApiRequester {
         maxRedirects: 0,
       });
     } catch (err) {
-      if (err instanceof ConveyorAuthorizationError) throw err;
+      if (err instanceof ConveyorAuthorizationError || err instanceof ConveyorApiError) throw err;
       if (timedOut) throw apiError(call, 0, `no response within ${timeoutMs} ms`, 'ETIMEDOUT');
-      if (callerSignal?.aborted) throw apiError(call, 0, 'aborted by the caller', 'ABORTED');
+      // Aborted after the request went out, the server may still apply it: not "surely not sent".
+      if (callerSignal?.aborted)
+        throw apiError(call, 0, 'aborted by the caller', sent ? 'ABORTED_IN_FLIGHT' : 'ABORTED');
       // Only the code and message: the axios error holds the request config, headers included.
       const { code, message } = err as { code?: string; message?: string };
       throw apiError(call, 0, message ?? String(err), code ?? 'ERR_NETWORK');

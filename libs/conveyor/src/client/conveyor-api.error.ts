@@ -52,7 +52,8 @@ export class ConveyorApiError extends Error {
    */
   isTransient(): boolean {
     if (this.outcomeUnknown) return false;
-    if (this.status === 0) return this.code !== 'ABORTED';
+    // The caller's own abort, before or after sending, is its outcome: not an outage to retry.
+    if (this.status === 0) return this.code !== 'ABORTED' && this.code !== 'ABORTED_IN_FLIGHT';
     if (this.status === 429) return true;
     if (this.status < 500) return false;
     return !(this.status === 500 && /not found|already exists|failed to parse/i.test(this.body));

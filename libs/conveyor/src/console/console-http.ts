@@ -70,6 +70,7 @@ export async function handleConsoleRequest(
     return json(200, await tracker.replay(decodeURIComponent(replay![1])));
   } catch (err) {
     if (err instanceof ConsoleRequestError) return json(err.status, { error: err.message });
+    if (err instanceof URIError) return json(400, { error: 'malformed escape in the path' });
     return json(500, { error: (err as Error)?.message ?? String(err) });
   }
 }
@@ -80,7 +81,9 @@ function refuseForeign(req: ConsoleRequest): void {
   if (!header('content-type').startsWith('application/json'))
     throw new ConsoleRequestError(415, 'send application/json');
   const origin = header('origin');
-  if (origin && origin !== 'null') {
+  // `null` is what a sandboxed frame of any site sends: never the console's own page.
+  if (origin === 'null') throw new ConsoleRequestError(403, 'cross-origin request refused');
+  if (origin) {
     let host: string;
     try {
       host = new URL(origin).host;

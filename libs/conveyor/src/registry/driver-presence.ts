@@ -88,6 +88,9 @@ export class DriverPresence {
   private schedule(delayMs: number): void {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
+      // One write at a time: the running one schedules the next (a change it did not carry
+      // included), and stop() waits for the only put that can land after it.
+      if (this.writing) return;
       this.writing = this.write().finally(() => (this.writing = undefined));
     }, delayMs);
     this.timer.unref();
@@ -120,7 +123,13 @@ export class DriverPresence {
         );
       this.failing = true;
     }
-    if (!this.stopped) this.schedule(heartbeatEveryMs(ttlMs));
+    if (this.stopped) return;
+    // A change made while this write was on the way still goes within the gap, not a heartbeat later.
+    this.schedule(
+      this.changePending
+        ? Math.max(0, this.lastWrite + MIN_WRITE_GAP_MS - Date.now())
+        : heartbeatEveryMs(ttlMs),
+    );
   }
 
   private key(): string {

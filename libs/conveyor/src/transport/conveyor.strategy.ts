@@ -25,6 +25,7 @@ import type { LiveConsumer } from '../run/run-environment';
 import { RunObserver, RunObservers } from '../run/run-events';
 import { RunSlots } from '../run/run-slots';
 import { ConsumerSession, SessionStatus } from './consumer-session';
+import { abortable } from '../util/abortable';
 import { backoffDelay, sleep } from '../util/backoff';
 import { NatsLink, NatsLinkStatus } from './nats-link';
 import { NatsResultPort } from './nats-result.port';
@@ -39,6 +40,9 @@ import {
   TransportListeners,
   transportReadiness,
 } from './conveyor-transport.types';
+
+/** How long the last drain of the NATS connection may take before it is closed instead. */
+const DRAIN_TIMEOUT_MS = 5000;
 
 /**
  * The Conveyor transport: a Nest microservice `Server` that binds the driver's durable pull
@@ -292,13 +296,17 @@ export class ConveyorStrategy
       // Sinks flush over this connection: close them first.
       await this.logs.close();
       if (this.nc && !this.nc.isClosed()) {
-        // drain() cannot flush while disconnected and would leave the reconnect loop running.
-        await (
-          this.link.status.connected ? this.nc.drain() : Promise.reject(new Error('not connected'))
-        ).catch(async (err) => {
-          this.log.warn(`NATS drain failed (${(err as Error).message}): closing the connection`);
-          await this.nc!.close();
-        });
+        const nc = this.nc;
+        // drain() cannot flush while disconnected and would leave the reconnect loop running; and
+        // it waits on the server (every subscription's flush): bounded like any network wait.
+        const drained = this.link.status.connected
+          ? await abortable(nc.drain(), undefined, DRAIN_TIMEOUT_MS).catch((err: Error) => err)
+          : new Error('not connected');
+        if (drained instanceof Error || drained.ended !== 'done') {
+          const why = drained instanceof Error ? drained.message : `not done within ${DRAIN_TIMEOUT_MS} ms`;
+          this.log.warn(`NATS drain failed (${why}): closing the connection`);
+          await abortable(nc.close(), undefined, DRAIN_TIMEOUT_MS).catch(() => undefined);
+        }
       }
       if (this.current !== 'idle') this.setState('closed');
     })();

@@ -137,7 +137,7 @@ export class JetStreamPublisher {
    * Publishes `batch` in order as one write and calls `done` once all of it is stored, or with the
    * error (the batch as a whole: a caller retrying sends every message again, stored once). With
    * a callback, not a promise: this runs at log-line rates. Returns the bytes handed to the
-   * connection (0 when it failed at once: `done` has the error then).
+   * connection (0 when it failed at once: `done` gets the error in a microtask).
    */
   sendBatch(batch: StoredBatch, timeoutMs: number, done: StoredCallback): number {
     return this.track(
@@ -171,8 +171,10 @@ export class JetStreamPublisher {
       return this.transmit(token, waiting);
     } catch (err) {
       // Closed connection, or a payload over max_payload (checked before anything is sent).
+      // Reported once the caller has the return value: a callback run inside this call would see
+      // its publish end before the caller's own bookkeeping of the send (the log sink's budget).
       this.waiting.delete(token);
-      done(err as Error);
+      queueMicrotask(() => done(err as Error));
       return 0;
     }
   }

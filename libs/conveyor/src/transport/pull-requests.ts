@@ -145,8 +145,13 @@ export class PullRequester {
       // Heartbeats stopped: the requests are gone (a restarted node, a lost route). Ask again.
       this.owed = 0;
       this.lastHeard = Date.now();
-      this.onOwedDropped();
-      return this.watch(STALE_AFTER_MS);
+      // Re-armed whatever the session does with it: a one-shot watchdog that dies stays dead.
+      try {
+        this.onOwedDropped();
+      } finally {
+        this.watch(STALE_AFTER_MS);
+      }
+      return;
     }
     // Not stale yet: look again when it first can be. With nothing owed a period on is soon enough
     // (the next pull restarts the silence).

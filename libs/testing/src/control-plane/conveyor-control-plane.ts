@@ -159,9 +159,11 @@ export class ConveyorControlPlane {
 
   private async handle(req: IncomingMessage, res: ServerResponse, heartbeatMs: number): Promise<void> {
     try {
+      // The console first: it is ours, not the server's, and gets none of its CORS headers (with
+      // `Access-Control-Allow-Origin: *` any site could read the runs and logs it shows).
+      if (await this.serveConsole(req, res)) return;
       // The server's middleware order: CORS, (Prometheus,) then the JWT check.
       if (fiberCors(req, res)) return;
-      if (await this.serveConsole(req, res)) return;
       if (this.verifier && (await refuseUnauthorized(req, res, this.verifier))) return;
       const body = await readBody(req);
       if (await handleApiRoute(req, res, body, this.apiDeps())) return;

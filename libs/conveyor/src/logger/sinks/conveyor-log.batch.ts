@@ -318,16 +318,22 @@ export class ConveyorLogBatch implements StoredBatch {
 
   /**
    * Calls `fn` once per stretch of one delivery's lines with their number and message bytes (a
-   * delivery's lines sit together, unless another's came between them).
+   * delivery's lines sit together, unless another's came between them); `skipMarkers` leaves the
+   * runtime's drop notices out (a stretch of only notices is not reported).
    */
-  forEachRun(fn: (run: RunSubjects, lines: number, bytes: number) => void): void {
+  forEachRun(fn: (run: RunSubjects, lines: number, bytes: number) => void, skipMarkers = false): void {
     let start = 0;
+    let lines = 0;
     let bytes = 0;
     for (let i = 0; i < this.count; i++) {
-      bytes += this.sizes[i];
+      if (!(skipMarkers && this.flags[i] & MARKER)) {
+        lines += 1;
+        bytes += this.sizes[i];
+      }
       if (i + 1 === this.count || this.runs[i + 1] !== this.runs[start]) {
-        fn(this.runs[start], i + 1 - start, bytes);
+        if (lines > 0) fn(this.runs[start], lines, bytes);
         start = i + 1;
+        lines = 0;
         bytes = 0;
       }
     }

@@ -432,7 +432,9 @@ export class ConveyorLogSink implements LogSink {
     if (reason) this.stats.dropped[reason] += batch.count;
     else this.stats.sent += batch.count;
     // Lost on the way (not at shutdown, when nothing more is sent): each run's log says so.
-    if (reason && reason !== 'shutdown') batch.forEachRun(this.noteBatchDrops(reason, refusal));
+    // Drop notices lost with it are not announced again: a stream refusing everything would
+    // otherwise answer each notice with another, for ever.
+    if (reason && reason !== 'shutdown') batch.forEachRun(this.noteBatchDrops(reason, refusal), true);
     this.budget.release(batch.cost);
     batch.forEachRun(this.untrackLines);
     batch.reset();
@@ -465,6 +467,8 @@ export class ConveyorLogSink implements LogSink {
       if (status.type === 'disconnect') this.connected = false;
       else if (status.type === 'reconnect') {
         this.connected = true;
+        // A cluster's nodes may differ: lines are checked against the server answering now.
+        this.maxPayload = nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
         this.wake();
         this.pump();
       }
