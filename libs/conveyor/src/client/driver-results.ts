@@ -115,7 +115,8 @@ function holdsUpdate(sent: Resource, stored: Resource): boolean {
  * the engine's result writes leave it alone. So, with `baseVersion` (the version the PUT replaced):
  * still that version means not applied; a higher one holding the update means applied; a higher one
  * holding something else means another writer changed it. Without it only the content can tell: the
- * update held means applied (at worst a PUT that changed nothing is not repeated).
+ * update held means applied (at worst a PUT that changed nothing is not repeated), anything else is
+ * unknown (never sent again over a change it cannot rule out).
  */
 export function confirmUpdate(
   sent: Resource,
@@ -126,7 +127,14 @@ export function confirmUpdate(
   const known = baseVersion !== undefined && storedVersion !== undefined && storedVersion >= baseVersion;
   if (known && storedVersion === baseVersion) return 'not-applied';
   if (holdsUpdate(sent, stored)) return { applied: { status: 200, data: stored } };
-  if (!known) return 'not-applied';
+  // No version to compare: other content may be this update not applied or another writer's
+  // change, and sending it again could overwrite that change. The caller reads and decides.
+  if (!known)
+    return {
+      conflict:
+        'the resource holds other content and the update carried no version to tell whether it was ' +
+        "applied, so it was not sent again over what may be another writer's change",
+    };
   return {
     conflict:
       `the resource is at version ${storedVersion} (this update replaced version ${baseVersion}) with ` +
