@@ -41,7 +41,7 @@ it('a run that times out does not wait on the API: its ctx.signal aborts the cal
   const result = await suite.env.results.waitForRun(sent.message.run_id);
   expect(result.driverresult).toMatchObject({ success: false, message: 'timed out after 300 ms' });
   await eventually(() => errors.length === 1, 'the API call ends');
-  expect(errors[0].error).toMatchObject({ status: 0, code: 'ABORTED' });
+  expect(errors[0].error).toMatchObject({ status: 0, code: 'ABORTED_IN_FLIGHT' });
   // Aborted with the run at 300 ms, far from the client's own 60 s timeout.
   expect(errors[0].afterMs).toBeLessThan(3000);
   expect(api.requests).toHaveLength(1);
