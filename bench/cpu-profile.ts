@@ -53,7 +53,8 @@ export function startupProfile(file: string, untilUs: number): StartupProfile {
     const owner = {
       // The innermost frame with a file of its own decides: loader and native frames below it do not.
       name:
-        SPECIAL[functionName] ??
+        // Own keys only: a frame named `constructor` or `toString` must not find Object's.
+        (Object.hasOwn(SPECIAL, functionName) ? SPECIAL[functionName] : undefined) ??
         (isFile ? packageOf(url) : above.name === '(root)' ? '(node internals)' : above.name),
       underRequire: above.underRequire || url === LOADER,
     };

@@ -115,7 +115,8 @@ function verdicts(results: FootprintResult[], options: FootprintOptions): Verdic
   const cpuDiff =
     idleCpu(minimal) === undefined || idleCpu(loop) === undefined
       ? undefined
-      : idleCpu(minimal)! - idleCpu(loop)!;
+      : // To the readings' own resolution: 0.3 - 0.3 in floating point is not always 0.
+        Math.round((idleCpu(minimal)! - idleCpu(loop)!) * 100) / 100;
   return [
     atMost('minimal / loop cold start', ratio(coldMedian(minimal), loopCold), 2, '≤ 2.00'),
     atMost('reference / loop cold start', ratio(coldMedian(reference), loopCold), 2.5, '≤ 2.50'),
@@ -164,7 +165,9 @@ const ON_DEMAND = ['jose', 'axios', '@nestjs/axios', 'ajv', 'eventsource-parser'
 function onDemandRows(minimal: FootprintResult | undefined, profile: StartupProfile | undefined): string[][] {
   const modules = minimal?.cold.find((c) => c.startup)?.startup?.modules ?? {};
   const matches = (pattern: string, name: string) =>
-    pattern.endsWith('/*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
+    // A profile node may carry no package name (native code, idle): it matches nothing.
+    typeof name === 'string' &&
+    (pattern.endsWith('/*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern);
   const sum = (entries: [string, number][], pattern: string) =>
     entries.filter(([name]) => matches(pattern, name)).reduce((total, [, n]) => total + n, 0);
   const sampled = (profile?.byPackage ?? []).map((p): [string, number] => [p.name, p.ms]);
@@ -189,7 +192,7 @@ function moduleRows(minimal: FootprintResult | undefined): string[][] {
 
 function profileRows(profile: StartupProfile): string[][] {
   // Packages by time, then what is no package's code (idle, GC, native, Node's own) in its own rows.
-  const special = (name: string) => name.startsWith('(') && name !== '(driver)';
+  const special = (name: string) => String(name).startsWith('(') && name !== '(driver)';
   const listed = [
     ...profile.byPackage.filter((p) => !special(p.name)).slice(0, TOP),
     ...profile.byPackage.filter((p) => special(p.name)),
