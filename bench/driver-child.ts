@@ -29,7 +29,7 @@ export function killAllChildren(): void {
  * fallbacks, and a stray one from the caller's shell would change what is measured (or send logs
  * to some Loki that is not on this machine).
  */
-function childEnv(): NodeJS.ProcessEnv {
+export function childEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !/^(CONVEYOR_|LOKI_)/.test(key)),
   ) as NodeJS.ProcessEnv;
@@ -52,6 +52,8 @@ export interface ScriptSpawn {
 export interface SpawnOptions {
   /** Write a .cpuprofile named after the label into this directory (default: BENCH_CPU_PROF). */
   cpuProfileDir?: string;
+  /** Fork this file instead of the kind's own script (the kind's bundled build). */
+  script?: string;
 }
 
 const SCRIPTS: Record<DriverKind, string> = {
@@ -153,7 +155,7 @@ export class DriverChild {
     startTimeoutMs: number,
     options: SpawnOptions = {},
   ): DriverChild {
-    const script = join(__dirname, SCRIPTS[kind]);
+    const script = options.script ?? join(__dirname, SCRIPTS[kind]);
     // BENCH_CPU_PROF=<dir>: each driver process writes a .cpuprofile there (where the time goes).
     const profileDir = options.cpuProfileDir ?? process.env.BENCH_CPU_PROF;
     const child = fork(script, [JSON.stringify(config)], {

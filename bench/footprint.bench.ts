@@ -2,15 +2,16 @@
  * The footprint section: what a driver costs to start, to keep idle and to answer one event, the
  * reference driver and a minimal framework driver against the bare nats.js loop as the floor.
  */
+import { bundleCommand } from '@conveyor-ci/nestjs/cli/bundle.command';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { BenchBroker, makeBenchEvents, type BenchEvent } from './broker';
 import { now } from './child-protocol';
 import { startupProfile, type StartupProfile } from './cpu-profile';
-import { DriverChild, START_TIMEOUT_MS } from './driver-child';
+import { DriverChild, START_TIMEOUT_MS, childEnv } from './driver-child';
 import {
   DRIVERS,
   FIRST_RSS_RUNS,
@@ -41,7 +42,9 @@ const STOP_TIMEOUT_MS = 15_000;
 const PROBE_TIMEOUT_MS = 1_000;
 
 export function leakRunsOf(driver: FootprintDriver, options: FootprintOptions): number {
-  return driver.key === 'reference' ? Math.min(options.leakRuns, REFERENCE_LEAK_RUNS) : options.leakRuns;
+  return driver.key.startsWith('reference')
+    ? Math.min(options.leakRuns, REFERENCE_LEAK_RUNS)
+    : options.leakRuns;
 }
 
 /** A cheap run for every driver: the reference driver runs its one step, `true`. */
@@ -70,10 +73,10 @@ function spawnDriver(
   label: string,
   cpuProfileDir?: string,
 ): DriverChild {
-  if (driver.key === 'reference') {
+  if (driver.key === 'reference' || driver.key === 'reference-bundle') {
     return DriverChild.spawnScript(
       {
-        script: options.referenceMain,
+        script: driver.key === 'reference' ? options.referenceMain : options.bundles.reference,
         env: {
           CONVEYOR_DRIVER_NAME: name,
           CONVEYOR_NATS_URL: servers,
@@ -88,11 +91,11 @@ function spawnDriver(
     );
   }
   const config = { servers, driver: name, concurrency: 1, handlerDelayMs: 0 };
-  return driver.key === 'loop'
-    ? DriverChild.spawn('loop', config, label, START_TIMEOUT_MS)
-    : DriverChild.spawn('framework', { ...config, httpPort: port }, label, START_TIMEOUT_MS, {
-        cpuProfileDir,
-      });
+  if (driver.key === 'loop') return DriverChild.spawn('loop', config, label, START_TIMEOUT_MS);
+  return DriverChild.spawn('framework', { ...config, httpPort: port }, label, START_TIMEOUT_MS, {
+    cpuProfileDir,
+    script: driver.key === 'minimal-bundle' ? options.bundles.minimal : undefined,
+  });
 }
 
 /** Resolves with the arrival stamp; rejects when the driver fails first or after `timeoutMs`. */
@@ -299,6 +302,15 @@ async function profileStartup(broker: BenchBroker, options: FootprintOptions): P
   }
 }
 
+function missingEntry(driver: FootprintDriver, options: FootprintOptions): string | undefined {
+  const entry = {
+    reference: options.referenceMain,
+    'reference-bundle': options.bundles.reference,
+    'minimal-bundle': options.bundles.minimal,
+  }[driver.key as string];
+  return entry && !existsSync(entry) ? `${entry} is missing: run \`npm run build\` first` : undefined;
+}
+
 function logCold(driver: FootprintDriver, round: number, cold: ColdStart): void {
   const figure =
     cold.readyMs === undefined
@@ -307,19 +319,35 @@ function logCold(driver: FootprintDriver, round: number, cold: ColdStart): void 
   console.log(`cold ${round}  ${driver.key.padEnd(10)} ${figure}`);
 }
 
+/**
+ * The bundled builds, as a user makes them (`conveyor-nestjs bundle`, primed with its defaults). A
+ * build that fails leaves its driver out (missingEntry), with the command's message on stderr.
+ */
+async function buildBundles(options: FootprintOptions): Promise<void> {
+  const builds = [
+    { entry: options.referenceMain, main: options.bundles.reference },
+    { entry: join(__dirname, 'framework-driver.js'), main: options.bundles.minimal },
+  ];
+  for (const { entry, main } of builds) {
+    rmSync(dirname(main), { recursive: true, force: true });
+    if (!existsSync(entry)) continue;
+    const io = { out: (line: string) => console.log(line), err: (line: string) => console.error(line) };
+    // The priming start reads CONVEYOR_* like any driver: none from the caller's shell.
+    await bundleCommand([entry, '--out', dirname(main)], io, childEnv());
+  }
+}
+
 export async function runFootprint(
   broker: BenchBroker,
   options: FootprintOptions,
   context: { machine: Machine; command: string; date: string },
 ): Promise<FootprintOutcome> {
+  await buildBundles(options);
   const results: FootprintResult[] = DRIVERS.map((driver) => ({
     driver,
     cold: [],
     probed: [],
-    skipped:
-      driver.key === 'reference' && !existsSync(options.referenceMain)
-        ? `${options.referenceMain} is missing: run \`npm run build\` first`
-        : undefined,
+    skipped: missingEntry(driver, options),
   }));
   const measured = results.filter((r) => !r.skipped);
   for (const r of results) if (r.skipped) console.log(`skipping ${r.driver.key}: ${r.skipped}`);

@@ -13,10 +13,12 @@ export interface FootprintOptions {
   leakRuns: number;
   /** The reference driver's entry point (`npm run build` output). */
   referenceMain: string;
+  /** `conveyor-nestjs bundle` output of the reference driver and of the minimal driver (main.js). */
+  bundles: { reference: string; minimal: string };
   stallMs: number;
 }
 
-export type FootprintKey = 'loop' | 'minimal' | 'reference';
+export type FootprintKey = 'loop' | 'minimal' | 'reference' | 'minimal-bundle' | 'reference-bundle';
 
 export interface FootprintDriver {
   key: FootprintKey;
@@ -29,6 +31,8 @@ export const DRIVERS: FootprintDriver[] = [
   { key: 'loop', title: 'bare nats.js loop (the floor)', health: false },
   { key: 'minimal', title: 'minimal framework driver (no-op `@Reconcile`, `/health`)', health: true },
   { key: 'reference', title: 'reference driver (`dist/src/main.js`)', health: true },
+  { key: 'minimal-bundle', title: 'minimal driver, `conveyor-nestjs bundle` build', health: true },
+  { key: 'reference-bundle', title: 'reference driver, `conveyor-nestjs bundle` build', health: true },
 ];
 
 export interface ColdStart {
@@ -107,6 +111,7 @@ function atMost(name: string, value: number | undefined, limit: number, target: 
 function verdicts(results: FootprintResult[], options: FootprintOptions): Verdict[] {
   const of = (key: FootprintKey) => results.find((r) => r.driver.key === key && !r.skipped);
   const [loop, minimal, reference] = [of('loop'), of('minimal'), of('reference')];
+  const [minimalBundle, referenceBundle] = [of('minimal-bundle'), of('reference-bundle')];
   const ratio = (a: number | undefined, b: number | undefined) =>
     a === undefined || b === undefined ? undefined : a / b;
   const loopCold = coldMedian(loop);
@@ -120,9 +125,22 @@ function verdicts(results: FootprintResult[], options: FootprintOptions): Verdic
   return [
     atMost('minimal / loop cold start', ratio(coldMedian(minimal), loopCold), 2, '≤ 2.00'),
     atMost('reference / loop cold start', ratio(coldMedian(reference), loopCold), 2.5, '≤ 2.50'),
+    atMost('bundled minimal / loop cold start', ratio(coldMedian(minimalBundle), loopCold), 2, '≤ 2.00'),
+    atMost(
+      'bundled reference / loop cold start',
+      ratio(coldMedian(referenceBundle), loopCold),
+      2.5,
+      '≤ 2.50',
+    ),
     atMost(
       'minimal / loop idle RSS',
       ratio(minimal?.steady?.idleRssMiB, loop?.steady?.idleRssMiB),
+      1.25,
+      '≤ 1.25',
+    ),
+    atMost(
+      'bundled minimal / loop idle RSS',
+      ratio(minimalBundle?.steady?.idleRssMiB, loop?.steady?.idleRssMiB),
       1.25,
       '≤ 1.25',
     ),

@@ -16,11 +16,22 @@ import {
   onStop,
   readChildConfig,
   report,
+  type DriverChildConfig,
 } from './child-protocol';
 
 /** Every import above is loaded (the first statement to run after them). */
 const importsDone = now();
-const config = readChildConfig();
+// `conveyor-nestjs bundle` primes the bundled build's code cache by starting it on its own, as a
+// user's driver is primed: configured by its environment, never reaching a server.
+const config: DriverChildConfig = process.send
+  ? readChildConfig()
+  : {
+      servers: process.env.CONVEYOR_NATS_URL ?? 'nats://127.0.0.1:1',
+      driver: 'bench-prime',
+      concurrency: 1,
+      handlerDelayMs: 0,
+      httpPort: Number(process.env.PORT ?? 0),
+    };
 
 @Controller()
 class NoopDriver {

@@ -86,6 +86,10 @@ function footprintOptions(): FootprintOptions {
     samples: intFromEnv('BENCH_FOOTPRINT_SAMPLES', 200, 1),
     leakRuns: intFromEnv('BENCH_FOOTPRINT_RUNS', 10_000, 1),
     referenceMain: process.env.BENCH_REFERENCE_MAIN || join(ROOT, 'dist', 'src', 'main.js'),
+    bundles: {
+      reference: join(__dirname, '..', 'bundles', 'reference', 'main.js'),
+      minimal: join(__dirname, '..', 'bundles', 'minimal', 'main.js'),
+    },
     stallMs: readOptions().stallMs,
   };
 }
