@@ -1,5 +1,7 @@
-# The reference shell-runner driver. Build stage compiles with the dev toolchain; the runtime stage
-# keeps only production dependencies and dist/ (Nest's build already rewrites the path aliases).
+# The reference shell-runner driver. The build stage compiles it and bundles it with
+# `conveyor-nestjs bundle` (one file and V8's code cache, docs/guides/production-build.md); the
+# runtime stage keeps only the bundle: it needs no node_modules. Both stages use the same node
+# image, so the cache primed in the first is valid in the second.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -9,14 +11,12 @@ COPY tsconfig.json tsconfig.build.json nest-cli.json ./
 COPY src ./src
 COPY libs ./libs
 COPY apps ./apps
-RUN npm run build
+RUN npm run build && CONVEYOR_DRIVER_NAME=shell-runner npm run bundle
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
-COPY --from=build /app/dist ./dist
+COPY --from=build /app/dist/bundle ./dist/bundle
 USER node
 EXPOSE 3000
-CMD ["node", "dist/src/main.js"]
+CMD ["node", "dist/bundle/main.js"]

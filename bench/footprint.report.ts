@@ -237,6 +237,7 @@ export function renderFootprint(
 ): { markdown: string; verdicts: Verdict[] } {
   const checks = verdicts(results, options);
   const minimal = results.find((r) => r.driver.key === 'minimal');
+  const minimalBundle = results.find((r) => r.driver.key === 'minimal-bundle');
   const out: string[] = [
     '## Footprint',
     '',
@@ -252,7 +253,9 @@ export function renderFootprint(
     'driver (b) with `ConveyorHealthModule` imported and `app.listen` on a loopback port, concurrency 1;',
     `the reference shell-runner driver, \`node ${relative(process.cwd(), options.referenceMain)}\` as built by`,
     '`npm run build`, configured by `CONVEYOR_DRIVER_NAME`, `CONVEYOR_NATS_URL`, `PORT` and `HOST`, at its',
-    'default log level. Every event is a pipeline with one step, `true` (the reference driver runs it;',
+    'default log level; and both of those built by `conveyor-nestjs bundle` (one minified file started',
+    "with V8's code cache, primed by the command's own 3 s start; the bench builds them before the first",
+    'cold start). Every event is a pipeline with one step, `true` (the reference driver runs it;',
     'the others ignore it). *Cold start*: new streams, the durable consumer as the runtime creates it,',
     'one event stored, then the orchestrator stamps the clock and forks the driver; the figure is the',
     'arrival of its result on a core subscription of `pipelines.driver.result` (stored in the same',
@@ -338,6 +341,11 @@ export function renderFootprint(
     'need not add up to the median of the whole).',
     '',
     table([['Phase (ends when)', 'Median (ms)', 'Cumulative (ms)'], ...phaseRows(minimal)]),
+    '',
+    'The same minimal driver built by `conveyor-nestjs bundle` (its imports are one file compiled',
+    "from V8's code cache):",
+    '',
+    table([['Phase (ends when)', 'Median (ms)', 'Cumulative (ms)'], ...phaseRows(minimalBundle)]),
     '',
     'Modules in `require.cache` when it starts consuming, by package:',
     '',
