@@ -10,6 +10,8 @@
 //   install commands; it also runs the testing module from the installed package;
 // - scaffold: a project written by the packed create-conveyor-driver, built, its generated unit
 //   test run.
+// nest11 is then built again with the packed `conveyor-nestjs bundle` (esbuild installed as the
+// production-build guide says) and its bundle runs the same checks, from its code cache.
 // Each app then starts against a real nats-server, reconciles one event, answers /health/ready,
 // /health and /metrics, and stops with SIGTERM (exit 0 expected). The apps are prepared in parallel
 // (installs dominate the time). Needs `npm run build` first (the repo's nats-server harness) and the
@@ -36,6 +38,7 @@ const APPS = {
     major: 11,
     jest: true,
     nodeArgs: ['--no-experimental-require-module'],
+    bundle: true,
     returns: (r) => r.data?.runtime === 'nest11',
   },
   nest12: { major: 12, testingCheck: true, nodeArgs: [], returns: (r) => r.data?.runtime === 'nest12' },
@@ -150,10 +153,10 @@ async function prepare(name, app, appDir, tarballs, readme, log) {
 }
 
 /** Starts the built app, reconciles one event through NATS, checks its probes and metrics, SIGTERMs it. */
-async function checkApp(name, app, appDir, env, log) {
+async function checkApp(name, app, appDir, env, log, entry = 'dist/main.js') {
   const port = await freePort();
   const driverName = `packaging-${name}`;
-  const child = spawn(process.execPath, [...app.nodeArgs, 'dist/main.js'], {
+  const child = spawn(process.execPath, [...app.nodeArgs, entry], {
     cwd: appDir,
     env: {
       ...process.env,
@@ -187,7 +190,8 @@ async function checkApp(name, app, appDir, env, log) {
     child.kill('SIGTERM');
     const { code, signal } = await exited;
     if (code !== 0) throw new Error(`exit ${code ?? signal} after SIGTERM`);
-    const how = app.nodeArgs.length > 0 ? ` (node ${app.nodeArgs.join(' ')})` : '';
+    if (log.some((line) => line.includes('CONVEYOR_CODE_CACHE_REJECTED'))) throw new Error('V8 refused the code cache');
+    const how = `${entry === 'dist/main.js' ? '' : ` ${entry}`}${app.nodeArgs.length > 0 ? ` (node ${app.nodeArgs.join(' ')})` : ''}`;
     return `${name}${how}: reconciled (${r.message}), /health ok, /metrics counted it, SIGTERM -> exit 0`;
   } catch (err) {
     child.kill('SIGKILL');
@@ -223,6 +227,13 @@ async function main() {
           await prepare(name, APPS[name], appDir, tarballs, readme, log);
           const line = await checkApp(name, APPS[name], appDir, env, log);
           console.log(`${line} [${Math.round((Date.now() - t0) / 1000)} s]`);
+          if (APPS[name].bundle) {
+            const t1 = Date.now();
+            await run(log, 'npm', ['install', '--save-dev', 'esbuild'], appDir);
+            await run(log, 'npx', ['conveyor-nestjs', 'bundle', 'dist/main.js', '--out', 'dist/bundle'], appDir);
+            const bundled = await checkApp(name, APPS[name], appDir, env, log, 'dist/bundle/main.js');
+            console.log(`${bundled} [${Math.round((Date.now() - t1) / 1000)} s]`);
+          }
         } catch (err) {
           console.error(`--- ${name} ---\n${log.join('\n')}\n--- ${name} failed: ${err?.message ?? err}`);
           throw err;

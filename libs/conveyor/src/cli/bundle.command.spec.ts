@@ -99,4 +99,37 @@ describe('conveyor-nestjs bundle: a real build', () => {
     expect(refused.stderr).toContain('[CONVEYOR_CODE_CACHE_REJECTED]');
     expect(JSON.parse(refused.stdout)).toMatchObject({ double: 42 });
   }, 60_000);
+
+  it("bundles an ESM entry: import.meta is the bundle file's own", async () => {
+    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }');
+    writeFileSync(
+      join(dir, 'util.js'),
+      'export const where = (url) => new URL(url).pathname.split("/").pop();',
+    );
+    const entry = join(dir, 'main.js');
+    writeFileSync(
+      entry,
+      "import { where } from './util.js';\nconsole.log(where(import.meta.url), typeof import.meta.dirname);\n",
+    );
+    const out = join(dir, 'out');
+    const { io, err } = capture();
+    expect(await bundleCommand([entry, '--out', out, '--no-prime'], io, {})).toBe(0);
+    expect(err).toEqual([]);
+    const run = spawnSync(process.execPath, [join(out, 'main.js')], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.stderr).toBe('');
+    expect(run.stdout.trim()).toBe('app.js string');
+  }, 30_000);
+
+  it('refuses top-level await with where it is and how to start without it', async () => {
+    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }');
+    const entry = join(dir, 'main.js');
+    writeFileSync(entry, 'async function bootstrap() {}\nawait bootstrap();\n');
+    const { io, err } = capture();
+    expect(await bundleCommand([entry, '--out', join(dir, 'out'), '--no-prime'], io, {})).toBe(2);
+    const said = err.join('\n');
+    expect(said).toContain(
+      `${entry}:2:0: Top-level await is currently not supported with the "cjs" output format`,
+    );
+    expect(said).toContain('start the app without top-level await');
+  }, 30_000);
 });

@@ -141,23 +141,57 @@ function parse(argv: string[]): BundleArgs | 'help' {
 }
 
 async function buildApp(esbuild: Esbuild, args: BundleArgs, appFile: string): Promise<string[]> {
-  const result = await esbuild.build({
-    entryPoints: [args.entry],
-    outfile: appFile,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: `node${process.versions.node.split('.')[0]}`,
-    // Nest names providers and reports errors by class name; minified names would break both.
-    keepNames: true,
-    minify: args.minify,
-    sourcemap: 'linked',
-    sourcesContent: false,
-    external: [...args.external, '*.node'],
-    plugins: [leaveAbsentPackagesOut(), registerAppLoadedPeers(dirname(args.entry))],
-    logLevel: 'silent',
-  });
+  const result = await esbuild
+    .build({
+      // The code cache needs a script, so the bundle is CommonJS even for an ESM app; its
+      // `import.meta` becomes the bundle file's own (packages resolve from beside it, as before).
+      banner: { js: `var ${IMPORT_META_URL} = require('node:url').pathToFileURL(__filename).href;` },
+      define: {
+        'import.meta.url': IMPORT_META_URL,
+        'import.meta.filename': '__filename',
+        'import.meta.dirname': '__dirname',
+      },
+      entryPoints: [args.entry],
+      outfile: appFile,
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: `node${process.versions.node.split('.')[0]}`,
+      // Nest names providers and reports errors by class name; minified names would break both.
+      keepNames: true,
+      minify: args.minify,
+      sourcemap: 'linked',
+      sourcesContent: false,
+      external: [...args.external, '*.node'],
+      plugins: [leaveAbsentPackagesOut(), registerAppLoadedPeers(dirname(args.entry))],
+      logLevel: 'silent',
+    })
+    .catch((err: EsbuildFailure) => {
+      throw new Error(describeBuildErrors(err));
+    });
   return result.warnings.map((w) => w.text);
+}
+
+const IMPORT_META_URL = '__conveyorImportMetaUrl';
+
+interface EsbuildFailure extends Error {
+  errors?: { text: string; location?: { file: string; line: number; column: number } | null }[];
+}
+
+/** esbuild's errors with where they are, and what to do about the one a Nest ESM app meets. */
+function describeBuildErrors(err: EsbuildFailure): string {
+  const errors = err.errors ?? [];
+  if (errors.length === 0) return err.message;
+  const lines = errors.map((e) =>
+    e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text,
+  );
+  if (errors.some((e) => /top-level await/i.test(e.text))) {
+    lines.push(
+      'the bundle is CommonJS (the code cache needs a script): start the app without top-level await, ' +
+        'e.g. `bootstrap().catch((err) => { console.error(err); process.exit(1); });`',
+    );
+  }
+  return `the driver does not bundle:\n${lines.join('\n')}`;
 }
 
 /**
