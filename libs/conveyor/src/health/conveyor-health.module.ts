@@ -1,37 +1,17 @@
-import {
-  ConfigurableModuleAsyncOptions,
-  ConfigurableModuleBuilder,
-  Controller,
-  DynamicModule,
-  Module,
-  Type,
-} from '@nestjs/common';
+import { ConfigurableModuleAsyncOptions, DynamicModule, Module } from '@nestjs/common';
+import { endpointModuleClass } from '../module/endpoint-module.builder';
 import { TerminusModule } from '@nestjs/terminus';
 import { ConveyorHealthController } from './conveyor-health.controller';
 import { CONVEYOR_HEALTH_OPTIONS } from './conveyor-health.constants';
 import { ConveyorHealthModuleExtras, ConveyorHealthOptions } from './conveyor-health.options';
 import { ConveyorHealthIndicator, ConveyorHealthIndicators } from './conveyor.health';
 
-/** The probes' controller served under `path`: Nest reads a controller's path from its class. */
-function healthControllerAt(path: string): Type<ConveyorHealthController> {
-  @Controller(path)
-  class ConveyorHealthProbes extends ConveyorHealthController {}
-  return ConveyorHealthProbes;
-}
-
-const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<ConveyorHealthOptions>({
-  optionsInjectionToken: CONVEYOR_HEALTH_OPTIONS,
-})
-  .setClassMethodName('forRoot')
-  .setExtras<Required<ConveyorHealthModuleExtras>>(
-    { isGlobal: false, path: 'health' },
-    (definition, extras) => ({
-      ...definition,
-      global: extras.isGlobal,
-      controllers: extras.path === false ? [] : [healthControllerAt(extras.path)],
-    }),
-  )
-  .build();
+const ConfigurableModuleClass = endpointModuleClass<ConveyorHealthOptions>(
+  CONVEYOR_HEALTH_OPTIONS,
+  'health',
+  ConveyorHealthController,
+  'ConveyorHealthProbes',
+);
 
 /** What `forRoot` takes: the probe limits, `path` and `isGlobal`. */
 export type ConveyorHealthModuleOptions = ConveyorHealthOptions & ConveyorHealthModuleExtras;

@@ -1,37 +1,17 @@
-import {
-  ConfigurableModuleAsyncOptions,
-  ConfigurableModuleBuilder,
-  Controller,
-  DynamicModule,
-  Module,
-  Type,
-} from '@nestjs/common';
+import { ConfigurableModuleAsyncOptions, DynamicModule, Module } from '@nestjs/common';
+import { endpointModuleClass } from '../module/endpoint-module.builder';
 import { register as globalRegistry } from 'prom-client';
 import { CONVEYOR_METRICS_OPTIONS, CONVEYOR_METRICS_REGISTRY } from './conveyor-metrics.constants';
 import { ConveyorMetricsController } from './conveyor-metrics.controller';
 import { ConveyorMetricsModuleExtras, ConveyorMetricsOptions } from './conveyor-metrics.options';
 import { ConveyorMetrics } from './conveyor.metrics';
 
-/** The endpoint served under `path`: Nest reads a controller's path from its class. */
-function metricsControllerAt(path: string): Type<ConveyorMetricsController> {
-  @Controller(path)
-  class ConveyorMetricsEndpoint extends ConveyorMetricsController {}
-  return ConveyorMetricsEndpoint;
-}
-
-const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<ConveyorMetricsOptions>({
-  optionsInjectionToken: CONVEYOR_METRICS_OPTIONS,
-})
-  .setClassMethodName('forRoot')
-  .setExtras<Required<ConveyorMetricsModuleExtras>>(
-    { isGlobal: false, path: 'metrics' },
-    (definition, extras) => ({
-      ...definition,
-      global: extras.isGlobal,
-      controllers: extras.path === false ? [] : [metricsControllerAt(extras.path)],
-    }),
-  )
-  .build();
+const ConfigurableModuleClass = endpointModuleClass<ConveyorMetricsOptions>(
+  CONVEYOR_METRICS_OPTIONS,
+  'metrics',
+  ConveyorMetricsController,
+  'ConveyorMetricsEndpoint',
+);
 
 /** What `forRoot` (and `register`) take: the registry, default metrics, `path` and `isGlobal`. */
 export type ConveyorMetricsModuleOptions = ConveyorMetricsOptions & ConveyorMetricsModuleExtras;
