@@ -45,6 +45,15 @@ describe('conveyor-nestjs bundle: arguments', () => {
     expect(err.join('\n')).toContain('is TypeScript: bundle the compiled entry');
   });
 
+  it('refuses an output directory where its files would overwrite the entry', async () => {
+    const entry = join(dir, 'main.js');
+    writeFileSync(entry, 'console.log(1);');
+    const { io, err } = capture();
+    expect(await bundleCommand([entry, '--out', dir], io, {})).toBe(2);
+    expect(err.join('\n')).toContain(`would overwrite ${entry}: bundle into a directory of its own`);
+    expect(readFileSync(entry, 'utf8')).toBe('console.log(1);');
+  });
+
   it('prints its usage on --help', async () => {
     const { io, out } = capture();
     expect(await bundleCommand(['--help'], io, {})).toBe(0);

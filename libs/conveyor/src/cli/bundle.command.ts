@@ -131,9 +131,15 @@ function parse(argv: string[]): BundleArgs | 'help' {
       throw new Error(`--prime-ms ${values['prime-ms']}: a whole number of milliseconds, 0 to 600000`);
     }
   }
+  const out = resolve(values.out ?? join('dist', 'bundle'));
+  if ([join(out, 'app.js'), join(out, 'main.js')].includes(entry)) {
+    throw new Error(
+      `--out ${values.out ?? join('dist', 'bundle')} would overwrite ${positionals[0]}: bundle into a directory of its own`,
+    );
+  }
   return {
     entry,
-    out: resolve(values.out ?? join('dist', 'bundle')),
+    out,
     external: values.external ?? [],
     primeMs,
     minify: !values['no-minify'],
