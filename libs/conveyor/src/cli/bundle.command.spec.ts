@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleCommand } from './bundle.command';
@@ -127,6 +127,24 @@ describe('conveyor-nestjs bundle: a real build', () => {
     const run = spawnSync(process.execPath, [join(out, 'main.js')], { encoding: 'utf8', timeout: 20_000 });
     expect(run.stderr).toBe('');
     expect(run.stdout.trim()).toBe('app.js string');
+  }, 30_000);
+
+  it("marks the bundled library's version (no package.json of it is beside the bundle)", async () => {
+    const pkgDir = join(dir, 'node_modules', '@conveyor-ci', 'nestjs');
+    mkdirSync(pkgDir, { recursive: true });
+    writeFileSync(join(pkgDir, 'package.json'), '{ "name": "@conveyor-ci/nestjs", "version": "9.8.7" }');
+    const entry = join(dir, 'entry.js');
+    writeFileSync(entry, "console.log(require('./version')());");
+    writeFileSync(
+      join(dir, 'version.js'),
+      `module.exports = () => require(${JSON.stringify(require.resolve('../module/bundle-markers'))}).bundledLibraryVersion();`,
+    );
+    const out = join(dir, 'out');
+    const { io, err } = capture();
+    expect(await bundleCommand([entry, '--out', out, '--no-prime'], io, {})).toBe(0);
+    expect(err).toEqual([]);
+    const run = spawnSync(process.execPath, [join(out, 'main.js')], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.stdout.trim()).toBe('9.8.7');
   }, 30_000);
 
   it('refuses top-level await with where it is and how to start without it', async () => {

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliIo } from './generate.command';
-import { APP_LOADED_PEERS, BUNDLED_PEERS } from '../module/optional-peer';
+import { BUNDLED_LIBRARY_VERSION, BUNDLED_PEERS } from '../module/bundle-markers';
+import { APP_LOADED_PEERS } from '../module/optional-peer';
 import { PRIME_ENV } from './code-cache.loader';
 
 export const BUNDLE_USAGE = `Usage: conveyor-nestjs bundle ENTRY [--out DIR] [--external PACKAGE]... [--prime-ms MS | --no-prime] [--no-minify]
@@ -151,7 +152,9 @@ async function buildApp(esbuild: Esbuild, args: BundleArgs, appFile: string): Pr
     .build({
       // The code cache needs a script, so the bundle is CommonJS even for an ESM app; its
       // `import.meta` becomes the bundle file's own (packages resolve from beside it, as before).
-      banner: { js: `var ${IMPORT_META_URL} = require('node:url').pathToFileURL(__filename).href;` },
+      banner: {
+        js: `var ${IMPORT_META_URL} = require('node:url').pathToFileURL(__filename).href;${versionMarker(dirname(args.entry))}`,
+      },
       define: {
         'import.meta.url': IMPORT_META_URL,
         'import.meta.filename': '__filename',
@@ -179,6 +182,18 @@ async function buildApp(esbuild: Esbuild, args: BundleArgs, appFile: string): Pr
 }
 
 const IMPORT_META_URL = '__conveyorImportMetaUrl';
+
+/** The bundled library's version, for the registry: no `package.json` of it is beside the bundle. */
+function versionMarker(entryDir: string): string {
+  try {
+    const file = require.resolve('@conveyor-ci/nestjs/package.json', { paths: [entryDir] });
+    const { version } = JSON.parse(readFileSync(file, 'utf8')) as { version?: unknown };
+    if (typeof version !== 'string') return '';
+    return `\nglobalThis[Symbol.for(${JSON.stringify(BUNDLED_LIBRARY_VERSION.description)})] = ${JSON.stringify(version)};`;
+  } catch {
+    return '';
+  }
+}
 
 interface EsbuildFailure extends Error {
   errors?: { text: string; location?: { file: string; line: number; column: number } | null }[];

@@ -1,14 +1,11 @@
+import { bundledPeer } from './bundle-markers';
+
 const loaded = new Map<string, unknown>();
 
 /** The peers appLoadedPeer looks for. */
 export const APP_LOADED_PEERS = ['nestjs-pino'] as const;
 export type AppLoadedPeer = (typeof APP_LOADED_PEERS)[number];
 
-/**
- * Where `conveyor-nestjs bundle` registers an app-loaded peer it bundled, as the app loads it: a
- * bundled package has no entry in Node's module cache, so appLoadedPeer looks here as well.
- */
-export const BUNDLED_PEERS = Symbol.for('@conveyor-ci/nestjs:bundled-peers');
 /** Where a peer would load from (`null`: not installed), resolved once. */
 const files = new Map<string, string | null>();
 
@@ -42,7 +39,8 @@ export function optionalPeer<T>(name: '@opentelemetry/api'): T | undefined {
 export function appLoadedPeer<T>(name: AppLoadedPeer): T | undefined {
   const known = loaded.get(name);
   if (known !== undefined) return known === NOT_INSTALLED ? undefined : (known as T);
-  const bundled = (globalThis as { [BUNDLED_PEERS]?: Record<string, unknown> })[BUNDLED_PEERS]?.[name];
+  // A bundled package is not in the module cache: the bundle registers it as the app loads it.
+  const bundled = bundledPeer(name);
   if (bundled !== undefined) {
     loaded.set(name, bundled);
     return bundled as T;

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import type { LoggerService } from '@nestjs/common';
 import type { KV, NatsConnection } from 'nats';
 import { encodeGoJson } from '../protocol';
+import { bundledLibraryVersion } from '../module/bundle-markers';
 import { abortable } from '../util/abortable';
 import {
   DEFAULT_REGISTRY_TTL_MS,
@@ -195,7 +196,7 @@ function versionAbove(
 
 /** `@conveyor-ci/nestjs`'s version, read once at start. */
 function libraryVersion(): string | undefined {
-  return versionAbove(__dirname, (pkg) => pkg.name === '@conveyor-ci/nestjs');
+  return bundledLibraryVersion() ?? versionAbove(__dirname, (pkg) => pkg.name === '@conveyor-ci/nestjs');
 }
 
 /** The app's version: npm's when started by npm, else the nearest package.json above the entry script. */
