@@ -118,7 +118,7 @@ describe('conveyor-nestjs bundle: a real build', () => {
     const entry = join(dir, 'main.js');
     writeFileSync(
       entry,
-      "import { where } from './util.js';\nconsole.log(where(import.meta.url), typeof import.meta.dirname);\n",
+      "import { where } from './util.js';\nconsole.log(where(import.meta.url), typeof import.meta.dirname, `caf\u00e9`);\n",
     );
     const out = join(dir, 'out');
     const { io, err } = capture();
@@ -126,7 +126,8 @@ describe('conveyor-nestjs bundle: a real build', () => {
     expect(err).toEqual([]);
     const run = spawnSync(process.execPath, [join(out, 'main.js')], { encoding: 'utf8', timeout: 20_000 });
     expect(run.stderr).toBe('');
-    expect(run.stdout.trim()).toBe('app.js string');
+    // A template literal keeps its non-ASCII text: the bundle is not ASCII and is read as UTF-8.
+    expect(run.stdout.trim()).toBe('app.js string caf\u00e9');
   }, 30_000);
 
   it("marks the bundled library's version (no package.json of it is beside the bundle)", async () => {

@@ -8,6 +8,7 @@
  * to parse and compile every function that runs at start (Nest's scanner, rxjs, nats.js); the cache
  * holds the compiled code of the functions that ran while it was primed.
  */
+import { isAscii } from 'node:buffer';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import { dirname } from 'node:path';
@@ -47,7 +48,7 @@ export function runBundle(appFile: string, cacheFile: string, env: NodeJS.Proces
   if (defaultLoader)
     (options as { importModuleDynamically?: unknown }).importModuleDynamically = defaultLoader;
   const CjsModule = Module as unknown as ModuleInternals;
-  const script = new Script(CjsModule.wrap(readFileSync(appFile, 'utf8')), options);
+  const script = new Script(CjsModule.wrap(sourceOf(appFile)), options);
   if (cachedData && script.cachedDataRejected) {
     // V8 refuses a cache made by another V8 build or with other flags: the start is correct but
     // slow, and it stays so until the bundle is primed again with this Node.
@@ -82,6 +83,15 @@ export function runBundle(appFile: string, cacheFile: string, env: NodeJS.Proces
   });
   wrapper.call(app.exports, app.exports, appRequire, app, appFile, dirname(appFile));
   app.loaded = true;
+}
+
+/**
+ * The bundle's text. esbuild writes ASCII (it escapes what it can), and decoding ASCII as latin1 is
+ * the same text at about half the cost of UTF-8 decoding: 7 ms of a 2.7 MiB bundle's cold start.
+ */
+function sourceOf(file: string): string {
+  const bytes = readFileSync(file);
+  return isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
 }
 
 /**

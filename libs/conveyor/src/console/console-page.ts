@@ -35,7 +35,7 @@ progress{width:8rem;vertical-align:middle}
 <body>
 <header>
 <h1>Conveyor console</h1>
-<p id="conn" class="muted">Connecting…</p>
+<p id="conn" class="muted">Connecting&hellip;</p>
 <p id="status" role="status" aria-live="polite"></p>
 </header>
 <main>
