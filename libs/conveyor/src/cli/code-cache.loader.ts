@@ -24,7 +24,6 @@ interface CommonJsModule {
   filename: string;
   paths: string[];
   loaded: boolean;
-  require(id: string): unknown;
 }
 
 interface ModuleInternals {
@@ -67,20 +66,13 @@ export function runBundle(appFile: string, cacheFile: string, env: NodeJS.Proces
   app.paths = CjsModule._nodeModulePaths(dirname(appFile));
   const wrapper = script.runInThisContext() as (
     exports: unknown,
-    require: (id: string) => unknown,
+    require: NodeJS.Require,
     module: CommonJsModule,
     filename: string,
     dirname: string,
   ) => void;
-  const appRequire = Object.assign((id: string) => app.require(id), {
-    resolve: (id: string) =>
-      (Module as unknown as { _resolveFilename(id: string, parent: unknown): string })._resolveFilename(
-        id,
-        app,
-      ),
-    main: app,
-    cache: require.cache,
-  });
+  // Node's own require for a module at appFile: resolve() with its options, cache, main.
+  const appRequire = Module.createRequire(appFile);
   wrapper.call(app.exports, app.exports, appRequire, app, appFile, dirname(appFile));
   app.loaded = true;
 }
