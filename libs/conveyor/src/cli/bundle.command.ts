@@ -204,7 +204,7 @@ function describeBuildErrors(err: EsbuildFailure): string {
   const errors = err.errors ?? [];
   if (errors.length === 0) return err.message;
   const lines = errors.map((e) =>
-    e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text,
+    e.location ? `${resolve(e.location.file)}:${e.location.line}:${e.location.column}: ${e.text}` : e.text,
   );
   if (errors.some((e) => /top-level await/i.test(e.text))) {
     lines.push(
