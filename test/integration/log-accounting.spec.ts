@@ -33,7 +33,7 @@ async function publishFor(driver: string, resource: string): Promise<string> {
 describe('every logged line is stored or counted', () => {
   it('a redial carries the lines unanswered on the closed connection over to the new one', async () => {
     const proxy = await NatsFaultProxy.start(suite.env.server.port);
-    closeAfterTest(() => proxy.close());
+    closeAfterTest(() => proxy.close(), 'the NATS fault proxy');
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     @Controller()

@@ -53,16 +53,35 @@ export function uniqueDriverName(prefix = 'driver'): string {
  * A test suite on one ConveyorTestEnv (started before the suite, stopped after): `start` driver apps
  * (closed after each test, last first, then their durable consumers deleted) and check consumers.
  */
+/** How long one teardown step may take: an app's close is bounded by its own deadlines (25 s). */
+const CLOSE_TIMEOUT_MS = 40_000;
+
+async function closedWithin(closing: Promise<unknown>, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`teardown: ${what} did not finish within ${CLOSE_TIMEOUT_MS} ms`)),
+      CLOSE_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([closing, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function useDriverApps(serverOptions: NatsServerOptions = {}) {
   let env: ConveyorTestEnv | undefined;
   const getEnv = () => env!;
-  const closers: (() => Promise<unknown>)[] = [];
+  const closers: { what: string; close: () => Promise<unknown> }[] = [];
   const consumers = new Set<string>();
   beforeAll(async () => {
     env = await ConveyorTestEnv.start(serverOptions);
   });
   afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close();
+    // Each bounded and named: a close that hangs fails the test saying which, not jest's hook timeout.
+    for (const { what, close } of closers.splice(0).reverse()) await closedWithin(close(), what);
     // A durable left behind keeps interest in its subjects (interest retention), so a later test's
     // consumer on the same subjects (`resources.widget`…) would get this test's direct events too,
     // and its delivery count would depend on which tests ran before it.
@@ -75,9 +94,9 @@ export function useDriverApps(serverOptions: NatsServerOptions = {}) {
     get env(): ConveyorTestEnv {
       return getEnv();
     },
-    /** Runs `close` after the current test (with the apps, last first). */
-    closeAfterTest(close: () => Promise<unknown>): void {
-      closers.push(close);
+    /** Runs `close` after the current test (with the apps, last first); `what` names it if it hangs. */
+    closeAfterTest(close: () => Promise<unknown>, what = 'a closeAfterTest callback'): void {
+      closers.push({ what, close });
     },
     /** Starts a driver app on the env's NATS (or `options.servers`) and waits until it consumes. */
     async start(
@@ -90,7 +109,7 @@ export function useDriverApps(serverOptions: NatsServerOptions = {}) {
         options: { driverName, servers: getEnv().url, ...(extra.options ?? {}) },
         controllers,
       });
-      closers.push(() => started.app.close());
+      closers.push({ what: `app.close() of driver "${driverName}"`, close: () => started.app.close() });
       consumers.add(extra.options?.driverName ?? driverName);
       await started.strategy.whenConsuming();
       return started;
