@@ -140,6 +140,9 @@ export class ConsumerSession {
 
   private nextTrouble(signal: AbortSignal): Promise<Trouble | undefined> {
     return new Promise((resolve) => {
+      // An AbortSignal fires `abort` once: a stop that landed during the bind (or in status()'s
+      // callback) has fired already, and waiting for it again would hold app.close() for good.
+      if (signal.aborted) return resolve(undefined);
       const stop = () => resolve(undefined);
       signal.addEventListener('abort', stop, { once: true });
       this.trouble = (t) => {
