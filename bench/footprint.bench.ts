@@ -308,7 +308,10 @@ function missingEntry(driver: FootprintDriver, options: FootprintOptions): strin
     'reference-bundle': options.bundles.reference,
     'minimal-bundle': options.bundles.minimal,
   }[driver.key as string];
-  return entry && !existsSync(entry) ? `${entry} is missing: run \`npm run build\` first` : undefined;
+  if (!entry || existsSync(entry)) return undefined;
+  return driver.key === 'reference'
+    ? `${entry} is missing: run \`npm run build\` first`
+    : `${entry} is missing: its \`conveyor-nestjs bundle\` build failed (its message is above) or its entry is missing`;
 }
 
 function logCold(driver: FootprintDriver, round: number, cold: ColdStart): void {
