@@ -20,8 +20,11 @@ beforeAll(async () => {
   await env.nc.jetstream().views.kv('conveyor-drivers', { ttl: TTL_MS, history: 1 });
   registry = new DriverRegistry(env.nc);
 });
+// Each test starts from an empty registry: a replica left listed (a SIGKILLed one stays alive for
+// up to the TTL) would show up in the next test's exact lists. CI once failed on exactly that.
 afterEach(async () => {
-  for (const d of drivers.splice(0)) await d.stop('SIGKILL');
+  for (const d of drivers.splice(0)) await d.stop('SIGTERM', 10_000);
+  await within(TTL_MS + 1_000, async () => expect(await registry.instancesOf(DRIVER)).toEqual([]));
 });
 afterAll(() => env.stop());
 
