@@ -328,7 +328,15 @@ export class ConveyorStrategy
         this.log.log(`shutdown: waiting up to ${this.config.shutdownTimeoutMs} ms for ${inFlight} run(s)`);
       }
       const left = (await this.runs?.drain(this.config.shutdownTimeoutMs)) ?? [];
-      await this.loop;
+      // The loop ends once its session sees the stop; a wait that never ends here (a missed abort,
+      // as once in consumer-session.ts) would hold every later shutdown hook, so it is bounded and
+      // named. Closing the connection in the last hook ends whatever is left of it.
+      const loopEnded = this.loop && (await abortable(this.loop, undefined, DRAIN_TIMEOUT_MS));
+      if (loopEnded && loopEnded.ended !== 'done') {
+        this.log.error(
+          `shutdown: the consumer loop did not stop within ${DRAIN_TIMEOUT_MS} ms (state ${this.current}): going on`,
+        );
+      }
       if (left.length > 0) {
         // Their messages were nak'd (another replica may run them now); their handlers were not stopped.
         this.log.error(
@@ -366,11 +374,11 @@ export class ConveyorStrategy
       if (!nc) return;
       if (signal.aborted) {
         // Shutdown began while the connect was in flight: nobody would close this connection.
-        await nc.close();
+        await abortable(nc.close(), undefined, DRAIN_TIMEOUT_MS).catch(() => undefined);
         return;
       }
       const why = await this.serve(nc, resources, signal).catch(async (err: unknown) => {
-        await nc.close().catch(() => undefined);
+        await abortable(nc.close(), undefined, DRAIN_TIMEOUT_MS).catch(() => undefined);
         return `its session failed: ${this.config.redactor.redact(String((err as Error)?.message ?? err))}`;
       });
       if (signal.aborted) return;
