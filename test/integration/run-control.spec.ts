@@ -17,7 +17,7 @@ import {
   progressReports,
   publishCancel,
 } from '@conveyor-ci/nestjs';
-import { RUN_CANCELS_BUCKET, cancelSubject, progressSubject } from '@conveyor-ci/nestjs/internal';
+import { RUN_CANCELS_BUCKET, abortable, cancelSubject, progressSubject } from '@conveyor-ci/nestjs/internal';
 import { eventually, freePort, makeResource, publishDriverMessage, sleep } from '@conveyor-ci/testing';
 import { startDriverApp, uniqueDriverName, useDriverApps } from '../support/driver-app';
 
@@ -240,15 +240,9 @@ describe('cleanup hooks run exactly once, before the verb, however the run ends'
 
 /** `work`, or a rejection after `ms`: a hang fails as an assertion naming `what`, not as a jest timeout. */
 async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const bounded = await abortable(work, undefined, ms);
+  if (bounded.ended !== 'done') throw new Error(`${what}: no answer within ${ms} ms`);
+  return bounded.value;
 }
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

@@ -7,6 +7,7 @@ import {
   connectConveyor,
   deleteDriverConsumer,
 } from '@conveyor-ci/nestjs';
+import { abortable } from '@conveyor-ci/nestjs/internal';
 import { ConveyorTestEnv, NatsServerOptions } from '@conveyor-ci/testing';
 import { settledDeliveries } from './consumer-deliveries';
 
@@ -57,18 +58,8 @@ export function uniqueDriverName(prefix = 'driver'): string {
 const CLOSE_TIMEOUT_MS = 40_000;
 
 async function closedWithin(closing: Promise<unknown>, what: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`teardown: ${what} did not finish within ${CLOSE_TIMEOUT_MS} ms`)),
-      CLOSE_TIMEOUT_MS,
-    );
-  });
-  try {
-    await Promise.race([closing, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const { ended } = await abortable(closing, undefined, CLOSE_TIMEOUT_MS);
+  if (ended !== 'done') throw new Error(`teardown: ${what} did not finish within ${CLOSE_TIMEOUT_MS} ms`);
 }
 
 export function useDriverApps(serverOptions: NatsServerOptions = {}) {

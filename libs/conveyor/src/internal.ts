@@ -29,3 +29,4 @@ export { popAlgorithmOf } from './security/pop-token.signer';
 export { ConsoleTracker, type ConsoleSources, type ConsoleState } from './console/console-tracker';
 export { handleConsoleRequest, type ConsoleRequest, type ConsoleResponse } from './console/console-http';
 export { CONSOLE_PAGE_BYTES } from './console/console-page';
+export { abortable } from './util/abortable';
