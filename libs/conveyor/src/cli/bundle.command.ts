@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import type { CliIo } from './generate.command';
 import { BUNDLED_LIBRARY_VERSION, BUNDLED_PEERS } from '../module/bundle-markers';
 import { APP_LOADED_PEERS } from '../module/optional-peer';
-import { PRIME_ENV } from './code-cache.loader';
+import { DEFAULT_PRIME_MS, PRIME_ENV } from './code-cache.loader';
 
 export const BUNDLE_USAGE = `Usage: conveyor-nestjs bundle ENTRY [--out DIR] [--external PACKAGE]... [--prime-ms MS | --no-prime] [--no-minify]
 
@@ -27,7 +27,6 @@ only with the build and flags that made it.
 Priming starts the driver once with your environment, except CONVEYOR_NATS_URL (a closed loopback
 port, so it never takes an event) and PORT (0: any free port).`;
 
-const DEFAULT_PRIME_MS = 3000;
 /** The bundle runs on the Node.js that primes its cache: its syntax can be that version's. */
 const NODE_TARGET = `node${process.versions.node.split('.')[0]}`;
 /** Past the priming time: how long a priming start may take to write its cache and exit. */

@@ -16,6 +16,8 @@ import { Script, constants as vmConstants, type ScriptOptions } from 'node:vm';
 
 /** Set by `conveyor-nestjs bundle` when it primes the cache: run this long, write the cache, exit. */
 export const PRIME_ENV = 'CONVEYOR_CODE_CACHE_PRIME_MS';
+/** How long a priming start runs when not told (`--prime-ms`). */
+export const DEFAULT_PRIME_MS = 3000;
 /** `off`: compile without the cache (to compare, or to rule the cache out). */
 export const CODE_CACHE_ENV = 'CONVEYOR_CODE_CACHE';
 
@@ -106,6 +108,6 @@ function primeThenExit(script: Script, cacheFile: string, primeMs: number): void
       write();
       process.exit(0);
     },
-    Number.isFinite(primeMs) && primeMs >= 0 ? primeMs : 3000,
+    Number.isFinite(primeMs) && primeMs >= 0 ? primeMs : DEFAULT_PRIME_MS,
   );
 }
